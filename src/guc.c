@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Every hokusai_auth.* configuration variable, in one place.
+ *
+ * Settings that size shared memory (cache_size, usage_queue_size) and the
+ * worker's database can change only at server start.  Settings every
+ * backend must agree on (TTL, limits applied at validation time, flush
+ * cadence, proxies) change on reload.  bcrypt_cost and the default hourly
+ * limit apply when a key is created and may be set by a superuser per
+ * session.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "hokusai_auth.h"
+
+int			hk_bcrypt_cost = 10;
+int			hk_cache_size = 16384;
+int			hk_cache_ttl = 300;
+int			hk_default_rate_limit_per_hour = 1000;
+int			hk_default_burst_limit = 10;
+int			hk_flush_interval = 1000;
+int			hk_usage_queue_size = 65536;
+bool		hk_require_https = true;
+char	   *hk_trusted_proxies = NULL;
+char	   *hk_database = NULL;
+
+void
+hk_define_gucs(void)
+{
+	DefineCustomIntVariable("hokusai_auth.bcrypt_cost",
+							"bcrypt cost factor (log2 rounds) for new key hashes.",
+							"Each step doubles the time to hash and to verify on a cache miss.",
+							&hk_bcrypt_cost,
+							10, 4, 31,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.cache_size",
+							"Number of validated keys the shared-memory cache holds.",
+							NULL,
+							&hk_cache_size,
+							16384, 128, 16 * 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.cache_ttl",
+							"How long a validated key stays in the cache.",
+							"After this the key's row is read and its hash verified again.",
+							&hk_cache_ttl,
+							300, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.default_rate_limit_per_hour",
+							"Hourly request limit given to keys created without one.",
+							NULL,
+							&hk_default_rate_limit_per_hour,
+							1000, 1, 1000000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.default_burst_limit",
+							"Per-second request limit for keys whose burst_limit is NULL.",
+							"Zero means such keys have no per-second limit.",
+							&hk_default_burst_limit,
+							10, 0, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.flush_interval",
+							"How often the background worker writes queued usage and expires keys.",
+							NULL,
+							&hk_flush_interval,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.usage_queue_size",
+							"Number of usage events the shared-memory queue holds between flushes.",
+							"When the queue is full new events are dropped and counted.",
+							&hk_usage_queue_size,
+							65536, 1024, 16 * 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("hokusai_auth.require_https",
+							 "Refuse HTTP requests that did not arrive over HTTPS.",
+							 "Checked by hokusai_auth.pre_request() from X-Forwarded-Proto set by a trusted proxy.",
+							 &hk_require_https,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("hokusai_auth.trusted_proxies",
+							   "Comma-separated CIDRs of proxies whose X-Forwarded-For is believed.",
+							   NULL,
+							   &hk_trusted_proxies,
+							   "127.0.0.1/32,::1/128",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("hokusai_auth.database",
+							   "Database the background worker connects to.",
+							   NULL,
+							   &hk_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("hokusai_auth");
+#else
+	EmitWarningsOnPlaceholders("hokusai_auth");
+#endif
+}

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * hokusai_auth.h
+ *	  Declarations shared by the parts of hokusai_auth: configuration
+ *	  variables and the init entry points that _PG_init delegates to.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOKUSAI_AUTH_H
+#define HOKUSAI_AUTH_H
+
+#include "postgres.h"
+
+/* Configuration (guc.c) */
+extern int	hk_bcrypt_cost;
+extern int	hk_cache_size;
+extern int	hk_cache_ttl;
+extern int	hk_default_rate_limit_per_hour;
+extern int	hk_default_burst_limit;
+extern int	hk_flush_interval;
+extern int	hk_usage_queue_size;
+extern bool hk_require_https;
+extern char *hk_trusted_proxies;
+extern char *hk_database;
+
+extern void hk_define_gucs(void);
+
+/* Crypto set-up (auth/api_key_service.c) */
+extern void hk_crypto_init(void);
+
+/* Schema names used in queries the C code runs. */
+#define HK_SCHEMA "hokusai_auth"
+
+#endif							/* HOKUSAI_AUTH_H */

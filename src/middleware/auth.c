@@ -1,0 +1,250 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.c
+ *	  hokusai_auth.validate_key(): the request-path check of an API key.
+ *
+ * Order of checks, cheapest first, and nothing about a key is revealed
+ * before its secret has been proven:
+ *
+ *	1. shape and checksum (no table or bcrypt work): "malformed";
+ *	2. the row by key_prefix and a bcrypt verification: "unknown" when
+ *	   either fails;
+ *	3. active flag, revocation and the owner's active flag: "revoked";
+ *	4. expiry, against the wall clock on every call: "expired";
+ *	5. client address against allowed_ips: "ip_denied".  A key with an
+ *	   allow-list is denied when the caller gives no address.
+ *
+ * The row is read as the owner of the hokusai_auth schema, so callers need
+ * EXECUTE on validate_key and no privileges on the tables.  The query runs
+ * read-only: validation works inside PostgREST's read-only transactions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "hokusai_auth.h"
+#include "auth/api_key_service.h"
+#include "middleware/auth.h"
+
+PG_FUNCTION_INFO_V1(hk_sql_validate_key);
+
+const char *const hk_status_names[] = {
+	[HK_STATUS_OK] = "ok",
+	[HK_STATUS_MALFORMED] = "malformed",
+	[HK_STATUS_UNKNOWN] = "unknown",
+	[HK_STATUS_REVOKED] = "revoked",
+	[HK_STATUS_EXPIRED] = "expired",
+	[HK_STATUS_IP_DENIED] = "ip_denied",
+	[HK_STATUS_RATE_LIMITED] = "rate_limited",
+};
+
+#define VALIDATE_NATTS 8
+
+static SPIPlanPtr lookup_plan = NULL;
+
+static const char lookup_query[] =
+"SELECT k.id, k.user_id, k.key_hash,"
+"       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
+"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips"
+"  FROM " HK_SCHEMA ".api_keys k"
+"  JOIN " HK_SCHEMA ".users u ON u.id = k.user_id"
+" WHERE k.key_prefix = $1";
+
+/* The role that owns the hokusai_auth schema: key rows are read as it. */
+static Oid
+schema_owner(void)
+{
+	Oid			nsp = get_namespace_oid(HK_SCHEMA, false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Read the key's row by prefix and verify the secret against its hash.
+ * Returns false when there is no such row or the secret is wrong.  On true,
+ * *st describes the key, allocated in the caller's memory context.
+ */
+static bool
+key_lookup(const char *key, HkKeyState *st)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	Datum		arg;
+	char	   *volatile hash = NULL;
+	volatile bool found = false;
+	int			ret;
+
+	arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(schema_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (lookup_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+			SPIPlanPtr	plan = SPI_prepare(lookup_query, 1, argtypes);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s",
+					 SPI_result_code_string(SPI_result));
+			SPI_keepplan(plan);
+			lookup_plan = plan;
+		}
+		ret = SPI_execute_plan(lookup_plan, &arg, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s",
+				 SPI_result_code_string(ret));
+
+		if (SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Datum		d;
+			MemoryContext spicxt;
+
+			found = true;
+			spicxt = MemoryContextSwitchTo(callercxt);
+
+			memcpy(&st->key_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			memcpy(&st->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)),
+				   sizeof(pg_uuid_t));
+			hash = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			st->active = !isnull && DatumGetBool(d);
+			d = SPI_getbinval(tup, desc, 5, &isnull);
+			st->has_expiry = !isnull;
+			st->expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+			d = SPI_getbinval(tup, desc, 6, &isnull);
+			st->rate_limit_per_hour = isnull ? hk_default_rate_limit_per_hour : DatumGetInt32(d);
+			d = SPI_getbinval(tup, desc, 7, &isnull);
+			st->burst_limit = isnull ? -1 : DatumGetInt32(d);
+			d = SPI_getbinval(tup, desc, 8, &isnull);
+			st->has_allowed_ips = !isnull;
+			st->n_allowed = isnull ? 0 :
+				hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+
+			MemoryContextSwitchTo(spicxt);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+
+	if (!found)
+		return false;
+	return hk_bcrypt_verify(key, hash);
+}
+
+/* Steps 3 to 5 of the banner, for a key whose secret has been proven. */
+static HkStatus
+key_check(const HkKeyState *st, const inet *client_ip)
+{
+	if (!st->active)
+		return HK_STATUS_REVOKED;
+	if (st->has_expiry && st->expires_at <= GetCurrentTimestamp())
+		return HK_STATUS_EXPIRED;
+	if (st->has_allowed_ips)
+	{
+		HkCidr		client;
+
+		if (client_ip == NULL)
+			return HK_STATUS_IP_DENIED;
+		hk_cidr_from_inet(client_ip, &client);
+		if (!hk_cidrs_allow(st->allowed, st->n_allowed, &client))
+			return HK_STATUS_IP_DENIED;
+	}
+	return HK_STATUS_OK;
+}
+
+/*
+ * hokusai_auth.validate_key(key text, client_ip inet, endpoint text)
+ *	returns (valid, status, key_id, user_id, rate_limit, remaining,
+ *			 reset_seconds, retry_after)
+ *
+ * Never raises for a bad key: every rejection is a status.
+ */
+Datum
+hk_sql_validate_key(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	HkStatus	status;
+	HkKeyState	st;
+	bool		known = false;
+	Datum		values[VALIDATE_NATTS];
+	bool		nulls[VALIDATE_NATTS];
+
+	if (PG_ARGISNULL(0))
+		status = HK_STATUS_MALFORMED;
+	else
+	{
+		text	   *arg = PG_GETARG_TEXT_PP(0);
+		HkEnvironment env;
+
+		if (hk_key_parse(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), &env) != HK_KEY_OK)
+			status = HK_STATUS_MALFORMED;
+		else
+		{
+			char		key[HK_KEY_LEN + 1];
+
+			memcpy(key, VARDATA_ANY(arg), HK_KEY_LEN);
+			key[HK_KEY_LEN] = '\0';
+			known = key_lookup(key, &st);
+			sodium_memzero(key, sizeof(key));
+			if (!known)
+				status = HK_STATUS_UNKNOWN;
+			else
+				status = key_check(&st, PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1));
+		}
+	}
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = BoolGetDatum(status == HK_STATUS_OK);
+	nulls[0] = false;
+	values[1] = CStringGetTextDatum(hk_status_names[status]);
+	nulls[1] = false;
+	if (known)
+	{
+		values[2] = UUIDPGetDatum(&st.key_id);
+		nulls[2] = false;
+		values[3] = UUIDPGetDatum(&st.user_id);
+		nulls[3] = false;
+		values[4] = Int32GetDatum(st.rate_limit_per_hour);
+		nulls[4] = false;
+	}
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -1,0 +1,47 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.h
+ *	  Key validation: what the hot path knows about a key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_AUTH_H
+#define HK_AUTH_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+#include "middleware/ip_check.h"
+
+/* Outcome of a validation; the names are validate_key()'s status column. */
+typedef enum HkStatus
+{
+	HK_STATUS_OK,
+	HK_STATUS_MALFORMED,
+	HK_STATUS_UNKNOWN,
+	HK_STATUS_REVOKED,
+	HK_STATUS_EXPIRED,
+	HK_STATUS_IP_DENIED,
+	HK_STATUS_RATE_LIMITED
+} HkStatus;
+
+extern const char *const hk_status_names[];
+
+/* Everything validation needs to know about one key, read from its row. */
+typedef struct HkKeyState
+{
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	bool		active;			/* is_active, not revoked, owner active */
+	bool		has_expiry;
+	TimestampTz expires_at;
+	int32		rate_limit_per_hour;
+	int32		burst_limit;	/* -1: NULL, use default_burst_limit */
+	bool		has_allowed_ips;
+	int			n_allowed;
+	HkCidr	   *allowed;		/* n_allowed entries */
+} HkKeyState;
+
+#endif							/* HK_AUTH_H */
