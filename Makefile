@@ -24,11 +24,27 @@ REGRESS = install keys validate bad_input audit migration
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
+ISOLATION =
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
+	--temp-instance=$(CURDIR)/tmp_check_iso \
+	--temp-config=$(srcdir)/test/regress.conf
+
 TAP_TESTS = 1
 # PGXS's prove_installcheck looks in t/; ours live in test/t/.
 PROVE_TESTS = $(wildcard test/t/*.pl)
-EXTRA_CLEAN = tmp_check_regress tmp_check results regression.diffs regression.out
+PROVE_FLAGS = -I $(srcdir)/test/perl
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check results output_iso \
+	regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The three kinds of test one at a time (installcheck runs them all).
+.PHONY: installcheck-regress installcheck-isolation installcheck-tap
+installcheck-regress:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+installcheck-isolation:
+	$(if $(ISOLATION),$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION),@echo "no isolation specs")
+installcheck-tap:
+	$(prove_installcheck)

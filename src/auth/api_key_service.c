@@ -63,9 +63,9 @@ key_checksum(const char *data, size_t len, char *out)
 	uint64		v;
 	int			i;
 
-	INIT_LEGACY_CRC32(crc);
-	COMP_LEGACY_CRC32(crc, data, len);
-	FIN_LEGACY_CRC32(crc);
+	INIT_TRADITIONAL_CRC32(crc);
+	COMP_TRADITIONAL_CRC32(crc, data, len);
+	FIN_TRADITIONAL_CRC32(crc);
 
 	v = crc;
 	for (i = HK_CHECKSUM_LEN - 1; i >= 0; i--)

@@ -1,0 +1,85 @@
+--
+-- audit: one row per key operation, with the actor and no secrets;
+-- append-only and hash-chained.
+--
+SET hokusai_auth.bcrypt_cost = 4;
+\set SHOW_CONTEXT never
+
+SELECT coalesce(max(id), 0) AS rows_before FROM hokusai_auth.audit_log \gset
+SELECT hokusai_auth.create_user('grace') AS grace \gset
+SELECT * FROM hokusai_auth.create_key(:'grace', 'audited', metadata => '{"a": 1}',
+	allowed_ips => '{192.0.2.0/24}') \gset k_
+SELECT * FROM hokusai_auth.rotate_key(:'k_id', grace => '5 minutes') \gset r_
+SELECT hokusai_auth.revoke_key(:'r_id', 'rotated out');
+
+-- A role that is not the owner: the actor is the calling role, not the
+-- SECURITY DEFINER owner.
+CREATE ROLE hk_regress_operator;
+GRANT USAGE ON SCHEMA hokusai_auth TO hk_regress_operator;
+GRANT EXECUTE ON FUNCTION hokusai_auth.create_key(uuid, text, text, timestamptz, integer, integer, cidr[], jsonb)
+	TO hk_regress_operator;
+SET ROLE hk_regress_operator;
+SELECT * FROM hokusai_auth.create_key(:'grace', 'by operator') \gset o_
+-- ...who cannot read the tables or write the log directly.
+SELECT count(*) FROM hokusai_auth.audit_log;
+INSERT INTO hokusai_auth.audit_log (action, actor_role, row_hash) VALUES ('create', 'me', '\x');
+SELECT key_hash FROM hokusai_auth.api_keys LIMIT 1;
+RESET ROLE;
+
+-- HTTP callers: the JWT subject, API key and client address recorded by
+-- pre_request() are taken from transaction-local settings.
+BEGIN;
+SELECT set_config('request.jwt.claims', json_build_object('sub', :'grace', 'role', 'web')::text, true),
+       set_config('hokusai.api_key_id', :'o_id', true),
+       set_config('hokusai.client_ip', '198.51.100.23', true) \gset
+SELECT hokusai_auth.revoke_key(:'o_id', 'via http') AS revoked;
+COMMIT;
+-- Garbage in request.jwt.claims does not break the operation.
+BEGIN;
+SELECT set_config('request.jwt.claims', '{not json', true) \gset
+SELECT * FROM hokusai_auth.create_key(:'grace', 'odd claims') \gset
+COMMIT;
+
+SELECT a.action,
+       a.api_key_id = :'k_id' AS on_old, a.api_key_id = :'r_id' AS on_new,
+       a.api_key_id = :'o_id' AS on_op,
+       a.user_id = :'grace' AS user_ok,
+       a.actor_role, a.actor_sub = :'grace' AS sub_ok,
+       a.actor_key_id = :'o_id' AS actor_key_ok, a.client_addr,
+       (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(a.details) k) AS detail_keys
+  FROM hokusai_auth.audit_log a
+ WHERE a.id > :rows_before
+ ORDER BY a.id;
+SELECT details->>'reason' AS reason FROM hokusai_auth.audit_log
+ WHERE action = 'revoke' AND id > :rows_before ORDER BY id;
+
+-- No secrets: neither plaintext keys nor hashes appear in the log.
+SELECT count(*) AS secret_rows
+  FROM hokusai_auth.audit_log a
+ WHERE a::text ~ 'hk_(live|test)_[0-9A-Za-z]{46}'
+    OR a::text LIKE '%$2a$%'
+    OR position(:'k_key' IN a::text) > 0
+    OR position(:'r_key' IN a::text) > 0;
+
+-- Append-only, even for the owner.
+UPDATE hokusai_auth.audit_log SET actor_role = 'someone else';
+DELETE FROM hokusai_auth.audit_log;
+TRUNCATE hokusai_auth.audit_log;
+
+-- The chain is intact...
+SELECT hokusai_auth.verify_audit_chain() AS first_broken;
+SELECT bool_and(prev_hash IS NOT NULL) AS all_linked, count(*) > 1 AS several
+  FROM hokusai_auth.audit_log WHERE id > (SELECT min(id) FROM hokusai_auth.audit_log);
+-- ...and tampering is caught: a superuser disables the guard and edits a row.
+SELECT min(id) + 2 AS victim FROM hokusai_auth.audit_log WHERE id > :rows_before \gset
+ALTER TABLE hokusai_auth.audit_log DISABLE TRIGGER USER;
+UPDATE hokusai_auth.audit_log SET details = details || '{"reason": "nothing to see"}'
+ WHERE id = :victim;
+SELECT hokusai_auth.verify_audit_chain() = :victim AS tamper_found;
+-- Deleting a row is caught at the row after it.
+DELETE FROM hokusai_auth.audit_log WHERE id = :victim;
+SELECT hokusai_auth.verify_audit_chain() = :victim + 1 AS deletion_found;
+ALTER TABLE hokusai_auth.audit_log ENABLE TRIGGER USER;
+
+DROP OWNED BY hk_regress_operator;
+DROP ROLE hk_regress_operator;

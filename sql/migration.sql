@@ -1,0 +1,47 @@
+--
+-- migration: DROP EXTENSION leaves nothing of ours behind, CREATE works
+-- again, and versions install and update through the script chain.
+--
+SET hokusai_auth.bcrypt_cost = 4;
+
+-- Objects of any kind named like ours, anywhere in the database.
+CREATE VIEW pg_temp.leftovers AS
+SELECT 'schema' AS kind, nspname::text AS name FROM pg_namespace WHERE nspname LIKE 'hokusai%'
+UNION ALL
+SELECT 'relation', c.oid::regclass::text FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname LIKE 'hokusai%' OR c.relname LIKE '%api_key%' OR c.relname LIKE 'audit_log%'
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text FROM pg_proc p
+ WHERE p.proname IN ('validate_key', 'create_key', 'revoke_key', 'rotate_key', 'list_keys', 'create_user')
+    OR p.pronamespace::regnamespace::text LIKE 'hokusai%'
+UNION ALL
+SELECT 'type', t.oid::regtype::text FROM pg_type t
+ WHERE t.typnamespace::regnamespace::text LIKE 'hokusai%';
+
+SELECT count(*) > 0 AS objects_present FROM pg_temp.leftovers;
+DROP EXTENSION hokusai_auth;
+SELECT * FROM pg_temp.leftovers;
+
+-- pgcrypto, which CASCADE installed, is not ours and stays.
+SELECT extname FROM pg_extension WHERE extname IN ('pgcrypto', 'hokusai_auth');
+
+-- Create again: works, and starts empty.
+CREATE EXTENSION hokusai_auth;
+SELECT count(*) AS keys FROM hokusai_auth.api_keys;
+SELECT hokusai_auth.create_user('henry') AS henry \gset
+SELECT * FROM hokusai_auth.create_key(:'henry', 'after re-create') \gset k_
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+
+-- Installing a named version and updating along the script chain.
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth VERSION '1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'hokusai_auth';
+SELECT version, installed FROM pg_available_extension_versions
+ WHERE name = 'hokusai_auth' ORDER BY version;
+SELECT source, target FROM pg_extension_update_paths('hokusai_auth')
+ WHERE path IS NOT NULL ORDER BY source, target;
+ALTER EXTENSION hokusai_auth UPDATE;
+SELECT extversion = (SELECT default_version FROM pg_available_extensions
+					  WHERE name = 'hokusai_auth') AS at_default_version
+  FROM pg_extension WHERE extname = 'hokusai_auth';

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Every hokusai_auth test: installs what is missing, builds and installs the
+# extension, then runs the pg_regress suites, the isolation specs and the TAP
+# tests against throwaway clusters.  Exit status 0 only when all pass.
+#
+#   bash test/run_all.sh
+#
+# As root the tests run as the unprivileged "postgres" user (PostgreSQL
+# refuses to run as root) in a copy of the tree that user owns.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
+hk_setup
+
+if [ "$(id -u)" -eq 0 ]; then
+	WORK=$(mktemp -d /tmp/hokusai-test.XXXXXX)
+	tar -C "$HK_TOP" --exclude=./.git --exclude=./node_modules -cf - . | tar -C "$WORK" -xf -
+	chown -R "$HK_RUN_AS" "$WORK"
+	[ -d "$HK_TOP/node_modules" ] && ln -s "$HK_TOP/node_modules" "$WORK/node_modules"
+else
+	WORK=$HK_TOP
+fi
+hk_log "running tests in $WORK as $HK_RUN_AS"
+
+passed=0
+failed=0
+failures=()
+
+# run_stage NAME COMMAND...: run one kind of test, count its results.
+run_stage()
+{
+	local name=$1 log rc
+	shift
+	log=$(mktemp)
+	hk_log "$name"
+	set +e
+	hk_as_user "$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	local ok bad
+	case "$name" in
+		tap)
+			ok=$(grep -cE '^test/t/[^ ]+ \.+ ok' "$log" || true)
+			bad=$(grep -cE '^test/t/[^ ]+ \.+ ' "$log" || true)
+			bad=$((bad - ok))
+			;;
+		*)
+			ok=$(grep -cE '\.\.\. ok' "$log" || true)
+			bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$log" || true)
+			;;
+	esac
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+		bad=1
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	if [ "$rc" -ne 0 ]; then
+		failures+=("$name")
+		for diffs in "$WORK/regression.diffs" "$WORK/output_iso/regression.diffs"; do
+			if [ -s "$diffs" ]; then
+				echo "---- $diffs ----"
+				head -c 20000 "$diffs"
+			fi
+		done
+		if [ "$name" = tap ] && [ -d "$WORK/tmp_check/log" ]; then
+			for f in "$WORK"/tmp_check/log/regress_log_*; do
+				echo "---- $f (last 60 lines) ----"
+				tail -n 60 "$f"
+			done
+		fi
+	fi
+	rm -f "$log"
+}
+
+run_stage regress make -C "$WORK" -s installcheck-regress
+run_stage isolation make -C "$WORK" -s installcheck-isolation
+run_stage tap make -C "$WORK" -s installcheck-tap
+
+echo
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo "failed stages: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
