@@ -32,13 +32,15 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 TAP_TESTS = 1
 # PGXS's prove_installcheck looks in t/; ours live in test/t/.
 PROVE_TESTS = $(wildcard test/t/*.pl)
-PROVE_FLAGS = -I $(srcdir)/test/perl
 EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check results output_iso \
 	regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Set after PGXS, which resets it.
+PROVE_FLAGS = -I $(srcdir)/test/perl
 
 # The three kinds of test one at a time (installcheck runs them all).
 .PHONY: installcheck-regress installcheck-isolation installcheck-tap

@@ -1,0 +1,252 @@
+/*-------------------------------------------------------------------------
+ *
+ * parse.c
+ *	  Checks of command-line values made before anything reaches the server.
+ *
+ * Durations, counts, key references and CIDR lists are checked here, so a
+ * typo is a usage error (exit 2) and nothing is sent.  Key references are
+ * either a key id (uuid) or a key_prefix (hk_live_ + 8 base62 characters);
+ * a full plaintext key is refused without being echoed.
+ *
+ * src/cli/parse.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hokusai.h"
+
+#define KEY_PREFIX_LEN		16	/* hk_live_ + 8-character lookup id */
+#define MAX_DURATION_SECS	(100LL * 366 * 86400)	/* about a century */
+
+static bool
+is_base62(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		(c >= 'A' && c <= 'Z');
+}
+
+/* Does s start with hk_live_ or hk_test_? */
+static bool
+has_key_head(const char *s)
+{
+	return strncmp(s, "hk_live_", 8) == 0 || strncmp(s, "hk_test_", 8) == 0;
+}
+
+/* Length of the run of base62 characters at s */
+static size_t
+base62_run(const char *s)
+{
+	size_t		n = 0;
+
+	while (is_base62(s[n]))
+		n++;
+	return n;
+}
+
+bool
+looks_like_uuid(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Classify a KEY_ID_OR_PREFIX argument, or end the program with a usage
+ * error.  Neither message repeats the argument: it might be a secret.
+ */
+KeyRefKind
+parse_key_ref(const char *command, const char *arg)
+{
+	if (looks_like_uuid(arg))
+		return KEYREF_ID;
+	if (has_key_head(arg) && base62_run(arg + 8) >= 8)
+	{
+		if (strlen(arg) == KEY_PREFIX_LEN)
+			return KEYREF_PREFIX;
+		fail(EXIT_USAGE,
+			 "%s: a full API key was given where a key id or key_prefix is expected; use its key_prefix %.16s",
+			 command, arg);
+	}
+	fail(EXIT_USAGE,
+		 "%s: invalid key reference: expected a key id (uuid) or a key_prefix such as hk_live_AbCd1234",
+		 command);
+}
+
+/*
+ * A duration: a whole number followed by one unit, s, m, h, d or w.
+ */
+bool
+parse_duration(const char *s, long long *seconds)
+{
+	long long	n = 0;
+	long long	unit;
+	size_t		digits = 0;
+
+	while (isdigit((unsigned char) s[digits]))
+	{
+		if (digits >= 12)
+			return false;
+		n = n * 10 + (s[digits] - '0');
+		digits++;
+	}
+	if (digits == 0 || s[digits] == '\0' || s[digits + 1] != '\0')
+		return false;
+	switch (s[digits])
+	{
+		case 's':
+			unit = 1;
+			break;
+		case 'm':
+			unit = 60;
+			break;
+		case 'h':
+			unit = 3600;
+			break;
+		case 'd':
+			unit = 86400;
+			break;
+		case 'w':
+			unit = 7 * 86400;
+			break;
+		default:
+			return false;
+	}
+	*seconds = n * unit;
+	return true;
+}
+
+/* A duration option's value in seconds, or a usage error */
+long long
+duration_option(const char *option, const char *value, bool allow_zero)
+{
+	long long	seconds;
+
+	if (!parse_duration(value, &seconds))
+		fail(EXIT_USAGE,
+			 "invalid duration \"%s\" for %s: use a whole number followed by s, m, h, d or w (e.g. 90m, 12h, 30d)",
+			 value, option);
+	if (seconds > MAX_DURATION_SECS)
+		fail(EXIT_USAGE, "duration \"%s\" for %s is too long", value, option);
+	if (seconds == 0 && !allow_zero)
+		fail(EXIT_USAGE, "duration for %s must be greater than zero", option);
+	return seconds;
+}
+
+/* The text of an interval parameter: "N seconds" */
+char *
+interval_param(long long seconds)
+{
+	char	   *buf = malloc(32);
+
+	if (buf == NULL)
+		fail(EXIT_SERVER, "out of memory");
+	snprintf(buf, 32, "%lld seconds", seconds);
+	return buf;
+}
+
+/* A positive int option, or a usage error */
+int
+positive_int_option(const char *option, const char *value)
+{
+	char	   *end;
+	long		n;
+
+	errno = 0;
+	n = strtol(value, &end, 10);
+	if (!isdigit((unsigned char) value[0]) || *end != '\0' || errno != 0 ||
+		n <= 0 || n > INT_MAX)
+		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected a positive integer",
+			 value, option);
+	return (int) n;
+}
+
+/*
+ * A copy of s in which every run that looks like a full API key is cut
+ * down to its key_prefix followed by "...".  The prefix is public; the rest
+ * is the secret.
+ */
+char *
+redact_secrets(const char *s)
+{
+	size_t		len = strlen(s);
+	char	   *out = malloc(len + 1);
+	size_t		o = 0;
+
+	if (out == NULL)
+	{
+		fputs("hokusai: out of memory\n", stderr);
+		exit(EXIT_SERVER);
+	}
+	for (size_t i = 0; i < len;)
+	{
+		if (has_key_head(s + i) && base62_run(s + i + 8) > 8)
+		{
+			size_t		run = 8 + base62_run(s + i + 8);
+
+			memcpy(out + o, s + i, KEY_PREFIX_LEN);
+			o += KEY_PREFIX_LEN;
+			memcpy(out + o, "...", 3);	/* shorter than what it hides */
+			o += 3;
+			i += run;
+		}
+		else
+			out[o++] = s[i++];
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * Append one element to a PostgreSQL array literal, quoted, so that any
+ * text stays one element; the server then checks it as a cidr.
+ */
+void
+append_array_element(char **array, const char *element)
+{
+	size_t		oldlen = *array ? strlen(*array) : 0;
+	char	   *buf = malloc(oldlen + 2 * strlen(element) + 5);
+	size_t		o;
+
+	if (buf == NULL)
+		fail(EXIT_SERVER, "out of memory");
+	if (*array)
+	{
+		memcpy(buf, *array, oldlen - 1);	/* drop the closing brace */
+		o = oldlen - 1;
+		buf[o++] = ',';
+	}
+	else
+	{
+		o = 0;
+		buf[o++] = '{';
+	}
+	buf[o++] = '"';
+	for (const char *p = element; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			buf[o++] = '\\';
+		buf[o++] = *p;
+	}
+	buf[o++] = '"';
+	buf[o++] = '}';
+	buf[o] = '\0';
+	free(*array);
+	*array = buf;
+}
