@@ -1,14 +1,17 @@
 # hokusai_auth: PGXS build.  `make`, `make install`, `make installcheck`.
 EXTENSION = hokusai_auth
 MODULE_big = hokusai_auth
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 
 OBJS = \
 	src/hokusai_auth.o \
 	src/guc.o \
+	src/shmem.o \
 	src/auth/actor.o \
 	src/auth/api_key_service.o \
 	src/middleware/auth.o \
+	src/middleware/cache_sql.o \
+	src/middleware/key_cache.o \
 	src/middleware/ip_check.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -50,3 +53,15 @@ installcheck-isolation:
 	$(if $(ISOLATION),$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION),@echo "no isolation specs")
 installcheck-tap:
 	$(prove_installcheck)
+
+# The hokusai command-line tool (src/cli), built and installed with the extension.
+all: hokusai-cli
+hokusai-cli:
+	$(MAKE) -C src/cli
+install: install-cli
+install-cli: hokusai-cli
+	$(MAKE) -C src/cli install
+clean: clean-cli
+clean-cli:
+	$(MAKE) -C src/cli clean
+.PHONY: hokusai-cli install-cli clean-cli

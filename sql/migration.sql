@@ -33,7 +33,8 @@ SELECT hokusai_auth.create_user('henry') AS henry \gset
 SELECT * FROM hokusai_auth.create_key(:'henry', 'after re-create') \gset k_
 SELECT status FROM hokusai_auth.validate_key(:'k_key');
 
--- Installing a named version and updating along the script chain.
+-- Installing 1.0 and updating along the script chain keeps the data and
+-- ends with the same objects as a fresh install.
 DROP EXTENSION hokusai_auth;
 CREATE EXTENSION hokusai_auth VERSION '1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'hokusai_auth';
@@ -41,7 +42,28 @@ SELECT version, installed FROM pg_available_extension_versions
  WHERE name = 'hokusai_auth' ORDER BY version;
 SELECT source, target FROM pg_extension_update_paths('hokusai_auth')
  WHERE path IS NOT NULL ORDER BY source, target;
+SELECT hokusai_auth.create_user('ivy') AS ivy \gset
+SELECT * FROM hokusai_auth.create_key(:'ivy', 'made on 1.0') \gset old_
 ALTER EXTENSION hokusai_auth UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions
 					  WHERE name = 'hokusai_auth') AS at_default_version
   FROM pg_extension WHERE extname = 'hokusai_auth';
+SELECT status FROM hokusai_auth.validate_key(:'old_key');
+SELECT name FROM hokusai_auth.update_key(:'old_id', name => 'renamed on 1.1');
+
+CREATE TEMP TABLE upgraded AS
+SELECT pg_describe_object(classid, objid, objsubid) AS object
+  FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'hokusai_auth');
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth;
+CREATE TEMP TABLE fresh AS
+SELECT pg_describe_object(classid, objid, objsubid) AS object
+  FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'hokusai_auth');
+SELECT count(*) > 30 AS many_objects FROM fresh;
+(SELECT 'only upgraded' AS side, * FROM upgraded EXCEPT SELECT 'only upgraded', * FROM fresh)
+UNION ALL
+(SELECT 'only fresh', * FROM fresh EXCEPT SELECT 'only fresh', * FROM upgraded);

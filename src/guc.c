@@ -21,6 +21,7 @@
 int			hk_bcrypt_cost = 10;
 int			hk_cache_size = 16384;
 int			hk_cache_ttl = 300;
+int			hk_max_failures_per_prefix = 10;
 int			hk_default_rate_limit_per_hour = 1000;
 int			hk_default_burst_limit = 10;
 int			hk_flush_interval = 1000;
@@ -54,6 +55,14 @@ hk_define_gucs(void)
 							&hk_cache_ttl,
 							300, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("hokusai_auth.max_failures_per_prefix",
+							"Failed key verifications allowed per key prefix per second.",
+							"Beyond this, uncached keys with that prefix are refused without bcrypt work for the rest of the second.",
+							&hk_max_failures_per_prefix,
+							10, 1, 100000,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("hokusai_auth.default_rate_limit_per_hour",

@@ -2,15 +2,17 @@
  *
  * hokusai_auth.c
  *	  Module entry point.  _PG_init only delegates: configuration lives in
- *	  guc.c, each subsystem owns its own start-up.
+ *	  guc.c, shared memory in shmem.c, each subsystem owns its own start-up.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "hokusai_auth.h"
+#include "middleware/key_cache.h"
 
 PG_MODULE_MAGIC;
 
@@ -21,4 +23,7 @@ _PG_init(void)
 {
 	hk_crypto_init();
 	hk_define_gucs();
+	hk_cache_init();
+	if (process_shared_preload_libraries_in_progress)
+		hk_shmem_init();
 }

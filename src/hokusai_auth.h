@@ -15,6 +15,7 @@
 extern int	hk_bcrypt_cost;
 extern int	hk_cache_size;
 extern int	hk_cache_ttl;
+extern int	hk_max_failures_per_prefix;
 extern int	hk_default_rate_limit_per_hour;
 extern int	hk_default_burst_limit;
 extern int	hk_flush_interval;
@@ -27,6 +28,9 @@ extern void hk_define_gucs(void);
 
 /* Crypto set-up (auth/api_key_service.c) */
 extern void hk_crypto_init(void);
+
+/* Shared memory hooks (shmem.c) */
+extern void hk_shmem_init(void);
 
 /* Schema names used in queries the C code runs. */
 #define HK_SCHEMA "hokusai_auth"

@@ -127,8 +127,8 @@ main(int argc, char **argv)
 				if (optopt)
 					fail(EXIT_USAGE, "unrecognized option \"-%c\" (see \"hokusai --help\")",
 						 optopt);
-				fail(EXIT_USAGE, "unrecognized option \"%s\" (see \"hokusai --help\")",
-					 argv[optind - 1]);
+				fail(EXIT_USAGE, "unrecognized option \"%.*s\" (see \"hokusai --help\")",
+					 (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
 		}
 	}
 

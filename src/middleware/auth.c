@@ -7,16 +7,22 @@
  * before its secret has been proven:
  *
  *	1. shape and checksum (no table or bcrypt work): "malformed";
- *	2. the row by key_prefix and a bcrypt verification: "unknown" when
- *	   either fails;
- *	3. active flag, revocation and the owner's active flag: "revoked";
- *	4. expiry, against the wall clock on every call: "expired";
- *	5. client address against allowed_ips: "ip_denied".  A key with an
+ *	2. the shared-memory cache (key_cache.c), by a keyed digest of the whole
+ *	   key: a hit proves the secret; a negative hit is "unknown";
+ *	3. on a miss, the per-prefix failure throttle, then the row by key_prefix
+ *	   and a bcrypt verification: "unknown" when either fails.  The result,
+ *	   good or bad, goes into the cache;
+ *	4. active flag, revocation and the owner's active flag: "revoked";
+ *	5. expiry, against the wall clock on every call: "expired";
+ *	6. client address against allowed_ips: "ip_denied".  A key with an
  *	   allow-list is denied when the caller gives no address.
  *
  * The row is read as the owner of the hokusai_auth schema, so callers need
- * EXECUTE on validate_key and no privileges on the tables.  The query runs
- * read-only: validation works inside PostgREST's read-only transactions.
+ * EXECUTE on validate_key and no privileges on the tables.  It is read with
+ * the latest snapshot, not the caller's, so a long REPEATABLE READ
+ * transaction cannot see (or cache) a key as it was before a revocation.
+ * Nothing here writes a table: validation works inside PostgREST's
+ * read-only transactions.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,12 +38,14 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
 #include "auth/api_key_service.h"
 #include "middleware/auth.h"
+#include "middleware/key_cache.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
@@ -80,11 +88,11 @@ schema_owner(void)
 }
 
 /*
- * Read the key's row by prefix and verify the secret against its hash.
- * Returns false when there is no such row or the secret is wrong.  On true,
- * *st describes the key, allocated in the caller's memory context.
+ * Read the key's row by prefix.  Returns its bcrypt hash, or NULL when there
+ * is no such row; *st then describes the key, allocated in the caller's
+ * memory context.
  */
-static bool
+static char *
 key_lookup(const char *key, HkKeyState *st)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
@@ -116,7 +124,9 @@ key_lookup(const char *key, HkKeyState *st)
 			SPI_keepplan(plan);
 			lookup_plan = plan;
 		}
-		ret = SPI_execute_plan(lookup_plan, &arg, NULL, true, 1);
+		ret = SPI_execute_snapshot(lookup_plan, &arg, NULL,
+								   GetLatestSnapshot(), InvalidSnapshot,
+								   true, false, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_plan failed: %s",
 				 SPI_result_code_string(ret));
@@ -161,9 +171,121 @@ key_lookup(const char *key, HkKeyState *st)
 	}
 	PG_END_TRY();
 
-	if (!found)
+	return found ? hash : NULL;
+}
+
+/*
+ * A cached key with more allowed CIDRs than fit in a cache entry: read
+ * just allowed_ips by key id.
+ */
+static void
+key_allowed_ips(HkKeyState *st)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext callercxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	Datum		arg = UUIDPGetDatum(&st->key_id);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(schema_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (plan == NULL)
+		{
+			Oid			argtypes[1] = {UUIDOID};
+			SPIPlanPtr	p = SPI_prepare("SELECT allowed_ips FROM " HK_SCHEMA
+										".api_keys WHERE id = $1", 1, argtypes);
+
+			if (p == NULL)
+				elog(ERROR, "SPI_prepare failed: %s",
+					 SPI_result_code_string(SPI_result));
+			SPI_keepplan(p);
+			plan = p;
+		}
+		if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+								 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_snapshot failed");
+		st->n_allowed = 0;
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+			{
+				MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+
+				st->n_allowed = hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+				MemoryContextSwitchTo(spicxt);
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
+ * true, *st describes the key.
+ */
+static bool
+key_authenticate(const char *key, HkKeyState *st)
+{
+	uint8		digest[HK_DIGEST_LEN];
+	bool		use_cache = hk_cache_usable();
+	bool		ips_overflow = false;
+	uint64		generation = 0;
+	char	   *hash;
+	bool		verified;
+
+	hk_key_digest(key, HK_KEY_LEN, digest);
+	if (use_cache)
+	{
+		switch (hk_cache_lookup(digest, st, &ips_overflow))
+		{
+			case HK_CACHE_HIT:
+				if (ips_overflow)
+					key_allowed_ips(st);
+				return true;
+			case HK_CACHE_NEGATIVE:
+				return false;
+			case HK_CACHE_MISS:
+				break;
+		}
+		/* Read before the row's snapshot is taken: see key_cache.c. */
+		generation = hk_cache_generation();
+	}
+
+	if (!hk_throttle_admit(key))
 		return false;
-	return hk_bcrypt_verify(key, hash);
+	hash = key_lookup(key, st);
+	if (hash == NULL)
+	{
+		hk_throttle_release(key);
+		return false;
+	}
+	hk_stat_add(HK_STAT_BCRYPT);
+	verified = hk_bcrypt_verify(key, hash);
+	if (verified)
+		hk_throttle_release(key);
+	if (use_cache)
+	{
+		if (verified)
+			hk_cache_insert(digest, st, generation);
+		else
+			hk_cache_insert_negative(digest, generation);
+	}
+	return verified;
 }
 
 /* Steps 3 to 5 of the banner, for a key whose secret has been proven. */
@@ -197,12 +319,26 @@ key_check(const HkKeyState *st, const inet *client_ip)
 Datum
 hk_sql_validate_key(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	HkStatus	status;
 	HkKeyState	st;
 	bool		known = false;
 	Datum		values[VALIDATE_NATTS];
 	bool		nulls[VALIDATE_NATTS];
+
+	hk_require_preload();
+
+	/* The blessed result descriptor, built once per call site. */
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		fcinfo->flinfo->fn_extra = tupdesc;
+		MemoryContextSwitchTo(old);
+	}
 
 	if (PG_ARGISNULL(0))
 		status = HK_STATUS_MALFORMED;
@@ -219,7 +355,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 
 			memcpy(key, VARDATA_ANY(arg), HK_KEY_LEN);
 			key[HK_KEY_LEN] = '\0';
-			known = key_lookup(key, &st);
+			known = key_authenticate(key, &st);
 			sodium_memzero(key, sizeof(key));
 			if (!known)
 				status = HK_STATUS_UNKNOWN;
@@ -228,8 +364,8 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	if (status == HK_STATUS_MALFORMED)
+		hk_stat_add(HK_STAT_MALFORMED);
 
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(status == HK_STATUS_OK);

@@ -29,6 +29,8 @@ typedef enum HkStatus
 
 extern const char *const hk_status_names[];
 
+#define HK_CACHE_MAX_CIDRS	4	/* allowed_ips kept inline in a cache entry */
+
 /* Everything validation needs to know about one key, read from its row. */
 typedef struct HkKeyState
 {
@@ -42,6 +44,7 @@ typedef struct HkKeyState
 	bool		has_allowed_ips;
 	int			n_allowed;
 	HkCidr	   *allowed;		/* n_allowed entries */
+	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
 } HkKeyState;
 
 #endif							/* HK_AUTH_H */

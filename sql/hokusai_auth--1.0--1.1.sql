@@ -1,0 +1,161 @@
+/* hokusai_auth 1.0 -> 1.1: the shared-memory key cache */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION hokusai_auth UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Cache invalidation: changes that validation reads register the key (or
+-- user) for removal from the cache when the transaction commits.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth._invalidate_cache()
+	RETURNS trigger
+	AS 'MODULE_PATHNAME', 'hk_sql_invalidate_trigger'
+	LANGUAGE C;
+
+CREATE TRIGGER api_keys_invalidate_update AFTER UPDATE ON hokusai_auth.api_keys
+	FOR EACH ROW
+	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active
+		  OR OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
+		  OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+		  OR OLD.rate_limit_per_hour IS DISTINCT FROM NEW.rate_limit_per_hour
+		  OR OLD.burst_limit IS DISTINCT FROM NEW.burst_limit
+		  OR OLD.allowed_ips IS DISTINCT FROM NEW.allowed_ips
+		  OR OLD.key_hash IS DISTINCT FROM NEW.key_hash
+		  OR OLD.key_prefix IS DISTINCT FROM NEW.key_prefix
+		  OR OLD.user_id IS DISTINCT FROM NEW.user_id
+		  OR OLD.id IS DISTINCT FROM NEW.id)
+	EXECUTE FUNCTION hokusai_auth._invalidate_cache('key');
+CREATE TRIGGER api_keys_invalidate_delete AFTER DELETE ON hokusai_auth.api_keys
+	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._invalidate_cache('key');
+CREATE TRIGGER api_keys_invalidate_truncate AFTER TRUNCATE ON hokusai_auth.api_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION hokusai_auth._invalidate_cache('key');
+
+CREATE TRIGGER users_invalidate_update AFTER UPDATE ON hokusai_auth.users
+	FOR EACH ROW
+	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active OR OLD.id IS DISTINCT FROM NEW.id)
+	EXECUTE FUNCTION hokusai_auth._invalidate_cache('user');
+CREATE TRIGGER users_invalidate_delete AFTER DELETE ON hokusai_auth.users
+	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._invalidate_cache('user');
+CREATE TRIGGER users_invalidate_truncate AFTER TRUNCATE ON hokusai_auth.users
+	FOR EACH STATEMENT EXECUTE FUNCTION hokusai_auth._invalidate_cache('user');
+
+------------------------------------------------------------------------------
+-- Statistics
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth.cache_stats(
+	OUT hits bigint, OUT misses bigint, OUT negative_hits bigint,
+	OUT evictions bigint, OUT bcrypt_verifications bigint, OUT throttled bigint,
+	OUT invalidations bigint, OUT malformed bigint, OUT entries bigint,
+	OUT capacity bigint, OUT stats_reset timestamptz)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_cache_stats'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.cache_stats() IS
+	'Key cache counters since the last reset, with current and maximum entries';
+
+CREATE VIEW hokusai_auth.cache_stats AS SELECT * FROM hokusai_auth.cache_stats();
+COMMENT ON VIEW hokusai_auth.cache_stats IS 'Key cache counters (hokusai_auth.cache_stats())';
+
+CREATE FUNCTION hokusai_auth.cache_stats_reset()
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'hk_sql_cache_stats_reset'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.cache_stats_reset() IS 'Zero the key cache counters';
+
+------------------------------------------------------------------------------
+-- update_key: change a key's settings; takes effect on the next validation.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth.update_key(key_id uuid,
+	name text DEFAULT NULL,
+	expires_at timestamptz DEFAULT NULL,
+	rate_limit_per_hour integer DEFAULT NULL,
+	burst_limit integer DEFAULT NULL,
+	allowed_ips cidr[] DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	clear_expires_at boolean DEFAULT false,
+	clear_burst_limit boolean DEFAULT false,
+	clear_allowed_ips boolean DEFAULT false)
+	RETURNS SETOF hokusai_auth.keys
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		hokusai_auth.api_keys;
+	changes jsonb := '{}';
+BEGIN
+	IF name IS NOT NULL THEN
+		PERFORM hokusai_auth._check_text(name, 'name', 200);
+	END IF;
+	PERFORM hokusai_auth._check_not_null(clear_expires_at, 'clear_expires_at');
+	PERFORM hokusai_auth._check_not_null(clear_burst_limit, 'clear_burst_limit');
+	PERFORM hokusai_auth._check_not_null(clear_allowed_ips, 'clear_allowed_ips');
+	IF (clear_expires_at AND expires_at IS NOT NULL)
+	   OR (clear_burst_limit AND burst_limit IS NOT NULL)
+	   OR (clear_allowed_ips AND allowed_ips IS NOT NULL) THEN
+		RAISE EXCEPTION 'a setting cannot be both given and cleared'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF expires_at = 'infinity' THEN
+		expires_at := NULL;
+		clear_expires_at := true;
+	END IF;
+	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
+		burst_limit, allowed_ips, metadata);
+	k := hokusai_auth._key_for_update(key_id);
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot update revoked api key %', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+
+	IF name IS NOT NULL AND name IS DISTINCT FROM k.name THEN
+		changes := changes || jsonb_build_object('name', name);
+	END IF;
+	IF (expires_at IS NOT NULL OR clear_expires_at)
+	   AND expires_at IS DISTINCT FROM k.expires_at THEN
+		changes := changes || jsonb_build_object('expires_at', coalesce(to_jsonb(expires_at), 'null'));
+	END IF;
+	IF rate_limit_per_hour IS NOT NULL AND rate_limit_per_hour IS DISTINCT FROM k.rate_limit_per_hour THEN
+		changes := changes || jsonb_build_object('rate_limit_per_hour', rate_limit_per_hour);
+	END IF;
+	IF (burst_limit IS NOT NULL OR clear_burst_limit)
+	   AND burst_limit IS DISTINCT FROM k.burst_limit THEN
+		changes := changes || jsonb_build_object('burst_limit', coalesce(to_jsonb(burst_limit), 'null'));
+	END IF;
+	IF (allowed_ips IS NOT NULL OR clear_allowed_ips)
+	   AND allowed_ips IS DISTINCT FROM k.allowed_ips THEN
+		changes := changes || jsonb_build_object('allowed_ips', coalesce(to_jsonb(allowed_ips), 'null'));
+	END IF;
+	IF metadata IS NOT NULL AND metadata IS DISTINCT FROM k.metadata THEN
+		changes := changes || jsonb_build_object('metadata', true);
+	END IF;
+
+	IF changes <> '{}' THEN
+		UPDATE hokusai_auth.api_keys a SET
+			name = coalesce(update_key.name, a.name),
+			expires_at = CASE WHEN clear_expires_at THEN NULL
+							  ELSE coalesce(update_key.expires_at, a.expires_at) END,
+			rate_limit_per_hour = coalesce(update_key.rate_limit_per_hour, a.rate_limit_per_hour),
+			burst_limit = CASE WHEN clear_burst_limit THEN NULL
+							   ELSE coalesce(update_key.burst_limit, a.burst_limit) END,
+			allowed_ips = CASE WHEN clear_allowed_ips THEN NULL
+							   ELSE coalesce(update_key.allowed_ips, a.allowed_ips) END,
+			metadata = coalesce(update_key.metadata, a.metadata)
+		 WHERE a.id = k.id;
+		-- Keep the audit trail free of the values of metadata: it may be large.
+		PERFORM hokusai_auth._audit('update', k.id, k.user_id,
+			jsonb_build_object('key_prefix', k.key_prefix, 'changes', changes));
+	END IF;
+	RETURN QUERY SELECT * FROM hokusai_auth.keys WHERE id = k.id;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean) IS
+	'Change a key''s name, expiry, limits, allowed_ips or metadata; NULL leaves a setting as it is';
+
+REVOKE ALL ON FUNCTION hokusai_auth._invalidate_cache() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hokusai_auth.cache_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hokusai_auth.cache_stats_reset() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON hokusai_auth.cache_stats FROM PUBLIC;

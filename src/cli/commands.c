@@ -1,0 +1,757 @@
+/*-------------------------------------------------------------------------
+ *
+ * commands.c
+ *	  The "hokusai auth" commands.
+ *
+ * Each command checks its whole command line before connecting, then does
+ * its work through the hokusai_auth SQL interface in one statement or one
+ * transaction, and prints only after the work has committed: a key is
+ * never shown for a transaction that did not commit, and a failure never
+ * leaves half an operation behind.
+ *
+ * Plaintext keys appear exactly once, on stdout, from create-key and
+ * rotate-key.  Nothing else prints more of a key than its key_prefix.
+ *
+ * src/cli/commands.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "hokusai.h"
+
+enum
+{
+	OPT_DSN = 256,
+	OPT_JSON,
+	OPT_USER,
+	OPT_NAME,
+	OPT_ENV,
+	OPT_EXPIRES_IN,
+	OPT_EXPIRES_AT,
+	OPT_RATE_LIMIT,
+	OPT_BURST,
+	OPT_ALLOW_IP,
+	OPT_METADATA,
+	OPT_ALL,
+	OPT_REASON,
+	OPT_YES,
+	OPT_GRACE,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_EMAIL
+};
+
+#define COMMON_OPTIONS \
+	{"dsn", required_argument, NULL, OPT_DSN}, \
+	{"json", no_argument, NULL, OPT_JSON}, \
+	{"help", no_argument, NULL, 'h'}
+
+/*
+ * Key columns as list-keys, show-key and --json show them (no key_hash:
+ * hokusai_auth.keys does not have it).  Table column numbers follow.
+ */
+#define KEY_COLUMNS \
+	"k.id, k.key_prefix, k.user_id, u.username, k.name, k.environment, " \
+	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
+	"k.rate_limit_per_hour, k.burst_limit, " \
+	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from"
+
+enum
+{
+	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
+	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
+};
+
+/*
+ * The next option that is specific to the command; --dsn, --json and
+ * --help are handled here, as are unknown options and missing arguments.
+ */
+static int
+next_option(int argc, char **argv, const struct option *opts,
+			CommonOptions *common)
+{
+	for (;;)
+	{
+		int			c = getopt_long(argc, argv, ":h", opts, NULL);
+
+		switch (c)
+		{
+			case OPT_DSN:
+				common->dsn = optarg;
+				break;
+			case OPT_JSON:
+				common->json = true;
+				break;
+			case 'h':
+				print_command_help(argv[0]);
+				exit(EXIT_OK);
+			case ':':
+				fail(EXIT_USAGE, "%s: option \"%s\" requires an argument",
+					 argv[0], argv[optind - 1]);
+			case '?':
+				if (optopt && optopt < 256)
+					fail(EXIT_USAGE, "%s: unrecognized option \"-%c\" (see \"hokusai auth %s --help\")",
+						 argv[0], optopt, argv[0]);
+				/* without any "=value": it might be a password */
+				fail(EXIT_USAGE, "%s: unrecognized option \"%.*s\" (see \"hokusai auth %s --help\")",
+					 argv[0], (int) strcspn(argv[optind - 1], "="),
+					 argv[optind - 1], argv[0]);
+			default:
+				return c;
+		}
+	}
+}
+
+static void
+start_options(void)
+{
+	opterr = 0;
+	optind = 0;					/* glibc: start afresh */
+}
+
+/* Exactly one positional argument, named what in messages */
+static const char *
+one_argument(int argc, char **argv, const char *what)
+{
+	if (optind >= argc)
+		fail(EXIT_USAGE, "%s: missing %s argument (see \"hokusai auth %s --help\")",
+			 argv[0], what, argv[0]);
+	if (optind + 1 < argc)
+		fail(EXIT_USAGE, "%s: too many arguments (see \"hokusai auth %s --help\")",
+			 argv[0], argv[0]);
+	return argv[optind];
+}
+
+static void
+no_arguments(int argc, char **argv)
+{
+	if (optind < argc)
+		fail(EXIT_USAGE, "%s: unexpected argument (see \"hokusai auth %s --help\")",
+			 argv[0], argv[0]);
+}
+
+static void
+require_option(const char *command, const char *value, const char *option)
+{
+	if (value == NULL)
+		fail(EXIT_USAGE, "%s: %s is required (see \"hokusai auth %s --help\")",
+			 command, option, command);
+}
+
+static char *
+int_text(int n)
+{
+	char	   *buf = malloc(16);
+
+	if (buf == NULL)
+		fail(EXIT_SERVER, "out of memory");
+	snprintf(buf, 16, "%d", n);
+	return buf;
+}
+
+/*
+ * A user given by id (a uuid) or username; sets its id and username, or
+ * ends with "not found".
+ */
+static void
+resolve_user(PGconn *conn, const char *arg, char **id, char **username)
+{
+	PGresult   *res;
+	const char *values[1] = {arg};
+
+	if (looks_like_uuid(arg))
+		res = run_query(conn,
+						"SELECT id, username FROM hokusai_auth.users WHERE id = $1::uuid",
+						1, values);
+	else
+		res = run_query(conn,
+						"SELECT id, username FROM hokusai_auth.users WHERE username = $1::text",
+						1, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "user \"%s\" does not exist", arg);
+	*id = strdup(PQgetvalue(res, 0, 0));
+	*username = strdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+}
+
+/*
+ * One key by id or key_prefix (classified by parse_key_ref()), with its
+ * owner's username, or "not found".
+ */
+static PGresult *
+find_key(PGconn *conn, const char *ref, KeyRefKind kind)
+{
+	PGresult   *res;
+	const char *values[2];
+
+	values[0] = kind == KEYREF_ID ? ref : NULL;
+	values[1] = kind == KEYREF_PREFIX ? ref : NULL;
+	res = run_query(conn,
+					"SELECT " KEY_COLUMNS ", "
+					"(SELECT r.id FROM hokusai_auth.keys r"
+					" WHERE r.rotated_from = k.id LIMIT 1) AS replaced_by"
+					" FROM hokusai_auth.keys k"
+					" JOIN hokusai_auth.users u ON u.id = k.user_id"
+					" WHERE k.id = $1::uuid OR k.key_prefix = $2::text",
+					2, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
+	return res;
+}
+
+static void
+warn_key_shown_once(void)
+{
+	note("warning: the key printed on stdout will not be shown again; store it now");
+}
+
+/*
+ * create-user USERNAME [--email EMAIL]
+ */
+int
+cmd_create_user(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"email", required_argument, NULL, OPT_EMAIL},
+		{NULL, 0, NULL, 0}
+	};
+	const char *values[2] = {NULL, NULL};
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		if (c == OPT_EMAIL)
+			values[1] = optarg;
+	}
+	values[0] = one_argument(argc, argv, "USERNAME");
+
+	conn = connect_db(common);
+	res = run_query(conn,
+					"SELECT hokusai_auth.create_user($1::text, $2::text) AS id,"
+					" $1::text AS username, $2::text AS email",
+					2, values);
+	if (common->json)
+	{
+		json_object_begin();
+		json_result_fields(res, 0);
+		json_object_end();
+		putchar('\n');
+	}
+	else
+	{
+		puts(PQgetvalue(res, 0, 0));
+		note("created user %s", PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return EXIT_OK;
+}
+
+/*
+ * create-key --user USER --name NAME [--env live|test]
+ *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
+ *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
+ */
+int
+cmd_create_key(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"user", required_argument, NULL, OPT_USER},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"env", required_argument, NULL, OPT_ENV},
+		{"expires-in", required_argument, NULL, OPT_EXPIRES_IN},
+		{"expires-at", required_argument, NULL, OPT_EXPIRES_AT},
+		{"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+		{"burst", required_argument, NULL, OPT_BURST},
+		{"allow-ip", required_argument, NULL, OPT_ALLOW_IP},
+		{"metadata", required_argument, NULL, OPT_METADATA},
+		{NULL, 0, NULL, 0}
+	};
+	const char *user = NULL;
+	const char *name = NULL;
+	const char *env = "live";
+	const char *expires_in = NULL;
+	const char *expires_at = NULL;
+	char	   *rate_limit = NULL;
+	char	   *burst = NULL;
+	char	   *allowed_ips = NULL;
+	const char *metadata = NULL;
+	char	   *interval = NULL;
+	char	   *user_id;
+	char	   *username;
+	const char *values[9];
+	PGconn	   *conn;
+	PGresult   *res;
+	PGresult   *info;
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		switch (c)
+		{
+			case OPT_USER:
+				user = optarg;
+				break;
+			case OPT_NAME:
+				name = optarg;
+				break;
+			case OPT_ENV:
+				env = optarg;
+				break;
+			case OPT_EXPIRES_IN:
+				expires_in = optarg;
+				break;
+			case OPT_EXPIRES_AT:
+				expires_at = optarg;
+				break;
+			case OPT_RATE_LIMIT:
+				rate_limit = int_text(positive_int_option("--rate-limit", optarg));
+				break;
+			case OPT_BURST:
+				burst = int_text(positive_int_option("--burst", optarg));
+				break;
+			case OPT_ALLOW_IP:
+				append_array_element(&allowed_ips, optarg);
+				break;
+			case OPT_METADATA:
+				metadata = optarg;
+				break;
+		}
+	}
+	no_arguments(argc, argv);
+	require_option(argv[0], user, "--user");
+	require_option(argv[0], name, "--name");
+	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
+		fail(EXIT_USAGE, "%s: invalid value \"%s\" for --env: use live or test",
+			 argv[0], env);
+	if (expires_in && expires_at)
+		fail(EXIT_USAGE, "%s: --expires-in and --expires-at cannot be used together",
+			 argv[0]);
+	if (expires_in)
+		interval = interval_param(duration_option("--expires-in", expires_in, false));
+
+	conn = connect_db(common);
+	run_command(conn, "BEGIN");
+	resolve_user(conn, user, &user_id, &username);
+	values[0] = user_id;
+	values[1] = name;
+	values[2] = env;
+	values[3] = expires_at;
+	values[4] = interval;
+	values[5] = rate_limit;
+	values[6] = burst;
+	values[7] = allowed_ips;
+	values[8] = metadata;
+	res = run_query(conn,
+					"SELECT id, key, key_prefix, expires_at"
+					" FROM hokusai_auth.create_key("
+					"user_id => $1::uuid, name => $2::text, environment => $3::text,"
+					" expires_at => coalesce($4::timestamptz, now() + $5::interval),"
+					" rate_limit_per_hour => $6::integer, burst_limit => $7::integer,"
+					" allowed_ips => $8::cidr[], metadata => $9::jsonb)",
+					9, values);
+	values[0] = PQgetvalue(res, 0, 0);
+	info = run_query(conn,
+					 "SELECT k.user_id, u.username, k.name, k.environment,"
+					 " k.rate_limit_per_hour, k.burst_limit,"
+					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata"
+					 " FROM hokusai_auth.keys k"
+					 " JOIN hokusai_auth.users u ON u.id = k.user_id"
+					 " WHERE k.id = $1::uuid",
+					 1, values);
+	run_command(conn, "COMMIT");
+
+	/* committed: now, and only now, show the key */
+	if (common->json)
+	{
+		json_object_begin();
+		json_result_fields(res, 0);
+		json_result_fields(info, 0);
+		json_object_end();
+		putchar('\n');
+	}
+	else
+		puts(PQgetvalue(res, 0, 1));
+	fflush(stdout);
+	note("created api key %s (id %s) for user %s, %s%s",
+		 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), username,
+		 PQgetisnull(res, 0, 3) ? "no expiry" : "expires ",
+		 display_value(res, 0, 3)[0] == '-' ? "" : display_value(res, 0, 3));
+	warn_key_shown_once();
+	PQclear(res);
+	PQclear(info);
+	return EXIT_OK;
+}
+
+/*
+ * list-keys [--user USER] [--all]
+ */
+int
+cmd_list_keys(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"user", required_argument, NULL, OPT_USER},
+		{"all", no_argument, NULL, OPT_ALL},
+		{NULL, 0, NULL, 0}
+	};
+	static const int cols[] = {
+		COL_PREFIX, COL_NAME, COL_USERNAME, COL_ENV, COL_STATUS,
+		COL_CREATED, COL_EXPIRES, COL_LAST_USED, COL_ID
+	};
+	static const char *const headers[] = {
+		"PREFIX", "NAME", "USER", "ENV", "STATUS",
+		"CREATED", "EXPIRES", "LAST USED", "ID"
+	};
+	const char *user = NULL;
+	bool		all = false;
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		if (c == OPT_USER)
+			user = optarg;
+		else if (c == OPT_ALL)
+			all = true;
+	}
+	no_arguments(argc, argv);
+
+	conn = connect_db(common);
+	if (user)
+	{
+		char	   *user_id;
+		char	   *username;
+		const char *values[2];
+
+		resolve_user(conn, user, &user_id, &username);
+		values[0] = user_id;
+		values[1] = all ? "true" : "false";
+		res = run_query(conn,
+						"SELECT " KEY_COLUMNS
+						" FROM hokusai_auth.list_keys($1::uuid) k"
+						" JOIN hokusai_auth.users u ON u.id = k.user_id"
+						" WHERE $2::boolean OR k.status = 'active'"
+						" ORDER BY k.created_at, k.id",
+						2, values);
+	}
+	else
+	{
+		const char *values[1] = {all ? "true" : "false"};
+
+		res = run_query(conn,
+						"SELECT " KEY_COLUMNS
+						" FROM hokusai_auth.keys k"
+						" JOIN hokusai_auth.users u ON u.id = k.user_id"
+						" WHERE $1::boolean OR k.status = 'active'"
+						" ORDER BY u.username, k.created_at, k.id",
+						1, values);
+	}
+
+	if (common->json)
+		json_rows(res);
+	else
+		print_table(res, cols, headers, sizeof(cols) / sizeof(cols[0]));
+	PQclear(res);
+	return EXIT_OK;
+}
+
+/*
+ * show-key KEY_ID_OR_PREFIX
+ */
+int
+cmd_show_key(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0}
+	};
+	const char *ref;
+	KeyRefKind	kind;
+	PGconn	   *conn;
+	PGresult   *res;
+
+	start_options();
+	while (next_option(argc, argv, opts, common) != -1)
+		;
+	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
+	kind = parse_key_ref(argv[0], ref);
+
+	conn = connect_db(common);
+	res = find_key(conn, ref, kind);
+	if (common->json)
+	{
+		json_object_begin();
+		json_result_fields(res, 0);
+		json_object_end();
+		putchar('\n');
+	}
+	else
+		print_record(res, 0);
+	PQclear(res);
+	return EXIT_OK;
+}
+
+/* Ask on the terminal; true for "y" or "yes" */
+static bool
+confirm(const char *question)
+{
+	char		answer[64];
+	char	   *clean = redact_secrets(question);
+	size_t		n;
+
+	fprintf(stderr, "%s [y/N] ", clean);
+	fflush(stderr);
+	free(clean);
+	if (fgets(answer, sizeof(answer), stdin) == NULL)
+		return false;
+	n = strcspn(answer, "\r\n");
+	answer[n] = '\0';
+	return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
+}
+
+/*
+ * revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]
+ */
+int
+cmd_revoke_key(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"reason", required_argument, NULL, OPT_REASON},
+		{"yes", no_argument, NULL, OPT_YES},
+		{NULL, 0, NULL, 0}
+	};
+	const char *ref;
+	const char *reason = NULL;
+	bool		yes = false;
+	KeyRefKind	kind;
+	PGconn	   *conn;
+	PGresult   *key;
+	PGresult   *res;
+	const char *values[2];
+	bool		revoked;
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		if (c == OPT_REASON)
+			reason = optarg;
+		else if (c == OPT_YES)
+			yes = true;
+	}
+	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
+	kind = parse_key_ref(argv[0], ref);
+	if (!yes && !isatty(STDIN_FILENO))
+		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
+			 argv[0]);
+
+	conn = connect_db(common);
+	key = find_key(conn, ref, kind);
+	if (!yes)
+	{
+		char		question[1024];
+
+		snprintf(question, sizeof(question),
+				 "Revoke api key %s (\"%s\" of user %s)? It stops working at once and cannot be restored.",
+				 PQgetvalue(key, 0, COL_PREFIX), PQgetvalue(key, 0, COL_NAME),
+				 PQgetvalue(key, 0, COL_USERNAME));
+		if (!confirm(question))
+			fail(EXIT_CANCELLED, "%s: not confirmed; api key %s was not revoked",
+				 argv[0], PQgetvalue(key, 0, COL_PREFIX));
+	}
+
+	values[0] = PQgetvalue(key, 0, COL_ID);
+	values[1] = reason;
+	res = run_query(conn,
+					"SELECT hokusai_auth.revoke_key($1::uuid, $2::text) AS revoked",
+					2, values);
+	revoked = PQgetvalue(res, 0, 0)[0] == 't';
+	if (common->json)
+	{
+		json_object_begin();
+		json_string_field("id", PQgetvalue(key, 0, COL_ID));
+		json_string_field("key_prefix", PQgetvalue(key, 0, COL_PREFIX));
+		json_raw_field("revoked", revoked ? "true" : "false");
+		json_object_end();
+		putchar('\n');
+	}
+	else if (revoked)
+		printf("revoked api key %s\n", PQgetvalue(key, 0, COL_PREFIX));
+	else
+		printf("api key %s was already revoked; nothing changed\n",
+			   PQgetvalue(key, 0, COL_PREFIX));
+	PQclear(res);
+	PQclear(key);
+	return EXIT_OK;
+}
+
+/*
+ * rotate-key KEY_ID_OR_PREFIX [--grace DURATION]
+ */
+int
+cmd_rotate_key(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{NULL, 0, NULL, 0}
+	};
+	const char *ref;
+	char	   *grace = interval_param(0);
+	KeyRefKind	kind;
+	PGconn	   *conn;
+	PGresult   *key;
+	PGresult   *res;
+	PGresult   *old;
+	const char *values[2];
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		if (c == OPT_GRACE)
+			grace = interval_param(duration_option("--grace", optarg, true));
+	}
+	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
+	kind = parse_key_ref(argv[0], ref);
+
+	conn = connect_db(common);
+	run_command(conn, "BEGIN");
+	key = find_key(conn, ref, kind);
+	values[0] = PQgetvalue(key, 0, COL_ID);
+	values[1] = grace;
+	res = run_query(conn,
+					"SELECT id, key, key_prefix, expires_at"
+					" FROM hokusai_auth.rotate_key(key_id => $1::uuid, grace => $2::interval)",
+					2, values);
+	old = run_query(conn,
+					"SELECT k.id AS rotated_from, k.key_prefix AS old_key_prefix,"
+					" coalesce(k.revoked_at, k.expires_at) AS old_key_ends_at"
+					" FROM hokusai_auth.keys k WHERE k.id = $1::uuid",
+					1, values);
+	run_command(conn, "COMMIT");
+
+	if (common->json)
+	{
+		json_object_begin();
+		json_result_fields(res, 0);
+		json_result_fields(old, 0);
+		json_object_end();
+		putchar('\n');
+	}
+	else
+		puts(PQgetvalue(res, 0, 1));
+	fflush(stdout);
+	note("rotated api key %s: the new key is %s (id %s); the old key stops working at %s",
+		 PQgetvalue(old, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0),
+		 display_value(old, 0, 2));
+	warn_key_shown_once();
+	PQclear(key);
+	PQclear(res);
+	PQclear(old);
+	return EXIT_OK;
+}
+
+/* A --since or --until value: a duration ago, or a timestamp */
+static void
+time_option(const char *value, const char **timestamp, char **ago)
+{
+	long long	seconds;
+
+	if (parse_duration(value, &seconds))
+	{
+		*timestamp = NULL;
+		*ago = interval_param(seconds);
+	}
+	else
+	{
+		*timestamp = value;
+		*ago = NULL;
+	}
+}
+
+/*
+ * usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]
+ *
+ * One aggregate over hokusai_auth.api_key_usage; the key's row is the
+ * outer side, so an unknown key gives no row and a quiet key gives zeros.
+ */
+int
+cmd_usage(int argc, char **argv, CommonOptions *common)
+{
+	static const struct option opts[] = {
+		COMMON_OPTIONS,
+		{"since", required_argument, NULL, OPT_SINCE},
+		{"until", required_argument, NULL, OPT_UNTIL},
+		{NULL, 0, NULL, 0}
+	};
+	const char *ref;
+	KeyRefKind	kind;
+	const char *values[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+
+	start_options();
+	while ((c = next_option(argc, argv, opts, common)) != -1)
+	{
+		if (c == OPT_SINCE)
+			time_option(optarg, &values[2], (char **) &values[3]);
+		else if (c == OPT_UNTIL)
+			time_option(optarg, &values[4], (char **) &values[5]);
+	}
+	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
+	kind = parse_key_ref(argv[0], ref);
+	values[0] = kind == KEYREF_ID ? ref : NULL;
+	values[1] = kind == KEYREF_PREFIX ? ref : NULL;
+
+	conn = connect_db(common);
+	res = run_query(conn,
+					"WITH b AS (SELECT"
+					" coalesce($3::timestamptz, now() - $4::interval) AS since,"
+					" coalesce($5::timestamptz, now() - $6::interval) AS until)"
+					" SELECT k.id AS key_id, k.key_prefix, b.since, b.until,"
+					" count(u.id) AS requests,"
+					" count(u.id) FILTER (WHERE u.status_code >= 400) AS errors,"
+					" round(avg(u.response_time_ms), 2) AS avg_response_time_ms,"
+					" percentile_cont(0.5) WITHIN GROUP (ORDER BY u.response_time_ms) AS p50_response_time_ms,"
+					" percentile_cont(0.95) WITHIN GROUP (ORDER BY u.response_time_ms) AS p95_response_time_ms,"
+					" percentile_cont(0.99) WITHIN GROUP (ORDER BY u.response_time_ms) AS p99_response_time_ms,"
+					" min(u.\"timestamp\") AS first_request_at,"
+					" max(u.\"timestamp\") AS last_request_at"
+					" FROM hokusai_auth.keys k CROSS JOIN b"
+					" LEFT JOIN hokusai_auth.api_key_usage u ON u.api_key_id = k.id"
+					" AND (b.since IS NULL OR u.\"timestamp\" >= b.since)"
+					" AND (b.until IS NULL OR u.\"timestamp\" < b.until)"
+					" WHERE k.id = $1::uuid OR k.key_prefix = $2::text"
+					" GROUP BY k.id, k.key_prefix, b.since, b.until",
+					6, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
+	if (common->json)
+	{
+		json_object_begin();
+		json_result_fields(res, 0);
+		json_object_end();
+		putchar('\n');
+	}
+	else
+		print_record(res, 0);
+	PQclear(res);
+	return EXIT_OK;
+}

@@ -1,0 +1,123 @@
+/*-------------------------------------------------------------------------
+ *
+ * help.c
+ *	  --help texts.  docs/cli.md says the same at more length.
+ *
+ * src/cli/help.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hokusai.h"
+
+static const char common_help[] =
+"Options every command accepts:\n"
+"  --dsn DSN     libpq connection string or URI; without it the libpq\n"
+"                environment is used (PGHOST, PGPORT, PGDATABASE, PGUSER,\n"
+"                PGSERVICE, PGPASSFILE, ...)\n"
+"  --json        print the result as JSON on stdout, for scripts\n"
+"  -h, --help    show this help and exit\n";
+
+static const char exit_help[] =
+"Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect,\n"
+"4 permission denied, 5 unknown user or key, 6 invalid value, 7 not confirmed.\n";
+
+static const char commands_help[] =
+"Commands:\n"
+"  create-user USERNAME [--email EMAIL]\n"
+"  create-key  --user USER --name NAME [--env live|test]\n"
+"              [--expires-in DURATION | --expires-at TIME] [--rate-limit N]\n"
+"              [--burst N] [--allow-ip CIDR ...] [--metadata JSON]\n"
+"  list-keys   [--user USER] [--all]\n"
+"  show-key    KEY_ID_OR_PREFIX\n"
+"  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
+"  rotate-key  KEY_ID_OR_PREFIX [--grace DURATION]\n"
+"  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n";
+
+void
+print_main_help(void)
+{
+	printf("hokusai manages hokusai_auth API keys in a PostgreSQL database.\n\n"
+		   "Usage:\n"
+		   "  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGUMENTS]\n"
+		   "  hokusai auth COMMAND --help\n"
+		   "  hokusai --help | --version\n\n"
+		   "%s\n%s\n%s", commands_help, common_help, exit_help);
+}
+
+void
+print_auth_help(void)
+{
+	printf("Usage: hokusai auth COMMAND [OPTIONS] [ARGUMENTS]\n\n%s\n"
+		   "Run \"hokusai auth COMMAND --help\" for a command's options.\n",
+		   commands_help);
+}
+
+typedef struct CommandHelp
+{
+	const char *name;
+	const char *text;
+} CommandHelp;
+
+static const CommandHelp command_help[] = {
+	{"create-user",
+		"Usage: hokusai auth create-user USERNAME [--email EMAIL]\n\n"
+		"Create an owner of API keys and print its id.\n\n"
+		"  --email EMAIL     the user's email address\n"},
+	{"create-key",
+		"Usage: hokusai auth create-key --user USER --name NAME [OPTIONS]\n\n"
+		"Create an API key and print it on stdout.  The key is shown only this once.\n\n"
+		"  --user USER            owner: a username or a user id\n"
+		"  --name NAME            what the key is for\n"
+		"  --env live|test        environment (default live)\n"
+		"  --expires-in DURATION  lifetime: a whole number with s, m, h, d or w (30d)\n"
+		"  --expires-at TIME      expiry as a timestamp (2030-01-01 00:00:00+00)\n"
+		"  --rate-limit N         requests per hour (default: the server's\n"
+		"                         hokusai_auth.default_rate_limit_per_hour)\n"
+		"  --burst N              requests per rolling second\n"
+		"  --allow-ip CIDR        allow only this network; repeat for more\n"
+		"  --metadata JSON        a JSON object stored with the key\n"},
+	{"list-keys",
+		"Usage: hokusai auth list-keys [--user USER] [--all]\n\n"
+		"List active keys (never their hashes), of one user or of everyone.\n\n"
+		"  --user USER       only this user's keys (username or user id)\n"
+		"  --all             include revoked and expired keys\n"},
+	{"show-key",
+		"Usage: hokusai auth show-key KEY_ID_OR_PREFIX\n\n"
+		"Show one key's settings and status.  KEY_ID_OR_PREFIX is the key's id\n"
+		"(a uuid) or its key_prefix (hk_live_AbCd1234), never the full key.\n"},
+	{"revoke-key",
+		"Usage: hokusai auth revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n\n"
+		"Revoke a key: it stops working at once.  Asks for confirmation on a\n"
+		"terminal; without a terminal --yes is required.\n\n"
+		"  --reason TEXT     recorded in the audit log\n"
+		"  --yes             do not ask\n"},
+	{"rotate-key",
+		"Usage: hokusai auth rotate-key KEY_ID_OR_PREFIX [--grace DURATION]\n\n"
+		"Replace a key with a new one with the same settings, printed on stdout\n"
+		"only this once.  The old key keeps working for the grace period.\n\n"
+		"  --grace DURATION  how long the old key still works (default 0s, at most 30d)\n"},
+	{"usage",
+		"Usage: hokusai auth usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n\n"
+		"Summarise a key's recorded requests: count, errors (status >= 400),\n"
+		"average and p50/p95/p99 response times, first and last request.\n\n"
+		"  --since TIME      from this timestamp, or this long ago (7d)\n"
+		"  --until TIME      up to (not including) this timestamp, or this long ago\n"},
+	{NULL, NULL}
+};
+
+bool
+print_command_help(const char *command)
+{
+	for (const CommandHelp *h = command_help; h->name; h++)
+	{
+		if (strcmp(h->name, command) == 0)
+		{
+			printf("%s\n%s\n%s", h->text, common_help, exit_help);
+			return true;
+		}
+	}
+	return false;
+}

@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared memory hooks.  Each subsystem sizes and initialises its own
+ *	  part; this file only chains the hooks and calls them in order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+#include "hokusai_auth.h"
+#include "middleware/key_cache.h"
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+hk_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	hk_cache_shmem_request();
+}
+
+static void
+hk_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	hk_cache_shmem_startup();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* From _PG_init while shared_preload_libraries is being processed. */
+void
+hk_shmem_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = hk_shmem_request;
+#else
+	hk_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = hk_shmem_startup;
+}

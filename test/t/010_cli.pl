@@ -1,0 +1,471 @@
+# The hokusai command-line tool, end to end: the installed binary against a
+# real cluster, for every command, its --json output, and every error with
+# its exit code and its one line on stderr (docs/cli.md).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use JSON::PP;
+use HokusaiTest;
+
+my $bindir = `pg_config --bindir`;
+chomp $bindir;
+my $bin = "$bindir/hokusai";
+ok(-x $bin, "hokusai is installed in $bindir") or BAIL_OUT("no $bin");
+
+my $node = HokusaiTest::new_node('cli');
+my $osuser = getpwuid($<);
+my $key_re = qr/hk_(?:live|test)_[0-9A-Za-z]{46}/;
+my $uuid_re = qr/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
+
+# Run the binary with the node's connection in the libpq environment.
+# Returns [exit code, stdout, stderr].  %opt: env => {...}, stdin => text.
+sub hk_opt
+{
+	my ($opt, @args) = @_;
+	local %ENV = (
+		%ENV,
+		PGHOST => $node->host,
+		PGPORT => $node->port,
+		PGDATABASE => 'postgres',
+		PGUSER => $osuser,
+		%{ $opt->{env} || {} });
+	my $in = $opt->{stdin} // '';
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $bin, @args ], '<', \$in, '>', \$out, '2>', \$err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return [ $? >> 8, $out, $err ];
+}
+
+sub hk { return hk_opt({}, @_); }
+
+sub sql { return $node->safe_psql('postgres', shift); }
+
+# The command succeeded; returns its stdout.
+sub ok_run
+{
+	my ($name, @args) = @_;
+	my $r = hk(@args);
+	is($r->[0], 0, "$name: exit 0") or diag("stderr: $r->[2]");
+	return $r->[1];
+}
+
+# The command failed with the given exit code and exactly one stderr line
+# matching $re, and printed nothing on stdout.
+sub fails_like
+{
+	my ($r, $code, $re, $name) = @_;
+	is($r->[0], $code, "$name: exit $code");
+	like($r->[2], qr/\Ahokusai: [^\n]*\n\z/, "$name: one line on stderr");
+	like($r->[2], $re, "$name: message");
+	is($r->[1], '', "$name: nothing on stdout");
+}
+
+sub key_count { return sql('SELECT count(*) FROM hokusai_auth.api_keys'); }
+
+###########################################################################
+# help and version
+###########################################################################
+
+my $r = hk('--version');
+is($r->[0], 0, '--version: exit 0');
+like($r->[1], qr/\Ahokusai \(hokusai_auth\) \d+\.\d+\n\z/, '--version output');
+
+$r = hk('--help');
+is($r->[0], 0, '--help: exit 0');
+like($r->[1], qr/Usage:.*hokusai \[--dsn DSN\].*auth COMMAND/s, '--help shows usage');
+like($r->[1], qr/Exit codes:/, '--help lists the exit codes');
+$r = hk('auth', '--help');
+is($r->[0], 0, 'auth --help: exit 0');
+for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage))
+{
+	like($r->[1], qr/^  \Q$cmd\E /m, "auth --help lists $cmd");
+	my $h = hk('auth', $cmd, '--help');
+	is($h->[0], 0, "auth $cmd --help: exit 0");
+	like($h->[1], qr/\AUsage: hokusai auth \Q$cmd\E/, "auth $cmd --help shows its usage");
+	like($h->[1], qr/--json/, "auth $cmd --help mentions --json");
+}
+
+###########################################################################
+# create-user
+###########################################################################
+
+my $alice_id = ok_run('create-user', 'auth', 'create-user', 'alice', '--email', 'alice@example.com');
+chomp $alice_id;
+like($alice_id, qr/\A$uuid_re\z/, 'create-user prints the new id');
+is(sql("SELECT username || ' ' || email FROM hokusai_auth.users WHERE id = '$alice_id'"),
+	'alice alice@example.com', 'create-user stored the user');
+
+my $j = decode_json(ok_run('create-user --json', '--json', 'auth', 'create-user', 'bob'));
+is($j->{username}, 'bob', 'create-user --json: username');
+is($j->{email}, undef, 'create-user --json: email null');
+my $bob_id = $j->{id};
+is(sql("SELECT id FROM hokusai_auth.users WHERE username = 'bob'"), $bob_id,
+	'create-user --json: id');
+
+fails_like(hk('auth', 'create-user', 'alice'), 6, qr/user "alice" already exists/,
+	'create-user of an existing user');
+fails_like(hk('auth', 'create-user', 'bad name'), 6, qr/invalid username/,
+	'create-user with an invalid name');
+fails_like(hk('auth', 'create-user'), 2, qr/missing USERNAME argument/,
+	'create-user without a name');
+
+###########################################################################
+# create-key: the key is printed once, on stdout, and validates in SQL
+###########################################################################
+
+$r = hk('auth', 'create-key', '--user', 'alice', '--name', 'ci deploy',
+	'--expires-in', '30d', '--rate-limit', '100', '--burst', '5',
+	'--allow-ip', '10.0.0.0/8', '--allow-ip', '2001:db8::/32',
+	'--metadata', '{"team":"ops"}');
+is($r->[0], 0, 'create-key: exit 0') or diag($r->[2]);
+like($r->[1], qr/\A$key_re\n\z/, 'create-key prints exactly the key on stdout');
+my ($key1) = $r->[1] =~ /($key_re)/;
+my $prefix1 = substr($key1, 0, 16);
+like($r->[2], qr/will not be shown again/, 'create-key warns on stderr');
+like($r->[2], qr/\Q$prefix1\E/, 'create-key names the key_prefix on stderr');
+unlike($r->[2], qr/$key_re/, 'the key is not repeated on stderr');
+is(HokusaiTest::status($node, $key1, '10.1.2.3'), 'ok', 'created key validates');
+is(HokusaiTest::status($node, $key1, '192.168.1.1'), 'ip_denied',
+	'--allow-ip is applied');
+is(HokusaiTest::status($node, $key1, '2001:db8::1'), 'ok', 'second --allow-ip is applied');
+my $key1_id = sql("SELECT id FROM hokusai_auth.keys WHERE key_prefix = '$prefix1'");
+is( sql(
+		"SELECT format('%s|%s|%s|%s|%s|%s', name, environment, rate_limit_per_hour, burst_limit,
+			metadata->>'team', expires_at BETWEEN now() + '29 days 23 hours' AND now() + '30 days 1 hour')
+		 FROM hokusai_auth.keys WHERE id = '$key1_id'"),
+	'ci deploy|live|100|5|ops|t',
+	'create-key stored name, env, limits, metadata and --expires-in 30d');
+
+# by user id, --env test, --expires-at, --json
+$j = decode_json(
+	ok_run(
+		'create-key --json', 'auth', 'create-key', '--user', $alice_id, '--name', 'staging',
+		'--env', 'test', '--expires-at', '2099-01-01 00:00:00+00', '--json'));
+like($j->{key}, qr/\Ahk_test_/, 'create-key --json: a test key');
+is($j->{key_prefix}, substr($j->{key}, 0, 16), 'create-key --json: key_prefix');
+is($j->{username}, 'alice', 'create-key --json: username');
+is($j->{user_id}, $alice_id, 'create-key --json: user_id');
+is($j->{environment}, 'test', 'create-key --json: environment');
+like($j->{expires_at}, qr/\A2099-01-01T00:00:00(\+00:00|Z)\z/, 'create-key --json: expires_at');
+is_deeply($j->{metadata}, {}, 'create-key --json: metadata');
+is(HokusaiTest::status($node, $j->{key}), 'ok', 'key from --json validates');
+my $key2 = $j->{key};
+my $key2_id = $j->{id};
+
+# a key for bob, used by the lifecycle tests below
+$r = hk('auth', 'create-key', '--user', 'bob', '--name', 'bob key');
+my ($key3) = $r->[1] =~ /\A($key_re)\n\z/;
+ok($key3, 'create-key for bob');
+my $prefix3 = substr($key3, 0, 16);
+
+###########################################################################
+# list-keys and show-key: readable, JSON, never hashes
+###########################################################################
+
+my $out = ok_run('list-keys', 'auth', 'list-keys');
+like($out, qr/\APREFIX\s+NAME\s+USER\s+ENV\s+STATUS\s+CREATED\s+EXPIRES\s+LAST USED\s+ID\n/,
+	'list-keys prints a table header');
+like($out, qr/^\Q$prefix1\E\s+ci deploy\s+alice\s+live\s+active\s/m, 'list-keys row for alice');
+like($out, qr/^\Q$prefix3\E\s+bob key\s+bob\s+live\s+active\s/m, 'list-keys row for bob');
+unlike($out, qr/\$2a\$|$key_re/, 'list-keys shows no hash and no key');
+
+$out = ok_run('list-keys --user --json', 'auth', 'list-keys', '--user', 'alice', '--json');
+$j = decode_json($out);
+is(scalar @$j, 2, 'list-keys --user alice: two keys');
+is_deeply([ map { $_->{name} } @$j ], [ 'ci deploy', 'staging' ], 'list-keys --user: in creation order');
+is_deeply($j->[0]{allowed_ips}, [ '10.0.0.0/8', '2001:db8::/32' ], 'list-keys --json: allowed_ips');
+is($j->[0]{rate_limit_per_hour}, 100, 'list-keys --json: numbers are numbers');
+ok(!exists $j->[0]{key_hash} && !exists $j->[0]{key}, 'list-keys --json: no hash, no key');
+unlike($out, qr/\$2a\$|$key_re/, 'list-keys --json shows no hash and no key');
+
+$out = ok_run('show-key', 'auth', 'show-key', $prefix1);
+like($out, qr/^key_prefix\s+\Q$prefix1\E$/m, 'show-key by prefix');
+like($out, qr/^status\s+active$/m, 'show-key status');
+like($out, qr/^allowed_ips\s+\["10.0.0.0\/8","2001:db8::\/32"\]$/m, 'show-key allowed_ips');
+unlike($out, qr/\$2a\$|$key_re/, 'show-key shows no hash and no key');
+$j = decode_json(ok_run('show-key --json', 'auth', 'show-key', $key1_id, '--json'));
+is($j->{key_prefix}, $prefix1, 'show-key --json by id');
+is($j->{username}, 'alice', 'show-key --json: username');
+is($j->{metadata}{team}, 'ops', 'show-key --json: metadata');
+
+###########################################################################
+# usage: one aggregate over api_key_usage
+###########################################################################
+
+sql(    "INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, \"timestamp\", response_time_ms, status_code)
+	 SELECT '$key1_id', '/v1/items', '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
+			g, CASE WHEN g % 10 = 0 THEN 500 WHEN g % 10 = 1 THEN 404 ELSE 200 END
+	   FROM generate_series(1, 100) g");
+$j = decode_json(ok_run('usage --json', 'auth', 'usage', $prefix1, '--json'));
+is($j->{requests}, 100, 'usage: requests');
+is($j->{errors}, 20, 'usage: errors are status >= 400');
+is($j->{avg_response_time_ms}, 50.5, 'usage: average');
+is($j->{p50_response_time_ms}, 50.5, 'usage: p50');
+is($j->{p95_response_time_ms}, 95.05, 'usage: p95 (percentile_cont)');
+is($j->{p99_response_time_ms}, 99.01, 'usage: p99 (percentile_cont)');
+like($j->{first_request_at}, qr/\A2024-01-01T00:01:00/, 'usage: first request');
+like($j->{last_request_at}, qr/\A2024-01-01T01:40:00/, 'usage: last request');
+
+$j = decode_json(
+	ok_run(
+		'usage --since --until', 'auth', 'usage', $key1_id, '--json',
+		'--since', '2024-01-01 00:30:00+00', '--until', '2024-01-01 01:00:00+00'));
+is($j->{requests}, 30, 'usage --since/--until: [since, until) window');
+$j = decode_json(ok_run('usage --since 1d', 'auth', 'usage', $prefix1, '--json', '--since', '1d'));
+is($j->{requests}, 0, 'usage --since DURATION counts back from now');
+is($j->{p50_response_time_ms}, undef, 'usage with no requests: null percentiles');
+
+$out = ok_run('usage', 'auth', 'usage', $prefix1);
+like($out, qr/^requests\s+100$/m, 'usage: readable requests');
+like($out, qr/^p95_response_time_ms\s+95.05$/m, 'usage: readable p95');
+
+fails_like(hk('auth', 'usage', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
+	'usage of an unknown key');
+fails_like(hk('auth', 'usage', $prefix1, '--since', 'yesterdayish'), 6,
+	qr/invalid input syntax for type timestamp/, 'usage with a bad --since');
+
+###########################################################################
+# revoke-key: confirmation, --yes, --reason
+###########################################################################
+
+my $keys_before = key_count();
+fails_like(hk('auth', 'revoke-key', $prefix3), 2, qr/not a terminal.*--yes/,
+	'revoke-key without a terminal and without --yes');
+is(HokusaiTest::status($node, $key3), 'ok', 'refused revoke-key left the key working');
+
+SKIP:
+{
+	skip 'IO::Pty is not installed', 8 unless eval { require IO::Pty; 1 };
+
+	# stdin on a pseudo-terminal: the question is asked on stderr
+	my $ask = sub {
+		my ($answer, @args) = @_;
+		local %ENV = (%ENV, PGHOST => $node->host, PGPORT => $node->port,
+			PGDATABASE => 'postgres', PGUSER => $osuser);
+		my ($in, $o, $e) = ('', '', '');
+		my $h = IPC::Run::start([ $bin, @args ], '<pty<', \$in, '>', \$o, '2>', \$e,
+			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+		$h->pump while $e !~ /\[y\/N\] / && $h->pumpable;
+		$in .= "$answer\n";
+		$h->finish;
+		return [ $h->result(0), $o, $e ];
+	};
+
+	$r = $ask->('n', 'auth', 'revoke-key', $prefix3);
+	like($r->[2], qr/\QRevoke api key $prefix3 ("bob key" of user bob)?\E.*\[y\/N\] /,
+		'revoke-key asks on a terminal');
+	is($r->[0], 7, 'answering no: exit 7');
+	like($r->[2], qr/\] hokusai: revoke-key: not confirmed; api key \Q$prefix3\E was not revoked\n\z/,
+		'answering no: one line after the question');
+	is(HokusaiTest::status($node, $key3), 'ok', 'answering no leaves the key working');
+
+	$r = $ask->('y', 'auth', 'revoke-key', $prefix3, '--reason', 'asked');
+	is($r->[0], 0, 'answering yes: exit 0');
+	is($r->[1], "revoked api key $prefix3\n", 'answering yes: revoked');
+	is(HokusaiTest::status($node, $key3), 'revoked', 'answering yes revokes the key');
+	is( sql(
+			"SELECT details->>'reason' FROM hokusai_auth.audit_log
+			 WHERE action = 'revoke' AND details->>'key_prefix' = '$prefix3'"),
+		'asked', 'the reason is in the audit log');
+}
+# whatever happened above, bob's key is revoked from here on
+hk('auth', 'revoke-key', $prefix3, '--yes');
+
+$out = ok_run('revoke-key --yes', 'auth', 'revoke-key', $key2_id, '--yes', '--reason', 'leaked in CI');
+is($out, 'revoked api key ' . substr($key2, 0, 16) . "\n", 'revoke-key --yes');
+is(HokusaiTest::status($node, $key2), 'revoked', 'revoked key no longer validates');
+is( sql(
+		"SELECT details->>'reason' FROM hokusai_auth.audit_log
+		 WHERE action = 'revoke' AND api_key_id = '$key2_id'"),
+	'leaked in CI', 'revoke-key --reason is audited');
+$j = decode_json(ok_run('revoke-key again --json', 'auth', 'revoke-key', $key2_id, '--yes', '--json'));
+is_deeply($j, { id => $key2_id, key_prefix => substr($key2, 0, 16), revoked => JSON::PP::false },
+	'revoking twice: --json says revoked false');
+is(key_count(), $keys_before, 'revoke-key deletes nothing');
+
+$out = ok_run('list-keys active only', 'auth', 'list-keys', '--user', 'bob');
+unlike($out, qr/\Q$prefix3\E/, 'list-keys hides revoked keys');
+$out = ok_run('list-keys --all', 'auth', 'list-keys', '--user', 'bob', '--all');
+like($out, qr/^\Q$prefix3\E\s+bob key\s+bob\s+live\s+revoked\s/m, 'list-keys --all shows revoked keys');
+
+fails_like(hk('auth', 'revoke-key', 'hk_live_AAAAAAAA', '--yes'), 5,
+	qr/api key hk_live_AAAAAAAA does not exist/, 'revoke-key of an unknown prefix');
+fails_like(hk('auth', 'revoke-key', '00000000-0000-0000-0000-000000000000', '--yes'), 5,
+	qr/api key 00000000-0000-0000-0000-000000000000 does not exist/, 'revoke-key of an unknown id');
+fails_like(hk('auth', 'revoke-key', $prefix1, '--yes', '--reason', ''), 6,
+	qr/reason must not be empty/, 'revoke-key with an empty reason');
+is(HokusaiTest::status($node, $key1, '10.0.0.1'), 'ok', 'failed revoke-key left the key working');
+
+###########################################################################
+# rotate-key
+###########################################################################
+
+$r = hk('auth', 'rotate-key', $prefix1, '--grace', '1h');
+is($r->[0], 0, 'rotate-key --grace 1h: exit 0') or diag($r->[2]);
+like($r->[1], qr/\A$key_re\n\z/, 'rotate-key prints exactly the new key');
+my ($key4) = $r->[1] =~ /($key_re)/;
+like($r->[2], qr/will not be shown again/, 'rotate-key warns on stderr');
+unlike($r->[2], qr/$key_re/, 'rotate-key does not repeat the key on stderr');
+is(HokusaiTest::status($node, $key4, '10.0.0.1'), 'ok', 'rotated key validates');
+is(HokusaiTest::status($node, $key4, '192.168.0.1'), 'ip_denied', 'rotated key keeps allowed_ips');
+is(HokusaiTest::status($node, $key1, '10.0.0.1'), 'ok', 'old key works during the grace period');
+is( sql(
+		"SELECT expires_at BETWEEN now() + '59 minutes' AND now() + '61 minutes'
+		 FROM hokusai_auth.keys WHERE id = '$key1_id'"),
+	't', 'old key ends after the grace period');
+
+fails_like(hk('auth', 'rotate-key', $prefix1), 1, qr/has already been rotated/,
+	'rotate-key of a rotated key: server refuses');
+
+my $prefix4 = substr($key4, 0, 16);
+$j = decode_json(ok_run('rotate-key --json', 'auth', 'rotate-key', $prefix4, '--json'));
+like($j->{key}, qr/\A$key_re\z/, 'rotate-key --json: key');
+is($j->{key_prefix}, substr($j->{key}, 0, 16), 'rotate-key --json: key_prefix');
+is($j->{old_key_prefix}, $prefix4, 'rotate-key --json: old_key_prefix');
+ok(defined $j->{old_key_ends_at}, 'rotate-key --json: old_key_ends_at');
+is(HokusaiTest::status($node, $j->{key}, '10.0.0.1'), 'ok', 'key from rotate-key --json validates');
+is(HokusaiTest::status($node, $key4, '10.0.0.1'), 'revoked', 'without --grace the old key stops at once');
+my $key5 = $j->{key};
+my $prefix5 = $j->{key_prefix};
+
+$keys_before = key_count();
+fails_like(hk('auth', 'rotate-key', $prefix5, '--grace', '31d'), 6,
+	qr/grace must be at most 30 days/, 'rotate-key with too long a grace');
+is(key_count(), $keys_before, 'refused rotate-key created no key');
+is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'refused rotate-key left the key working');
+fails_like(hk('auth', 'rotate-key', 'hk_test_ZZZZZZZZ'), 5, qr/does not exist/,
+	'rotate-key of an unknown key');
+
+###########################################################################
+# Usage errors: nothing reaches the server
+###########################################################################
+
+$keys_before = key_count();
+for my $bad ('10', '5y', '-1h', '1.5h', 'h', '30 d', '')
+{
+	fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--expires-in', $bad),
+		2, qr/invalid duration "\Q$bad\E" for --expires-in/, "bad duration '$bad'");
+}
+fails_like(hk('auth', 'rotate-key', $prefix5, '--grace', 'soon'), 2,
+	qr/invalid duration "soon" for --grace/, 'bad --grace');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--expires-in', '0s'),
+	2, qr/must be greater than zero/, 'zero --expires-in');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--expires-in', '1d',
+	'--expires-at', '2099-01-01'), 2, qr/cannot be used together/, '--expires-in with --expires-at');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--env', 'prod'),
+	2, qr/invalid value "prod" for --env/, 'bad --env');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--rate-limit', 'lots'),
+	2, qr/invalid value "lots" for --rate-limit/, 'bad --rate-limit');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--burst', '0'),
+	2, qr/invalid value "0" for --burst/, 'bad --burst');
+fails_like(hk('auth', 'create-key', '--name', 'x'), 2, qr/--user is required/, 'missing --user');
+fails_like(hk('auth', 'create-key', '--user', 'alice'), 2, qr/--name is required/, 'missing --name');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name'), 2,
+	qr/option "--name" requires an argument/, 'option without its argument');
+fails_like(hk('auth', 'list-keys', '--colour'), 2,
+	qr/unrecognized option "--colour" \(see "hokusai auth list-keys --help"\)/, 'unknown long option');
+fails_like(hk('auth', 'show-key', '-q', $prefix5), 2, qr/unrecognized option "-q"/, 'unknown short option');
+fails_like(hk('--frobnicate', 'auth', 'list-keys'), 2, qr/unrecognized option "--frobnicate"/,
+	'unknown global option');
+$r = hk('auth', 'list-keys', '--dsnn=postgresql://u:s3cr3tpw@localhost/postgres');
+fails_like($r, 2, qr/unrecognized option "--dsnn"/, 'unknown option with a value');
+unlike($r->[2], qr/s3cr3tpw/, 'the value of an unknown option is not echoed');
+fails_like(hk('auth', 'show-key'), 2, qr/missing KEY_ID_OR_PREFIX argument/, 'missing key argument');
+fails_like(hk('auth', 'show-key', $prefix5, $prefix1), 2, qr/too many arguments/, 'extra argument');
+fails_like(hk('auth', 'delete-key'), 2, qr/unknown command "delete-key"/, 'unknown command');
+fails_like(hk('keys'), 2, qr/unknown command group "keys"/, 'unknown command group');
+fails_like(hk(), 2, qr/missing command/, 'no command');
+fails_like(hk('auth'), 2, qr/missing auth command/, 'no auth command');
+fails_like(hk('auth', 'show-key', 'not-a-key'), 2, qr/invalid key reference/, 'bad key reference');
+is(key_count(), $keys_before, 'usage errors created no key');
+
+# A full plaintext key where a prefix is expected: refused, never echoed.
+my $secret = substr($key5, 16);
+for my $cmd ([ 'show-key', $key5 ], [ 'revoke-key', $key5, '--yes' ], [ 'rotate-key', $key5 ],
+	[ 'usage', $key5 ])
+{
+	$r = hk('auth', @$cmd);
+	fails_like($r, 2, qr/a full API key was given.*use its key_prefix \Q$prefix5\E/,
+		"$cmd->[0] with a full key");
+	unlike($r->[2], qr/\Q$secret\E/, "$cmd->[0] does not echo the secret");
+}
+$r = hk('auth', 'frob', $key5);
+unlike($r->[2], qr/\Q$secret\E/, 'a key given as a command is not echoed');
+$r = hk('auth', 'list-keys', "--$key5");
+unlike($r->[2], qr/\Q$secret\E/, 'a key given as an option is not echoed');
+is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'the key given in full was not revoked');
+
+###########################################################################
+# Server refusals: not found, invalid input; nothing partial is left
+###########################################################################
+
+$keys_before = key_count();
+fails_like(hk('auth', 'create-key', '--user', 'nobody', '--name', 'x'), 5,
+	qr/user "nobody" does not exist/, 'create-key for an unknown user');
+fails_like(hk('auth', 'create-key', '--user', '00000000-0000-0000-0000-000000000000', '--name', 'x'),
+	5, qr/does not exist/, 'create-key for an unknown user id');
+fails_like(hk('auth', 'list-keys', '--user', 'nobody'), 5, qr/user "nobody" does not exist/,
+	'list-keys for an unknown user');
+fails_like(hk('auth', 'show-key', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
+	'show-key of an unknown key');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--metadata', '[1]'), 6,
+	qr/metadata must be a JSON object/, 'create-key with array metadata');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--metadata', '{oops'), 6,
+	qr/invalid input syntax for type json/, 'create-key with malformed metadata');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--allow-ip', 'localhost'), 6,
+	qr/invalid input syntax for type cidr/, 'create-key with a bad --allow-ip');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--expires-at', '2001-01-01'), 6,
+	qr/expires_at must be in the future/, 'create-key expiring in the past');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', ''), 6,
+	qr/name must not be empty/, 'create-key with an empty name');
+is(key_count(), $keys_before, 'refused create-key left no key behind');
+
+###########################################################################
+# Permission denied: a role without grants
+###########################################################################
+
+sql('CREATE ROLE nopriv LOGIN');
+my %nopriv = (env => { PGUSER => 'nopriv' });
+fails_like(hk_opt(\%nopriv, 'auth', 'list-keys'), 4, qr/permission denied/, 'list-keys without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'create-key', '--user', 'alice', '--name', 'x'), 4,
+	qr/permission denied/, 'create-key without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'create-user', 'mallory'), 4, qr/permission denied/,
+	'create-user without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'revoke-key', $prefix5, '--yes'), 4, qr/permission denied/,
+	'revoke-key without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/,
+	'usage without privileges');
+is(key_count(), $keys_before, 'no key created without privileges');
+is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
+
+###########################################################################
+# --dsn, and a server that is down
+###########################################################################
+
+my $dsn = 'host=' . $node->host . ' port=' . $node->port . " dbname=postgres user=$osuser";
+$out = ok_run('--dsn', '--dsn', $dsn, 'auth', 'list-keys', '--user', 'alice');
+like($out, qr/^\Q$prefix5\E\s/m, '--dsn before the command connects');
+$out = ok_run('--dsn after', 'auth', 'show-key', $prefix5, '--dsn', $dsn);
+like($out, qr/^key_prefix\s+\Q$prefix5\E$/m, '--dsn after the command connects');
+
+my $dead_port = PostgreSQL::Test::Cluster::get_free_port();
+fails_like(hk('--dsn', 'host=' . $node->host . " port=$dead_port dbname=postgres", 'auth', 'list-keys'),
+	3, qr/could not connect: .*failed/, 'nothing listening on the port');
+fails_like(hk_opt({ env => { PGPORT => $dead_port } }, 'auth', 'show-key', $prefix5),
+	3, qr/could not connect/, 'PGPORT of a dead server');
+
+$node->stop;
+fails_like(hk('auth', 'list-keys'), 3, qr/could not connect/, 'list-keys with the server down');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x'), 3, qr/could not connect/,
+	'create-key with the server down');
+fails_like(hk('auth', 'revoke-key', $prefix5, '--yes'), 3, qr/could not connect/,
+	'revoke-key with the server down');
+$node->start;
+is(key_count(), $keys_before, 'nothing happened while the server was down');
+
+$node->stop;
+done_testing();
