@@ -351,7 +351,7 @@ BEGIN
 	VALUES
 		(action, api_key_id, user_id, hokusai_auth._caller_role(), left(sub, 200),
 		 key_id::uuid, coalesce(addr::inet, inet_client_addr()),
-		 jsonb_strip_nulls(coalesce(details, '{}')), '\x');
+		 coalesce(details, '{}'), '\x');
 END
 $$;
 
@@ -444,7 +444,7 @@ BEGIN
 			key := nk.key;
 			key_prefix := nk.key_prefix;
 			PERFORM hokusai_auth._audit('create', id, _insert_key.user_id,
-				jsonb_build_object(
+				jsonb_strip_nulls(jsonb_build_object(
 					'key_prefix', nk.key_prefix,
 					'name', _insert_key.name,
 					'environment', _insert_key.environment,
@@ -452,7 +452,7 @@ BEGIN
 					'rate_limit_per_hour', _insert_key.rate_limit_per_hour,
 					'burst_limit', _insert_key.burst_limit,
 					'allowed_ips', _insert_key.allowed_ips,
-					'rotated_from', _insert_key.rotated_from));
+					'rotated_from', _insert_key.rotated_from)));
 			RETURN;
 		END IF;
 	END LOOP;
@@ -532,7 +532,7 @@ BEGIN
 	   SET is_active = false, revoked_at = now()
 	 WHERE a.id = k.id;
 	PERFORM hokusai_auth._audit('revoke', k.id, k.user_id,
-		jsonb_build_object('key_prefix', k.key_prefix, 'reason', reason));
+		jsonb_strip_nulls(jsonb_build_object('key_prefix', k.key_prefix, 'reason', reason)));
 	RETURN true;
 END
 $$;

@@ -1,0 +1,160 @@
+--
+-- cache: validations are served from shared memory; changes invalidate at
+-- commit; wrong secrets are remembered and throttled.
+--
+SET hokusai_auth.bcrypt_cost = 4;
+\set SHOW_CONTEXT never
+
+SELECT hokusai_auth.create_user('kim') AS kim \gset
+SELECT * FROM hokusai_auth.create_key(:'kim', 'cached') \gset k_
+SELECT hokusai_auth.cache_stats_reset();
+
+-- stats(): the counters that moved since the last call.
+CREATE TEMP TABLE last_stats AS SELECT * FROM hokusai_auth.cache_stats;
+CREATE FUNCTION pg_temp.moved() RETURNS TABLE (counter text, delta bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+	now_row record;
+	old_row record;
+BEGIN
+	SELECT * INTO now_row FROM hokusai_auth.cache_stats;
+	SELECT * INTO old_row FROM last_stats;
+	RETURN QUERY
+		SELECT n.key, n.value::bigint - o.value::bigint
+		  FROM jsonb_each_text(to_jsonb(now_row)) n
+		  JOIN jsonb_each_text(to_jsonb(old_row)) o USING (key)
+		 WHERE n.key NOT IN ('entries', 'capacity', 'stats_reset')
+		   AND n.value <> o.value
+		 ORDER BY 1;
+	DELETE FROM last_stats;
+	INSERT INTO last_stats SELECT * FROM hokusai_auth.cache_stats;
+END $$;
+
+-- First validation: a miss and one bcrypt; then hits, no bcrypt.
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+SELECT * FROM pg_temp.moved();
+SELECT count(*) FILTER (WHERE status = 'ok') FROM generate_series(1, 100) i,
+	LATERAL hokusai_auth.validate_key(left(:'k_key' || i, 54));
+SELECT * FROM pg_temp.moved();
+
+-- Malformed keys never reach the cache or bcrypt.
+SELECT status FROM hokusai_auth.validate_key('hk_live_short');
+SELECT * FROM pg_temp.moved();
+
+-- A wrong secret with a valid checksum: one bcrypt, then a negative hit.
+CREATE FUNCTION pg_temp.crc32(t text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE crc bigint := 4294967295;
+BEGIN
+	FOR i IN 1..length(t) LOOP
+		crc := crc # ascii(substr(t, i, 1));
+		FOR j IN 1..8 LOOP
+			IF crc & 1 = 1 THEN crc := (crc >> 1) # 3988292384; ELSE crc := crc >> 1; END IF;
+		END LOOP;
+	END LOOP;
+	RETURN crc # 4294967295;
+END $$;
+CREATE FUNCTION pg_temp.with_checksum(head text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE digits text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+	v bigint := pg_temp.crc32(head); r text := '';
+BEGIN
+	FOR i IN 1..6 LOOP r := substr(digits, (v % 62)::int + 1, 1) || r; v := v / 62; END LOOP;
+	RETURN head || r;
+END $$;
+SELECT pg_temp.with_checksum(left(:'k_key', 16) || repeat('w', 32)) AS wrong \gset
+SELECT status FROM hokusai_auth.validate_key(:'wrong');
+SELECT status FROM hokusai_auth.validate_key(:'wrong');
+SELECT * FROM pg_temp.moved();
+
+-- Throttle: many different wrong secrets for one prefix cost at most
+-- max_failures_per_prefix bcrypt runs in a second; the real key, cached,
+-- keeps working, and so do other keys.
+SELECT * FROM hokusai_auth.create_key(:'kim', 'other') \gset o_
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+SELECT * FROM pg_temp.moved();
+SELECT DISTINCT r.status FROM generate_series(1, 40) i,
+	LATERAL hokusai_auth.validate_key(pg_temp.with_checksum(
+		left(:'k_key', 16) || lpad(i::text, 32, 'q'))) r;
+SELECT bcrypt_verifications <= 10 + 1 AS bcrypt_bounded,
+       throttled >= 40 - 10 - 1 AS throttled_counted
+  FROM (SELECT s.bcrypt_verifications - l.bcrypt_verifications AS bcrypt_verifications,
+			   s.throttled - l.throttled AS throttled
+		  FROM hokusai_auth.cache_stats s, last_stats l) d;
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+SELECT pg_sleep(1.1);
+SELECT * FROM pg_temp.moved() WHERE counter NOT IN ('bcrypt_verifications', 'throttled', 'misses', 'hits');
+
+-- Revocation invalidates at commit; a rolled-back one changes nothing.
+BEGIN;
+SELECT hokusai_auth.revoke_key(:'k_id');
+-- Inside the revoking transaction the cache is bypassed: it sees its change.
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+ROLLBACK;
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+SELECT hokusai_auth.revoke_key(:'k_id');
+SELECT status FROM hokusai_auth.validate_key(:'k_key');
+SELECT invalidations > 0 AS invalidated FROM hokusai_auth.cache_stats;
+
+-- A cached key stops the moment it expires.
+SELECT * FROM hokusai_auth.create_key(:'kim', 'expiring',
+	expires_at => clock_timestamp() + interval '1 second') \gset e_
+SELECT status FROM hokusai_auth.validate_key(:'e_key');
+SELECT status FROM hokusai_auth.validate_key(:'e_key');
+SELECT pg_sleep(1.1);
+SELECT status FROM hokusai_auth.validate_key(:'e_key');
+
+-- Changing allowed_ips or limits takes effect on the next call.
+SELECT * FROM hokusai_auth.create_key(:'kim', 'movable') \gset m_
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '192.0.2.1');
+SELECT allowed_ips FROM hokusai_auth.update_key(:'m_id', allowed_ips => '{198.51.100.0/24}');
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '192.0.2.1');
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '198.51.100.1');
+SELECT rate_limit_per_hour FROM hokusai_auth.update_key(:'m_id', rate_limit_per_hour => 77);
+SELECT rate_limit FROM hokusai_auth.validate_key(:'m_key', '198.51.100.1');
+SELECT allowed_ips FROM hokusai_auth.update_key(:'m_id', clear_allowed_ips => true);
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '192.0.2.1');
+-- More CIDRs than a cache entry holds inline still work from the cache.
+SELECT cardinality(allowed_ips) FROM hokusai_auth.update_key(:'m_id',
+	allowed_ips => '{10.0.0.0/8,10.1.0.0/16,10.2.0.0/16,10.3.0.0/16,2001:db8::/32,203.0.113.0/24}');
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '203.0.113.5');
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '203.0.113.5');
+SELECT status FROM hokusai_auth.validate_key(:'m_key', '192.0.2.1');
+-- update_key is audited with what changed.
+SELECT action, details->'changes' AS changes FROM hokusai_auth.audit_log
+ WHERE api_key_id = :'m_id' AND action = 'update' ORDER BY id;
+
+-- Deactivating the owner invalidates all their cached keys.
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+UPDATE hokusai_auth.users SET is_active = false WHERE id = :'kim';
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+UPDATE hokusai_auth.users SET is_active = true WHERE id = :'kim';
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+
+-- Touching last_used_at (as the usage worker does) keeps keys cached.
+SELECT hokusai_auth.cache_stats_reset();
+DELETE FROM last_stats; INSERT INTO last_stats SELECT * FROM hokusai_auth.cache_stats;
+UPDATE hokusai_auth.api_keys SET last_used_at = now() WHERE id = :'o_id';
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+SELECT * FROM pg_temp.moved();
+
+-- PREPARE TRANSACTION is refused once keys changed in the transaction.
+BEGIN;
+SELECT hokusai_auth.revoke_key(:'o_id');
+PREPARE TRANSACTION 'hk';
+SELECT status FROM hokusai_auth.validate_key(:'o_key');
+
+-- update_key's bad input.
+SELECT hokusai_auth.update_key(NULL);
+SELECT hokusai_auth.update_key(:'m_id', rate_limit_per_hour => 0);
+SELECT hokusai_auth.update_key(:'m_id', allowed_ips => '{10.0.0.0/8}', clear_allowed_ips => true);
+SELECT hokusai_auth.update_key(:'m_id', clear_burst_limit => NULL);
+\set VERBOSITY sqlstate
+SELECT hokusai_auth.update_key(:'k_id', name => 'revoked keys are frozen');
+\set VERBOSITY default
+
+-- Capacity follows hokusai_auth.cache_size (rounded up to whole sets).
+SELECT capacity >= current_setting('hokusai_auth.cache_size')::bigint AS capacity_ok,
+       entries BETWEEN 1 AND capacity AS entries_ok
+  FROM hokusai_auth.cache_stats;
+SELECT hokusai_auth.cache_stats_reset();
+SELECT hits, misses, bcrypt_verifications FROM hokusai_auth.cache_stats;
