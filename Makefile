@@ -27,8 +27,9 @@ REGRESS = install keys validate bad_input audit cache migration
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION =
+ISOLATION = revoke_race
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
+	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \
 	--temp-config=$(srcdir)/test/regress.conf
 

@@ -108,6 +108,11 @@ CREATE FUNCTION hokusai_auth._new_key(environment text,
 	AS 'MODULE_PATHNAME', 'hk_sql_new_key'
 	LANGUAGE C VOLATILE;
 
+CREATE FUNCTION hokusai_auth._default_rate_limit_per_hour()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'hk_sql_default_rate_limit'
+	LANGUAGE C STABLE;
+
 CREATE FUNCTION hokusai_auth._caller_role()
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'hk_sql_caller_role'
@@ -502,8 +507,7 @@ BEGIN
 	END IF;
 
 	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
-		coalesce(rate_limit_per_hour,
-				 current_setting('hokusai_auth.default_rate_limit_per_hour')::integer),
+		coalesce(rate_limit_per_hour, hokusai_auth._default_rate_limit_per_hour()),
 		burst_limit, allowed_ips, coalesce(metadata, '{}'), NULL);
 	id := nk.id;
 	key := nk.key;

@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "hokusai_auth.h"
@@ -41,13 +43,6 @@ hk_define_gucs(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("hokusai_auth.cache_size",
-							"Number of validated keys the shared-memory cache holds.",
-							NULL,
-							&hk_cache_size,
-							16384, 128, 16 * 1024 * 1024,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("hokusai_auth.cache_ttl",
 							"How long a validated key stays in the cache.",
@@ -89,13 +84,6 @@ hk_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("hokusai_auth.usage_queue_size",
-							"Number of usage events the shared-memory queue holds between flushes.",
-							"When the queue is full new events are dropped and counted.",
-							&hk_usage_queue_size,
-							65536, 1024, 16 * 1024 * 1024,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("hokusai_auth.require_https",
 							 "Refuse HTTP requests that did not arrive over HTTPS.",
@@ -113,17 +101,55 @@ hk_define_gucs(void)
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 
-	DefineCustomStringVariable("hokusai_auth.database",
-							   "Database the background worker connects to.",
-							   NULL,
-							   &hk_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+
+	/*
+	 * Settings fixed at server start exist only when the library is
+	 * preloaded: PostgreSQL refuses to create them later.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("hokusai_auth.database",
+								   "Database the background worker connects to.",
+								   NULL,
+								   &hk_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
+
+		DefineCustomIntVariable("hokusai_auth.usage_queue_size",
+								"Number of usage events the shared-memory queue holds between flushes.",
+								"When the queue is full new events are dropped and counted.",
+								&hk_usage_queue_size,
+								65536, 1024, 16 * 1024 * 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("hokusai_auth.cache_size",
+								"Number of validated keys the shared-memory cache holds.",
+								NULL,
+								&hk_cache_size,
+								16384, 128, 16 * 1024 * 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	}
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("hokusai_auth");
 #else
 	EmitWarningsOnPlaceholders("hokusai_auth");
 #endif
+}
+
+PG_FUNCTION_INFO_V1(hk_sql_default_rate_limit);
+
+/*
+ * hokusai_auth._default_rate_limit_per_hour() returns integer
+ *
+ * For create_key(): calling into the library first makes sure the setting
+ * exists even in a session that has not loaded hokusai_auth yet.
+ */
+Datum
+hk_sql_default_rate_limit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(hk_default_rate_limit_per_hour);
 }
