@@ -34,9 +34,12 @@ SELECT set_config('request.jwt.claims', json_build_object('sub', :'grace', 'role
        set_config('hokusai.client_ip', '198.51.100.23', true) \gset
 SELECT hokusai_auth.revoke_key(:'o_id', 'via http') AS revoked;
 COMMIT;
--- Garbage in request.jwt.claims does not break the operation.
+-- Garbage in request.jwt.claims or the hokusai.* settings does not break
+-- the operation; the garbage is not recorded.
 BEGIN;
-SELECT set_config('request.jwt.claims', '{not json', true) \gset
+SELECT set_config('request.jwt.claims', '{not json', true),
+       set_config('hokusai.api_key_id', 'not-a-uuid', true),
+       set_config('hokusai.client_ip', '999.1.1.1', true) \gset
 SELECT * FROM hokusai_auth.create_key(:'grace', 'odd claims') \gset
 COMMIT;
 
@@ -70,7 +73,14 @@ TRUNCATE hokusai_auth.audit_log;
 SELECT hokusai_auth.verify_audit_chain() AS first_broken;
 SELECT bool_and(prev_hash IS NOT NULL) AS all_linked, count(*) > 1 AS several
   FROM hokusai_auth.audit_log WHERE id > (SELECT min(id) FROM hokusai_auth.audit_log);
--- ...and tampering is caught: a superuser disables the guard and edits a row.
+-- ...and tampering is caught.  A superuser disables the guard and deletes
+-- the newest row: the chain's head still names it.
+ALTER TABLE hokusai_auth.audit_log DISABLE TRIGGER USER;
+SELECT max(id) AS newest FROM hokusai_auth.audit_log \gset
+DELETE FROM hokusai_auth.audit_log WHERE id = :newest;
+SELECT hokusai_auth.verify_audit_chain() = :newest AS tail_deletion_found;
+ALTER TABLE hokusai_auth.audit_log ENABLE TRIGGER USER;
+-- An edited row is caught at that row.
 SELECT min(id) + 2 AS victim FROM hokusai_auth.audit_log WHERE id > :rows_before \gset
 ALTER TABLE hokusai_auth.audit_log DISABLE TRIGGER USER;
 UPDATE hokusai_auth.audit_log SET details = details || '{"reason": "nothing to see"}'

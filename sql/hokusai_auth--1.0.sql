@@ -246,41 +246,54 @@ $$;
 -- Audit log: append-only, hash-chained
 ------------------------------------------------------------------------------
 
--- The bytes a row's hash covers.  to_char() in UTC keeps it independent of
--- the session's DateStyle and TimeZone.
+-- The chain's head: the newest row's id and hash.  Writers lock it, so the
+-- chain has one writer at a time; a REPEATABLE READ writer that would link
+-- to a stale head gets a serialization failure instead.  verify_audit_chain()
+-- compares it with the newest row, so deleting the newest rows shows.
+CREATE TABLE hokusai_auth.audit_head (
+	only_row	boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+	last_id		bigint,
+	last_hash	bytea
+);
+INSERT INTO hokusai_auth.audit_head DEFAULT VALUES;
+COMMENT ON TABLE hokusai_auth.audit_head IS 'Id and hash of the newest audit_log row';
+
+-- The bytes a row's hash covers: the fields as a JSON array, which keeps
+-- them apart unambiguously.  to_char() in UTC keeps it independent of the
+-- session's DateStyle and TimeZone.
 CREATE FUNCTION hokusai_auth._audit_row_bytes(r hokusai_auth.audit_log)
 	RETURNS bytea
 	LANGUAGE sql IMMUTABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT convert_to(concat_ws('|',
-		r.id::text,
+	SELECT convert_to(json_build_array(
+		r.id,
 		to_char(r.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
 		r.action,
-		coalesce(r.api_key_id::text, ''),
-		coalesce(r.user_id::text, ''),
+		r.api_key_id,
+		r.user_id,
 		r.actor_role,
-		coalesce(r.actor_sub, ''),
-		coalesce(r.actor_key_id::text, ''),
-		coalesce(host(r.client_addr), ''),
-		r.details::text), 'UTF8')
+		r.actor_sub,
+		r.actor_key_id,
+		host(r.client_addr),
+		r.details)::text, 'UTF8')
 $$;
 
--- Chains each new row to the last one.  The lock serialises writers and the
--- id is taken under it, so id order is chain order.
+-- Chains each new row to the last one, under the head's row lock; the id
+-- is taken under the lock, so id order is chain order.
 CREATE FUNCTION hokusai_auth._audit_chain()
 	RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	PERFORM pg_advisory_xact_lock(hashtext('hokusai_auth.audit_log'));
+	SELECT h.last_hash INTO NEW.prev_hash
+	  FROM hokusai_auth.audit_head h FOR UPDATE;
 	NEW.id := nextval('hokusai_auth.audit_log_id_seq');
 	NEW.at := clock_timestamp();
-	SELECT a.row_hash INTO NEW.prev_hash
-	  FROM hokusai_auth.audit_log a ORDER BY a.id DESC LIMIT 1;
 	NEW.row_hash := sha256(coalesce(NEW.prev_hash, '\x'::bytea)
 						   || hokusai_auth._audit_row_bytes(NEW));
+	UPDATE hokusai_auth.audit_head SET last_id = NEW.id, last_hash = NEW.row_hash;
 	RETURN NEW;
 END
 $$;
@@ -312,6 +325,9 @@ CREATE FUNCTION hokusai_auth.verify_audit_chain()
 DECLARE
 	r		hokusai_auth.audit_log;
 	prev	bytea := NULL;
+	last	bigint := NULL;
+	head_id bigint;
+	head_hash bytea;
 BEGIN
 	FOR r IN SELECT * FROM hokusai_auth.audit_log ORDER BY id LOOP
 		IF r.prev_hash IS DISTINCT FROM prev
@@ -321,12 +337,18 @@ BEGIN
 			RETURN r.id;
 		END IF;
 		prev := r.row_hash;
+		last := r.id;
 	END LOOP;
+	-- The newest rows were deleted: the head still names them.
+	SELECT h.last_id, h.last_hash INTO head_id, head_hash FROM hokusai_auth.audit_head h;
+	IF head_id IS DISTINCT FROM last OR head_hash IS DISTINCT FROM prev THEN
+		RETURN coalesce(last, 0) + 1;
+	END IF;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.verify_audit_chain() IS
-	'Id of the first audit row whose hash chain is broken, NULL when intact';
+	'Id of the first audit row whose hash chain is broken (one past the last row when the newest rows are missing), NULL when intact';
 
 -- One audit row, with the actor taken from the session: the calling role,
 -- and for HTTP requests the JWT subject, the API key and the client address
@@ -340,8 +362,9 @@ CREATE FUNCTION hokusai_auth._audit(action text, api_key_id uuid, user_id uuid,
 DECLARE
 	claims	text := nullif(current_setting('request.jwt.claims', true), '');
 	sub		text;
-	key_id	text := nullif(current_setting('hokusai.api_key_id', true), '');
-	addr	text := nullif(current_setting('hokusai.client_ip', true), '');
+	key_id	text := current_setting('hokusai.api_key_id', true);
+	addr	text := current_setting('hokusai.client_ip', true);
+	client	inet;
 BEGIN
 	IF claims IS NOT NULL AND claims ~ '^\s*\{' THEN
 		BEGIN
@@ -350,12 +373,27 @@ BEGIN
 			sub := NULL;
 		END;
 	END IF;
+	-- Recorded only when well formed: a bad value must not fail the operation.
+	IF key_id !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+		key_id := NULL;
+	END IF;
+	IF addr !~ '^[0-9A-Fa-f:.]{2,45}$' THEN
+		addr := NULL;
+	END IF;
+	client := inet_client_addr();
+	IF addr IS NOT NULL THEN
+		BEGIN
+			client := addr::inet;
+		EXCEPTION WHEN invalid_text_representation THEN
+			NULL;
+		END;
+	END IF;
 	INSERT INTO hokusai_auth.audit_log
 		(action, api_key_id, user_id, actor_role, actor_sub, actor_key_id,
 		 client_addr, details, row_hash)
 	VALUES
 		(action, api_key_id, user_id, hokusai_auth._caller_role(), left(sub, 200),
-		 key_id::uuid, coalesce(addr::inet, inet_client_addr()),
+		 key_id::uuid, client,
 		 coalesce(details, '{}'), '\x');
 END
 $$;
@@ -640,7 +678,7 @@ COMMENT ON FUNCTION hokusai_auth.list_keys(uuid) IS
 
 ------------------------------------------------------------------------------
 -- Privileges: nothing is usable by PUBLIC.  Administrators are granted what
--- they need explicitly (docs/reference.md).
+-- they need explicitly (docs/keys.md, Privileges).
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA hokusai_auth FROM PUBLIC;
