@@ -150,6 +150,9 @@ SELECT hokusai_auth.update_key(:'m_id', allowed_ips => '{10.0.0.0/8}', clear_all
 SELECT hokusai_auth.update_key(:'m_id', clear_burst_limit => NULL);
 \set VERBOSITY sqlstate
 SELECT hokusai_auth.update_key(:'k_id', name => 'revoked keys are frozen');
+SELECT hokusai_auth.update_key(:'e_id', clear_expires_at => true);
+SELECT * FROM hokusai_auth.rotate_key(:'m_id', grace => '1 hour') \gset m2_
+SELECT hokusai_auth.update_key(:'m_id', clear_expires_at => true);
 \set VERBOSITY default
 
 -- Capacity follows hokusai_auth.cache_size (rounded up to whole sets).

@@ -105,9 +105,19 @@ BEGIN
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
 	k := hokusai_auth._key_for_update(key_id);
-	IF k.revoked_at IS NOT NULL THEN
+	IF k.revoked_at IS NOT NULL OR NOT k.is_active THEN
 		RAISE EXCEPTION 'cannot update revoked api key %', k.key_prefix
 			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	-- Neither an expired key nor one replaced by rotation comes back to life.
+	IF k.expires_at IS NOT NULL AND k.expires_at <= now() THEN
+		RAISE EXCEPTION 'cannot update expired api key %', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.rotated_from = k.id) THEN
+		RAISE EXCEPTION 'cannot update api key %: it has been rotated', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Update the key that replaced it.';
 	END IF;
 
 	IF name IS NOT NULL AND name IS DISTINCT FROM k.name THEN

@@ -440,13 +440,18 @@ hk_cache_insert_negative(const uint8 *digest, uint64 generation)
  * hokusai_auth.max_failures_per_prefix bcrypt verifications that fail in any
  * one second.  An attempt takes a unit before bcrypt runs and gives it back
  * if the secret was right, so concurrent attackers cannot overshoot.
- * Prefixes share a slot when their hashes collide, which only makes the
- * throttle stricter for them.
+ * Prefixes whose hashes land in the same slot share its count for the
+ * second, which only makes the throttle stricter for them; the hash is
+ * seeded with the per-server secret, so nobody can choose a colliding
+ * prefix on purpose.
  */
 static HkThrottleSlot *
 throttle_slot(const char *prefix, uint64 *hash)
 {
-	*hash = hash_bytes_extended((const unsigned char *) prefix, HK_PREFIX_LEN, 0);
+	uint64		seed;
+
+	memcpy(&seed, cache->digest_key, sizeof(seed));
+	*hash = hash_bytes_extended((const unsigned char *) prefix, HK_PREFIX_LEN, seed);
 	return &cache->throttle[*hash % HK_THROTTLE_SLOTS];
 }
 
@@ -460,12 +465,12 @@ hk_throttle_admit(const char *prefix)
 	bool		admit;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (slot->prefix_hash != hash || slot->second != second)
+	if (slot->second != second)
 	{
-		slot->prefix_hash = hash;
 		slot->second = second;
 		slot->count = 0;
 	}
+	slot->prefix_hash = hash;
 	admit = slot->count < hk_max_failures_per_prefix;
 	if (admit)
 		slot->count++;
@@ -484,7 +489,7 @@ hk_throttle_release(const char *prefix)
 	HkThrottleSlot *slot = throttle_slot(prefix, &hash);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (slot->prefix_hash == hash && slot->count > 0)
+	if (slot->second == GetCurrentTimestamp() / USECS_PER_SEC && slot->count > 0)
 		slot->count--;
 	LWLockRelease(lock);
 }

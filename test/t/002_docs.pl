@@ -106,7 +106,7 @@ for my $path (sort glob("$docs/*.md"))
 }
 
 # Files whose examples this test relies on must keep having some.
-for my $file (qw(keys.md audit.md configuration.md))
+for my $file (qw(keys.md audit.md cache.md configuration.md))
 {
 	ok(exists $stdout{$file}, "docs/$file has sql examples");
 }
@@ -145,6 +145,19 @@ output_has('audit.md', qr/t\n+t\n+t\n+t$/, 'chain intact, checkpoint, edit and d
 isnt($node->safe_psql($dbname{'audit.md'} // 'postgres',
 		'SELECT hokusai_auth.verify_audit_chain()'),
 	'', 'docs/audit.md: the tampering example leaves a broken chain');
+
+# cache.md
+output_has('cache.md', qr/2\|1\|0\|1/, 'a miss with one bcrypt, then two hits');
+output_has('cache.md', qr/1\|1\|1/, 'a wrong secret is verified once, then a negative hit');
+output_has('cache.md', qr/unknown\|40/, 'every attempt of the attack is unknown');
+output_has('cache.md', qr/t\|t\nok/, 'throttle bounds bcrypt; the cached key keeps working');
+output_has('cache.md', qr/t\nrevoked\nok\n1\|0/,
+	'revoking transaction bypasses the cache; a rollback leaves it as it was');
+output_has('cache.md', qr/ok\nrenamed\nok\n\{198\.51\.100\.0\/24\}\nip_denied\nok\n3\|1\|1\|1/,
+	'rename keeps the key cached; update_key of allowed_ips applies on the next call');
+is($node->safe_psql($dbname{'cache.md'} // 'postgres',
+		"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'hokusai_docs%'"),
+	'0', 'docs/cache.md: examples drop the roles they create');
 
 # configuration.md
 output_has('configuration.md', qr/5000\|\$2a\$11\$/, 'session SETs apply to create_key');
