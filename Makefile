@@ -12,7 +12,9 @@ OBJS = \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
 	src/middleware/key_cache.o \
-	src/middleware/ip_check.o
+	src/middleware/ip_check.o \
+	src/usage/usage_queue.o \
+	src/worker/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "hokusai_auth - API key management"

@@ -13,6 +13,7 @@
 
 #include "hokusai_auth.h"
 #include "middleware/key_cache.h"
+#include "worker/worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -25,5 +26,8 @@ _PG_init(void)
 	hk_define_gucs();
 	hk_cache_init();
 	if (process_shared_preload_libraries_in_progress)
+	{
 		hk_shmem_init();
+		hk_worker_register();
+	}
 }

@@ -15,6 +15,7 @@
 
 #include "hokusai_auth.h"
 #include "middleware/key_cache.h"
+#include "usage/usage_queue.h"
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -29,6 +30,7 @@ hk_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	hk_cache_shmem_request();
+	hk_usage_shmem_request();
 }
 
 static void
@@ -39,6 +41,7 @@ hk_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	hk_cache_shmem_startup();
+	hk_usage_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -46,6 +46,7 @@
 #include "auth/api_key_service.h"
 #include "middleware/auth.h"
 #include "middleware/key_cache.h"
+#include "usage/usage_queue.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
@@ -366,6 +367,8 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 
 	if (status == HK_STATUS_MALFORMED)
 		hk_stat_add(HK_STAT_MALFORMED);
+	else if (status == HK_STATUS_OK)
+		hk_usage_note_valid(&st.key_id, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
 
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(status == HK_STATUS_OK);
