@@ -2,7 +2,11 @@
 -- install: CREATE EXTENSION builds the fixed schema, owned by the extension.
 --
 CREATE EXTENSION hokusai_auth CASCADE;
-SELECT extversion FROM pg_extension WHERE extname = 'hokusai_auth';
+-- CREATE EXTENSION installs 1.0 and applies the update scripts up to the
+-- default version.
+SELECT e.extversion = a.default_version AS at_default_version
+  FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
+ WHERE e.extname = 'hokusai_auth';
 
 -- Both schemas belong to the extension (so DROP EXTENSION removes them).
 SELECT n.nspname, d.deptype
