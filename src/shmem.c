@@ -15,6 +15,7 @@
 
 #include "hokusai_auth.h"
 #include "middleware/key_cache.h"
+#include "middleware/rate_limiter.h"
 #include "usage/usage_queue.h"
 
 #if PG_VERSION_NUM >= 150000
@@ -30,6 +31,7 @@ hk_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	hk_cache_shmem_request();
+	hk_limiter_shmem_request();
 	hk_usage_shmem_request();
 }
 
@@ -41,6 +43,7 @@ hk_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	hk_cache_shmem_startup();
+	hk_limiter_shmem_startup();
 	hk_usage_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }

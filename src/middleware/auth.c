@@ -15,7 +15,10 @@
  *	4. active flag, revocation and the owner's active flag: "revoked";
  *	5. expiry, against the wall clock on every call: "expired";
  *	6. client address against allowed_ips: "ip_denied".  A key with an
- *	   allow-list is denied when the caller gives no address.
+ *	   allow-list is denied when the caller gives no address;
+ *	7. the key's rate limits (rate_limiter.c): "rate_limited".  Only a call
+ *	   that gets this far counts against the key's quota, and only if it is
+ *	   admitted.
  *
  * The row is read as the owner of the hokusai_auth schema, so callers need
  * EXECUTE on validate_key and no privileges on the tables.  It is read with
@@ -46,6 +49,7 @@
 #include "auth/api_key_service.h"
 #include "middleware/auth.h"
 #include "middleware/key_cache.h"
+#include "middleware/rate_limiter.h"
 #include "usage/usage_queue.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
@@ -323,6 +327,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	HkStatus	status;
 	HkKeyState	st;
+	HkLimiterDecision limit;
 	bool		known = false;
 	Datum		values[VALIDATE_NATTS];
 	bool		nulls[VALIDATE_NATTS];
@@ -362,6 +367,14 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 				status = HK_STATUS_UNKNOWN;
 			else
 				status = key_check(&st, PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1));
+			if (status == HK_STATUS_OK)
+			{
+				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
+
+				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
+				if (!limit.admitted)
+					status = HK_STATUS_RATE_LIMITED;
+			}
 		}
 	}
 
@@ -383,6 +396,15 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		nulls[3] = false;
 		values[4] = Int32GetDatum(st.rate_limit_per_hour);
 		nulls[4] = false;
+	}
+	if (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED)
+	{
+		values[5] = Int32GetDatum(limit.remaining);
+		nulls[5] = false;
+		values[6] = Int32GetDatum(limit.reset_seconds);
+		nulls[6] = false;
+		values[7] = Int32GetDatum(limit.retry_after);
+		nulls[7] = false;
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

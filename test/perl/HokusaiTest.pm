@@ -13,9 +13,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 # A started cluster with hokusai_auth preloaded (unless preload => 0), a
-# low bcrypt cost so tests run quickly, and the extension created in the
-# "postgres" database (unless create => 0).  extra_conf is appended to
-# postgresql.conf.
+# low bcrypt cost so tests run quickly, no default burst limit (tests that
+# hammer a key are not about bursts; rate-limit tests set their own), and
+# the extension created in the "postgres" database (unless create => 0).
+# extra_conf is appended to postgresql.conf.
 sub new_node
 {
 	my ($name, %opt) = @_;
@@ -27,6 +28,7 @@ sub new_node
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'hokusai_auth'\n") if $preload;
 	$node->append_conf('postgresql.conf', "hokusai_auth.bcrypt_cost = 4\n");
+	$node->append_conf('postgresql.conf', "hokusai_auth.default_burst_limit = 0\n");
 	$node->append_conf('postgresql.conf', $opt{extra_conf}) if $opt{extra_conf};
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION hokusai_auth CASCADE')

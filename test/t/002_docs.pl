@@ -75,7 +75,8 @@ sub script_of
 	return ($sql, \@origin);
 }
 
-my $node = HokusaiTest::new_node('docs');
+my $node = HokusaiTest::new_node('docs',
+	extra_conf => "hokusai_auth.default_burst_limit = 10\n");  # the documented default
 
 my %stdout;
 my %dbname;
@@ -106,7 +107,7 @@ for my $path (sort glob("$docs/*.md"))
 }
 
 # Files whose examples this test relies on must keep having some.
-for my $file (qw(keys.md audit.md cache.md configuration.md))
+for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md))
 {
 	ok(exists $stdout{$file}, "docs/$file has sql examples");
 }
@@ -119,12 +120,18 @@ sub output_has
 	like($stdout{$file} // '', qr/^$re$/m, "docs/$file: $name");
 }
 
+# ratelimit.md
+output_has('ratelimit.md', qr/4\|rate_limited\|0\|t\|t/, 'the fourth request in an hour is refused');
+output_has('ratelimit.md', qr/3\|ok\|0\|t\|f/, 'the third uses the last of the quota');
+output_has('ratelimit.md', qr/3\|10\|3\|3\|0\|t\|t/, 'rate_limit_status shows the windows');
+output_has('ratelimit.md', qr/ok\|2/, 'after a reset the quota is back');
+
 # keys.md
 output_has('keys.md', qr/t\|hk_test_DOCS0001\|f\|/, 'example key is well formed');
 output_has('keys.md', qr/cbf43926\|2CzvMn/, 'SQL CRC-32 matches the C checksum');
 output_has('keys.md', qr/hk_live_\|54\|t/, 'created key has the documented shape');
 output_has('keys.md', qr/t\|t\|t/, 'stored hash verifies with crypt()');
-output_has('keys.md', qr/t\|ok\|t\|t\|1000\|/, 'validate_key example prints status ok');
+output_has('keys.md', qr/t\|ok\|t\|t\|1000\|\d+/, 'validate_key example prints status ok');
 output_has('keys.md', qr/ci deploys\|live\|active\|t/, 'list_keys shows the active key');
 output_has('keys.md', qr/expired\|t/, 'expired example');
 output_has('keys.md', qr/203\.0\.114\.1\|ip_denied/, 'address outside the allow-list is denied');

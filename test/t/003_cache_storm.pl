@@ -53,7 +53,8 @@ sub finish
 
 for my $how ('revoke', 'rotate')
 {
-	my (undef, $kid, $key) = HokusaiTest::new_key($node, "storm_$how");
+	my (undef, $kid, $key) = HokusaiTest::new_key($node, "storm_$how",
+		args => 'rate_limit_per_hour => 1000000000');
 	$node->safe_psql('postgres', 'TRUNCATE storm_log');
 	is(HokusaiTest::status($node, $key), 'ok', "$how: key validates (and is now cached)");
 
