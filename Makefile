@@ -9,6 +9,7 @@ OBJS = \
 	src/shmem.o \
 	src/auth/actor.o \
 	src/auth/api_key_service.o \
+	src/auth/key_format.o \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
 	src/middleware/key_cache.o \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every hokusai_auth test: installs what is missing, builds and installs the
 # extension, then runs the pg_regress suites, the isolation specs and the TAP
-# tests against throwaway clusters.  Exit status 0 only when all pass.
+# tests against throwaway clusters, and the libFuzzer harnesses for a bounded
+# time (HK_FUZZ_SECONDS, default 20 per harness).  Exit status 0 only when all pass.
 #
 #   bash test/run_all.sh
 #
@@ -38,6 +39,10 @@ run_stage()
 	set -e
 	local ok bad
 	case "$name" in
+		fuzz)
+			ok=$(grep -cE '^ok - ' "$log" || true)
+			bad=$(grep -cE '^not ok - ' "$log" || true)
+			;;
 		tap)
 			ok=$(grep -cE '^test/t/[^ ]+ \.+ ok' "$log" || true)
 			bad=$(grep -cE '^test/t/[^ ]+ \.+ ' "$log" || true)
@@ -74,6 +79,7 @@ run_stage()
 run_stage regress make -C "$WORK" -s installcheck-regress
 run_stage isolation make -C "$WORK" -s installcheck-isolation
 run_stage tap make -C "$WORK" -s installcheck-tap
+run_stage fuzz bash "$WORK/test/fuzz/run.sh" "${HK_FUZZ_SECONDS:-20}"
 
 echo
 if [ "${#failures[@]}" -gt 0 ]; then

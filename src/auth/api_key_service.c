@@ -4,9 +4,7 @@
  *	  Key generation, the key format and its checksum, and bcrypt.
  *
  * Randomness comes from libsodium (randombytes_uniform gives unbiased base62
- * digits).  The checksum is the IEEE CRC-32 (the one zlib computes) of the
- * first 48 characters, written as 6 base62 digits, most significant first,
- * padded with '0'.  The base62 alphabet is 0-9, A-Z, a-z in that order.
+ * digits).  The format and checksum themselves are in key_format.c.
  *
  * bcrypt is pgcrypto's: we call its crypt() and gen_salt() through the
  * function manager, so stored hashes are "$2a$" hashes that verify with
@@ -23,7 +21,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/pg_crc.h"
 
 #include "hokusai_auth.h"
 #include "auth/api_key_service.h"
@@ -31,9 +28,6 @@
 PG_FUNCTION_INFO_V1(hk_sql_new_key);
 PG_FUNCTION_INFO_V1(hk_sql_key_is_well_formed);
 PG_FUNCTION_INFO_V1(hk_sql_key_prefix);
-
-static const char base62_digits[] =
-"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /* pgcrypto's crypt(text, text) and gen_salt(text, int4), loaded on first use */
 static PGFunction pgcrypto_crypt = NULL;
@@ -48,73 +42,6 @@ hk_crypto_init(void)
 				 errmsg("could not initialize libsodium")));
 }
 
-static inline bool
-is_base62(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
-		(c >= 'a' && c <= 'z');
-}
-
-/* Write the base62 checksum of data[0..len) into out[0..HK_CHECKSUM_LEN). */
-static void
-key_checksum(const char *data, size_t len, char *out)
-{
-	pg_crc32	crc;
-	uint64		v;
-	int			i;
-
-	INIT_TRADITIONAL_CRC32(crc);
-	COMP_TRADITIONAL_CRC32(crc, data, len);
-	FIN_TRADITIONAL_CRC32(crc);
-
-	v = crc;
-	for (i = HK_CHECKSUM_LEN - 1; i >= 0; i--)
-	{
-		out[i] = base62_digits[v % 62];
-		v /= 62;
-	}
-}
-
-bool
-hk_environment_from_name(const char *name, HkEnvironment *env)
-{
-	if (strcmp(name, "live") == 0)
-		*env = HK_ENV_LIVE;
-	else if (strcmp(name, "test") == 0)
-		*env = HK_ENV_TEST;
-	else
-		return false;
-	return true;
-}
-
-/*
- * Check a candidate key's shape and checksum.  Does no table or bcrypt
- * work, so it is the first thing every validation does.
- */
-HkKeyShape
-hk_key_parse(const char *key, size_t len, HkEnvironment *env)
-{
-	char		expect[HK_CHECKSUM_LEN];
-	size_t		i;
-
-	if (len != HK_KEY_LEN)
-		return HK_KEY_BAD_LENGTH;
-	if (memcmp(key, "hk_live_", HK_HEAD_LEN) == 0)
-		*env = HK_ENV_LIVE;
-	else if (memcmp(key, "hk_test_", HK_HEAD_LEN) == 0)
-		*env = HK_ENV_TEST;
-	else
-		return HK_KEY_BAD_HEAD;
-	for (i = HK_HEAD_LEN; i < HK_KEY_LEN; i++)
-		if (!is_base62(key[i]))
-			return HK_KEY_BAD_CHARACTER;
-
-	key_checksum(key, HK_KEY_LEN - HK_CHECKSUM_LEN, expect);
-	if (memcmp(expect, key + HK_KEY_LEN - HK_CHECKSUM_LEN, HK_CHECKSUM_LEN) != 0)
-		return HK_KEY_BAD_CHECKSUM;
-	return HK_KEY_OK;
-}
-
 /* Fill key[0..HK_KEY_LEN] with a fresh key and its terminating NUL. */
 void
 hk_key_generate(HkEnvironment env, char *key)
@@ -123,9 +50,9 @@ hk_key_generate(HkEnvironment env, char *key)
 
 	memcpy(key, env == HK_ENV_LIVE ? "hk_live_" : "hk_test_", HK_HEAD_LEN);
 	for (i = HK_HEAD_LEN; i < HK_KEY_LEN - HK_CHECKSUM_LEN; i++)
-		key[i] = base62_digits[randombytes_uniform(62)];
-	key_checksum(key, HK_KEY_LEN - HK_CHECKSUM_LEN,
-				 key + HK_KEY_LEN - HK_CHECKSUM_LEN);
+		key[i] = hk_base62_digits[randombytes_uniform(62)];
+	hk_key_checksum(key, HK_KEY_LEN - HK_CHECKSUM_LEN,
+					key + HK_KEY_LEN - HK_CHECKSUM_LEN);
 	key[HK_KEY_LEN] = '\0';
 }
 

@@ -42,6 +42,8 @@ typedef enum HkKeyShape
 	HK_KEY_BAD_CHECKSUM
 } HkKeyShape;
 
+extern const char hk_base62_digits[];
+extern void hk_key_checksum(const char *data, size_t len, char *out);
 extern HkKeyShape hk_key_parse(const char *key, size_t len, HkEnvironment *env);
 extern bool hk_environment_from_name(const char *name, HkEnvironment *env);
 extern void hk_key_generate(HkEnvironment env, char *key);
