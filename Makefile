@@ -12,6 +12,7 @@ OBJS = \
 	src/auth/key_format.o \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
+	src/middleware/forwarded.o \
 	src/middleware/key_cache.o \
 	src/middleware/rate_limiter.o \
 	src/middleware/ip_check.o \
@@ -27,7 +28,7 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit migration
+REGRESS = install keys validate bad_input audit cache ratelimit client_ip migration
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

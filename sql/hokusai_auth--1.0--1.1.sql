@@ -282,3 +282,15 @@ REVOKE ALL ON FUNCTION hokusai_auth.rate_limit_status(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hokusai_auth.rate_limit_reset(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hokusai_auth.rate_limit_stats() FROM PUBLIC;
 REVOKE ALL ON hokusai_auth.stats FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- The client address behind trusted proxies (forwarded.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth.client_ip(forwarded_for text, peer inet DEFAULT NULL)
+	RETURNS inet
+	AS 'MODULE_PATHNAME', 'hk_sql_client_ip'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION hokusai_auth.client_ip(text, inet) IS
+	'The right-most X-Forwarded-For address outside hokusai_auth.trusted_proxies (peer when it is untrusted or the header is empty; NULL when the header is malformed)';
+REVOKE ALL ON FUNCTION hokusai_auth.client_ip(text, inet) FROM PUBLIC;

@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "hokusai_auth.h"
+#include "middleware/forwarded.h"
 
 int			hk_bcrypt_cost = 10;
 int			hk_cache_size = 16384;
@@ -99,7 +100,7 @@ hk_define_gucs(void)
 							   &hk_trusted_proxies,
 							   "127.0.0.1/32,::1/128",
 							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
+							   hk_trusted_proxies_check, hk_trusted_proxies_assign, NULL);
 
 
 	/*

@@ -168,6 +168,7 @@ is($node->safe_psql($dbname{'cache.md'} // 'postgres',
 
 # configuration.md
 output_has('configuration.md', qr/5000\|\$2a\$11\$/, 'session SETs apply to create_key');
+output_has('configuration.md', qr/203\.0\.113\.7/, 'client_ip example skips the trusted hop and the spoofed entry');
 output_has('configuration.md', qr/hokusai_auth\.bcrypt_cost\|\d+\|\|superuser\|4\|31\|10/,
 	'pg_settings shows bcrypt_cost');
 
