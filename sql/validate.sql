@@ -75,6 +75,9 @@ SELECT * FROM hokusai_auth.create_key(:'carol', 'short lived',
 SELECT status FROM hokusai_auth.validate_key(:'e_key');
 SELECT pg_sleep(1.2);
 SELECT status, valid, key_id = :'e_id' AS key_id_ok FROM hokusai_auth.validate_key(:'e_key');
+-- Still "expired" once the worker has marked it inactive, as it does.
+UPDATE hokusai_auth.api_keys SET is_active = false WHERE id = :'e_id';
+SELECT status FROM hokusai_auth.validate_key(:'e_key');
 
 -- revoked.
 SELECT * FROM hokusai_auth.create_key(:'carol', 'to revoke') \gset r_

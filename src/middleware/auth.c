@@ -71,7 +71,8 @@ static SPIPlanPtr lookup_plan = NULL;
 static const char lookup_query[] =
 "SELECT k.id, k.user_id, k.key_hash,"
 "       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
-"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips"
+"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips,"
+"       k.revoked_at IS NOT NULL OR NOT u.is_active"
 "  FROM " HK_SCHEMA ".api_keys k"
 "  JOIN " HK_SCHEMA ".users u ON u.id = k.user_id"
 " WHERE k.key_prefix = $1";
@@ -165,6 +166,8 @@ key_lookup(const char *key, HkKeyState *st)
 			st->has_allowed_ips = !isnull;
 			st->n_allowed = isnull ? 0 :
 				hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+			d = SPI_getbinval(tup, desc, 9, &isnull);
+			st->revoked = !isnull && DatumGetBool(d);
 
 			MemoryContextSwitchTo(spicxt);
 		}
@@ -297,10 +300,13 @@ key_authenticate(const char *key, HkKeyState *st)
 static HkStatus
 key_check(const HkKeyState *st, const inet *client_ip)
 {
-	if (!st->active)
+	if (st->revoked)
 		return HK_STATUS_REVOKED;
+	/* Expired before inactive: the worker deactivates keys that expire. */
 	if (st->has_expiry && st->expires_at <= GetCurrentTimestamp())
 		return HK_STATUS_EXPIRED;
+	if (!st->active)
+		return HK_STATUS_REVOKED;
 	if (st->has_allowed_ips)
 	{
 		HkCidr		client;

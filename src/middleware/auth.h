@@ -37,6 +37,7 @@ typedef struct HkKeyState
 	pg_uuid_t	key_id;
 	pg_uuid_t	user_id;
 	bool		active;			/* is_active, not revoked, owner active */
+	bool		revoked;		/* revoked_at set, or owner inactive */
 	bool		has_expiry;
 	TimestampTz expires_at;
 	int32		rate_limit_per_hour;

@@ -82,6 +82,7 @@
 #define HKE_HAS_EXPIRY		0x08
 #define HKE_HAS_IPS			0x10
 #define HKE_IPS_OVERFLOW	0x20
+#define HKE_REVOKED			0x40
 
 typedef struct HkCacheEntry
 {
@@ -311,6 +312,7 @@ hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow)
 		st->key_id = e->key_id;
 		st->user_id = e->user_id;
 		st->active = (e->flags & HKE_ACTIVE) != 0;
+		st->revoked = (e->flags & HKE_REVOKED) != 0;
 		st->has_expiry = (e->flags & HKE_HAS_EXPIRY) != 0;
 		st->expires_at = e->expires_at;
 		st->rate_limit_per_hour = e->rate_limit_per_hour;
@@ -399,6 +401,8 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 		e->flags = HKE_USED;
 		if (st->active)
 			e->flags |= HKE_ACTIVE;
+		if (st->revoked)
+			e->flags |= HKE_REVOKED;
 		if (st->has_expiry)
 			e->flags |= HKE_HAS_EXPIRY;
 		if (st->has_allowed_ips)
