@@ -649,8 +649,9 @@ CREATE VIEW hokusai_auth.keys AS
 	SELECT k.id, k.key_prefix, k.user_id, k.name, k.environment, k.created_at,
 		   k.expires_at, k.last_used_at, k.is_active, k.rate_limit_per_hour,
 		   k.burst_limit, k.allowed_ips, k.metadata, k.revoked_at, k.rotated_from,
-		   CASE WHEN k.revoked_at IS NOT NULL OR NOT k.is_active THEN 'revoked'
+		   CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
 				WHEN k.expires_at <= now() THEN 'expired'
+				WHEN NOT k.is_active THEN 'revoked'
 				ELSE 'active' END AS status
 	  FROM hokusai_auth.api_keys k;
 COMMENT ON VIEW hokusai_auth.keys IS

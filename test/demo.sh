@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The hokusai_auth walkthrough: installs what is missing, builds and installs
 # the extension, starts a throwaway PostgreSQL with it preloaded, and shows a
-# key's life: issue -> validate -> reject bad keys -> revoke, by SQL and with
-# the hokusai CLI.
+# key's life: issue -> validate -> reject bad keys -> revoke, by SQL, with
+# the hokusai CLI, and over HTTPS through nginx and PostgREST.
 #
 #   bash test/demo.sh          run the walkthrough, then remove the cluster
 #   bash test/demo.sh --keep   leave the cluster running to play with
@@ -80,8 +80,53 @@ if [ -x "$HOKUSAI" ]; then
 		' _ "$HOKUSAI"
 fi
 
-say "Not in this demo yet: rate limiting (429s) and the HTTP API; see README.md"
+HTTP_DIR="$DIR/http"
+if command -v nginx >/dev/null 2>&1 && bash "$HK_TOP/test/http/stack.sh" postgrest >/dev/null 2>&1; then
+	say "HTTP: nginx (TLS) -> PostgREST -> hokusai_auth, on 127.0.0.1 (docs/http.md)"
+	sql -c "SELECT hokusai_auth.setup_http_roles()" >/dev/null
+	read -r HTTPS_PORT HTTP_PORT PGRST_PORT <<<"$(bash "$HK_TOP/test/http/stack.sh" free-ports 3 | tr '\n' ' ')"
+	mkdir -p "$HTTP_DIR"
+	[ "$(id -u)" -eq 0 ] && chown "$HK_RUN_AS" "$HTTP_DIR"
+	stack() { hk_as_user env HK_TOP="$HK_TOP" HK_POSTGREST="${HK_POSTGREST:-}" \
+		HK_DB_URI="host=$PGHOST port=$PGPORT dbname=postgres user=hokusai_authenticator" \
+		HK_HTTPS_PORT=$HTTPS_PORT HK_HTTP_PORT=$HTTP_PORT HK_PGRST_PORT=$PGRST_PORT \
+		bash "$HK_TOP/test/http/stack.sh" "$@"; }
+	stack prepare "$HTTP_DIR"
+	stack start "$HTTP_DIR"
+	if [ "$KEEP" -eq 0 ]; then
+		trap 'stack stop "$HTTP_DIR"; hk_cluster_stop "$DIR"' EXIT
+	fi
+	API=https://127.0.0.1:$HTTPS_PORT/api/v1/auth
+	show() { echo "\$ curl $*" | sed -E 's/hk_(live|test)_([0-9A-Za-z]{8})[0-9A-Za-z]{38}/hk_\1_\2.../g; s/Bearer [A-Za-z0-9_.-]{40,}/Bearer <jwt>/'; }
+	hcurl() { curl -s --cacert "$HTTP_DIR/tls/cert.pem" "$@"; }
+	carol=$(sql -A -t -c "SELECT hokusai_auth.create_user('carol')")
+	jwt=$(stack jwt "$HTTP_DIR" "$carol")
+
+	show "-X POST $API/keys -H 'Authorization: Bearer <carol JWT>' -d '{\"name\": \"http demo\", \"rate_limit_per_hour\": 3}'"
+	created=$(hcurl -X POST "$API/keys" -H "Authorization: Bearer $jwt" -H 'Content-Type: application/json' \
+		-d '{"name": "http demo", "rate_limit_per_hour": 3}')
+	echo "$created"
+	hkey=$(echo "$created" | sed -E 's/.*"key": "([^"]+)".*/\1/')
+	hid=$(echo "$created" | sed -E 's/.*"id": "([^"]+)".*/\1/')
+	echo "-- the plaintext key above is shown once; from now on it authenticates requests:"
+	for i in 1 2 3 4; do
+		show "$API/keys?select=name,status -H 'Authorization: Bearer $hkey'   (request $i)"
+		hcurl -D - -o "$HTTP_DIR/body" "$API/keys?select=name,status" -H "Authorization: Bearer $hkey" |
+			grep -iE '^(HTTP|x-ratelimit|retry-after)' | tr -d '\r'
+		cat "$HTTP_DIR/body"; echo
+	done
+	show "-X DELETE $API/keys/$hid -H 'Authorization: Bearer <carol JWT>'"
+	hcurl -X DELETE "$API/keys/$hid" -H "Authorization: Bearer $jwt" -w '  -> HTTP %{http_code}\n' | sed -E 's/^(.{160}).*(  -> .*)$/\1...\2/'
+	show "$API/keys -H 'X-API-Key: $hkey'   (after revocation)"
+	hcurl "$API/keys" -H "X-API-Key: $hkey" -w '  -> HTTP %{http_code}\n'
+	show "http://127.0.0.1:$HTTP_PORT/api/v1/auth/keys   (plain HTTP)"
+	curl -s -o /dev/null -w '  -> HTTP %{http_code}, Location: %{redirect_url}\n' "http://127.0.0.1:$HTTP_PORT/api/v1/auth/keys"
+else
+	say "HTTP section skipped: nginx or PostgREST (npm install --ignore-scripts) not available"
+fi
+
 if [ "$KEEP" -eq 1 ]; then
 	say "cluster left running: PGHOST=$PGHOST PGPORT=$PGPORT psql -U postgres"
+	[ -s "$HTTP_DIR/nginx.pid" ] && echo "HTTP API: https://127.0.0.1:$HTTPS_PORT/api/v1/auth/ (CA: $HTTP_DIR/tls/cert.pem); stop: test/http/stack.sh stop $HTTP_DIR"
 	echo "stop it with: pg_ctl -D $DIR/data stop (as $HK_RUN_AS)"
 fi

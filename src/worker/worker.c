@@ -1,15 +1,508 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  Placeholder until the background worker lands: registers nothing.
+ *	  The hokusai_auth background worker: writes queued usage events to
+ *	  hokusai_auth.api_key_usage, applies last_used_at touches and expires
+ *	  keys whose expires_at has passed.
+ *
+ * One worker per server, registered from _PG_init when the library is
+ * preloaded, connected to hokusai_auth.database.  Every
+ * hokusai_auth.flush_interval it runs a cycle:
+ *
+ *	1. nothing while the server is in recovery or the extension (at 1.2 or
+ *	   later) is not installed in that database; the queue keeps its events
+ *	   (and drops new ones once full) until then;
+ *	2. the queue, in batches of HK_BATCH events, one transaction each:
+ *	   SELECT hokusai_auth._usage_flush(arrays...) inserts the batch with one
+ *	   INSERT ... SELECT FROM unnest().  The events are consumed (tail
+ *	   moved) only after the commit, so an error loses nothing; a batch
+ *	   that fails HK_MAX_RETRIES cycles in a row is dropped and counted;
+ *	3. last_used_at: the touch table and the batches' keys, merged here to
+ *	   the latest time per key, then one UPDATE for all of them;
+ *	4. hokusai_auth.expire_keys().
+ *
+ * When the queue is a quarter full a producer sets our latch and we run
+ * steps 1 to 3 at once.  SIGHUP reloads the configuration; SIGTERM (server
+ * shutdown, pg_terminate_backend) runs a last flush and exits; the
+ * postmaster restarts the worker HK_RESTART_SECONDS after it dies for any
+ * other reason, or after a crash restart of the server.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "hokusai_auth.h"
+#include "usage/usage_queue.h"
 #include "worker/worker.h"
+
+#define HK_BATCH			5000
+#define HK_MAX_RETRIES		3
+#define HK_RESTART_SECONDS	5
+
+PGDLLEXPORT void hk_worker_main(Datum main_arg);
+
+static volatile sig_atomic_t got_sigterm = false;
+
+static MemoryContext cycle_cxt = NULL;
+static HkUsageEvent *events = NULL;
+static HkUsageTouch *touch_buf = NULL;
+static SPIPlanPtr flush_plan = NULL;
+static SPIPlanPtr touch_plan = NULL;
+static int	batch_failures = 0;
+
+typedef struct TouchEntry
+{
+	pg_uuid_t	key_id;
+	TimestampTz at;
+} TouchEntry;
 
 void
 hk_worker_register(void)
 {
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* Started on a hot standby too: it waits there until promotion. */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = HK_RESTART_SECONDS;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "hokusai_auth");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "hk_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "hokusai_auth usage worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "hokusai_auth usage worker");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+begin_xact(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_xact(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Is hokusai_auth, with the functions this worker calls, installed here? */
+static bool
+extension_ready(void)
+{
+	bool		ready = false;
+
+	begin_xact("hokusai_auth: checking the extension");
+	if (OidIsValid(get_extension_oid("hokusai_auth", true)))
+	{
+		int			ret = SPI_execute("SELECT pg_catalog.to_regprocedure("
+									  "'" HK_SCHEMA "._usage_flush(uuid[],text[],"
+									  "timestamptz[],integer[],integer[])') IS NOT NULL"
+									  " AND pg_catalog.to_regprocedure("
+									  "'" HK_SCHEMA ".expire_keys()') IS NOT NULL",
+									  true, 1);
+		bool		isnull;
+
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "extension check failed: %s", SPI_result_code_string(ret));
+		ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	end_xact();
+	return ready;
+}
+
+static SPIPlanPtr
+keep_plan(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+static void
+touch_merge(HTAB *touches, const pg_uuid_t *key_id, TimestampTz at)
+{
+	bool		found;
+	TouchEntry *e = hash_search(touches, key_id, HASH_ENTER, &found);
+
+	if (!found || e->at < at)
+		e->at = at;
+}
+
+/*
+ * Write one batch in its own transaction.  Returns false when it failed and
+ * should be tried again at the next cycle (the events stay queued).
+ */
+static bool
+write_batch(HkUsageEvent *ev, int n, HTAB *touches)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * n);
+	Datum	   *endpoints = palloc(sizeof(Datum) * n);
+	bool	   *endpoint_nulls = palloc(sizeof(bool) * n);
+	Datum	   *ats = palloc(sizeof(Datum) * n);
+	Datum	   *rts = palloc(sizeof(Datum) * n);
+	bool	   *rt_nulls = palloc(sizeof(bool) * n);
+	Datum	   *sts = palloc(sizeof(Datum) * n);
+	bool	   *st_nulls = palloc(sizeof(bool) * n);
+	int			nusage = 0;
+	int			other_db = 0;
+	TimestampTz oldest = 0;
+	int64		inserted = 0;
+	bool		ok = true;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		HkUsageEvent *e = &ev[i];
+
+		if (e->dbid != MyDatabaseId)
+		{
+			other_db++;
+			continue;
+		}
+		touch_merge(touches, &e->key_id, e->at);
+		if (!(e->flags & HK_EV_USAGE))
+			continue;
+		keys[nusage] = UUIDPGetDatum(&e->key_id);
+		endpoint_nulls[nusage] = !(e->flags & HK_EV_HAS_ENDPOINT);
+		endpoints[nusage] = endpoint_nulls[nusage] ? (Datum) 0 :
+			PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
+		ats[nusage] = TimestampTzGetDatum(e->at);
+		rt_nulls[nusage] = e->response_time_ms == HK_EV_NONE;
+		rts[nusage] = Int32GetDatum(e->response_time_ms);
+		st_nulls[nusage] = e->status_code == HK_EV_NONE;
+		sts[nusage] = Int32GetDatum(e->status_code);
+		if (nusage == 0 || e->at < oldest)
+			oldest = e->at;
+		nusage++;
+	}
+	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
+	if (nusage == 0)
+		return true;
+
+	begin_xact("hokusai_auth: writing usage events");
+	{
+		int			dims[1] = {nusage};
+		int			lbs[1] = {1};
+		Datum		args[5];
+		char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		args[0] = PointerGetDatum(construct_array(keys, nusage, UUIDOID,
+												  UUID_LEN, false, TYPALIGN_CHAR));
+		args[1] = PointerGetDatum(construct_md_array(endpoints, endpoint_nulls, 1, dims, lbs,
+													 TEXTOID, -1, false, TYPALIGN_INT));
+		args[2] = PointerGetDatum(construct_array(ats, nusage, TIMESTAMPTZOID,
+												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												  TYPALIGN_DOUBLE));
+		args[3] = PointerGetDatum(construct_md_array(rts, rt_nulls, 1, dims, lbs,
+													 INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		args[4] = PointerGetDatum(construct_md_array(sts, st_nulls, 1, dims, lbs,
+													 INT4OID, sizeof(int32), true, TYPALIGN_INT));
+
+		if (flush_plan == NULL)
+		{
+			Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+			INT4ARRAYOID, INT4ARRAYOID};
+
+			flush_plan = keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
+								   5, argtypes);
+		}
+
+		/* A failing batch must not take the worker down: a subtransaction. */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			int			ret = SPI_execute_plan(flush_plan, args, argnulls, false, 1);
+			bool		isnull;
+
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "_usage_flush failed: %s", SPI_result_code_string(ret));
+			inserted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			ereport(WARNING,
+					(errmsg("hokusai_auth worker could not write %d usage events: %s",
+							nusage, edata->message)));
+			FreeErrorData(edata);
+			ok = false;
+		}
+		PG_END_TRY();
+	}
+	end_xact();
+
+	if (!ok)
+	{
+		if (++batch_failures < HK_MAX_RETRIES)
+			return false;
+		/* Give up on this batch: drop it rather than block the queue. */
+		batch_failures = 0;
+		hk_usage_stat_add(HK_USTAT_FAILED, nusage);
+		return true;
+	}
+	batch_failures = 0;
+	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
+	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
+	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
+	{
+		uint64		lag = (uint64) Max(GetCurrentTimestamp() - oldest, 0);
+
+		hk_usage_stat_set(HK_USTAT_LAST_LAG_US, lag);
+		if (lag > hk_usage_stat(HK_USTAT_MAX_LAG_US))
+			hk_usage_stat_set(HK_USTAT_MAX_LAG_US, lag);
+	}
+	return true;
+}
+
+/* Drain the queue; at most about two queues' worth per cycle. */
+static void
+flush_events(HTAB *touches)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(cycle_cxt,
+													"hokusai_auth worker batch",
+													ALLOCSET_DEFAULT_SIZES);
+	int64		limit = 2 * (int64) hk_usage_queue_size;
+	int64		done = 0;
+
+	while (done < limit)
+	{
+		MemoryContext old;
+		int			n = hk_usage_peek(events, HK_BATCH);
+		bool		ok;
+
+		if (n == 0)
+			break;
+		old = MemoryContextSwitchTo(batch_cxt);
+		ok = write_batch(events, n, touches);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+		if (!ok)
+			break;
+		hk_usage_advance(n);
+		done += n;
+	}
+	MemoryContextDelete(batch_cxt);
+}
+
+/* last_used_at for every key used since the last cycle, and expiry. */
+static void
+touch_and_expire(HTAB *touches, bool expire)
+{
+	int			n;
+	int			i;
+
+	n = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
+	for (i = 0; i < n; i++)
+		if (touch_buf[i].dbid == MyDatabaseId)
+			touch_merge(touches, &touch_buf[i].key_id, touch_buf[i].at);
+
+	if (hash_get_num_entries(touches) == 0 && !expire)
+		return;
+
+	begin_xact("hokusai_auth: last_used_at and expiry");
+	if (hash_get_num_entries(touches) > 0)
+	{
+		long		nkeys = hash_get_num_entries(touches);
+		Datum	   *keys = palloc(sizeof(Datum) * nkeys);
+		Datum	   *ats = palloc(sizeof(Datum) * nkeys);
+		HASH_SEQ_STATUS seq;
+		TouchEntry *e;
+		Datum		args[2];
+		int			ret;
+		bool		isnull;
+
+		i = 0;
+		hash_seq_init(&seq, touches);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			keys[i] = UUIDPGetDatum(&e->key_id);
+			ats[i] = TimestampTzGetDatum(e->at);
+			i++;
+		}
+		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
+												  UUID_LEN, false, TYPALIGN_CHAR));
+		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
+												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												  TYPALIGN_DOUBLE));
+		if (touch_plan == NULL)
+		{
+			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+			touch_plan = keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+								   2, argtypes);
+		}
+		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "_usage_touch failed: %s", SPI_result_code_string(ret));
+		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
+						  DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	if (expire)
+	{
+		int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
+		bool		isnull;
+		int32		expired;
+
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "expire_keys failed: %s", SPI_result_code_string(ret));
+		expired = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+		if (expired > 0)
+		{
+			hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
+			ereport(LOG,
+					(errmsg("hokusai_auth worker expired %d api keys", expired)));
+		}
+	}
+	end_xact();
+}
+
+/* One cycle; expire is false for early and final flushes. */
+static void
+run_cycle(bool expire)
+{
+	HASHCTL		ctl;
+	HTAB	   *touches;
+
+	if (RecoveryInProgress())
+		return;
+	if (!extension_ready())
+		return;
+
+	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
+	MemoryContextSwitchTo(cycle_cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(TouchEntry);
+	ctl.hcxt = cycle_cxt;
+	touches = hash_create("hokusai_auth touches", 1024, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	flush_events(touches);
+	touch_and_expire(touches, expire);
+	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
+}
+
+void
+hk_worker_main(Datum main_arg)
+{
+	TimestampTz next_cycle;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(hk_database, NULL, 0);
+	hk_usage_worker_attach();
+	pgstat_report_appname("hokusai_auth usage worker");
+	/* Never wait long on a row lock: the queue keeps the events. */
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Queued events are lost in a crash anyway: no need to wait for fsync. */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "hokusai_auth worker cycle",
+									  ALLOCSET_DEFAULT_SIZES);
+	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
+	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
+
+	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
+
+	next_cycle = GetCurrentTimestamp();
+	while (!got_sigterm)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		bool		full_cycle;
+
+		if (next_cycle > now)
+		{
+			long		wait_ms = (long) ((next_cycle - now + 999) / 1000);
+
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (got_sigterm)
+			break;
+
+		now = GetCurrentTimestamp();
+		full_cycle = now >= next_cycle;
+		run_cycle(full_cycle);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(cycle_cxt);
+		if (full_cycle)
+			next_cycle = TimestampTzPlusMilliseconds(now, hk_flush_interval);
+	}
+
+	/* Shutting down: write what is queued. */
+	run_cycle(false);
+	elog(LOG, "hokusai_auth usage worker shutting down");
+	proc_exit(1);
 }

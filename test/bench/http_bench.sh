@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# HTTP benchmark: what hokusai_auth.pre_request() costs per request.
+#
+#   bash test/bench/http_bench.sh [seconds per run (default 10)] [connections (default 8)]
+#
+# One throwaway PostgreSQL, two identical nginx -> PostgREST stacks on
+# 127.0.0.1 (docs/http.md), the same route GET /api/v1/auth/keys through TLS:
+#   key       PostgREST with db-pre-request = hokusai_auth.pre_request,
+#             authenticated by X-API-Key (validate_key, rate-limit headers,
+#             track_request, role switch)
+#   baseline  PostgREST without db-pre-request, authenticated by a JWT (the
+#             caller for row-level security is the JWT subject)
+# Both answer the same rows.  wrk runs key, baseline, key, baseline and the
+# best run of each is reported, with requests per second and p99 latency.
+# Target: key at most 10% fewer requests per second and at most 0.5 ms more
+# p99 than baseline.  Not a test: it prints figures.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/setup.sh"
+source "$HK_TOP/test/lib/cluster.sh"
+hk_setup
+
+SECS=${1:-10}
+CONNS=${2:-8}
+THREADS=2
+command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
+
+DIR=$(mktemp -d /tmp/hokusai-httpbench.XXXXXX)
+[ "$(id -u)" -eq 0 ] && chown "$HK_RUN_AS" "$DIR"
+PORT=${HK_BENCH_PORT:-55451}
+cleanup()
+{
+	for s in key base; do
+		[ -d "$DIR/$s" ] && hk_as_user env HK_TOP="$HK_TOP" bash "$HK_TOP/test/http/stack.sh" stop "$DIR/$s" || true
+	done
+	hk_cluster_stop "$DIR/pg"
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+hk_cluster_start "$DIR/pg" "$PORT"
+sql() { hk_as_user psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+sql -c "CREATE EXTENSION hokusai_auth CASCADE" -c "SELECT hokusai_auth.setup_http_roles()" >/dev/null
+USER_ID=$(sql -c "SELECT hokusai_auth.create_user('bench')")
+KEY=$(sql -c "SELECT key FROM hokusai_auth.create_key('$USER_ID', 'bench',
+	rate_limit_per_hour => 1000000000, burst_limit => 1000000)")
+sql -c "SELECT hokusai_auth.create_key('$USER_ID', 'second key')" >/dev/null
+
+# stack NAME HTTPS HTTP PGRST PRE_REQUEST
+stack()
+{
+	hk_as_user env HK_TOP="$HK_TOP" HK_POSTGREST="${HK_POSTGREST:-}" \
+		HK_DB_URI="host=$DIR/pg port=$PORT dbname=postgres user=hokusai_authenticator" \
+		HK_HTTPS_PORT=$2 HK_HTTP_PORT=$3 HK_PGRST_PORT=$4 HK_PRE_REQUEST=$5 \
+		HK_NGINX_WORKERS=2 HK_DB_POOL=8 \
+		bash "$HK_TOP/test/http/stack.sh" prepare "$DIR/$1"
+	hk_as_user env HK_TOP="$HK_TOP" HK_POSTGREST="${HK_POSTGREST:-}" \
+		bash "$HK_TOP/test/http/stack.sh" start "$DIR/$1"
+}
+# shellcheck disable=SC2046
+set -- $(bash "$HK_TOP/test/http/stack.sh" free-ports 6)
+KEY_PORT=$1 BASE_PORT=$4
+stack key "$1" "$2" "$3" 1
+stack base "$4" "$5" "$6" 0
+JWT=$(hk_as_user bash "$HK_TOP/test/http/stack.sh" jwt "$DIR/base" "$USER_ID")
+
+KEY_URL="https://127.0.0.1:$KEY_PORT/api/v1/auth/keys?select=id,name,status&order=name"
+BASE_URL="https://127.0.0.1:$BASE_PORT/api/v1/auth/keys?select=id,name,status&order=name"
+# Both give the same answer.
+a=$(curl -s --cacert "$DIR/key/tls/cert.pem" -H "X-API-Key: $KEY" "$KEY_URL")
+b=$(curl -s --cacert "$DIR/base/tls/cert.pem" -H "Authorization: Bearer $JWT" "$BASE_URL")
+[ "$a" = "$b" ] || { echo "the two stacks answer differently:"; echo "$a"; echo "$b"; exit 1; } >&2
+
+# run NAME URL HEADER: prints "rps p99_ms"
+run()
+{
+	local out rps p99
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -H "$3" "$2")
+	if echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
+		echo "$out" >&2
+		echo "errors in the $1 run" >&2
+		exit 1
+	fi
+	rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+	p99=$(echo "$out" | awk '$1 == "99%" {v = $2;
+		if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v) }
+		else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
+		printf "%.3f", v}')
+	echo "$rps $p99"
+}
+
+echo "wrk: $THREADS threads, $CONNS connections, ${SECS}s per run, through nginx (TLS) on 127.0.0.1"
+best_key_rps=0 best_key_p99=999999 best_base_rps=0 best_base_p99=999999
+for round in 1 2; do
+	for which in key base; do
+		if [ "$which" = key ]; then
+			set -- $(run key "$KEY_URL" "X-API-Key: $KEY")
+		else
+			set -- $(run base "$BASE_URL" "Authorization: Bearer $JWT")
+		fi
+		printf '  round %d %-8s %10.1f req/s   p99 %7.3f ms\n' "$round" "$which" "$1" "$2"
+		if [ "$which" = key ]; then
+			best_key_rps=$(awk -v a="$best_key_rps" -v b="$1" 'BEGIN {print (b > a) ? b : a}')
+			best_key_p99=$(awk -v a="$best_key_p99" -v b="$2" 'BEGIN {print (b < a) ? b : a}')
+		else
+			best_base_rps=$(awk -v a="$best_base_rps" -v b="$1" 'BEGIN {print (b > a) ? b : a}')
+			best_base_p99=$(awk -v a="$best_base_p99" -v b="$2" 'BEGIN {print (b < a) ? b : a}')
+		fi
+	done
+done
+echo
+awk -v kr="$best_key_rps" -v kp="$best_key_p99" -v br="$best_base_rps" -v bp="$best_base_p99" 'BEGIN {
+	printf "GET /api/v1/auth/keys          req/s      p99 ms\n"
+	printf "  baseline (no pre_request)  %9.1f  %9.3f\n", br, bp
+	printf "  API key + pre_request      %9.1f  %9.3f\n", kr, kp
+	loss = 100 * (1 - kr / br); extra = kp - bp
+	printf "  difference                 %8.1f%%  %+9.3f   (target: <= 10%% fewer req/s, <= +0.5 ms p99): %s\n",
+		-loss, extra, (loss <= 10 && extra <= 0.5) ? "met" : "NOT met"
+}'

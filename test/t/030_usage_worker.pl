@@ -1,0 +1,223 @@
+# The usage queue and the background worker: events from many sessions all
+# arrive, track_request() in read-only transactions, expiry within two flush
+# intervals, the worker skips a database without the extension, a clean
+# shutdown and a terminated worker lose nothing, the worker comes back after
+# SIGKILL, a backend crash leaves keys and tables intact, a full queue drops
+# and counts, and a standby's worker stays idle.
+use strict;
+use warnings;
+
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use HokusaiTest;
+
+my $FLUSH_MS = 500;
+my $node = HokusaiTest::new_node('usage',
+	extra_conf => "hokusai_auth.flush_interval = ${FLUSH_MS}ms\n"
+	  . "hokusai_auth.database = 'postgres'\n"
+	  . "wal_level = replica\nmax_wal_senders = 4\n"
+	  . "restart_after_crash = on\n");
+my ($uid, $kid, $key) = HokusaiTest::new_key($node, 'ursula',
+	args => 'rate_limit_per_hour => 1000000, burst_limit => 100000');
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+sub usage_rows { return q1('SELECT count(*) FROM hokusai_auth.api_key_usage'); }
+sub worker_pid
+{
+	my $n = shift // $node;
+	return $n->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'");
+}
+sub wait_rows
+{
+	my ($want, $what) = @_;
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = $want FROM hokusai_auth.api_key_usage"),
+		$what) or diag('rows: ' . usage_rows());
+}
+
+ok(worker_pid() =~ /^\d+$/, 'the worker runs');
+
+# 1. Many sessions: 8 clients x 250 transactions, each one validate_key with
+# an endpoint and one record_usage.
+my $script = $node->basedir . '/usage.sql';
+PostgreSQL::Test::Utils::append_to_file($script,
+	"SELECT status FROM hokusai_auth.validate_key('$key', endpoint => '/v/' || :client_id);\n"
+	  . "SELECT hokusai_auth.record_usage('$kid', '/r/' || :client_id, :client_id, 200);\n");
+$node->command_ok(
+	[ 'pgbench', '-n', '-c', '8', '-j', '4', '-t', '250', '-f', $script, 'postgres' ],
+	'pgbench from 8 sessions');
+wait_rows(4000, 'all 4000 events from 8 sessions arrive');
+is(q1("SELECT count(DISTINCT endpoint) || ' ' || min(n) || ' ' || max(n) FROM
+		(SELECT endpoint, count(*) n FROM hokusai_auth.api_key_usage GROUP BY 1) s"),
+	'16 250 250', '250 events for each session and path');
+is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage
+		WHERE endpoint LIKE '/r/%' AND response_time_ms = substr(endpoint, 4)::int
+		  AND status_code = 200"),
+	'2000', 'record_usage values arrive as given');
+is(q1('SELECT dropped FROM hokusai_auth.usage_queue_stats'), '0', 'nothing dropped');
+ok($node->poll_query_until('postgres',
+		"SELECT last_used_at > now() - interval '1 minute' FROM hokusai_auth.api_keys WHERE id = '$kid'"),
+	'last_used_at is set');
+
+# A validation without endpoint only touches last_used_at.
+my (undef, $kid2, $key2) = HokusaiTest::new_key($node, 'vera');
+is(HokusaiTest::status($node, $key2), 'ok', 'second key validates');
+ok($node->poll_query_until('postgres',
+		"SELECT last_used_at IS NOT NULL FROM hokusai_auth.api_keys WHERE id = '$kid2'"),
+	'a validation without endpoint sets last_used_at');
+is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage WHERE api_key_id = '$kid2'"),
+	'0', '... and writes no usage row');
+
+# 2. track_request(): read-only transactions, commit and abort.
+q1("BEGIN READ ONLY;
+	SELECT hokusai_auth.track_request('$kid2', '/rpc/ok');
+	SELECT set_config('response.status', '201', true), pg_sleep(0.2);
+	COMMIT;");
+q1("BEGIN READ ONLY;
+	SELECT hokusai_auth.track_request('$kid2', '/rpc/plain');
+	COMMIT;");
+$node->psql('postgres',
+	"BEGIN READ ONLY; SELECT hokusai_auth.track_request('$kid2', '/rpc/fail'); SELECT 1/0;");
+$node->psql('postgres',
+	"BEGIN READ ONLY; SELECT hokusai_auth.track_request('$kid2', '/rpc/teapot');
+	 SELECT set_config('response.status', '418', true); SELECT 1/0;");
+q1("BEGIN; SELECT hokusai_auth.track_request('$kid2', '/rpc/bogus');
+	SELECT set_config('response.status', 'abc', true); COMMIT;");
+wait_rows(4005, 'one event per tracked transaction');
+is( q1( "SELECT string_agg(endpoint || '=' || status_code, ' ' ORDER BY endpoint)
+		   FROM hokusai_auth.api_key_usage WHERE api_key_id = '$kid2'"),
+	'/rpc/bogus=200 /rpc/fail=500 /rpc/ok=201 /rpc/plain=200 /rpc/teapot=418',
+	'status: response.status, else 200 on commit and 500 on abort');
+ok( q1( "SELECT response_time_ms BETWEEN 190 AND 5000 FROM hokusai_auth.api_key_usage
+		  WHERE endpoint = '/rpc/ok'") eq 't',
+	'response_time_ms covers the transaction');
+
+# 3. Expiry within two flush intervals, with an audit row.
+my $ekid = q1("SELECT id FROM hokusai_auth.create_key('$uid', 'short',
+	expires_at => clock_timestamp() + interval '1 second')");
+ok( $node->poll_query_until('postgres',
+		"SELECT NOT is_active FROM hokusai_auth.api_keys WHERE id = '$ekid'"),
+	'the worker expires the key');
+my $delay = q1("SELECT round(1000 * extract(epoch FROM a.at - k.expires_at))
+	FROM hokusai_auth.audit_log a JOIN hokusai_auth.api_keys k ON k.id = a.api_key_id
+	WHERE a.api_key_id = '$ekid' AND a.action = 'expire'");
+ok($delay >= 0 && $delay <= 2 * $FLUSH_MS,
+	"expired ${delay} ms after expires_at (at most 2 x flush_interval)");
+is(q1('SELECT hokusai_auth.verify_audit_chain() IS NULL'), 't', 'audit chain intact');
+
+# 4. Without the extension the worker waits, and resumes when it returns.
+my $pid = worker_pid();
+q1('DROP EXTENSION hokusai_auth');
+usleep(3 * $FLUSH_MS * 1000);
+is(worker_pid(), $pid, 'the worker keeps running while the extension is absent');
+q1('CREATE EXTENSION hokusai_auth');
+($uid, $kid, $key) = HokusaiTest::new_key($node, 'ursula',
+	args => 'rate_limit_per_hour => 1000000, burst_limit => 100000');
+q1("SELECT hokusai_auth.record_usage('$kid', '/back', 1, 200)");
+wait_rows(1, 'events flow again after CREATE EXTENSION');
+is(worker_pid(), $pid, 'same worker');
+
+# 5. A clean shutdown and a terminated worker write what is queued.  A long
+# interval keeps the worker from flushing on its own.
+q1("ALTER SYSTEM SET hokusai_auth.flush_interval = '1h'; SELECT pg_reload_conf()");
+usleep(3 * $FLUSH_MS * 1000);
+q1("SELECT count(hokusai_auth.record_usage('$kid', '/shutdown', i, 200))
+	FROM generate_series(1, 1000) i");
+usleep(300_000);
+is(q1('SELECT queued FROM hokusai_auth.usage_queue_stats') . ' ' . usage_rows(),
+	'1000 1', 'events wait in the queue');
+$node->stop('fast');
+$node->start;
+is(usage_rows(), '1001', 'a clean shutdown flushed all 1000 queued events');
+
+q1("SELECT count(hokusai_auth.record_usage('$kid', '/terminate', i, 200))
+	FROM generate_series(1, 500) i");
+$pid = worker_pid();
+q1("SELECT pg_terminate_backend($pid)");
+wait_rows(1501, 'a terminated worker flushes before it exits');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE backend_type = 'hokusai_auth usage worker' AND pid <> $pid"),
+	'the worker is restarted after pg_terminate_backend');
+q1("ALTER SYSTEM RESET hokusai_auth.flush_interval; SELECT pg_reload_conf()");
+
+# 6. SIGKILL of the worker: the server restarts its processes, the worker
+# comes back and works.
+$pid = worker_pid();
+kill 'KILL', $pid;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE backend_type = 'hokusai_auth usage worker' AND pid <> $pid"),
+	'the worker is back after SIGKILL');
+is(HokusaiTest::status($node, $key), 'ok', 'keys validate after the crash restart');
+q1("SELECT hokusai_auth.record_usage('$kid', '/after-kill', 1, 200)");
+wait_rows(1502, 'events flow after SIGKILL');
+
+# 7. A backend crash: every process restarts, keys and tables are intact.
+my $counts = q1('SELECT (SELECT count(*) FROM hokusai_auth.api_keys) || \' \'
+	|| (SELECT count(*) FROM hokusai_auth.api_key_usage) || \' \'
+	|| (SELECT count(*) FROM hokusai_auth.audit_log)');
+my ($in, $out, $err) = ('', '', '');
+my $h = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err);
+$in .= "SELECT pg_backend_pid();\n";
+$h->pump until $out =~ /^(\d+)$/m;
+my $bpid = $1;
+kill 'KILL', $bpid;
+$h->finish;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'"),
+	'the worker is back after a backend crash');
+is( q1('SELECT (SELECT count(*) FROM hokusai_auth.api_keys) || \' \'
+	|| (SELECT count(*) FROM hokusai_auth.api_key_usage) || \' \'
+	|| (SELECT count(*) FROM hokusai_auth.audit_log)'),
+	$counts, 'keys, usage and audit rows intact after the crash');
+is(q1('SELECT hokusai_auth.verify_audit_chain() IS NULL'), 't', 'audit chain intact after the crash');
+is(HokusaiTest::status($node, $key), 'ok', 'keys validate after the backend crash');
+q1("SELECT hokusai_auth.record_usage('$kid', '/after-crash', 1, 200)");
+wait_rows(1503, 'events flow after the backend crash');
+
+# 8. Overflow: a 1024-event queue, the worker held off by a lock on the
+# rollup state row (it waits there before inserting), 2000 events.
+$node->append_conf('postgresql.conf', "hokusai_auth.usage_queue_size = 1024\n");
+$node->restart;
+($in, $out, $err) = ('', '', '');
+$h = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err);
+$in .= "BEGIN; SELECT 'locked' FROM hokusai_auth.usage_rollup_state FOR UPDATE;\n";
+$h->pump until $out =~ /locked/;
+is( q1( "SELECT count(*) FILTER (WHERE NOT hokusai_auth.record_usage('$kid', '/flood', i, 200))
+		   FROM generate_series(1, 2000) i"),
+	'976', 'a full queue refuses events: 2000 - 1024 dropped');
+is(q1('SELECT dropped || \' \' || enqueued FROM hokusai_auth.usage_queue_stats'),
+	'976 1024', 'drops are counted');
+$in .= "COMMIT;\n\\q\n";
+$h->finish;
+wait_rows(1503 + 1024, 'the 1024 queued events arrive once the worker can write');
+
+# 9. A standby: the worker starts there but writes nothing while in recovery.
+$node->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($node, 'b', has_streaming => 1);
+$standby->start;
+ok($standby->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'"),
+	'the worker runs on the standby');
+is($standby->safe_psql('postgres',
+		"SELECT hokusai_auth.record_usage('$kid', '/standby', 1, 200)"),
+	't', 'record_usage works on a standby');
+usleep(3 * $FLUSH_MS * 1000);
+is($standby->safe_psql('postgres', 'SELECT queued FROM hokusai_auth.usage_queue_stats'),
+	'1', 'the standby worker leaves events queued while in recovery');
+$standby->stop;
+
+my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+unlike($log, qr/hokusai_auth worker could not write/, 'no failed batches in the log');
+
+$node->stop;
+done_testing();
