@@ -46,6 +46,13 @@ SELECT valid, status FROM hokusai_auth.validate_key(:'key', '203.0.113.9');
 SELECT status FROM hokusai_auth.validate_key('hk_live_not-a-key');
 SELECT status FROM hokusai_auth.validate_key((hokusai_auth._new_key('live')).key);
 
+\echo '-- rate limits: a key allowed 3 requests an hour; the 4th is refused, with'
+\echo '-- the figures an API returns as X-RateLimit-* and Retry-After headers'
+SELECT id AS rl_id, key AS rl_key FROM hokusai_auth.create_key(:'user_id', 'three an hour',
+	rate_limit_per_hour => 3) \gset
+SELECT i AS request, status, remaining, reset_seconds, retry_after
+  FROM generate_series(1, 4) i, LATERAL hokusai_auth.validate_key(left(:'rl_key' || i, 54)) v;
+
 \echo '-- rotate with a one-hour grace period: both keys work meanwhile'
 SELECT id AS new_id, key AS new_key FROM hokusai_auth.rotate_key(:'id', grace => '1 hour') \gset
 SELECT (SELECT status FROM hokusai_auth.validate_key(:'key', '127.0.0.1')) AS old_key,

@@ -459,8 +459,11 @@ hk_worker_main(Datum main_arg)
 	pgstat_report_appname("hokusai_auth usage worker");
 	/* Never wait long on a row lock: the queue keeps the events. */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
-	/* Queued events are lost in a crash anyway: no need to wait for fsync. */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Commits stay synchronous: rows the worker has written (usage, expiry
+	 * and its audit rows) must survive a crash.  It commits about once per
+	 * flush_interval, so the fsync costs little.
+	 */
 
 	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "hokusai_auth worker cycle",
 									  ALLOCSET_DEFAULT_SIZES);
