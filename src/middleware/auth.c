@@ -93,23 +93,23 @@ schema_owner(void)
 	return owner;
 }
 
+/* Reads one row of a query's result into the caller's structures. */
+typedef void (*RowReader) (HeapTuple tup, TupleDesc desc, void *arg);
+
 /*
- * Read the key's row by prefix.  Returns its bcrypt hash, or NULL when there
- * is no such row; *st then describes the key, allocated in the caller's
- * memory context.
+ * Run a one-parameter query as the owner of the hokusai_auth schema, with
+ * the latest snapshot and read-only, and hand its first row (if any) to
+ * read, in the caller's memory context.  The plan is prepared on first use
+ * and kept in *plan.  Returns whether there was a row.
  */
-static char *
-key_lookup(const char *key, HkKeyState *st)
+static bool
+read_row_as_owner(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg,
+				  RowReader read, void *read_arg)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	Oid			save_userid;
 	int			save_sec;
-	Datum		arg;
-	char	   *volatile hash = NULL;
 	volatile bool found = false;
-	int			ret;
-
-	arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(schema_owner(),
@@ -117,59 +117,32 @@ key_lookup(const char *key, HkKeyState *st)
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
+		int			ret;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (lookup_plan == NULL)
+		if (*plan == NULL)
 		{
-			Oid			argtypes[1] = {TEXTOID};
-			SPIPlanPtr	plan = SPI_prepare(lookup_query, 1, argtypes);
+			SPIPlanPtr	p = SPI_prepare(query, 1, &argtype);
 
-			if (plan == NULL)
+			if (p == NULL)
 				elog(ERROR, "SPI_prepare failed: %s",
 					 SPI_result_code_string(SPI_result));
-			SPI_keepplan(plan);
-			lookup_plan = plan;
+			SPI_keepplan(p);
+			*plan = p;
 		}
-		ret = SPI_execute_snapshot(lookup_plan, &arg, NULL,
-								   GetLatestSnapshot(), InvalidSnapshot,
-								   true, false, 1);
+		ret = SPI_execute_snapshot(*plan, &arg, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, true, false, 1);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_plan failed: %s",
+			elog(ERROR, "SPI_execute_snapshot failed: %s",
 				 SPI_result_code_string(ret));
-
 		if (SPI_processed == 1)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			Datum		d;
-			MemoryContext spicxt;
+			MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
-			found = true;
-			spicxt = MemoryContextSwitchTo(callercxt);
-
-			memcpy(&st->key_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-				   sizeof(pg_uuid_t));
-			memcpy(&st->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)),
-				   sizeof(pg_uuid_t));
-			hash = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			st->active = !isnull && DatumGetBool(d);
-			d = SPI_getbinval(tup, desc, 5, &isnull);
-			st->has_expiry = !isnull;
-			st->expires_at = isnull ? 0 : DatumGetTimestampTz(d);
-			d = SPI_getbinval(tup, desc, 6, &isnull);
-			st->rate_limit_per_hour = isnull ? hk_default_rate_limit_per_hour : DatumGetInt32(d);
-			d = SPI_getbinval(tup, desc, 7, &isnull);
-			st->burst_limit = isnull ? -1 : DatumGetInt32(d);
-			d = SPI_getbinval(tup, desc, 8, &isnull);
-			st->has_allowed_ips = !isnull;
-			st->n_allowed = isnull ? 0 :
-				hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
-			d = SPI_getbinval(tup, desc, 9, &isnull);
-			st->revoked = !isnull && DatumGetBool(d);
-
+			read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, read_arg);
 			MemoryContextSwitchTo(spicxt);
+			found = true;
 		}
 		SPI_finish();
 	}
@@ -178,8 +151,72 @@ key_lookup(const char *key, HkKeyState *st)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
+	return found;
+}
 
-	return found ? hash : NULL;
+/* What key_lookup reads: the key's state and its hash. */
+typedef struct KeyRow
+{
+	HkKeyState *st;
+	char	   *hash;
+} KeyRow;
+
+static void
+read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	KeyRow	   *row = (KeyRow *) arg;
+	HkKeyState *st = row->st;
+	bool		isnull;
+	Datum		d;
+
+	memcpy(&st->key_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+		   sizeof(pg_uuid_t));
+	memcpy(&st->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)),
+		   sizeof(pg_uuid_t));
+	row->hash = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	st->active = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	st->has_expiry = !isnull;
+	st->expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	st->rate_limit_per_hour = isnull ? hk_default_rate_limit_per_hour : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	st->burst_limit = isnull ? -1 : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	st->has_allowed_ips = !isnull;
+	st->n_allowed = isnull ? 0 :
+		hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	st->revoked = !isnull && DatumGetBool(d);
+}
+
+/*
+ * Read the key's row by prefix.  Returns its bcrypt hash, or NULL when there
+ * is no such row; *st then describes the key, allocated in the caller's
+ * memory context.
+ */
+static char *
+key_lookup(const char *key, HkKeyState *st)
+{
+	KeyRow		row = {st, NULL};
+	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
+
+	if (!read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
+						   read_key_row, &row))
+		return NULL;
+	return row.hash;
+}
+
+static void
+read_allowed_ips(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	HkKeyState *st = (HkKeyState *) arg;
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
+
+	if (!isnull)
+		st->n_allowed = hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
 }
 
 /*
@@ -190,56 +227,12 @@ static void
 key_allowed_ips(HkKeyState *st)
 {
 	static SPIPlanPtr plan = NULL;
-	MemoryContext callercxt = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec;
-	Datum		arg = UUIDPGetDatum(&st->key_id);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(schema_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (plan == NULL)
-		{
-			Oid			argtypes[1] = {UUIDOID};
-			SPIPlanPtr	p = SPI_prepare("SELECT allowed_ips FROM " HK_SCHEMA
-										".api_keys WHERE id = $1", 1, argtypes);
-
-			if (p == NULL)
-				elog(ERROR, "SPI_prepare failed: %s",
-					 SPI_result_code_string(SPI_result));
-			SPI_keepplan(p);
-			plan = p;
-		}
-		if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
-								 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_snapshot failed");
-		st->n_allowed = 0;
-		if (SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-			{
-				MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
-
-				st->n_allowed = hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
-				MemoryContextSwitchTo(spicxt);
-			}
-		}
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	st->n_allowed = 0;
+	(void) read_row_as_owner(&plan,
+							 "SELECT allowed_ips FROM " HK_SCHEMA ".api_keys WHERE id = $1",
+							 UUIDOID, UUIDPGetDatum(&st->key_id),
+							 read_allowed_ips, st);
 }
 
 /*
