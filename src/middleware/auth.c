@@ -237,10 +237,12 @@ key_allowed_ips(HkKeyState *st)
 
 /*
  * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
- * true, *st describes the key.
+ * true, *st describes the key, and *touch_due says whether this use should
+ * be noted for last_used_at (always after a cache miss; after a hit, once
+ * per HK_TOUCH_INTERVAL per key).
  */
 static bool
-key_authenticate(const char *key, HkKeyState *st)
+key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 {
 	uint8		digest[HK_DIGEST_LEN];
 	bool		use_cache = hk_cache_usable();
@@ -252,7 +254,8 @@ key_authenticate(const char *key, HkKeyState *st)
 	hk_key_digest(key, HK_KEY_LEN, digest);
 	if (use_cache)
 	{
-		switch (hk_cache_lookup(digest, st, &ips_overflow))
+		*touch_due = false;
+		switch (hk_cache_lookup(digest, st, &ips_overflow, touch_due))
 		{
 			case HK_CACHE_HIT:
 				if (ips_overflow)
@@ -269,6 +272,7 @@ key_authenticate(const char *key, HkKeyState *st)
 
 	if (!hk_throttle_admit(key))
 		return false;
+	*touch_due = true;
 	hash = key_lookup(key, st);
 	if (hash == NULL)
 	{
@@ -328,6 +332,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	HkKeyState	st;
 	HkLimiterDecision limit;
 	bool		known = false;
+	bool		touch_due = false;
 	Datum		values[VALIDATE_NATTS];
 	bool		nulls[VALIDATE_NATTS];
 
@@ -360,7 +365,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 
 			memcpy(key, VARDATA_ANY(arg), HK_KEY_LEN);
 			key[HK_KEY_LEN] = '\0';
-			known = key_authenticate(key, &st);
+			known = key_authenticate(key, &st, &touch_due);
 			sodium_memzero(key, sizeof(key));
 			if (!known)
 				status = HK_STATUS_UNKNOWN;
@@ -379,7 +384,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 
 	if (status == HK_STATUS_MALFORMED)
 		hk_stat_add(HK_STAT_MALFORMED);
-	else if (status == HK_STATUS_OK)
+	else if (status == HK_STATUS_OK && (!PG_ARGISNULL(2) || touch_due))
 		hk_usage_note_valid(&st.key_id, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
 
 	memset(nulls, true, sizeof(nulls));

@@ -16,6 +16,11 @@
  * Negative entries remember a digest whose secret failed bcrypt, so a
  * repeated wrong key costs no bcrypt until the entry ages out.
  *
+ * Entries also pace last_used_at: a hit asks the usage queue to note the
+ * key as used at most once per HK_TOUCH_INTERVAL seconds (the first backend
+ * to swap last_touch wins), so the worker writes last_used_at about once a
+ * minute per busy key however many requests it serves.
+ *
  * Locking rules:
  *
  *	- An entry is read or written only while holding its partition's LWLock:
@@ -94,6 +99,7 @@ typedef struct HkCacheEntry
 	TimestampTz expires_at;
 	TimestampTz filled_at;
 	pg_atomic_uint32 last_used; /* seconds since cache start */
+	pg_atomic_uint32 last_touch;	/* last usage touch, same clock */
 	int32		rate_limit_per_hour;
 	int32		burst_limit;
 	uint8		flags;
@@ -191,7 +197,10 @@ hk_cache_shmem_startup(void)
 		pg_atomic_init_u64(&cache->stats[i], 0);
 	pg_atomic_init_u64(&cache->stats_reset, (uint64) cache->started_at);
 	for (i = 0; i < (int) (cache->nsets * HK_CACHE_WAYS); i++)
+	{
 		pg_atomic_init_u32(&cache->entries[i].last_used, 0);
+		pg_atomic_init_u32(&cache->entries[i].last_touch, 0);
+	}
 }
 
 bool
@@ -285,7 +294,8 @@ entry_fresh(const HkCacheEntry *e, TimestampTz now)
 }
 
 HkCacheResult
-hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow)
+hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
+				bool *touch_due)
 {
 	uint32		set = digest_set(digest);
 	HkCacheEntry *e = &cache->entries[set * HK_CACHE_WAYS];
@@ -304,6 +314,14 @@ hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow)
 		if (!entry_fresh(e, now))
 			break;
 		pg_atomic_write_u32(&e->last_used, now_tick(now));
+		if (!(e->flags & HKE_NEGATIVE))
+		{
+			uint32		tick = now_tick(now);
+			uint32		last = pg_atomic_read_u32(&e->last_touch);
+
+			*touch_due = tick - last >= HK_TOUCH_INTERVAL &&
+				pg_atomic_compare_exchange_u32(&e->last_touch, &last, tick);
+		}
 		if (e->flags & HKE_NEGATIVE)
 		{
 			result = HK_CACHE_NEGATIVE;
@@ -389,6 +407,8 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	e->nspid = nspid;
 	e->filled_at = now;
 	pg_atomic_write_u32(&e->last_used, now_tick(now));
+	/* The fill itself is noted as a use by the caller. */
+	pg_atomic_write_u32(&e->last_touch, now_tick(now));
 	if (st == NULL)
 	{
 		e->flags = HKE_USED | HKE_NEGATIVE;

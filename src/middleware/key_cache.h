@@ -13,6 +13,7 @@
 #include "middleware/auth.h"
 
 #define HK_DIGEST_LEN		32
+#define HK_TOUCH_INTERVAL	60	/* seconds between last_used_at notes per key */
 
 /* What a cache lookup found. */
 typedef enum HkCacheResult
@@ -36,7 +37,7 @@ extern void hk_key_digest(const char *key, size_t len, uint8 *digest);
 extern uint64 hk_cache_generation(void);
 extern bool hk_cache_usable(void);
 extern HkCacheResult hk_cache_lookup(const uint8 *digest, HkKeyState *st,
-									 bool *ips_overflow);
+									 bool *ips_overflow, bool *touch_due);
 extern void hk_cache_insert(const uint8 *digest, const HkKeyState *st,
 							uint64 generation);
 extern void hk_cache_insert_negative(const uint8 *digest, uint64 generation);
