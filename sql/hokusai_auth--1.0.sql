@@ -319,7 +319,7 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON hokusai_auth.audit_log
 
 CREATE FUNCTION hokusai_auth.verify_audit_chain()
 	RETURNS bigint
-	LANGUAGE plpgsql STABLE
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE

@@ -683,3 +683,54 @@ REVOKE ALL ON FUNCTION hokusai_api.revoke_key(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hokusai_api.rotate_key(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hokusai_api.key_usage(text, text, text) FROM PUBLIC;
 REVOKE ALL ON hokusai_api.keys FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Administrators: everything but secrets and history rewriting
+------------------------------------------------------------------------------
+
+-- Create (if missing) a NOLOGIN role for key administrators and grant it:
+-- the public functions (not the set-up ones, not internals), reading every
+-- view and table except api_keys.key_hash, and nothing that writes a table
+-- directly, so usage cannot be forged and audit rows cannot be rewritten.
+-- Grant the role to the people who administer keys.
+CREATE FUNCTION hokusai_auth.setup_admin_role(admin text DEFAULT 'hokusai_admin')
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	f	regprocedure;
+	v	regclass;
+BEGIN
+	PERFORM hokusai_auth._check_text(admin, 'admin', 63);
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = admin) THEN
+		EXECUTE format('CREATE ROLE %I NOLOGIN', admin);
+	END IF;
+	EXECUTE format('GRANT USAGE ON SCHEMA hokusai_auth TO %I', admin);
+	FOR f IN
+		SELECT p.oid::regprocedure FROM pg_proc p
+		 WHERE p.pronamespace = 'hokusai_auth'::regnamespace
+		   AND p.proname !~ '^_' AND p.proname !~ '^setup_'
+		   AND p.prokind = 'f'
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, admin);
+	END LOOP;
+	-- Not these: they write usage on the caller's word.
+	EXECUTE format('REVOKE EXECUTE ON FUNCTION hokusai_auth.record_usage(uuid, text, integer, integer) FROM %I', admin);
+	EXECUTE format('REVOKE EXECUTE ON FUNCTION hokusai_auth.track_request(uuid, text) FROM %I', admin);
+	FOR v IN
+		SELECT c.oid::regclass FROM pg_class c
+		 WHERE c.relnamespace = 'hokusai_auth'::regnamespace
+		   AND c.relkind IN ('r', 'v') AND c.relname <> 'api_keys'
+	LOOP
+		EXECUTE format('GRANT SELECT ON %s TO %I', v, admin);
+	END LOOP;
+	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '
+				   'expires_at, last_used_at, is_active, rate_limit_per_hour, burst_limit, '
+				   'allowed_ips, metadata, revoked_at, rotated_from) ON hokusai_auth.api_keys TO %I',
+				   admin);
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.setup_admin_role(text) IS
+	'Create and grant a role for key administrators: manage keys, read everything but key_hash, write no table directly';
+REVOKE ALL ON FUNCTION hokusai_auth.setup_admin_role(text) FROM PUBLIC;
