@@ -141,6 +141,13 @@ $$;
 -- The batch checks that its keys exist itself (keys are never deleted by
 -- normal operations), so it runs with session_replication_role = replica:
 -- that skips the per-row foreign-key trigger, a third of the cost of a row.
+-- Time-ordered ids for usage rows (usage_sql.c).
+CREATE FUNCTION hokusai_auth._uuid_v7(at timestamptz)
+	RETURNS uuid
+	AS 'MODULE_PATHNAME', 'hk_sql_uuid_v7'
+	LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION hokusai_auth._uuid_v7(timestamptz) FROM PUBLIC;
+
 CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
 	ats timestamptz[], response_times integer[], status_codes integer[])
 	RETURNS bigint
@@ -155,8 +162,8 @@ BEGIN
 	SELECT s.rolled_until INTO rolled FROM hokusai_auth.usage_rollup_state s FOR SHARE;
 
 	INSERT INTO hokusai_auth.api_key_usage
-		(api_key_id, endpoint, "timestamp", response_time_ms, status_code)
-	SELECT u.k, u.e, u.t, u.r, u.s
+		(id, api_key_id, endpoint, "timestamp", response_time_ms, status_code)
+	SELECT hokusai_auth._uuid_v7(u.t), u.k, u.e, u.t, u.r, u.s
 	  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
 	 WHERE EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id = u.k);
 	GET DIAGNOSTICS n = ROW_COUNT;

@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
 #include "access/xact.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -38,6 +40,7 @@
 
 PG_FUNCTION_INFO_V1(hk_sql_record_usage);
 PG_FUNCTION_INFO_V1(hk_sql_track_request);
+PG_FUNCTION_INFO_V1(hk_sql_uuid_v7);
 PG_FUNCTION_INFO_V1(hk_sql_usage_queue_stats);
 PG_FUNCTION_INFO_V1(hk_sql_usage_queue_stats_reset);
 
@@ -283,4 +286,31 @@ hk_sql_usage_queue_stats_reset(PG_FUNCTION_ARGS)
 	hk_usage_require();
 	hk_usage_stats_reset();
 	PG_RETURN_VOID();
+}
+
+/*
+ * hokusai_auth._uuid_v7(at timestamptz) returns uuid
+ *
+ * A time-ordered UUID (RFC 9562 version 7: 48 bits of Unix milliseconds of
+ * at, then random bits) for the worker's usage rows: consecutive batches
+ * then append to the primary key's index instead of landing all over it.
+ */
+Datum
+hk_sql_uuid_v7(PG_FUNCTION_ARGS)
+{
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
+	pg_uuid_t  *u = (pg_uuid_t *) palloc(sizeof(pg_uuid_t));
+	int64		ms;
+	int			i;
+
+	/* TimestampTz counts from 2000-01-01; version 7 from 1970-01-01. */
+	ms = at / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+	if (ms < 0)
+		ms = 0;
+	for (i = 0; i < 6; i++)
+		u->data[i] = (uint8) (ms >> (8 * (5 - i)));
+	randombytes_buf(u->data + 6, 10);
+	u->data[6] = (u->data[6] & 0x0f) | 0x70;	/* version 7 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	PG_RETURN_UUID_P(u);
 }
