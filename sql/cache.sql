@@ -44,25 +44,8 @@ SELECT status FROM hokusai_auth.validate_key('hk_live_short');
 SELECT * FROM pg_temp.moved();
 
 -- A wrong secret with a valid checksum: one bcrypt, then a negative hit.
-CREATE FUNCTION pg_temp.crc32(t text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE crc bigint := 4294967295;
-BEGIN
-	FOR i IN 1..length(t) LOOP
-		crc := crc # ascii(substr(t, i, 1));
-		FOR j IN 1..8 LOOP
-			IF crc & 1 = 1 THEN crc := (crc >> 1) # 3988292384; ELSE crc := crc >> 1; END IF;
-		END LOOP;
-	END LOOP;
-	RETURN crc # 4294967295;
-END $$;
-CREATE FUNCTION pg_temp.with_checksum(head text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE digits text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-	v bigint := pg_temp.crc32(head); r text := '';
-BEGIN
-	FOR i IN 1..6 LOOP r := substr(digits, (v % 62)::int + 1, 1) || r; v := v / 62; END LOOP;
-	RETURN head || r;
-END $$;
-SELECT pg_temp.with_checksum(left(:'k_key', 16) || repeat('w', 32)) AS wrong \gset
+\i test/lib/key_checksum.sql
+SELECT hk_with_checksum(left(:'k_key', 16) || repeat('w', 32)) AS wrong \gset
 SELECT status FROM hokusai_auth.validate_key(:'wrong');
 SELECT status FROM hokusai_auth.validate_key(:'wrong');
 SELECT * FROM pg_temp.moved();
@@ -74,7 +57,7 @@ SELECT * FROM hokusai_auth.create_key(:'kim', 'other') \gset o_
 SELECT status FROM hokusai_auth.validate_key(:'o_key');
 SELECT * FROM pg_temp.moved();
 SELECT DISTINCT r.status FROM generate_series(1, 40) i,
-	LATERAL hokusai_auth.validate_key(pg_temp.with_checksum(
+	LATERAL hokusai_auth.validate_key(hk_with_checksum(
 		left(:'k_key', 16) || lpad(i::text, 32, 'q'))) r;
 SELECT bcrypt_verifications <= 10 + 1 AS bcrypt_bounded,
        throttled >= 40 - 10 - 1 AS throttled_counted

@@ -6,39 +6,9 @@ SET hokusai_auth.bcrypt_cost = 4;
 
 -- An independent CRC-32 (IEEE, as zlib computes it) and base62 encoding, to
 -- check the checksum the C code writes.
-CREATE FUNCTION pg_temp.crc32(t text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-	crc bigint := 4294967295;
-	b int;
-	i int;
-	j int;
-BEGIN
-	FOR i IN 1..length(t) LOOP
-		b := ascii(substr(t, i, 1));
-		crc := crc # b;
-		FOR j IN 1..8 LOOP
-			IF crc & 1 = 1 THEN
-				crc := (crc >> 1) # 3988292384;
-			ELSE
-				crc := crc >> 1;
-			END IF;
-		END LOOP;
-	END LOOP;
-	RETURN crc # 4294967295;
-END $$;
-CREATE FUNCTION pg_temp.base62(v bigint, width int) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	digits text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-	r text := '';
-BEGIN
-	FOR i IN 1..width LOOP
-		r := substr(digits, (v % 62)::int + 1, 1) || r;
-		v := v / 62;
-	END LOOP;
-	RETURN r;
-END $$;
+\i test/lib/key_checksum.sql
 -- CRC-32 of "123456789" is the standard check value cbf43926.
-SELECT to_hex(pg_temp.crc32('123456789'));
+SELECT to_hex(hk_crc32('123456789'));
 
 SELECT hokusai_auth.create_user('alice', 'alice@example.com') AS alice \gset
 SELECT hokusai_auth.create_user('bob') AS bob \gset
@@ -52,7 +22,7 @@ SELECT :'k1_key' ~ '^hk_live_[0-9A-Za-z]{46}$' AS shape,
 -- The scanner regex from the design finds it.
 SELECT regexp_match('token=' || :'k1_key' || ';', '\mhk_(live|test)_[0-9A-Za-z]{46}\M') IS NOT NULL AS scanner_finds_it;
 -- The checksum is base62(CRC-32) of the first 48 characters.
-SELECT right(:'k1_key', 6) = pg_temp.base62(pg_temp.crc32(left(:'k1_key', 48)), 6) AS checksum_ok;
+SELECT right(:'k1_key', 6) = hk_base62(hk_crc32(left(:'k1_key', 48)), 6) AS checksum_ok;
 SELECT hokusai_auth.key_is_well_formed(:'k1_key') AS well_formed,
        hokusai_auth.key_prefix(:'k1_key') = :'k1_key_prefix' AS prefix_fn;
 

@@ -39,35 +39,18 @@ SELECT status FROM hokusai_auth.validate_key(
 
 -- unknown: well-formed keys that are not ours.  Build keys with correct
 -- checksums using the same checksum the C code computes.
-CREATE FUNCTION pg_temp.crc32(t text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE crc bigint := 4294967295; b int;
-BEGIN
-	FOR i IN 1..length(t) LOOP
-		crc := crc # ascii(substr(t, i, 1));
-		FOR j IN 1..8 LOOP
-			IF crc & 1 = 1 THEN crc := (crc >> 1) # 3988292384; ELSE crc := crc >> 1; END IF;
-		END LOOP;
-	END LOOP;
-	RETURN crc # 4294967295;
-END $$;
-CREATE FUNCTION pg_temp.with_checksum(head text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE digits text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-	v bigint := pg_temp.crc32(head); r text := '';
-BEGIN
-	FOR i IN 1..6 LOOP r := substr(digits, (v % 62)::int + 1, 1) || r; v := v / 62; END LOOP;
-	RETURN head || r;
-END $$;
-SELECT pg_temp.with_checksum(left(:'k_key', 48)) = :'k_key' AS checksum_matches;
+\i test/lib/key_checksum.sql
+SELECT hk_with_checksum(left(:'k_key', 48)) = :'k_key' AS checksum_matches;
 -- Unknown prefix.
 SELECT status, key_id FROM hokusai_auth.validate_key(
-	pg_temp.with_checksum('hk_live_ZZZZZZZZ' || repeat('a', 32)));
+	hk_with_checksum('hk_live_ZZZZZZZZ' || repeat('a', 32)));
 -- Right prefix, wrong secret (with a valid checksum): unknown, and the
 -- response reveals nothing about the key.
 SELECT status, valid, key_id, user_id, rate_limit FROM hokusai_auth.validate_key(
-	pg_temp.with_checksum(left(:'k_key', 16) || repeat('a', 32)));
+	hk_with_checksum(left(:'k_key', 16) || repeat('a', 32)));
 -- Right secret, wrong environment in the head: a different prefix, unknown.
 SELECT status FROM hokusai_auth.validate_key(
-	pg_temp.with_checksum('hk_test_' || substr(:'k_key', 9, 40)));
+	hk_with_checksum('hk_test_' || substr(:'k_key', 9, 40)));
 
 -- expired: checked against the clock on every call.
 SELECT * FROM hokusai_auth.create_key(:'carol', 'short lived',
@@ -137,7 +120,7 @@ SELECT status FROM hokusai_auth.validate_key(:'a_key', '192.0.2.200');
 SELECT status FROM hokusai_auth.validate_key(:'a_key', 'fe80::1');
 -- An IP check happens only after the secret is proven.
 SELECT status FROM hokusai_auth.validate_key(
-	pg_temp.with_checksum(left(:'i_key', 16) || repeat('b', 32)), '10.0.0.1');
+	hk_with_checksum(left(:'i_key', 16) || repeat('b', 32)), '10.0.0.1');
 
 -- The key text never appears in the tables.
 SELECT count(*) AS leaks FROM hokusai_auth.api_keys k, hokusai_auth.audit_log a

@@ -66,30 +66,12 @@ SELECT i, k.key FROM generate_series(2, $NGOOD) i,
 	LATERAL hokusai_auth.create_key(:'uid', 'good ' || i,
 		rate_limit_per_hour => 2000000000, burst_limit => 1000000) k;
 
--- The key format's checksum (CRC-32 of the first 48 characters as 6 base62
--- digits), as in sql/cache.sql and docs/cache.md.
-CREATE FUNCTION crc32(t text) RETURNS bigint LANGUAGE plpgsql AS \$\$
-DECLARE crc bigint := 4294967295;
-BEGIN
-	FOR i IN 1..length(t) LOOP
-		crc := crc # ascii(substr(t, i, 1));
-		FOR j IN 1..8 LOOP
-			IF crc & 1 = 1 THEN crc := (crc >> 1) # 3988292384; ELSE crc := crc >> 1; END IF;
-		END LOOP;
-	END LOOP;
-	RETURN crc # 4294967295;
-END \$\$;
-CREATE FUNCTION with_checksum(head text) RETURNS text LANGUAGE plpgsql AS \$\$
-DECLARE digits text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-	v bigint := crc32(head); r text := '';
-BEGIN
-	FOR i IN 1..6 LOOP r := substr(digits, (v % 62)::int + 1, 1) || r; v := v / 62; END LOOP;
-	RETURN head || r;
-END \$\$;
+-- The key format's checksum, the same SQL the regression suites use.
+\i $HK_TOP/test/lib/key_checksum.sql
 
 -- The attacked prefix with random wrong secrets (32 hex digits are base62).
 INSERT INTO forged_keys
-SELECT i, with_checksum(hokusai_auth.key_prefix((SELECT key FROM good_keys WHERE i = 1))
+SELECT i, hk_with_checksum(hokusai_auth.key_prefix((SELECT key FROM good_keys WHERE i = 1))
 		|| md5(random()::text || i))
   FROM generate_series(1, $NFORGED) i;
 ANALYZE good_keys;
@@ -97,7 +79,7 @@ ANALYZE forged_keys;
 SQL
 
 PREFIX=$(q -c "SELECT hokusai_auth.key_prefix(key) FROM good_keys WHERE i = 1")
-q -c "CREATE TABLE forged_one AS SELECT 1 AS i, with_checksum('$PREFIX' || repeat('w', 32)) AS key;
+q -c "CREATE TABLE forged_one AS SELECT 1 AS i, hk_with_checksum('$PREFIX' || repeat('w', 32)) AS key;
 	ALTER TABLE forged_one ADD PRIMARY KEY (i); ANALYZE forged_one"
 ONE=$(q -c "SELECT key FROM forged_one")
 q -c "SELECT format('%s forged keys for prefix %s, %s well-formed, %s distinct; repeated one: %s',
