@@ -18,6 +18,8 @@ OBJS = \
 	src/middleware/ip_check.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
+	src/usage/uuid7.o \
+	src/worker/usage_writer.o \
 	src/worker/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

@@ -22,8 +22,6 @@
  */
 #include "postgres.h"
 
-#include <sodium.h>
-
 #include "access/xact.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -35,6 +33,7 @@
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "usage/uuid7.h"
 
 #define HK_ENDPOINT_MAX_CHARS	2048
 
@@ -291,26 +290,14 @@ hk_sql_usage_queue_stats_reset(PG_FUNCTION_ARGS)
 /*
  * hokusai_auth._uuid_v7(at timestamptz) returns uuid
  *
- * A time-ordered UUID (RFC 9562 version 7: 48 bits of Unix milliseconds of
- * at, then random bits) for the worker's usage rows: consecutive batches
- * then append to the primary key's index instead of landing all over it.
+ * A time-ordered UUID for a usage row (uuid7.c); the worker's SQL path uses
+ * it, the bulk path calls hk_uuid_v7() itself.
  */
 Datum
 hk_sql_uuid_v7(PG_FUNCTION_ARGS)
 {
-	TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
 	pg_uuid_t  *u = (pg_uuid_t *) palloc(sizeof(pg_uuid_t));
-	int64		ms;
-	int			i;
 
-	/* TimestampTz counts from 2000-01-01; version 7 from 1970-01-01. */
-	ms = at / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-	if (ms < 0)
-		ms = 0;
-	for (i = 0; i < 6; i++)
-		u->data[i] = (uint8) (ms >> (8 * (5 - i)));
-	randombytes_buf(u->data + 6, 10);
-	u->data[6] = (u->data[6] & 0x0f) | 0x70;	/* version 7 */
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	hk_uuid_v7(PG_GETARG_TIMESTAMPTZ(0), u);
 	PG_RETURN_UUID_P(u);
 }

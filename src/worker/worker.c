@@ -12,11 +12,16 @@
  *	1. nothing while the server is in recovery or the extension (at 1.2 or
  *	   later) is not installed in that database; the queue keeps its events
  *	   (and drops new ones once full) until then;
- *	2. the queue, in batches of HK_BATCH events, one transaction each:
- *	   SELECT hokusai_auth._usage_flush(arrays...) inserts the batch with one
- *	   INSERT ... SELECT FROM unnest().  The events are consumed (tail
- *	   moved) only after the commit, so an error loses nothing; a batch
- *	   that fails HK_MAX_RETRIES cycles in a row is dropped and counted;
+ *	2. the events queued when the cycle began, in batches of up to
+ *	   HK_BATCH, one transaction each.  Events of keys that exist, not
+ *	   older than usage_rollup_state.rolled_until (share-locked, which
+ *	   orders us against rollup_usage()), are appended in bulk by
+ *	   usage_writer.c; older ones go through SQL,
+ *	   hokusai_auth._usage_flush(arrays...), which also adds them to the
+ *	   rollups, and so does everything when the table has been altered.
+ *	   The events are consumed (tail moved) only after the commit, so an
+ *	   error loses nothing; a batch that fails HK_MAX_RETRIES cycles in a
+ *	   row is dropped and counted;
  *	3. last_used_at: the touch table and the batches' keys, merged here to
  *	   the latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys().
@@ -25,7 +30,8 @@
  * steps 1 to 3 at once.  SIGHUP reloads the configuration; SIGTERM (server
  * shutdown, pg_terminate_backend) runs a last flush and exits; the
  * postmaster restarts the worker HK_RESTART_SECONDS after it dies for any
- * other reason, or after a crash restart of the server.
+ * other reason, or after a crash restart of the server.  An error in a
+ * cycle outside a batch is logged and the next cycle runs as usual.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +61,7 @@
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "worker/usage_writer.h"
 #include "worker/worker.h"
 
 #define HK_BATCH			16384
@@ -70,7 +77,11 @@ static HkUsageEvent *events = NULL;
 static HkUsageTouch *touch_buf = NULL;
 static SPIPlanPtr flush_plan = NULL;
 static SPIPlanPtr touch_plan = NULL;
+static SPIPlanPtr rolled_plan = NULL;
+static SPIPlanPtr keys_plan = NULL;
 static int	batch_failures = 0;
+static TimestampTz next_cycle = 0;
+static bool shutting_down = false;
 
 typedef struct TouchEntry
 {
@@ -175,12 +186,87 @@ touch_merge(HTAB *touches, const pg_uuid_t *key_id, TimestampTz at)
 		e->at = at;
 }
 
+/* The rollups are complete before this time; share-locks the state row. */
+static TimestampTz
+lock_rolled_until(void)
+{
+	int			ret;
+	bool		isnull;
+	Datum		d;
+
+	if (rolled_plan == NULL)
+		rolled_plan = keep_plan("SELECT rolled_until FROM " HK_SCHEMA ".usage_rollup_state"
+								" FOR SHARE", 0, NULL);
+	ret = SPI_execute_plan(rolled_plan, NULL, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+}
+
+/* The batch's keys that exist, as a hash table of key ids. */
+static HTAB *
+existing_keys(HkUsageEvent **ev, int n)
+{
+	HASHCTL		ctl;
+	HTAB	   *wanted;
+	HTAB	   *found;
+	HASH_SEQ_STATUS seq;
+	pg_uuid_t  *k;
+	Datum	   *ids;
+	Datum		arg;
+	long		nkeys;
+	uint64		r;
+	int			ret;
+	int			i;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(pg_uuid_t);
+	ctl.hcxt = CurrentMemoryContext;
+	wanted = hash_create("hokusai_auth batch keys", 256, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	found = hash_create("hokusai_auth existing keys", 256, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (i = 0; i < n; i++)
+		(void) hash_search(wanted, &ev[i]->key_id, HASH_ENTER, NULL);
+
+	nkeys = hash_get_num_entries(wanted);
+	ids = palloc(sizeof(Datum) * nkeys);
+	i = 0;
+	hash_seq_init(&seq, wanted);
+	while ((k = hash_seq_search(&seq)) != NULL)
+		ids[i++] = UUIDPGetDatum(k);
+	arg = PointerGetDatum(construct_array(ids, (int) nkeys, UUIDOID,
+										  UUID_LEN, false, TYPALIGN_CHAR));
+	if (keys_plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDARRAYOID};
+
+		keys_plan = keep_plan("SELECT id FROM " HK_SCHEMA ".api_keys WHERE id = ANY ($1)",
+							  1, argtypes);
+	}
+	ret = SPI_execute_plan(keys_plan, &arg, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look up api_keys: %s", SPI_result_code_string(ret));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			(void) hash_search(found, DatumGetUUIDP(d), HASH_ENTER, NULL);
+	}
+	return found;
+}
+
 /*
- * Write one batch in its own transaction.  Returns false when it failed and
- * should be tried again at the next cycle (the events stay queued).
+ * Insert events through SQL: _usage_flush(), which skips events of keys that
+ * no longer exist and also adds events older than rolled_until to the
+ * rollups.  Returns the number of rows inserted.
  */
-static bool
-write_batch(HkUsageEvent *ev, int n, HTAB *touches)
+static int64
+write_via_sql(HkUsageEvent **ev, int n)
 {
 	Datum	   *keys = palloc(sizeof(Datum) * n);
 	Datum	   *endpoints = palloc(sizeof(Datum) * n);
@@ -190,6 +276,96 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 	bool	   *rt_nulls = palloc(sizeof(bool) * n);
 	Datum	   *sts = palloc(sizeof(Datum) * n);
 	bool	   *st_nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		args[5];
+	bool		isnull;
+	int			ret;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		HkUsageEvent *e = ev[i];
+
+		keys[i] = UUIDPGetDatum(&e->key_id);
+		endpoint_nulls[i] = !(e->flags & HK_EV_HAS_ENDPOINT);
+		endpoints[i] = endpoint_nulls[i] ? (Datum) 0 :
+			PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
+		ats[i] = TimestampTzGetDatum(e->at);
+		rt_nulls[i] = e->response_time_ms == HK_EV_NONE;
+		rts[i] = Int32GetDatum(e->response_time_ms);
+		st_nulls[i] = e->status_code == HK_EV_NONE;
+		sts[i] = Int32GetDatum(e->status_code);
+	}
+	args[0] = PointerGetDatum(construct_array(keys, n, UUIDOID,
+											  UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_md_array(endpoints, endpoint_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(ats, n, TIMESTAMPTZOID,
+											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_md_array(rts, rt_nulls, 1, dims, lbs,
+												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_md_array(sts, st_nulls, 1, dims, lbs,
+												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	if (flush_plan == NULL)
+	{
+		Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID};
+
+		flush_plan = keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
+							   5, argtypes);
+	}
+	ret = SPI_execute_plan(flush_plan, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "_usage_flush failed: %s", SPI_result_code_string(ret));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Insert a batch: events of keys that exist and not older than rolled_until
+ * in bulk (usage_writer.c), the others through SQL.  Returns the number of
+ * rows inserted.
+ */
+static int64
+write_events(HkUsageEvent **ev, int n)
+{
+	TimestampTz rolled = lock_rolled_until();
+	HTAB	   *exists = existing_keys(ev, n);
+	HkUsageEvent **bulk = palloc(sizeof(HkUsageEvent *) * n);
+	HkUsageEvent **late = palloc(sizeof(HkUsageEvent *) * n);
+	int			nbulk = 0;
+	int			nlate = 0;
+	int64		inserted;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (ev[i]->at < rolled)
+			late[nlate++] = ev[i];
+		else if (hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) != NULL)
+			bulk[nbulk++] = ev[i];
+	}
+	inserted = hk_usage_append(bulk, nbulk);
+	if (inserted < 0)
+	{
+		/* The table was altered: let SQL (triggers, defaults) see every row. */
+		return write_via_sql(ev, n);
+	}
+	if (nlate > 0)
+		inserted += write_via_sql(late, nlate);
+	return inserted;
+}
+
+/*
+ * Write one batch in its own transaction.  Returns false when it failed and
+ * should be tried again at the next cycle (the events stay queued).
+ */
+static bool
+write_batch(HkUsageEvent *ev, int n, HTAB *touches)
+{
+	HkUsageEvent **mine = palloc(sizeof(HkUsageEvent *) * n);
 	int			nusage = 0;
 	int			other_db = 0;
 	TimestampTz oldest = 0;
@@ -209,18 +385,9 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 		touch_merge(touches, &e->key_id, e->at);
 		if (!(e->flags & HK_EV_USAGE))
 			continue;
-		keys[nusage] = UUIDPGetDatum(&e->key_id);
-		endpoint_nulls[nusage] = !(e->flags & HK_EV_HAS_ENDPOINT);
-		endpoints[nusage] = endpoint_nulls[nusage] ? (Datum) 0 :
-			PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
-		ats[nusage] = TimestampTzGetDatum(e->at);
-		rt_nulls[nusage] = e->response_time_ms == HK_EV_NONE;
-		rts[nusage] = Int32GetDatum(e->response_time_ms);
-		st_nulls[nusage] = e->status_code == HK_EV_NONE;
-		sts[nusage] = Int32GetDatum(e->status_code);
 		if (nusage == 0 || e->at < oldest)
 			oldest = e->at;
-		nusage++;
+		mine[nusage++] = e;
 	}
 	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
 	if (nusage == 0)
@@ -228,46 +395,15 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 
 	begin_xact("hokusai_auth: writing usage events");
 	{
-		int			dims[1] = {nusage};
-		int			lbs[1] = {1};
-		Datum		args[5];
-		char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
 		MemoryContext oldcxt = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
-
-		args[0] = PointerGetDatum(construct_array(keys, nusage, UUIDOID,
-												  UUID_LEN, false, TYPALIGN_CHAR));
-		args[1] = PointerGetDatum(construct_md_array(endpoints, endpoint_nulls, 1, dims, lbs,
-													 TEXTOID, -1, false, TYPALIGN_INT));
-		args[2] = PointerGetDatum(construct_array(ats, nusage, TIMESTAMPTZOID,
-												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
-		args[3] = PointerGetDatum(construct_md_array(rts, rt_nulls, 1, dims, lbs,
-													 INT4OID, sizeof(int32), true, TYPALIGN_INT));
-		args[4] = PointerGetDatum(construct_md_array(sts, st_nulls, 1, dims, lbs,
-													 INT4OID, sizeof(int32), true, TYPALIGN_INT));
-
-		if (flush_plan == NULL)
-		{
-			Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-			INT4ARRAYOID, INT4ARRAYOID};
-
-			flush_plan = keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
-								   5, argtypes);
-		}
 
 		/* A failing batch must not take the worker down: a subtransaction. */
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
 		{
-			int			ret = SPI_execute_plan(flush_plan, args, argnulls, false, 1);
-			bool		isnull;
-
-			if (ret != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "_usage_flush failed: %s", SPI_result_code_string(ret));
-			inserted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
+			inserted = write_events(mine, nusage);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
@@ -459,7 +595,7 @@ run_cycle(bool expire)
 void
 hk_worker_main(Datum main_arg)
 {
-	TimestampTz next_cycle;
+	sigjmp_buf	local_sigjmp_buf;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -483,7 +619,31 @@ hk_worker_main(Datum main_arg)
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 
-	next_cycle = GetCurrentTimestamp();
+	/*
+	 * An error in a cycle (say, DROP EXTENSION between our check and our
+	 * statements) is reported and the next cycle runs as usual: the events
+	 * it did not write are still queued.  Errors writing a batch are caught
+	 * closer (write_batch) and counted.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		LWLockReleaseAll();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(cycle_cxt);
+		RESUME_INTERRUPTS();
+		if (shutting_down)
+			proc_exit(1);
+		next_cycle = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), hk_flush_interval);
+	}
+	else
+		next_cycle = GetCurrentTimestamp();
+	PG_exception_stack = &local_sigjmp_buf;
+
 	while (!got_sigterm)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -516,6 +676,7 @@ hk_worker_main(Datum main_arg)
 	}
 
 	/* Shutting down: write what is queued. */
+	shutting_down = true;
 	run_cycle(false);
 	elog(LOG, "hokusai_auth usage worker shutting down");
 	proc_exit(1);

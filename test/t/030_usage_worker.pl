@@ -120,6 +120,22 @@ q1("SELECT hokusai_auth.record_usage('$kid', '/back', 1, 200)");
 wait_rows(1, 'events flow again after CREATE EXTENSION');
 is(worker_pid(), $pid, 'same worker');
 
+# 4b. An error in a cycle outside a batch (here the last_used_at step) is
+# logged, and the same worker carries on.
+my $touch_def = q1("SELECT pg_get_functiondef('hokusai_auth._usage_touch(uuid[], timestamptz[])'::regprocedure)");
+q1(q{CREATE OR REPLACE FUNCTION hokusai_auth._usage_touch(key_ids uuid[], ats timestamptz[])
+	RETURNS integer LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'touch step broken on purpose'; END$$});
+my $log_at = -s $node->logfile;
+q1("SELECT hokusai_auth.record_usage('$kid', '/broken-touch', 1, 200)");
+wait_rows(2, 'events are written although the last_used_at step fails');
+ok($node->wait_for_log(qr/ERROR:  touch step broken on purpose/, $log_at),
+	'the failing step is logged');
+q1($touch_def);
+usleep(2 * $FLUSH_MS * 1000);
+is(worker_pid(), $pid, 'the same worker runs after the error');
+q1("SELECT hokusai_auth.record_usage('$kid', '/fixed-touch', 1, 200)");
+wait_rows(3, 'and keeps writing');
+
 # 5. A clean shutdown and a terminated worker write what is queued.  A long
 # interval keeps the worker from flushing on its own.
 q1("ALTER SYSTEM SET hokusai_auth.flush_interval = '1h'; SELECT pg_reload_conf()");
@@ -128,16 +144,16 @@ q1("SELECT count(hokusai_auth.record_usage('$kid', '/shutdown', i, 200))
 	FROM generate_series(1, 1000) i");
 usleep(300_000);
 is(q1('SELECT queued FROM hokusai_auth.usage_queue_stats') . ' ' . usage_rows(),
-	'1000 1', 'events wait in the queue');
+	'1000 3', 'events wait in the queue');
 $node->stop('fast');
 $node->start;
-is(usage_rows(), '1001', 'a clean shutdown flushed all 1000 queued events');
+is(usage_rows(), '1003', 'a clean shutdown flushed all 1000 queued events');
 
 q1("SELECT count(hokusai_auth.record_usage('$kid', '/terminate', i, 200))
 	FROM generate_series(1, 500) i");
 $pid = worker_pid();
 q1("SELECT pg_terminate_backend($pid)");
-wait_rows(1501, 'a terminated worker flushes before it exits');
+wait_rows(1503, 'a terminated worker flushes before it exits');
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity
 		  WHERE backend_type = 'hokusai_auth usage worker' AND pid <> $pid"),
@@ -154,7 +170,7 @@ ok( $node->poll_query_until('postgres',
 	'the worker is back after SIGKILL');
 is(HokusaiTest::status($node, $key), 'ok', 'keys validate after the crash restart');
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-kill', 1, 200)");
-wait_rows(1502, 'events flow after SIGKILL');
+wait_rows(1504, 'events flow after SIGKILL');
 
 # 7. A backend crash: every process restarts, keys and tables are intact.
 my $counts = q1('SELECT (SELECT count(*) FROM hokusai_auth.api_keys) || \' \'
@@ -179,7 +195,7 @@ is( q1('SELECT (SELECT count(*) FROM hokusai_auth.api_keys) || \' \'
 is(q1('SELECT hokusai_auth.verify_audit_chain() IS NULL'), 't', 'audit chain intact after the crash');
 is(HokusaiTest::status($node, $key), 'ok', 'keys validate after the backend crash');
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-crash', 1, 200)");
-wait_rows(1503, 'events flow after the backend crash');
+wait_rows(1505, 'events flow after the backend crash');
 
 # 8. Overflow: a 1024-event queue, the worker held off by a lock on the
 # rollup state row (it waits there before inserting), 2000 events.
@@ -198,7 +214,67 @@ is(q1('SELECT dropped || \' \' || enqueued FROM hokusai_auth.usage_queue_stats')
 	'976 1024', 'drops are counted');
 $in .= "COMMIT;\n\\q\n";
 $h->finish;
-wait_rows(1503 + 1024, 'the 1024 queued events arrive once the worker can write');
+wait_rows(1505 + 1024, 'the 1024 queued events arrive once the worker can write');
+
+# 8b. How the worker writes.  Bulk path: every column as given, ids that
+# are version 7 and grow in insertion order; events of a key that does not
+# exist are discarded and counted.
+q1('SELECT hokusai_auth.usage_queue_stats_reset()');
+my $before = usage_rows();
+q1("SELECT hokusai_auth.record_usage('$kid', '/bulk', i, 200 + i % 3) FROM generate_series(1, 300) i");
+q1("SELECT hokusai_auth.record_usage(gen_random_uuid(), '/no-such-key', 1, 200)");
+q1("SELECT hokusai_auth.record_usage('$kid', NULL, NULL, NULL)");
+wait_rows($before + 301, 'bulk-written events arrive');
+ok($node->poll_query_until('postgres',
+		'SELECT discarded = 1 FROM hokusai_auth.usage_queue_stats'),
+	'the event of a key that does not exist is discarded and counted');
+is(q1("SELECT count(*) || ' ' || sum(response_time_ms) || ' ' || count(*) FILTER (WHERE status_code = 202)
+		FROM hokusai_auth.api_key_usage WHERE endpoint = '/bulk'"),
+	'300 45150 100', 'bulk rows keep endpoint, response time and status');
+is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage
+		WHERE endpoint IS NULL AND response_time_ms IS NULL AND status_code IS NULL
+		  AND \"timestamp\" > now() - interval '1 minute'"),
+	'1', 'NULL endpoint, response time and status stay NULL');
+is(q1("SELECT count(*) FILTER (WHERE substr(id::text, 15, 1) = '7'
+				AND substr(id::text, 20, 1) IN ('8', '9', 'a', 'b'))
+			|| ' ' || bool_and(id > prev)
+		 FROM (SELECT id, lag(id) OVER (ORDER BY ctid) AS prev
+				 FROM hokusai_auth.api_key_usage WHERE endpoint = '/bulk') s"),
+	'300 true', 'ids are version 7 and grow in insertion order');
+is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage
+		WHERE endpoint = '/bulk'
+		  AND abs(extract(epoch FROM \"timestamp\") * 1000
+				  - ('x' || translate(substr(id::text, 1, 13), '-', ''))::bit(48)::bigint) > 1"),
+	'0', 'an id carries the millisecond of its event');
+
+# Events for an hour the rollups already cover go through _usage_flush()
+# and are added to the rollups as well.
+q1("UPDATE hokusai_auth.usage_rollup_state SET rolled_until = now() + interval '1 hour'");
+$before = usage_rows();
+q1("SELECT hokusai_auth.record_usage('$kid', '/late-worker', 5, 200) FROM generate_series(1, 3)");
+wait_rows($before + 3, 'late events arrive');
+is(q1("SELECT sum(requests) || ' ' || sum(response_ms_sum) FROM hokusai_auth.api_key_usage_hourly
+		WHERE endpoint = '/late-worker'"),
+	'3 15', 'late events are added to the hourly rollups');
+q1("UPDATE hokusai_auth.usage_rollup_state SET rolled_until = '-infinity'");
+
+# A table someone altered (here: a trigger of their own) is written
+# through SQL, so the trigger sees every row.
+q1("CREATE TABLE usage_seen (endpoint text);
+	CREATE FUNCTION note_usage() RETURNS trigger LANGUAGE plpgsql AS
+		\$\$BEGIN INSERT INTO public.usage_seen VALUES (NEW.endpoint); RETURN NEW; END\$\$;
+	CREATE TRIGGER note_usage AFTER INSERT ON hokusai_auth.api_key_usage
+		FOR EACH ROW EXECUTE FUNCTION note_usage();
+	ALTER TABLE hokusai_auth.api_key_usage ENABLE ALWAYS TRIGGER note_usage;");
+$before = usage_rows();
+q1("SELECT hokusai_auth.record_usage('$kid', '/with-trigger', i, 200) FROM generate_series(1, 20) i");
+wait_rows($before + 20, 'events arrive in a table with a trigger');
+is(q1("SELECT count(*) FROM usage_seen WHERE endpoint = '/with-trigger'"),
+	'20', 'the trigger saw every row');
+q1('DROP TRIGGER note_usage ON hokusai_auth.api_key_usage');
+$before = usage_rows();
+q1("SELECT hokusai_auth.record_usage('$kid', '/after-trigger', 1, 200)");
+wait_rows($before + 1, 'events arrive again once the trigger is gone');
 
 # 9. A standby: the worker starts there but writes nothing while in recovery.
 $node->backup('b');
