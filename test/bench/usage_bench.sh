@@ -82,6 +82,9 @@ q -c "SELECT status FROM hokusai_auth.validate_key('$KEY')" >/dev/null
 # shared and noisy, and the worker's CPU is part of the cost measured.  Each
 # pair gives one cost; the median of the pairs is reported.
 q -c "SELECT hokusai_auth.usage_queue_stats_reset()" >/dev/null
+WORKER_PID=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'")
+worker_ticks() { awk '{print $14 + $15}' "/proc/$WORKER_PID/stat"; }
+w0=$(worker_ticks)
 rows0=$(q -c "SELECT count(*) FROM hokusai_auth.api_key_usage")
 costs=()
 cpu_costs=()
@@ -105,6 +108,21 @@ q -F ' ' -c "SELECT enqueued, dropped, queued, flushed, flushes, max_flush_lag_m
 	FROM hokusai_auth.usage_queue_stats" > "$scripts/stats"
 read -r enq dropped queued flushed flushes maxlag lagratio < "$scripts/stats"
 rows1=$(q -c "SELECT count(*) FROM hokusai_auth.api_key_usage")
+w1=$(worker_ticks)
+
+# The floor for writing a row: COPY FROM into a table with the same columns
+# and indexes, in one transaction (timed by the server).
+q -c "CREATE TABLE bench_copy (LIKE hokusai_auth.api_key_usage INCLUDING ALL)"
+q -c "COPY (SELECT hokusai_auth._uuid_v7(now() + i * interval '20 microseconds'), '$KID',
+		'/api/v1/things', now() + i * interval '20 microseconds', NULL, NULL
+		FROM generate_series(1, 300000) i) TO '$DIR/copy.tsv'"
+copy_ms=$(q -c "DO \$\$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+	COPY bench_copy FROM '$DIR/copy.tsv';
+	RAISE NOTICE '%', 1000 * extract(epoch FROM clock_timestamp() - t0);
+END \$\$" 2>&1 | sed -n 's/.*NOTICE: *//p')
+q -c "DROP TABLE bench_copy"
 median()
 {
 	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
@@ -120,6 +138,10 @@ printf '%-44s %12s\n' "rows written (after the run)" "$((rows1 - rows0))"
 printf '%-44s %12s\n' "still queued" "$queued"
 printf '%-44s %12s\n' "batches" "$flushes"
 printf '%-44s %12s  (%s x flush_interval; target <= 2)\n' "max flush lag, ms" "$maxlag" "$lagratio"
+printf '%-44s %12.2f  (CPU time of the worker / rows)\n' "worker, us per row written" \
+	"$(echo "1000000 * ($w1 - $w0) / $(getconf CLK_TCK) / ($flushed + 1)" | bc -l)"
+printf '%-44s %12.2f  (wall time of COPY FROM of 300000 rows, same indexes)\n' \
+	"COPY FROM, us per row" "$(echo "1000 * $copy_ms / 300000" | bc -l)"
 
 echo
 echo "== 2. usage_summary over $ROWS usage rows (one key, 30 days)"
