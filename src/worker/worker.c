@@ -186,6 +186,19 @@ touch_merge(HTAB *touches, const pg_uuid_t *key_id, TimestampTz at)
 		e->at = at;
 }
 
+/* A hash table keyed by key id, entries of entrysize bytes, in cxt. */
+static HTAB *
+uuid_table(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 /* The rollups are complete before this time; share-locks the state row. */
 static TimestampTz
 lock_rolled_until(void)
@@ -208,7 +221,6 @@ lock_rolled_until(void)
 static HTAB *
 existing_keys(HkUsageEvent **ev, int n)
 {
-	HASHCTL		ctl;
 	HTAB	   *wanted;
 	HTAB	   *found;
 	HASH_SEQ_STATUS seq;
@@ -220,14 +232,8 @@ existing_keys(HkUsageEvent **ev, int n)
 	int			ret;
 	int			i;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(pg_uuid_t);
-	ctl.hcxt = CurrentMemoryContext;
-	wanted = hash_create("hokusai_auth batch keys", 256, &ctl,
-						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	found = hash_create("hokusai_auth existing keys", 256, &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	wanted = uuid_table("hokusai_auth batch keys", sizeof(pg_uuid_t), CurrentMemoryContext);
+	found = uuid_table("hokusai_auth existing keys", sizeof(pg_uuid_t), CurrentMemoryContext);
 	for (i = 0; i < n; i++)
 		(void) hash_search(wanted, &ev[i]->key_id, HASH_ENTER, NULL);
 
@@ -570,7 +576,6 @@ touch_and_expire(HTAB *touches, bool expire)
 static void
 run_cycle(bool expire)
 {
-	HASHCTL		ctl;
 	HTAB	   *touches;
 
 	if (RecoveryInProgress())
@@ -580,12 +585,7 @@ run_cycle(bool expire)
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(TouchEntry);
-	ctl.hcxt = cycle_cxt;
-	touches = hash_create("hokusai_auth touches", 1024, &ctl,
-						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	touches = uuid_table("hokusai_auth touches", sizeof(TouchEntry), cycle_cxt);
 
 	flush_events(touches);
 	touch_and_expire(touches, expire);
