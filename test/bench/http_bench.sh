@@ -18,6 +18,8 @@
 # median of the per-round differences, with the best runs for comparison.
 # Target: key at most 10% fewer requests per second and at most 0.5 ms more
 # p99 than baseline, on the medians.  Not a test: it prints figures.
+# HK_BENCH_PERF=DIR records a system-wide perf profile of every run into
+# DIR/{key,base}-ROUND.data.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/setup.sh"
 source "$HK_TOP/test/lib/cluster.sh"
@@ -77,7 +79,14 @@ b=$(curl -s --cacert "$DIR/base/tls/cert.pem" -H "Authorization: Bearer $JWT" "$
 run()
 {
 	local out rps p99
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -H "$3" "$2")
+	if [ -n "${HK_BENCH_PERF:-}" ]; then
+		# Profile the whole machine during the run (perf report -i FILE --sort comm,dso).
+		mkdir -p "$HK_BENCH_PERF"
+		out=$(perf record -q -a -g -o "$HK_BENCH_PERF/$1-$round.data" -- \
+			wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -H "$3" "$2" 2>/dev/null)
+	else
+		out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -H "$3" "$2")
+	fi
 	if echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
 		echo "$out" >&2
 		echo "errors in the $1 run" >&2

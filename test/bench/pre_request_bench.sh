@@ -59,8 +59,8 @@ chmod 644 "$DIR"/*.sql
 # run DB SCRIPT: prints transactions per second
 run()
 {
-	hk_as_user pgbench -n -h "$DIR/pg" -p "$PORT" -U hokusai_authenticator -d "$1" \
-		-c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$DIR/$2.sql" 2>&1 |
+	hk_as_user pgbench -n -h "$DIR/pg" -p "$PORT" -U hokusai_authenticator \
+		-c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$DIR/$2.sql" "$1" 2>&1 |
 		awk '/^tps = / {print $3}'
 }
 
