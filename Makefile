@@ -1,7 +1,7 @@
 # hokusai_auth: PGXS build.  `make`, `make install`, `make installcheck`.
 EXTENSION = hokusai_auth
 MODULE_big = hokusai_auth
-EXTVERSION = 1.3
+EXTVERSION = 1.4
 
 OBJS = \
 	src/hokusai_auth.o \
@@ -14,6 +14,7 @@ OBJS = \
 	src/middleware/cache_sql.o \
 	src/middleware/forwarded.o \
 	src/middleware/key_cache.o \
+	src/middleware/pre_request.o \
 	src/middleware/rate_limiter.o \
 	src/middleware/ip_check.o \
 	src/usage/usage_queue.o \
@@ -31,7 +32,7 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration
+REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

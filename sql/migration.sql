@@ -67,3 +67,26 @@ SELECT count(*) > 30 AS many_objects FROM fresh;
 (SELECT 'only upgraded' AS side, * FROM upgraded EXCEPT SELECT 'only upgraded', * FROM fresh)
 UNION ALL
 (SELECT 'only fresh', * FROM fresh EXCEPT SELECT 'only fresh', * FROM upgraded);
+
+-- 1.3 -> 1.4: pre_request() becomes C, 1.3's PL/pgSQL helpers
+-- _http_authenticate() and _http_client_ip() go, and the HTTP roles keep
+-- their grant on pre_request().
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth VERSION '1.3';
+SELECT hokusai_auth.setup_http_roles('regress_mig_auth', 'regress_mig_anon', 'regress_mig_api');
+SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = 'hokusai_auth.pre_request()'::regprocedure;
+SELECT to_regprocedure('hokusai_auth._http_authenticate(text)') IS NOT NULL AS has_http_authenticate;
+ALTER EXTENSION hokusai_auth UPDATE TO '1.4';
+SELECT l.lanname, p.prosecdef FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = 'hokusai_auth.pre_request()'::regprocedure;
+SELECT to_regprocedure('hokusai_auth._http_authenticate(text)') AS http_authenticate,
+       to_regprocedure('hokusai_auth._http_client_ip(text)') AS http_client_ip;
+SELECT r AS role, has_function_privilege(r, 'hokusai_auth.pre_request()', 'EXECUTE') AS may_run
+  FROM unnest(ARRAY['regress_mig_anon', 'regress_mig_api', 'regress_mig_auth']) r ORDER BY 1;
+SELECT obj_description('hokusai_auth.pre_request()'::regprocedure, 'pg_proc') IS NOT NULL AS has_comment;
+-- setup_http_roles() of 1.4 runs again on the updated database.
+SELECT hokusai_auth.setup_http_roles('regress_mig_auth', 'regress_mig_anon', 'regress_mig_api');
+DROP EXTENSION hokusai_auth;
+DROP ROLE regress_mig_auth, regress_mig_anon, regress_mig_api;
+CREATE EXTENSION hokusai_auth;

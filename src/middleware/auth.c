@@ -235,6 +235,34 @@ key_allowed_ips(HkKeyState *st)
 							 read_allowed_ips, st);
 }
 
+static void
+read_is_active(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
+
+	*(bool *) arg = !isnull && DatumGetBool(d);
+}
+
+/*
+ * Is there an active user with this id?  Read as the owner, with the latest
+ * snapshot, like a key's row: pre_request() runs as PostgREST's role, which
+ * cannot read the users table.
+ */
+bool
+hk_user_is_active(const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		active = false;
+
+	(void) read_row_as_owner(&plan,
+							 "SELECT u.is_active FROM " HK_SCHEMA ".users u"
+							 " WHERE u.id OPERATOR(pg_catalog.=) $1",
+							 UUIDOID, UUIDPGetDatum(user_id),
+							 read_is_active, &active);
+	return active;
+}
+
 /*
  * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
  * true, *st describes the key, and *touch_due says whether this use should
@@ -318,6 +346,79 @@ key_check(const HkKeyState *st, const inet *client_ip)
 }
 
 /*
+ * Validate a key (key_len bytes, not NUL-terminated; NULL for none) for a
+ * client address (NULL when unknown): the checks of the banner, in order.
+ * When the key is admitted, notes its use and, when endpoint is not NULL,
+ * queues a usage event for it.  Never raises for a bad key: every
+ * rejection is a status in *res.
+ */
+void
+hk_validate(const char *key_text, size_t key_len, const inet *client_ip,
+			const text *endpoint, HkValidation *res)
+{
+	HkStatus	status;
+	HkKeyState	st;
+	HkLimiterDecision limit;
+	bool		known = false;
+	bool		touch_due = false;
+
+	hk_require_preload();
+
+	memset(res, 0, sizeof(*res));
+	if (key_text == NULL)
+		status = HK_STATUS_MALFORMED;
+	else
+	{
+		HkEnvironment env;
+
+		if (hk_key_parse(key_text, key_len, &env) != HK_KEY_OK)
+			status = HK_STATUS_MALFORMED;
+		else
+		{
+			char		key[HK_KEY_LEN + 1];
+
+			memcpy(key, key_text, HK_KEY_LEN);
+			key[HK_KEY_LEN] = '\0';
+			known = key_authenticate(key, &st, &touch_due);
+			sodium_memzero(key, sizeof(key));
+			if (!known)
+				status = HK_STATUS_UNKNOWN;
+			else
+				status = key_check(&st, client_ip);
+			if (status == HK_STATUS_OK)
+			{
+				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
+
+				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
+				if (!limit.admitted)
+					status = HK_STATUS_RATE_LIMITED;
+			}
+		}
+	}
+
+	if (status == HK_STATUS_MALFORMED)
+		hk_stat_add(HK_STAT_MALFORMED);
+	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
+		hk_usage_note_valid(&st.key_id, endpoint);
+
+	res->status = status;
+	res->known = known;
+	if (known)
+	{
+		res->key_id = st.key_id;
+		res->user_id = st.user_id;
+		res->rate_limit = st.rate_limit_per_hour;
+	}
+	res->has_limits = (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED);
+	if (res->has_limits)
+	{
+		res->remaining = limit.remaining;
+		res->reset_seconds = limit.reset_seconds;
+		res->retry_after = limit.retry_after;
+	}
+}
+
+/*
  * hokusai_auth.validate_key(key text, client_ip inet, endpoint text)
  *	returns (valid, status, key_id, user_id, rate_limit, remaining,
  *			 reset_seconds, retry_after)
@@ -328,11 +429,7 @@ Datum
 hk_sql_validate_key(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
-	HkStatus	status;
-	HkKeyState	st;
-	HkLimiterDecision limit;
-	bool		known = false;
-	bool		touch_due = false;
+	HkValidation res;
 	Datum		values[VALIDATE_NATTS];
 	bool		nulls[VALIDATE_NATTS];
 
@@ -351,63 +448,37 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	}
 
 	if (PG_ARGISNULL(0))
-		status = HK_STATUS_MALFORMED;
+		hk_validate(NULL, 0, NULL, NULL, &res);
 	else
 	{
 		text	   *arg = PG_GETARG_TEXT_PP(0);
-		HkEnvironment env;
 
-		if (hk_key_parse(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg), &env) != HK_KEY_OK)
-			status = HK_STATUS_MALFORMED;
-		else
-		{
-			char		key[HK_KEY_LEN + 1];
-
-			memcpy(key, VARDATA_ANY(arg), HK_KEY_LEN);
-			key[HK_KEY_LEN] = '\0';
-			known = key_authenticate(key, &st, &touch_due);
-			sodium_memzero(key, sizeof(key));
-			if (!known)
-				status = HK_STATUS_UNKNOWN;
-			else
-				status = key_check(&st, PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1));
-			if (status == HK_STATUS_OK)
-			{
-				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
-
-				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
-				if (!limit.admitted)
-					status = HK_STATUS_RATE_LIMITED;
-			}
-		}
+		hk_validate(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg),
+					PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1),
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &res);
 	}
-
-	if (status == HK_STATUS_MALFORMED)
-		hk_stat_add(HK_STAT_MALFORMED);
-	else if (status == HK_STATUS_OK && (!PG_ARGISNULL(2) || touch_due))
-		hk_usage_note_valid(&st.key_id, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
 
 	memset(nulls, true, sizeof(nulls));
-	values[0] = BoolGetDatum(status == HK_STATUS_OK);
+	values[0] = BoolGetDatum(res.status == HK_STATUS_OK);
 	nulls[0] = false;
-	values[1] = CStringGetTextDatum(hk_status_names[status]);
+	values[1] = CStringGetTextDatum(hk_status_names[res.status]);
 	nulls[1] = false;
-	if (known)
+	if (res.known)
 	{
-		values[2] = UUIDPGetDatum(&st.key_id);
+		values[2] = UUIDPGetDatum(&res.key_id);
 		nulls[2] = false;
-		values[3] = UUIDPGetDatum(&st.user_id);
+		values[3] = UUIDPGetDatum(&res.user_id);
 		nulls[3] = false;
-		values[4] = Int32GetDatum(st.rate_limit_per_hour);
+		values[4] = Int32GetDatum(res.rate_limit);
 		nulls[4] = false;
 	}
-	if (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED)
+	if (res.has_limits)
 	{
-		values[5] = Int32GetDatum(limit.remaining);
+		values[5] = Int32GetDatum(res.remaining);
 		nulls[5] = false;
-		values[6] = Int32GetDatum(limit.reset_seconds);
+		values[6] = Int32GetDatum(res.reset_seconds);
 		nulls[6] = false;
-		values[7] = Int32GetDatum(limit.retry_after);
+		values[7] = Int32GetDatum(res.retry_after);
 		nulls[7] = false;
 	}
 

@@ -48,4 +48,22 @@ typedef struct HkKeyState
 	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
 } HkKeyState;
 
+/* What hk_validate() found: validate_key()'s result columns. */
+typedef struct HkValidation
+{
+	HkStatus	status;
+	bool		known;			/* the secret was proven: the next three are set */
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	int32		rate_limit;		/* rate_limit_per_hour */
+	bool		has_limits;		/* ok or rate_limited: the next three are set */
+	int32		remaining;
+	int32		reset_seconds;
+	int32		retry_after;
+} HkValidation;
+
+extern void hk_validate(const char *key, size_t key_len, const inet *client_ip,
+						const text *endpoint, HkValidation *res);
+extern bool hk_user_is_active(const pg_uuid_t *user_id);
+
 #endif							/* HK_AUTH_H */

@@ -276,8 +276,22 @@ hk_trusted_proxies_assign(const char *newval, void *extra)
 	trusted = (HkTrusted *) extra;
 }
 
-static Datum
-cidr_to_inet_datum(const HkCidr *c)
+/*
+ * The client address from an X-Forwarded-For value and
+ * hokusai_auth.trusted_proxies, with no peer address: what
+ * hokusai_auth.client_ip(forwarded_for) returns.  False for NULL.
+ */
+bool
+hk_client_from_forwarded_for(const char *xff, size_t len, HkCidr *client)
+{
+	int			n = trusted ? trusted->n : 0;
+	const HkCidr *nets = trusted ? trusted->nets : NULL;
+
+	return hk_forwarded_client(xff, len, nets, n, client) == HK_XFF_FOUND;
+}
+
+Datum
+hk_cidr_to_inet_datum(const HkCidr *c)
 {
 	inet	   *res = (inet *) palloc0(sizeof(inet));
 
@@ -324,7 +338,7 @@ hk_sql_client_ip(PG_FUNCTION_ARGS)
 	switch (hk_forwarded_client(VARDATA_ANY(xff), VARSIZE_ANY_EXHDR(xff), nets, n, &client))
 	{
 		case HK_XFF_FOUND:
-			PG_RETURN_DATUM(cidr_to_inet_datum(&client));
+			PG_RETURN_DATUM(hk_cidr_to_inet_datum(&client));
 		case HK_XFF_EMPTY:
 			if (have_peer)
 				PG_RETURN_DATUM(PG_GETARG_DATUM(1));

@@ -29,6 +29,9 @@ extern int	hk_parse_cidr_list(const char *list, HkCidr *out, int max);
 extern HkForwarded hk_forwarded_client(const char *xff, size_t len,
 									   const HkCidr *trusted, int ntrusted,
 									   HkCidr *client);
+extern bool hk_client_from_forwarded_for(const char *xff, size_t len,
+										 HkCidr *client);
+extern Datum hk_cidr_to_inet_datum(const HkCidr *c);
 
 /* GUC hooks for hokusai_auth.trusted_proxies (guc.c). */
 extern bool hk_trusted_proxies_check(char **newval, void **extra, GucSource source);

@@ -87,6 +87,12 @@ extern bool hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 							 const char *endpoint, int endpoint_len,
 							 int32 response_time_ms, int32 status_code);
 
+/*
+ * Queue one usage event for this request when the transaction ends
+ * (usage_sql.c: track_request()).  endpoint NULL for none.
+ */
+extern void hk_track_request(const pg_uuid_t *key_id, const text *endpoint);
+
 /* Copy an endpoint into buf: control characters become '?', truncated. */
 extern int	hk_usage_clean_endpoint(const char *src, int len, char *buf);
 

@@ -199,21 +199,19 @@ track_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * hokusai_auth.track_request(key_id uuid, endpoint text) returns void
- *
- * Queue one usage event for this request when the transaction ends.
+ * Queue one usage event for this request when the transaction ends (see the
+ * banner); endpoint NULL for none.  Shared by track_request() and
+ * pre_request().
  */
-Datum
-hk_sql_track_request(PG_FUNCTION_ARGS)
+void
+hk_track_request(const pg_uuid_t *key_id, const text *endpoint)
 {
-	pg_uuid_t	key_id;
 	char		buf[HK_USAGE_ENDPOINT_LEN];
 	int			len = 0;
 
 	hk_usage_require();
-	key_id_arg(fcinfo, &key_id);
-	if (!PG_ARGISNULL(1))
-		len = endpoint_arg(PG_GETARG_TEXT_PP(1), buf);
+	if (endpoint != NULL)
+		len = endpoint_arg(endpoint, buf);
 
 	if (!track_callback_registered)
 	{
@@ -222,12 +220,27 @@ hk_sql_track_request(PG_FUNCTION_ARGS)
 	}
 	if (!track_active)
 		track_start = GetCurrentTimestamp();
-	track_key_id = key_id;
-	track_has_endpoint = !PG_ARGISNULL(1);
+	track_key_id = *key_id;
+	track_has_endpoint = endpoint != NULL;
 	track_endpoint_len = len;
 	if (track_has_endpoint)
 		memcpy(track_endpoint, buf, len + 1);
 	track_active = true;
+}
+
+/*
+ * hokusai_auth.track_request(key_id uuid, endpoint text) returns void
+ *
+ * Queue one usage event for this request when the transaction ends.
+ */
+Datum
+hk_sql_track_request(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	key_id;
+
+	hk_usage_require();
+	key_id_arg(fcinfo, &key_id);
+	hk_track_request(&key_id, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
 	PG_RETURN_VOID();
 }
 
