@@ -74,7 +74,7 @@
 #include "auth/api_key_service.h"
 #include "middleware/key_cache.h"
 
-#define HK_CACHE_WAYS		8
+#define HK_CACHE_WAYS		16
 #define HK_CACHE_PARTITIONS 128
 #define HK_THROTTLE_SLOTS	4096
 #define HK_LOCK_TRANCHE		"hokusai_auth"

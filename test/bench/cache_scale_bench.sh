@@ -8,8 +8,8 @@
 # Environment:
 #   HK_BENCH_PORT        port of the throwaway cluster (default 55442)
 #   HK_BENCH_CACHE_SIZE  hokusai_auth.cache_size (default 262144: 100,000 keys do
-#                        not fit in 131072, whose 16384 sets of 8 get 6.1 keys on
-#                        average; about 5,600 keys overflow their set)
+#                        not fit in 131072, whose 8192 sets of 16 get 12.2 keys on
+#                        average; many sets overflow)
 #   HK_BENCH_KEYS        size of the large key set (default 100000)
 #   HK_BENCH_SMALL       size of the small key set (default 1000)
 #   HK_BENCH_ROUNDS      rounds of (small, large) runs, order alternating (default 2)
@@ -117,7 +117,7 @@ wait $p1; wait $p2
 t1=$(now_ms)
 printf 'warmed the cache (validate_key of every key once, 2 parallel sessions): %.1f s, %d ok\n' \
 	"$(echo "($t1 - $t0) / 1000" | bc -l)" "$(( $(cat "$DIR/warm0") + $(cat "$DIR/warm1") ))"
-q -c "SELECT format('after warm-up: entries %s of capacity %s, misses %s, bcrypt %s, evictions %s (keys pushed out of a full 8-way set)',
+q -c "SELECT format('after warm-up: entries %s of capacity %s, misses %s, bcrypt %s, evictions %s (keys pushed out of a full 16-way set)',
 		entries, capacity, misses, bcrypt_verifications, evictions) FROM hokusai_auth.cache_stats"
 
 echo "SELECT 1;" > "$DIR/select1.sql"
