@@ -45,6 +45,7 @@ typedef enum HkKeyShape
 extern const char hk_base62_digits[];
 extern void hk_key_checksum(const char *data, size_t len, char *out);
 extern HkKeyShape hk_key_parse(const char *key, size_t len, HkEnvironment *env);
+extern char *hk_key_prefix(const char *key, size_t len);
 extern bool hk_environment_from_name(const char *name, HkEnvironment *env);
 extern void hk_key_generate(HkEnvironment env, char *key);
 extern char *hk_bcrypt_hash(const char *key, int cost);

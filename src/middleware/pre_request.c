@@ -105,25 +105,36 @@ set_local(const char *name, const char *value)
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
-/* Append a JSON object of the headers that are set, as jsonb prints it. */
+/* No headers. */
+static const HkHeaders no_headers;
+
+/*
+ * Append the headers that are set, as jsonb prints them: one JSON object
+ * {"name": "value", ...} (an error's headers), or, as_array, a JSON array
+ * of one-key objects [{"name": "value"}, ...] (response.headers).
+ */
 static void
-append_headers(StringInfo buf, const HkHeaders *h)
+append_headers(StringInfo buf, const HkHeaders *h, bool as_array)
 {
 	const char *sep = "";
 	int			i;
 
-	appendStringInfoChar(buf, '{');
+	appendStringInfoChar(buf, as_array ? '[' : '{');
 	for (i = 0; i < HDR_COUNT; i++)
 	{
 		if (h->value[i] == NULL)
 			continue;
 		appendStringInfoString(buf, sep);
+		if (as_array)
+			appendStringInfoChar(buf, '{');
 		escape_json(buf, header_names[i]);
 		appendStringInfoString(buf, ": ");
 		escape_json(buf, h->value[i]);
+		if (as_array)
+			appendStringInfoChar(buf, '}');
 		sep = ", ";
 	}
-	appendStringInfoChar(buf, '}');
+	appendStringInfoChar(buf, as_array ? ']' : '}');
 }
 
 static void
@@ -165,7 +176,7 @@ http_error(int status, const char *code, const char *message,
 
 	initStringInfo(&detail);
 	appendStringInfo(&detail, "{\"status\" : %d, \"headers\" : ", status);
-	append_headers(&detail, headers);
+	append_headers(&detail, headers, false);
 	appendStringInfoChar(&detail, '}');
 
 	/* For track_request(), which records the status when the transaction ends. */
@@ -324,25 +335,10 @@ static void
 add_response_headers(const HkHeaders *h)
 {
 	StringInfoData buf;
-	const char *sep = "";
 	char	   *resp;
-	int			i;
 
 	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
-	for (i = 0; i < HDR_COUNT; i++)
-	{
-		if (h->value[i] == NULL)
-			continue;
-		appendStringInfoString(&buf, sep);
-		appendStringInfoChar(&buf, '{');
-		escape_json(&buf, header_names[i]);
-		appendStringInfoString(&buf, ": ");
-		escape_json(&buf, h->value[i]);
-		appendStringInfoChar(&buf, '}');
-		sep = ", ";
-	}
-	appendStringInfoChar(&buf, ']');
+	append_headers(&buf, h, true);
 	if (buf.len == 2)
 		return;					/* nothing to add */
 
@@ -396,11 +392,8 @@ authenticate_key(const char *key, int key_len, Datum client, bool have_client,
 
 	if (v.status != HK_STATUS_OK)
 	{
-		HkEnvironment env;
-
 		/* key_prefix(): only a well-formed key has one. */
-		if (hk_key_parse(key, key_len, &env) == HK_KEY_OK)
-			prefix = pnstrdup(key, HK_PREFIX_LEN);
+		prefix = hk_key_prefix(key, key_len);
 
 		switch (v.status)
 		{
@@ -456,14 +449,9 @@ authenticate_key(const char *key, int key_len, Datum client, bool have_client,
 		char	   *user_id = uuid_text(&v.user_id);
 
 		if (sub != NULL && strcmp(sub, user_id) != 0)
-		{
-			HkHeaders	none;
-
-			memset(&none, 0, sizeof(none));
 			http_error(401, "conflicting_credentials",
 					   "the API key and the JWT belong to different users",
-					   NULL, NULL, &none);
-		}
+					   NULL, NULL, &no_headers);
 		set_local("hokusai.api_key_id", key_id);
 		set_local("hokusai.user_id", user_id);
 	}
@@ -530,14 +518,9 @@ hk_sql_pre_request(PG_FUNCTION_ARGS)
 		const char *proto = member_text(headers, "x-forwarded-proto", &len);
 
 		if (!proto_is_https(proto, proto ? len : 0))
-		{
-			HkHeaders	none;
-
-			memset(&none, 0, sizeof(none));
 			http_error(403, "https_required", "HTTPS is required",
 					   "The request did not arrive over HTTPS (X-Forwarded-Proto from a trusted proxy).",
-					   "Use https://.", &none);
-		}
+					   "Use https://.", &no_headers);
 	}
 
 	/* The OpenAPI description (GET /) is public. */
