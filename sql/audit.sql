@@ -69,10 +69,35 @@ UPDATE hokusai_auth.audit_log SET actor_role = 'someone else';
 DELETE FROM hokusai_auth.audit_log;
 TRUNCATE hokusai_auth.audit_log;
 
+-- Rows are appended unsealed (no lock held to commit); seal_audit_log()
+-- chains the committed ones, which the worker does every flush_interval.
+SELECT count(*) > 0 AS some_unsealed, bool_and(row_hash IS NULL AND prev_hash IS NULL) AS no_hashes_yet
+  FROM hokusai_auth.audit_log WHERE seq IS NULL;
+SELECT hokusai_auth.verify_audit_chain() AS first_broken_before_sealing;
+SELECT hokusai_auth.seal_audit_log(max_rows => 0);
+SELECT hokusai_auth.seal_audit_log(max_rows => NULL);
+SELECT hokusai_auth.seal_audit_log(max_rows => 2) AS sealed_two;
+SELECT hokusai_auth.seal_audit_log() > 0 AS sealed_the_rest;
+SELECT hokusai_auth.seal_audit_log() AS nothing_left;
+SELECT count(*) AS unsealed FROM hokusai_auth.audit_log WHERE seq IS NULL;
+-- Chain order is the order of sealing, which here is id order.
+SELECT bool_and(a.seq > p.seq) AS seq_follows_id
+  FROM hokusai_auth.audit_log a
+  JOIN hokusai_auth.audit_log p ON p.id = (SELECT max(id) FROM hokusai_auth.audit_log WHERE id < a.id);
+-- A sealed row cannot be sealed again, even by the owner.
+UPDATE hokusai_auth.audit_log SET seq = seq + 1000000 WHERE id = (SELECT max(id) FROM hokusai_auth.audit_log);
+-- Sealing may not change what a row says.
+BEGIN;
+SELECT hokusai_auth.create_user('grace_unsealed') AS gu \gset
+SELECT * FROM hokusai_auth.create_key(:'gu', 'unsealed') \gset u_
+UPDATE hokusai_auth.audit_log SET seq = -1, row_hash = '\x00', actor_role = 'forged'
+ WHERE api_key_id = :'u_id';
+ROLLBACK;
+
 -- The chain is intact...
 SELECT hokusai_auth.verify_audit_chain() AS first_broken;
 SELECT bool_and(prev_hash IS NOT NULL) AS all_linked, count(*) > 1 AS several
-  FROM hokusai_auth.audit_log WHERE id > (SELECT min(id) FROM hokusai_auth.audit_log);
+  FROM hokusai_auth.audit_log WHERE seq > (SELECT min(seq) FROM hokusai_auth.audit_log);
 -- ...and tampering is caught.  A superuser disables the guard and deletes
 -- the newest row: the chain's head still names it.
 ALTER TABLE hokusai_auth.audit_log DISABLE TRIGGER USER;

@@ -128,6 +128,41 @@ SELECT hokusai_auth.revoke_key(:'o_id');
 PREPARE TRANSACTION 'hk';
 SELECT status FROM hokusai_auth.validate_key(:'o_key');
 
+-- What this transaction wrote is not committed, and may never be: a key
+-- read from such a row is validated but not cached, so no other session
+-- (nor this one, after a rollback) is answered from it.
+BEGIN;
+SELECT * FROM hokusai_auth.create_key(:'kim', 'never committed',
+	rate_limit_per_hour => 1000000, burst_limit => 100000) \gset nc_
+SELECT status AS inside_the_transaction FROM hokusai_auth.validate_key(:'nc_key');
+SELECT status AS still_inside FROM hokusai_auth.validate_key(:'nc_key');
+ROLLBACK;
+SELECT status AS after_rollback, key_id IS NULL AS no_key_id
+  FROM hokusai_auth.validate_key(:'nc_key');
+SELECT count(*) AS rows_of_it FROM hokusai_auth.api_keys WHERE id = :'nc_id';
+-- The same for a change to a key (a revocation rolled back) and to its
+-- owner (a deactivation rolled back): the committed state is what counts.
+SELECT * FROM hokusai_auth.create_key(:'kim', 'changed, then not',
+	rate_limit_per_hour => 1000000, burst_limit => 100000) \gset cb_
+BEGIN;
+SELECT hokusai_auth.revoke_key(:'cb_id') AS revoked_inside;
+SELECT status AS inside_the_transaction FROM hokusai_auth.validate_key(:'cb_key');
+ROLLBACK;
+SELECT status AS after_rollback FROM hokusai_auth.validate_key(:'cb_key');
+SELECT hokusai_auth.create_user('kim_deactivated') AS kd \gset
+SELECT * FROM hokusai_auth.create_key(:'kd', 'owner deactivated, then not',
+	rate_limit_per_hour => 1000000, burst_limit => 100000) \gset kd_
+BEGIN;
+UPDATE hokusai_auth.users SET is_active = false WHERE id = :'kd';
+SELECT status AS inside_the_transaction FROM hokusai_auth.validate_key(:'kd_key');
+ROLLBACK;
+SELECT status AS after_rollback FROM hokusai_auth.validate_key(:'kd_key');
+-- A committed key is cached as before: the second call is a hit.
+SELECT hokusai_auth.cache_stats_reset();
+DELETE FROM last_stats; INSERT INTO last_stats SELECT * FROM hokusai_auth.cache_stats;
+SELECT status FROM hokusai_auth.validate_key(:'kd_key');
+SELECT * FROM pg_temp.moved();
+
 -- update_key's bad input.
 SELECT hokusai_auth.update_key(NULL);
 SELECT hokusai_auth.update_key(:'m_id', rate_limit_per_hour => 0);

@@ -117,3 +117,21 @@ SELECT count(*) AS chain_length FROM hokusai_auth.api_keys
  WHERE id IN (:'k1_id', :'r1_id', :'r1b_id');
 
 SELECT name, status FROM hokusai_auth.list_keys(:'alice');
+
+-- A deactivated user gets no new key, by create_key() or rotate_key()
+-- (55000 object_not_in_prerequisite_state), and keeps the keys it had:
+-- nothing is issued that would start working on re-activation.
+SELECT hokusai_auth.create_user('dora') AS dora \gset
+SELECT * FROM hokusai_auth.create_key(:'dora', 'before') \gset d_
+UPDATE hokusai_auth.users SET is_active = false WHERE id = :'dora';
+\set VERBOSITY sqlstate
+SELECT * FROM hokusai_auth.create_key(:'dora', 'after');
+SELECT * FROM hokusai_auth.rotate_key(:'d_id');
+SELECT * FROM hokusai_auth.rotate_key(:'d_id', grace => '1 hour');
+\set VERBOSITY default
+SELECT count(*) AS dora_keys, bool_and(rotated_from IS NULL) AS none_rotated,
+       bool_and(expires_at IS NULL) AS old_key_untouched
+  FROM hokusai_auth.api_keys WHERE user_id = :'dora';
+UPDATE hokusai_auth.users SET is_active = true WHERE id = :'dora';
+SELECT status FROM hokusai_auth.validate_key(:'d_key');
+SELECT count(*) AS rotated_now FROM hokusai_auth.rotate_key(:'d_id');

@@ -68,6 +68,29 @@ SELECT count(*) > 30 AS many_objects FROM fresh;
 UNION ALL
 (SELECT 'only fresh', * FROM fresh EXCEPT SELECT 'only fresh', * FROM upgraded);
 
+-- 1.4 -> 1.5: audit rows chained by 1.4 stay verifiable, and the chain
+-- goes on from them with rows sealed after commit.
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth VERSION '1.4';
+SELECT hokusai_auth.create_user('jay') AS jay \gset
+SELECT * FROM hokusai_auth.create_key(:'jay', 'chained by 1.4') \gset j14_
+SELECT hokusai_auth.revoke_key(:'j14_id') AS revoked_on_14;
+SELECT hokusai_auth.verify_audit_chain() IS NULL AS intact_on_14;
+ALTER EXTENSION hokusai_auth UPDATE TO '1.5';
+SELECT hokusai_auth.verify_audit_chain() IS NULL AS intact_after_update,
+       count(*) FILTER (WHERE seq IS NULL) AS unsealed
+  FROM hokusai_auth.audit_log;
+SELECT * FROM hokusai_auth.create_key(:'jay', 'sealed by 1.5') \gset j15_
+SELECT hokusai_auth.seal_audit_log() AS sealed;
+SELECT hokusai_auth.verify_audit_chain() IS NULL AS intact_and_extended,
+       count(*) AS audit_rows FROM hokusai_auth.audit_log;
+SELECT a.prev_hash = p.row_hash AS new_row_links_to_old
+  FROM hokusai_auth.audit_log a, hokusai_auth.audit_log p
+ WHERE a.api_key_id = :'j15_id' AND p.api_key_id = :'j14_id' AND p.action = 'revoke';
+SELECT status FROM hokusai_auth.validate_key(:'j14_key');
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth;
+
 -- 1.3 -> 1.4: pre_request() becomes C, 1.3's PL/pgSQL helpers
 -- _http_authenticate() and _http_client_ip() go, and the HTTP roles keep
 -- their grant on pre_request().

@@ -159,9 +159,10 @@ SELECT hokusai_auth.expire_keys() AS expired_again;
 SELECT is_active, revoked_at IS NULL AS not_revoked FROM hokusai_auth.api_keys WHERE id = :'e_id';
 SELECT action, details ? 'key_prefix' AS has_prefix, details ? 'expires_at' AS has_expiry
   FROM hokusai_auth.audit_log WHERE api_key_id = :'e_id' ORDER BY id;
+SELECT hokusai_auth.seal_audit_log() > 0 AS sealed;
 SELECT a.prev_hash = p.row_hash AS chained
   FROM hokusai_auth.audit_log a
-  JOIN hokusai_auth.audit_log p ON p.id = (SELECT max(id) FROM hokusai_auth.audit_log WHERE id < a.id)
+  JOIN hokusai_auth.audit_log p ON p.seq = (SELECT max(seq) FROM hokusai_auth.audit_log WHERE seq < a.seq)
  WHERE a.api_key_id = :'e_id' AND a.action = 'expire';
 
 -- _usage_touch moves last_used_at forward only.

@@ -40,7 +40,9 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -68,14 +70,21 @@ const char *const hk_status_names[] = {
 
 static SPIPlanPtr lookup_plan = NULL;
 
+/*
+ * Every object and operator is schema-qualified, and the query runs with
+ * search_path pinned (read_row_as_owner): nothing the caller can put on
+ * search_path runs with the owner's rights.  The rows' xmin tell whether
+ * this transaction wrote them (see key_lookup).
+ */
 static const char lookup_query[] =
 "SELECT k.id, k.user_id, k.key_hash,"
 "       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
 "       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips,"
-"       k.revoked_at IS NOT NULL OR NOT u.is_active"
+"       k.revoked_at IS NOT NULL OR NOT u.is_active,"
+"       k.xmin, u.xmin"
 "  FROM " HK_SCHEMA ".api_keys k"
-"  JOIN " HK_SCHEMA ".users u ON u.id = k.user_id"
-" WHERE k.key_prefix = $1";
+"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1";
 
 /* The role that owns the hokusai_auth schema: key rows are read as it. */
 static Oid
@@ -101,6 +110,11 @@ typedef void (*RowReader) (HeapTuple tup, TupleDesc desc, void *arg);
  * the latest snapshot and read-only, and hand its first row (if any) to
  * read, in the caller's memory context.  The plan is prepared on first use
  * and kept in *plan.  Returns whether there was a row.
+ *
+ * search_path is pinned to pg_catalog, pg_temp while the query is planned
+ * and run (DESIGN.md section 11), and restored afterwards; on an error the
+ * transaction's abort restores it and the user id, as for a SECURITY
+ * DEFINER function with a SET clause.
  */
 static bool
 read_row_as_owner(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg,
@@ -111,13 +125,20 @@ read_row_as_owner(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg,
 	int			save_sec;
 	volatile bool found = false;
 
+	int			save_nestlevel;
+
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(schema_owner(),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
 	PG_TRY();
 	{
 		int			ret;
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -145,6 +166,7 @@ read_row_as_owner(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg,
 			found = true;
 		}
 		SPI_finish();
+		AtEOXact_GUC(true, save_nestlevel);
 	}
 	PG_FINALLY();
 	{
@@ -159,7 +181,18 @@ typedef struct KeyRow
 {
 	HkKeyState *st;
 	char	   *hash;
+	bool		own_write;		/* this transaction wrote the key or its user */
 } KeyRow;
+
+/* Did this transaction (or one of its subtransactions) write the row? */
+static bool
+xmin_is_ours(HeapTuple tup, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, attno, &isnull);
+
+	return !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
+}
 
 static void
 read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
@@ -189,22 +222,31 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 		hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	st->revoked = !isnull && DatumGetBool(d);
+	row->own_write = xmin_is_ours(tup, desc, 10) || xmin_is_ours(tup, desc, 11);
 }
 
 /*
  * Read the key's row by prefix.  Returns its bcrypt hash, or NULL when there
  * is no such row; *st then describes the key, allocated in the caller's
  * memory context.
+ *
+ * *own_write is set when this transaction inserted or updated the key's
+ * row or its user's: such a row is not committed (and may never be), so
+ * what it says must not reach the shared cache, where other sessions would
+ * see it; a rolled-back create_key() would otherwise leave a key that
+ * validates and exists nowhere.
  */
 static char *
-key_lookup(const char *key, HkKeyState *st)
+key_lookup(const char *key, HkKeyState *st, bool *own_write)
 {
-	KeyRow		row = {st, NULL};
+	KeyRow		row = {st, NULL, false};
 	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
 
+	*own_write = false;
 	if (!read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
 						   read_key_row, &row))
 		return NULL;
+	*own_write = row.own_write;
 	return row.hash;
 }
 
@@ -230,7 +272,8 @@ key_allowed_ips(HkKeyState *st)
 
 	st->n_allowed = 0;
 	(void) read_row_as_owner(&plan,
-							 "SELECT allowed_ips FROM " HK_SCHEMA ".api_keys WHERE id = $1",
+							 "SELECT allowed_ips FROM " HK_SCHEMA ".api_keys"
+							 " WHERE id OPERATOR(pg_catalog.=) $1",
 							 UUIDOID, UUIDPGetDatum(&st->key_id),
 							 read_allowed_ips, st);
 }
@@ -278,6 +321,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	uint64		generation = 0;
 	char	   *hash;
 	bool		verified;
+	bool		own_write;
 
 	hk_key_digest(key, HK_KEY_LEN, digest);
 	if (use_cache)
@@ -301,7 +345,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	if (!hk_throttle_admit(key))
 		return false;
 	*touch_due = true;
-	hash = key_lookup(key, st);
+	hash = key_lookup(key, st, &own_write);
 	if (hash == NULL)
 	{
 		hk_throttle_release(key);
@@ -311,7 +355,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	verified = hk_bcrypt_verify(key, hash);
 	if (verified)
 		hk_throttle_release(key);
-	if (use_cache)
+	if (use_cache && !own_write)
 	{
 		if (verified)
 			hk_cache_insert(digest, st, generation);

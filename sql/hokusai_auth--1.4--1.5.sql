@@ -1,0 +1,439 @@
+/* hokusai_auth 1.4 -> 1.5: backups keep everything, an audit chain without a
+   lock held to commit, rotate_key() follows create_key()'s rule for
+   deactivated users, pg_cron jobs with schema-qualified bodies */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION hokusai_auth UPDATE TO '1.5'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Backups: pg_dump and pg_dumpall carry every row of the extension's tables
+-- (an extension's tables are otherwise left out of a dump, rows and all).
+------------------------------------------------------------------------------
+
+-- Tables that hold exactly one row, which the install script inserts: a
+-- restore's COPY (which runs after CREATE EXTENSION has inserted that row)
+-- replaces the row instead of failing on a second one.
+CREATE FUNCTION hokusai_auth._singleton_replace()
+	RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'audit_head' THEN
+		UPDATE hokusai_auth.audit_head h
+		   SET last_id = NEW.last_id, last_hash = NEW.last_hash, last_seq = NEW.last_seq;
+	ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'usage_rollup_state' THEN
+		UPDATE hokusai_auth.usage_rollup_state s
+		   SET rolled_until = NEW.rolled_until, rolled_at = NEW.rolled_at;
+	ELSE
+		RAISE EXCEPTION 'hokusai_auth._singleton_replace() is not for table %', TG_TABLE_NAME;
+	END IF;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- The audit chain, sealed after commit.
+--
+-- Until 1.4 every audit row was chained as it was inserted, under a row
+-- lock on audit_head held until the inserting transaction ended: one idle
+-- transaction that had created a key stopped every other key operation.
+-- Now a key operation appends its row unsealed (seq, prev_hash and row_hash
+-- NULL) and takes no shared lock.  seal_audit_log() (the background worker
+-- calls it every flush_interval) takes the committed unsealed rows in id
+-- order, gives each the next position in the chain (seq) and its hashes,
+-- and moves the head.  Chain order is seq order, which follows commit order:
+-- a row is sealed only once it is committed, after every row sealed before.
+------------------------------------------------------------------------------
+
+ALTER TABLE hokusai_auth.audit_head ADD COLUMN last_seq bigint;
+UPDATE hokusai_auth.audit_head SET last_seq = last_id;
+COMMENT ON TABLE hokusai_auth.audit_head IS
+	'The newest sealed audit_log row: its id, chain position (seq) and hash';
+CREATE TRIGGER audit_head_restore BEFORE INSERT ON hokusai_auth.audit_head
+	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
+CREATE TRIGGER usage_rollup_state_restore BEFORE INSERT ON hokusai_auth.usage_rollup_state
+	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
+
+DROP TRIGGER audit_log_chain ON hokusai_auth.audit_log;
+DROP FUNCTION hokusai_auth._audit_chain();
+
+-- Rows written before 1.5 were chained in id order: their position is
+-- their id (positions need only ascend; gaps are not damage).
+ALTER TABLE hokusai_auth.audit_log ADD COLUMN seq bigint;
+ALTER TABLE hokusai_auth.audit_log DISABLE TRIGGER audit_log_append_only;
+UPDATE hokusai_auth.audit_log SET seq = id;
+ALTER TABLE hokusai_auth.audit_log ENABLE TRIGGER audit_log_append_only;
+ALTER TABLE hokusai_auth.audit_log ALTER COLUMN row_hash DROP NOT NULL;
+ALTER TABLE hokusai_auth.audit_log
+	ALTER COLUMN id SET DEFAULT nextval('hokusai_auth.audit_log_id_seq');
+ALTER TABLE hokusai_auth.audit_log ADD CONSTRAINT audit_log_seal_check
+	CHECK ((seq IS NULL) = (row_hash IS NULL) AND (prev_hash IS NULL OR seq IS NOT NULL));
+CREATE UNIQUE INDEX audit_log_seq_idx ON hokusai_auth.audit_log (seq);
+CREATE INDEX audit_log_unsealed_idx ON hokusai_auth.audit_log (id) WHERE seq IS NULL;
+COMMENT ON COLUMN hokusai_auth.audit_log.seq IS
+	'Position in the hash chain, given when the row is sealed (NULL until then)';
+COMMENT ON COLUMN hokusai_auth.audit_log.row_hash IS
+	'SHA-256 over prev_hash and the row, given when the row is sealed (NULL until then)';
+
+-- Append-only, except that an unsealed row may be sealed once: seq,
+-- prev_hash and row_hash go from NULL to values and nothing else changes.
+-- (Only the table's owner may UPDATE it at all; a wrong seal is caught by
+-- verify_audit_chain(), which recomputes every hash.)
+CREATE OR REPLACE FUNCTION hokusai_auth._audit_append_only()
+	RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+	   AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+	   AND (NEW.id, NEW.at, NEW.action, NEW.api_key_id, NEW.user_id, NEW.actor_role,
+			NEW.actor_sub, NEW.actor_key_id, NEW.client_addr, NEW.details)
+		   IS NOT DISTINCT FROM
+		   (OLD.id, OLD.at, OLD.action, OLD.api_key_id, OLD.user_id, OLD.actor_role,
+			OLD.actor_sub, OLD.actor_key_id, OLD.client_addr, OLD.details)
+	THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'hokusai_auth.audit_log is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = format('%s is not allowed on the audit log.', TG_OP);
+END
+$$;
+
+-- One audit row, unsealed, with the actor taken from the session: the
+-- calling role, and for HTTP requests the JWT subject, the API key and the
+-- client address that hokusai_auth.pre_request() recorded.
+CREATE OR REPLACE FUNCTION hokusai_auth._audit(action text, api_key_id uuid, user_id uuid,
+	details jsonb)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	claims	text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
+	sub		text;
+	key_id	text := pg_catalog.current_setting('hokusai.api_key_id', true);
+	addr	text := pg_catalog.current_setting('hokusai.client_ip', true);
+	client	inet;
+BEGIN
+	IF claims IS NOT NULL AND claims OPERATOR(pg_catalog.~) '^\s*\{' THEN
+		BEGIN
+			sub := claims::jsonb OPERATOR(pg_catalog.->>) 'sub';
+		EXCEPTION WHEN invalid_text_representation THEN
+			sub := NULL;
+		END;
+	END IF;
+	-- Recorded only when well formed: a bad value must not fail the operation.
+	IF key_id OPERATOR(pg_catalog.!~*) '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+		key_id := NULL;
+	END IF;
+	IF addr OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
+		addr := NULL;
+	END IF;
+	client := pg_catalog.inet_client_addr();
+	IF addr IS NOT NULL THEN
+		BEGIN
+			client := addr::inet;
+		EXCEPTION WHEN invalid_text_representation THEN
+			NULL;
+		END;
+	END IF;
+	INSERT INTO hokusai_auth.audit_log
+		(action, api_key_id, user_id, actor_role, actor_sub, actor_key_id,
+		 client_addr, details)
+	VALUES
+		(action, api_key_id, user_id, hokusai_auth._caller_role(), pg_catalog.left(sub, 200),
+		 key_id::uuid, client,
+		 coalesce(details, '{}'));
+END
+$$;
+
+-- Seal the committed unsealed rows, oldest id first, at most max_rows of
+-- them; returns how many.  One sealer at a time: a second one returns 0 at
+-- once instead of waiting (the other is sealing).  The head row's lock is
+-- held only for this short transaction.
+CREATE FUNCTION hokusai_auth.seal_audit_log(max_rows integer DEFAULT 10000)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	h		hokusai_auth.audit_head;
+	r		hokusai_auth.audit_log;
+	prev	bytea;
+	pos		bigint;
+	hash	bytea;
+	n		integer := 0;
+BEGIN
+	IF max_rows IS NULL OR max_rows OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'max_rows must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO h FROM hokusai_auth.audit_head FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	prev := h.last_hash;
+	pos := coalesce(h.last_seq, 0);
+	FOR r IN
+		SELECT * FROM hokusai_auth.audit_log a
+		 WHERE a.seq IS NULL
+		 ORDER BY a.id
+		 LIMIT max_rows
+	LOOP
+		pos := pos OPERATOR(pg_catalog.+) 1;
+		hash := pg_catalog.sha256(coalesce(prev, '\x'::bytea)
+								  OPERATOR(pg_catalog.||) hokusai_auth._audit_row_bytes(r));
+		UPDATE hokusai_auth.audit_log a
+		   SET seq = pos, prev_hash = prev, row_hash = hash
+		 WHERE a.id OPERATOR(pg_catalog.=) r.id;
+		prev := hash;
+		h.last_id := r.id;
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		UPDATE hokusai_auth.audit_head
+		   SET last_id = h.last_id, last_seq = pos, last_hash = prev;
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.seal_audit_log(integer) IS
+	'Chain the committed unsealed audit rows (at most max_rows), oldest id first; returns how many (the worker calls it every flush_interval)';
+REVOKE ALL ON FUNCTION hokusai_auth.seal_audit_log(integer) FROM PUBLIC;
+
+-- Walk the sealed rows in chain order; the id of the first row that fails,
+-- NULL when intact.  Unsealed rows are not part of the chain yet.
+CREATE OR REPLACE FUNCTION hokusai_auth.verify_audit_chain()
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	r		hokusai_auth.audit_log;
+	prev	bytea := NULL;
+	last	bigint := NULL;
+	last_pos bigint := NULL;
+	h		hokusai_auth.audit_head;
+BEGIN
+	FOR r IN SELECT * FROM hokusai_auth.audit_log a WHERE a.seq IS NOT NULL ORDER BY a.seq LOOP
+		IF r.prev_hash IS DISTINCT FROM prev
+		   OR r.row_hash IS DISTINCT FROM
+			  pg_catalog.sha256(coalesce(r.prev_hash, '\x'::bytea)
+								OPERATOR(pg_catalog.||) hokusai_auth._audit_row_bytes(r))
+		THEN
+			RETURN r.id;
+		END IF;
+		prev := r.row_hash;
+		last := r.id;
+		last_pos := r.seq;
+	END LOOP;
+	-- The newest sealed rows were deleted: the head still names them.
+	SELECT * INTO h FROM hokusai_auth.audit_head;
+	IF h.last_id IS DISTINCT FROM last OR h.last_seq IS DISTINCT FROM last_pos
+	   OR h.last_hash IS DISTINCT FROM prev THEN
+		RETURN coalesce(last, 0) OPERATOR(pg_catalog.+) 1;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.verify_audit_chain() IS
+	'Id of the first sealed audit row whose hash chain is broken (one past the last row when the newest sealed rows are missing), NULL when intact';
+
+------------------------------------------------------------------------------
+-- Users: one rule for create_key() and rotate_key()
+------------------------------------------------------------------------------
+
+-- Lock the user's row against a concurrent deactivation (FOR SHARE
+-- conflicts with the UPDATE that would deactivate it) and refuse a user
+-- that does not exist or is not active.
+CREATE FUNCTION hokusai_auth._active_user(user_id uuid)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	owner_active boolean;
+BEGIN
+	SELECT u.is_active INTO owner_active
+	  FROM hokusai_auth.users u WHERE u.id OPERATOR(pg_catalog.=) _active_user.user_id FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'user % does not exist', user_id
+			USING ERRCODE = 'foreign_key_violation';
+	END IF;
+	IF NOT owner_active THEN
+		RAISE EXCEPTION 'user % is not active', user_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hokusai_auth.create_key(user_id uuid, name text,
+	OUT id uuid, OUT key text, OUT key_prefix text,
+	environment text DEFAULT 'live',
+	INOUT expires_at timestamptz DEFAULT NULL,
+	rate_limit_per_hour integer DEFAULT NULL,
+	burst_limit integer DEFAULT NULL,
+	allowed_ips cidr[] DEFAULT NULL,
+	metadata jsonb DEFAULT '{}')
+	RETURNS record
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	nk			 record;
+BEGIN
+	PERFORM hokusai_auth._check_not_null(user_id, 'user_id');
+	PERFORM hokusai_auth._check_text(name, 'name', 200);
+	PERFORM hokusai_auth._check_not_null(environment, 'environment');
+	IF environment NOT IN ('live', 'test') THEN
+		RAISE EXCEPTION 'invalid environment'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use "live" or "test".';
+	END IF;
+	IF expires_at OPERATOR(pg_catalog.=) 'infinity'::timestamptz THEN
+		expires_at := NULL;
+	END IF;
+	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
+		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._active_user(user_id);
+
+	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
+		coalesce(rate_limit_per_hour, hokusai_auth._default_rate_limit_per_hour()),
+		burst_limit, allowed_ips, coalesce(metadata, '{}'), NULL);
+	id := nk.id;
+	key := nk.key;
+	key_prefix := nk.key_prefix;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hokusai_auth.rotate_key(key_id uuid, grace interval DEFAULT '0',
+	OUT id uuid, OUT key text, OUT key_prefix text, OUT expires_at timestamptz)
+	RETURNS record
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		hokusai_auth.api_keys;
+	old_end timestamptz;
+	nk		record;
+BEGIN
+	PERFORM hokusai_auth._check_not_null(grace, 'grace');
+	IF grace OPERATOR(pg_catalog.<) interval '0' THEN
+		RAISE EXCEPTION 'grace must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF grace OPERATOR(pg_catalog.>) interval '30 days' THEN
+		RAISE EXCEPTION 'grace must be at most 30 days'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	k := hokusai_auth._key_for_update(key_id);
+	IF k.revoked_at IS NOT NULL OR NOT k.is_active THEN
+		RAISE EXCEPTION 'cannot rotate revoked api key %', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF k.expires_at IS NOT NULL AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() THEN
+		RAISE EXCEPTION 'cannot rotate expired api key %', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF EXISTS (SELECT FROM hokusai_auth.api_keys a
+				WHERE a.rotated_from OPERATOR(pg_catalog.=) k.id) THEN
+		RAISE EXCEPTION 'api key % has already been rotated', k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Rotate the key that replaced it.';
+	END IF;
+	-- The same rule as create_key(): no new key for a deactivated user.
+	PERFORM hokusai_auth._active_user(k.user_id);
+
+	-- The new key keeps the old one's lifetime, counted from now.
+	IF k.expires_at IS NOT NULL THEN
+		expires_at := pg_catalog.now() OPERATOR(pg_catalog.+)
+			(k.expires_at OPERATOR(pg_catalog.-) k.created_at);
+	END IF;
+	nk := hokusai_auth._insert_key(k.user_id, k.name, k.environment, expires_at,
+		k.rate_limit_per_hour, k.burst_limit, k.allowed_ips, k.metadata, k.id);
+	id := nk.id;
+	key := nk.key;
+	key_prefix := nk.key_prefix;
+
+	IF grace OPERATOR(pg_catalog.=) interval '0' THEN
+		old_end := pg_catalog.now();
+		UPDATE hokusai_auth.api_keys a
+		   SET is_active = false, revoked_at = pg_catalog.now()
+		 WHERE a.id OPERATOR(pg_catalog.=) k.id;
+	ELSE
+		old_end := least(coalesce(k.expires_at, 'infinity'),
+									pg_catalog.now() OPERATOR(pg_catalog.+) grace);
+		UPDATE hokusai_auth.api_keys a SET expires_at = old_end
+		 WHERE a.id OPERATOR(pg_catalog.=) k.id;
+	END IF;
+	PERFORM hokusai_auth._audit('rotate', k.id, k.user_id,
+		pg_catalog.jsonb_build_object('key_prefix', k.key_prefix, 'new_key_id', nk.id,
+						   'new_key_prefix', nk.key_prefix, 'grace', grace::text,
+						   'old_key_ends_at', old_end));
+END
+$$;
+
+------------------------------------------------------------------------------
+-- pg_cron job bodies: schema-qualified, nothing resolved through the
+-- search_path of whoever runs them.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hokusai_auth.schedule_housekeeping(retention interval DEFAULT '30 days',
+	rollup_schedule text DEFAULT '*/5 * * * *',
+	prune_schedule text DEFAULT '17 3 * * *')
+	RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	rollup_cmd	text := 'SELECT hokusai_auth.rollup_usage()';
+	prune_cmd	text;
+BEGIN
+	IF retention IS NULL OR retention OPERATOR(pg_catalog.<) interval '1 hour' THEN
+		RAISE EXCEPTION 'retention must be at least 1 hour'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM hokusai_auth._check_text(rollup_schedule, 'rollup_schedule', 100);
+	PERFORM hokusai_auth._check_text(prune_schedule, 'prune_schedule', 100);
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+					WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+		RAISE EXCEPTION 'pg_cron is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
+	END IF;
+	prune_cmd := pg_catalog.format('SELECT hokusai_auth.prune_usage(CAST(%L AS pg_catalog.interval))',
+								   retention::text);
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+		USING 'hokusai_auth.rollup', rollup_schedule, rollup_cmd;
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+		USING 'hokusai_auth.prune', prune_schedule, prune_cmd;
+	RETURN QUERY EXECUTE
+		'SELECT j.jobid, j.jobname::text, j.schedule::text, j.command::text FROM cron.job j
+		  WHERE j.jobname IN (''hokusai_auth.rollup'', ''hokusai_auth.prune'')
+		  ORDER BY j.jobname';
+END
+$$;
+
+REVOKE ALL ON FUNCTION hokusai_auth._singleton_replace() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hokusai_auth._active_user(uuid) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Registered last: pg_dump keeps the rows (and the audit sequence's
+-- position) of every table that holds what users made.
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.users', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_head', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_latency_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.usage_rollup_state', '');
