@@ -24,7 +24,8 @@
  *	   row is dropped and counted;
  *	3. last_used_at: the touch table and the batches' keys, merged here to
  *	   the latest time per key, then one UPDATE for all of them;
- *	4. hokusai_auth.expire_keys().
+ *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
+ *	   chains the audit rows committed since (1.5 and later).
  *
  * When the queue is a quarter full a producer sets our latch and we run
  * steps 1 to 3 at once.  SIGHUP reloads the configuration; SIGTERM (server
@@ -82,6 +83,7 @@ static SPIPlanPtr keys_plan = NULL;
 static int	batch_failures = 0;
 static TimestampTz next_cycle = 0;
 static bool shutting_down = false;
+static bool can_seal = false;	/* the extension has seal_audit_log() (1.5) */
 
 typedef struct TouchEntry
 {
@@ -139,20 +141,26 @@ end_xact(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Is hokusai_auth, with the functions this worker calls, installed here? */
+/*
+ * Is hokusai_auth, with the functions this worker calls, installed here?
+ * Also notes whether it can seal the audit log (1.5 and later).
+ */
 static bool
 extension_ready(void)
 {
 	bool		ready = false;
 
 	begin_xact("hokusai_auth: checking the extension");
+	can_seal = false;
 	if (OidIsValid(get_extension_oid("hokusai_auth", true)))
 	{
 		int			ret = SPI_execute("SELECT pg_catalog.to_regprocedure("
 									  "'" HK_SCHEMA "._usage_flush(uuid[],text[],"
 									  "timestamptz[],integer[],integer[])') IS NOT NULL"
 									  " AND pg_catalog.to_regprocedure("
-									  "'" HK_SCHEMA ".expire_keys()') IS NOT NULL",
+									  "'" HK_SCHEMA ".expire_keys()') IS NOT NULL,"
+									  " pg_catalog.to_regprocedure("
+									  "'" HK_SCHEMA ".seal_audit_log(integer)') IS NOT NULL",
 									  true, 1);
 		bool		isnull;
 
@@ -160,6 +168,8 @@ extension_ready(void)
 			elog(ERROR, "extension check failed: %s", SPI_result_code_string(ret));
 		ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+		can_seal = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	end_xact();
 	return ready;
@@ -568,6 +578,14 @@ touch_and_expire(HTAB *touches, bool expire)
 			ereport(LOG,
 					(errmsg("hokusai_auth worker expired %d api keys", expired)));
 		}
+	}
+	if (expire && can_seal)
+	{
+		/* Chain the audit rows committed since the last cycle (and expiry's). */
+		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
+
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
 	}
 	end_xact();
 }
