@@ -157,11 +157,20 @@ my @variants = (
 	[ '/api/v1/auth/{key}', 'GET', "/api/v1/auth/$key", [], $misplaced ],
 	[ '/{key}', 'GET', "/$key", [], $misplaced ],
 	[ '/{test key}?api_key=', 'GET', "/$tkey?api_key=$key", [], $misplaced ],
+	[ 'absolute-form request target', 'GET', "$origin$keys?select=$key", [ $xkey ], $misplaced ],
 
 	# Headers PostgREST logs (Referer, User-Agent): not forwarded.
 	[ 'Referer with ?api_key=', 'GET', $keys, [ $xkey, "Referer: https://app.example/?api_key=$key" ], 'auth' ],
 	[ 'User-Agent with the key', 'GET', $keys, [ $xkey, "User-Agent: agent/1 $key" ], 'auth' ],
 	[ 'Host with the key', 'GET', $keys, [ $xkey, "Host: $key" ], 'auth' ],
+	[ 'X-Forwarded-For with the key', 'GET', $keys, [ $xkey, "X-Forwarded-For: $key" ], 'auth' ],
+	[ 'Cookie with the key', 'GET', $keys, [ $xkey, "Cookie: session=$key" ], 'auth' ],
+	[ 'a second Prefer header with the key', 'GET', $keys,
+		[ $xkey, 'Prefer: handling=strict', "Prefer: $key" ], 'auth' ],
+	[ 'Authorization: Basic key', 'GET', $keys, [ "Authorization: Basic $key" ],
+		[ 401, 'missing_credentials' ] ],
+	[ 'Authorization: Bearer x.key.y (not a JWT)', 'GET', $keys, [ "Authorization: Bearer x.$key.y" ],
+		[ 401, 'PGRST301' ] ],
 	# Headers PostgREST repeats in its errors.
 	[ 'Accept: key', 'GET', $keys, [ $xkey, "Accept: $key" ], $misplaced ],
 	[ 'Prefer: handling=strict, key', 'GET', $keys, [ $xkey, "Prefer: handling=strict, $key" ], $misplaced ],
