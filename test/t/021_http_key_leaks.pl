@@ -3,11 +3,14 @@
 # casing, percent-encoding and position we could think of, through nginx
 # (TLS) -> PostgREST 12 -> PostgreSQL with every statement logged.  The one
 # legitimate query slot (the api_key parameter, its name in any case)
-# authenticates; every other position is a 4xx in PostgREST's error shape
-# that does not repeat the key.  At the end nginx's access and error logs,
-# PostgREST's log (level info: one line per request) and PostgreSQL's log
-# (log_statement = all) are percent-decoded until nothing changes and
-# searched, case-insensitively, for the keys' secret parts.
+# authenticates; elsewhere in the URI, or in a header PostgREST repeats in
+# its errors, the key is a 4xx in PostgREST's error shape; in a header
+# that PostgREST only logs (Referer, User-Agent) or ignores, the request
+# goes through (authenticated by X-API-Key).  No HTTPS response repeats
+# the key.  At the end nginx's access and error logs, PostgREST's log
+# (level info: one line per request) and PostgreSQL's log (log_statement =
+# all) are percent-decoded until nothing changes and searched,
+# case-insensitively, for the keys' secret parts.
 use strict;
 use warnings;
 
