@@ -332,130 +332,12 @@ BEGIN READ ONLY;
 SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'h_new_key', '10.9.8.7')) AS http;
 ROLLBACK;
 \set ECHO none
-\else
+\elif :{?trust_plant}
 \set ECHO all
---
--- trust: nothing that a caller, a schema owner or a database owner puts on
--- search_path ever runs with the extension owner's rights (DESIGN.md,
--- section 11; issue 13, item 1).
---
--- An unprivileged role, regress_hk_evil, owns schema evil and plants there
--- look-alikes of the operators, functions, aggregates, set-returning
--- functions, types and relations that the extension's SQL and C name, for
--- every type they compare (text, uuid, inet, cidr, timestamptz, bigint,
--- integer, boolean, jsonb, ...): some with the built-in's own signature
--- (they win when evil comes before pg_catalog), some that match better than
--- the built-in (=(cidr, cidr) against =(inet, inet), format(text, text)
--- against format(text, VARIADIC "any"): they win even when pg_catalog is
--- searched first).  Each, when it runs, tries ALTER ROLE regress_hk_evil
--- SUPERUSER and raises
---     WARNING:  planted <what> ran as <role> (...)
--- then answers as the pg_catalog original does: the suite measures
--- execution, not breakage.  The expected output has no such warning, and
--- regress_hk_evil never becomes a superuser.
---
--- The calls (the part of this file above) run three times:
---   pass 1: SET search_path = evil, pg_catalog, as regress_hk_evil (who may
---           administer keys);
---   pass 2: SET search_path = evil (pg_catalog implicitly first), likewise;
---   pass 3: evil, pg_catalog is the database's default search_path (ALTER
---           DATABASE, a new connection), as an administrator who never
---           chose it, then a few calls as a superuser.
--- The HTTP requests of each pass run as PostgREST's roles.
---
--- The harness itself resolves nothing through search_path: no operator
--- without OPERATOR(pg_catalog.x), no built-in function without pg_catalog.
---
-\set SHOW_CONTEXT never
-\set VERBOSITY terse
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS hokusai_auth CASCADE;
-RESET client_min_messages;
-SET hokusai_auth.bcrypt_cost = 4;
-SELECT current_database() AS trust_db, current_user AS trust_superuser \gset
-
--- The roles: an administrator (setup_admin_role), PostgREST's three
--- (setup_http_roles), the planting role (also an administrator: the issue's
--- attacker needs only EXECUTE on validate_key), and an administrator who
--- is not the attacker.  record_usage() and track_request() are not part of
--- the administrator's grant; a deployment that records usage from SQL
--- grants them, so they are granted here to be driven too.
-SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
-SELECT hokusai_auth.setup_http_roles('regress_hk_trust_auth', 'regress_hk_trust_anon',
-	'regress_hk_trust_api');
-CREATE ROLE regress_hk_evil LOGIN IN ROLE regress_hk_trust_admin;
-CREATE ROLE regress_hk_trust_operator LOGIN IN ROLE regress_hk_trust_admin;
-GRANT EXECUTE ON FUNCTION hokusai_auth.record_usage(uuid, text, integer, integer),
-	hokusai_auth.track_request(uuid, text) TO regress_hk_evil, regress_hk_trust_operator;
-CREATE SCHEMA evil AUTHORIZATION regress_hk_evil;
-SELECT coalesce(hokusai_auth.verify_audit_chain(), 0) AS chain_before \gset
-
--- The harness's helpers (owned by the superuser, usable by every role).
--- Those with SET search_path are pinned; trust_lib.http() is not, so that
--- pre_request() runs with the pass's search_path, and resolves nothing
--- itself.
-CREATE SCHEMA trust_lib;
-GRANT USAGE ON SCHEMA trust_lib TO PUBLIC;
-SET search_path = trust_lib;
-\i test/lib/key_checksum.sql
-RESET search_path;
-ALTER FUNCTION trust_lib.hk_crc32(text) SET search_path = pg_catalog, trust_lib, pg_temp;
-ALTER FUNCTION trust_lib.hk_base62(bigint, integer) SET search_path = pg_catalog, trust_lib, pg_temp;
-ALTER FUNCTION trust_lib.hk_with_checksum(text) SET search_path = pg_catalog, trust_lib, pg_temp;
--- request.headers: X-Forwarded-Proto, X-Forwarded-For and X-API-Key as
--- nginx sends them (NULL: not sent)
-CREATE FUNCTION trust_lib.headers(api_key text, client text DEFAULT '203.0.113.9',
-	proto text DEFAULT 'https')
-	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-	SELECT jsonb_strip_nulls(jsonb_build_object('x-forwarded-proto', proto,
-		'x-forwarded-for', client, 'x-api-key', api_key))::text
-$$;
--- request.jwt.claims of a JWT for user sub
-CREATE FUNCTION trust_lib.claims(sub text)
-	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-	SELECT jsonb_build_object('sub', sub, 'role', 'regress_hk_trust_api')::text
-$$;
--- What PostgREST sets before db-pre-request (hokusai.api_role is what
--- setup_http_roles() makes the authenticator's role setting).
-CREATE FUNCTION trust_lib.request(method text, path text, headers text, claims text,
-	run_as text)
-	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	PERFORM set_config('role', run_as, true),
-			set_config('hokusai.api_role', 'regress_hk_trust_api', true),
-			set_config('request.method', method, true),
-			set_config('request.path', path, true),
-			set_config('request.jwt.claims', coalesce(claims, ''), true),
-			set_config('request.headers', coalesce(headers, ''), true);
-END
-$$;
--- pre_request()'s outcome: "passed as <role>", or the HTTP status and code
--- of the PostgREST error it raised.
-CREATE FUNCTION trust_lib.outcome(message text, detail text)
-	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE WHEN message IS NULL THEN format('passed as %s', current_user)
-				ELSE format('%s %s', detail::jsonb ->> 'status', message::jsonb ->> 'code') END
-$$;
-CREATE FUNCTION trust_lib.http(method text, path text, headers text, claims text DEFAULT NULL,
-	run_as text DEFAULT 'regress_hk_trust_anon')
-	RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	message	pg_catalog.text;	-- (a type name is looked up in search_path too)
-	detail	pg_catalog.text;
-BEGIN
-	PERFORM trust_lib.request(method, path, headers, claims, run_as);
-	BEGIN
-		PERFORM hokusai_auth.pre_request();
-	EXCEPTION WHEN SQLSTATE 'PGRST' THEN
-		GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-	END;
-	RETURN trust_lib.outcome(message, detail);
-END
-$$;
-
-------------------------------------------------------------------------------
--- The planted objects, created by regress_hk_evil in its own schema.
-------------------------------------------------------------------------------
+--------------------------------------------------------------------------
+-- The planted objects, created by regress_hk_evil in its schema evil of
+-- the current database (included by the main part, see below).
+--------------------------------------------------------------------------
 SET ROLE regress_hk_evil;
 GRANT USAGE ON SCHEMA evil TO PUBLIC;
 
@@ -778,6 +660,9 @@ BEGIN
 		EXECUTE format('CREATE VIEW evil.%I AS SELECT * FROM pg_catalog.%I WHERE (SELECT evil.hk_ran_check(%L))',
 			r, r, format('relation %s', r));
 	END LOOP;
+	IF to_regnamespace('hokusai_auth') IS NULL THEN
+		RETURN;		-- (planted before the extension is installed)
+	END IF;
 	FOREACH r IN ARRAY ARRAY['users', 'keys', 'api_key_usage', 'audit_log'] LOOP
 		EXECUTE format('CREATE VIEW evil.%I AS SELECT * FROM hokusai_auth.%I WHERE (SELECT evil.hk_ran_check(%L))',
 			r, r, format('relation %s', r));
@@ -817,6 +702,134 @@ $$;
 CREATE CAST (evil.hk_label AS text) WITH FUNCTION evil.hk_label_text(evil.hk_label) AS IMPLICIT;
 CREATE CAST (text AS evil.hk_label) WITH FUNCTION evil.hk_text_label(text) AS IMPLICIT;
 RESET ROLE;
+\set ECHO none
+\else
+\set ECHO all
+--
+-- trust: nothing that a caller, a schema owner or a database owner puts on
+-- search_path ever runs with the extension owner's rights (DESIGN.md,
+-- section 11; issue 13, item 1).
+--
+-- An unprivileged role, regress_hk_evil, owns schema evil and plants there
+-- look-alikes of the operators, functions, aggregates, set-returning
+-- functions, types and relations that the extension's SQL and C name, for
+-- every type they compare (text, uuid, inet, cidr, timestamptz, bigint,
+-- integer, boolean, jsonb, ...): some with the built-in's own signature
+-- (they win when evil comes before pg_catalog), some that match better than
+-- the built-in (=(cidr, cidr) against =(inet, inet), format(text, text)
+-- against format(text, VARIADIC "any"): they win even when pg_catalog is
+-- searched first).  Each, when it runs, tries ALTER ROLE regress_hk_evil
+-- SUPERUSER and raises
+--     WARNING:  planted <what> ran as <role> (...)
+-- then answers as the pg_catalog original does: the suite measures
+-- execution, not breakage.  The expected output has no such warning, and
+-- regress_hk_evil never becomes a superuser.
+--
+-- The calls (the part of this file above) run three times:
+--   pass 1: SET search_path = evil, pg_catalog, as regress_hk_evil (who may
+--           administer keys);
+--   pass 2: SET search_path = evil (pg_catalog implicitly first), likewise;
+--   pass 3: evil, pg_catalog is the database's default search_path (ALTER
+--           DATABASE, a new connection), as an administrator who never
+--           chose it, then a few calls as a superuser.
+-- The HTTP requests of each pass run as PostgREST's roles.
+--
+-- The harness itself resolves nothing through search_path: no operator
+-- without OPERATOR(pg_catalog.x), no built-in function without pg_catalog.
+--
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS hokusai_auth CASCADE;
+RESET client_min_messages;
+SET hokusai_auth.bcrypt_cost = 4;
+SELECT current_database() AS trust_db, current_user AS trust_superuser \gset
+
+-- The roles: an administrator (setup_admin_role), PostgREST's three
+-- (setup_http_roles), the planting role (also an administrator: the issue's
+-- attacker needs only EXECUTE on validate_key), and an administrator who
+-- is not the attacker.  record_usage() and track_request() are not part of
+-- the administrator's grant; a deployment that records usage from SQL
+-- grants them, so they are granted here to be driven too.
+SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
+SELECT hokusai_auth.setup_http_roles('regress_hk_trust_auth', 'regress_hk_trust_anon',
+	'regress_hk_trust_api');
+CREATE ROLE regress_hk_evil LOGIN IN ROLE regress_hk_trust_admin;
+CREATE ROLE regress_hk_trust_operator LOGIN IN ROLE regress_hk_trust_admin;
+GRANT EXECUTE ON FUNCTION hokusai_auth.record_usage(uuid, text, integer, integer),
+	hokusai_auth.track_request(uuid, text) TO regress_hk_evil, regress_hk_trust_operator;
+CREATE SCHEMA evil AUTHORIZATION regress_hk_evil;
+SELECT coalesce(hokusai_auth.verify_audit_chain(), 0) AS chain_before \gset
+
+-- The harness's helpers (owned by the superuser, usable by every role).
+-- Those with SET search_path are pinned; trust_lib.http() is not, so that
+-- pre_request() runs with the pass's search_path, and resolves nothing
+-- itself.
+CREATE SCHEMA trust_lib;
+GRANT USAGE ON SCHEMA trust_lib TO PUBLIC;
+SET search_path = trust_lib;
+\i test/lib/key_checksum.sql
+RESET search_path;
+ALTER FUNCTION trust_lib.hk_crc32(text) SET search_path = pg_catalog, trust_lib, pg_temp;
+ALTER FUNCTION trust_lib.hk_base62(bigint, integer) SET search_path = pg_catalog, trust_lib, pg_temp;
+ALTER FUNCTION trust_lib.hk_with_checksum(text) SET search_path = pg_catalog, trust_lib, pg_temp;
+-- request.headers: X-Forwarded-Proto, X-Forwarded-For and X-API-Key as
+-- nginx sends them (NULL: not sent)
+CREATE FUNCTION trust_lib.headers(api_key text, client text DEFAULT '203.0.113.9',
+	proto text DEFAULT 'https')
+	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT jsonb_strip_nulls(jsonb_build_object('x-forwarded-proto', proto,
+		'x-forwarded-for', client, 'x-api-key', api_key))::text
+$$;
+-- request.jwt.claims of a JWT for user sub
+CREATE FUNCTION trust_lib.claims(sub text)
+	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT jsonb_build_object('sub', sub, 'role', 'regress_hk_trust_api')::text
+$$;
+-- What PostgREST sets before db-pre-request (hokusai.api_role is what
+-- setup_http_roles() makes the authenticator's role setting).
+CREATE FUNCTION trust_lib.request(method text, path text, headers text, claims text,
+	run_as text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM set_config('role', run_as, true),
+			set_config('hokusai.api_role', 'regress_hk_trust_api', true),
+			set_config('request.method', method, true),
+			set_config('request.path', path, true),
+			set_config('request.jwt.claims', coalesce(claims, ''), true),
+			set_config('request.headers', coalesce(headers, ''), true);
+END
+$$;
+-- pre_request()'s outcome: "passed as <role>", or the HTTP status and code
+-- of the PostgREST error it raised.
+CREATE FUNCTION trust_lib.outcome(message text, detail text)
+	RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN message IS NULL THEN format('passed as %s', current_user)
+				ELSE format('%s %s', detail::jsonb ->> 'status', message::jsonb ->> 'code') END
+$$;
+CREATE FUNCTION trust_lib.http(method text, path text, headers text, claims text DEFAULT NULL,
+	run_as text DEFAULT 'regress_hk_trust_anon')
+	RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	message	pg_catalog.text;	-- (a type name is looked up in search_path too)
+	detail	pg_catalog.text;
+BEGIN
+	PERFORM trust_lib.request(method, path, headers, claims, run_as);
+	BEGIN
+		PERFORM hokusai_auth.pre_request();
+	EXCEPTION WHEN SQLSTATE 'PGRST' THEN
+		GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+	END;
+	RETURN trust_lib.outcome(message, detail);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- The planted objects (the part of this file under \elif :{?trust_plant}).
+------------------------------------------------------------------------------
+\set trust_plant 1
+\i sql/trust.sql
+\unset trust_plant
 
 -- What was planted.
 SELECT oprname AS operator, pg_catalog.count(*) AS signatures
@@ -889,6 +902,7 @@ SELECT rolsuper AS evil_is_superuser FROM pg_catalog.pg_roles
 ALTER ROLE regress_hk_evil NOSUPERUSER;
 ALTER DATABASE :"trust_db" RESET search_path;
 \c -
+\unset trust_pass
 
 ------------------------------------------------------------------------------
 -- Every public function was called above.  A new one changes this list:
@@ -898,6 +912,78 @@ SELECT p.oid::regprocedure AS public_function FROM pg_proc p
  WHERE p.pronamespace IN ('hokusai_auth'::regnamespace, 'hokusai_api'::regnamespace)
    AND p.proname !~ '^_' AND p.prokind = 'f'
  ORDER BY p.oid::regprocedure::text;
+
+------------------------------------------------------------------------------
+-- Install and update time.  CREATE EXTENSION and ALTER EXTENSION UPDATE run
+-- the scripts with search_path set to the schema the extension is created
+-- in (the control file names none: the first schema of the installer's
+-- search_path that exists), pg_catalog searched before it.  A look-alike
+-- there that matches better than the built-in is bound for good into what
+-- the scripts parse once (views, triggers' WHEN clauses, policies,
+-- defaults, checks), and runs whenever they do, whatever search_path is in
+-- force then.  A database owned by regress_hk_evil, who puts its schema
+-- first on the database's search_path; a superuser installs 1.2 there and
+-- updates to the default version; an administrator, with search_path
+-- pg_catalog, uses what was installed.
+------------------------------------------------------------------------------
+CREATE DATABASE regress_hk_trust_install OWNER regress_hk_evil;
+\c regress_hk_trust_install
+SET ROLE regress_hk_evil;
+CREATE SCHEMA evil;
+ALTER DATABASE regress_hk_trust_install SET search_path = evil, public;
+RESET ROLE;
+\set trust_plant 1
+\i sql/trust.sql
+\unset trust_plant
+\c -
+SHOW search_path;
+CREATE EXTENSION pgcrypto SCHEMA public;
+CREATE EXTENSION hokusai_auth VERSION '1.2';
+ALTER EXTENSION hokusai_auth UPDATE;
+SET search_path = pg_catalog, public;
+-- What the extension's objects are bound to in the planted schema: nothing.
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS extension_object,
+	   pg_describe_object(d.refclassid, d.refobjid, 0) AS planted_object
+  FROM pg_depend d
+ WHERE (d.refclassid, d.refobjid) IN
+		(SELECT 'pg_operator'::regclass, o.oid FROM pg_operator o WHERE o.oprnamespace = 'evil'::regnamespace
+		 UNION ALL SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p WHERE p.pronamespace = 'evil'::regnamespace
+		 UNION ALL SELECT 'pg_type'::regclass, t.oid FROM pg_type t WHERE t.typnamespace = 'evil'::regnamespace
+		 UNION ALL SELECT 'pg_class'::regclass, c.oid FROM pg_class c WHERE c.relnamespace = 'evil'::regnamespace)
+   AND pg_describe_object(d.classid, d.objid, d.objsubid) ~ 'hokusai_(auth|api)\.'
+ ORDER BY 1, 2;
+SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
+SELECT hokusai_auth.create_user('trust_install') AS uid \gset
+SELECT id AS k, key AS k_key FROM hokusai_auth.create_key(:'uid', 'installed',
+	allowed_ips => '{10.0.0.0/8}', burst_limit => 100) \gset
+-- usage two hours ago (rolled up below) and now
+INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
+	VALUES (:'k', '/trust', now() - interval '2 hours', 5, 200),
+		   (:'k', '/trust', now() - interval '2 hours', 8, 500),
+		   (:'k', '/trust', now(), 6, 200), (:'k', '/trust', now(), 9, 500);
+SET ROLE regress_hk_trust_operator;
+SHOW search_path;
+SELECT hokusai_auth.rollup_usage() IS NOT NULL AS rolled_up;
+SELECT status FROM hokusai_auth.validate_key(:'k_key', '10.1.1.1');
+SELECT name, cardinality(allowed_ips) AS networks
+  FROM hokusai_auth.update_key(:'k', allowed_ips => '{10.0.0.0/8, 192.168.0.0/16}');
+SELECT name, status FROM hokusai_auth.keys;
+SELECT status_code, requests, errors, avg_response_ms FROM hokusai_auth.usage_hourly
+ ORDER BY status_code, avg_response_ms;
+SELECT sum(requests) AS requests, sum(errors) AS errors FROM hokusai_auth.usage_daily;
+SELECT endpoint, requests, avg_response_ms FROM hokusai_auth.usage_by_endpoint;
+SELECT status_code, requests FROM hokusai_auth.usage_by_status ORDER BY 1;
+SELECT requests FROM hokusai_auth.usage_per_minute;
+SELECT requests, errors, avg_response_ms FROM hokusai_auth.usage_summary(:'k');
+SELECT key_prefix IS NOT NULL AS rotated FROM hokusai_auth.rotate_key(:'k', '1 hour');
+SELECT hokusai_auth.revoke_key(:'k');
+SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;
+SELECT hokusai_auth.verify_audit_chain();
+RESET ROLE;
+SELECT rolsuper AS evil_is_superuser FROM pg_roles WHERE rolname = 'regress_hk_evil';
+ALTER ROLE regress_hk_evil NOSUPERUSER;
+\c :"trust_db"
+DROP DATABASE regress_hk_trust_install;
 
 -- The planting role never became a superuser; clean up.
 SELECT rolsuper AS evil_is_superuser FROM pg_roles WHERE rolname = 'regress_hk_evil';
