@@ -725,14 +725,18 @@ RESET ROLE;
 -- execution, not breakage.  The expected output has no such warning, and
 -- regress_hk_evil never becomes a superuser.
 --
--- The calls (the part of this file above) run three times:
+-- The planting is the part of this file under \elif; the calls, the part
+-- under \if, run three times:
 --   pass 1: SET search_path = evil, pg_catalog, as regress_hk_evil (who may
 --           administer keys);
 --   pass 2: SET search_path = evil (pg_catalog implicitly first), likewise;
 --   pass 3: evil, pg_catalog is the database's default search_path (ALTER
 --           DATABASE, a new connection), as an administrator who never
 --           chose it, then a few calls as a superuser.
--- The HTTP requests of each pass run as PostgREST's roles.
+-- The HTTP requests of each pass run as PostgREST's roles.  Last, install
+-- and update time: a superuser installs the extension in a database whose
+-- owner put the planted schema first on its search_path; nothing of the
+-- extension may be bound to a planted object.
 --
 -- The harness itself resolves nothing through search_path: no operator
 -- without OPERATOR(pg_catalog.x), no built-in function without pg_catalog.
