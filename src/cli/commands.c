@@ -167,11 +167,13 @@ resolve_user(PGconn *conn, const char *arg, char **id, char **username)
 
 	if (looks_like_uuid(arg))
 		res = run_query(conn,
-						"SELECT id, username FROM hokusai_auth.users WHERE id = $1::uuid",
+						"SELECT u.id, u.username FROM hokusai_auth.users u"
+						" WHERE u.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
 						1, values);
 	else
 		res = run_query(conn,
-						"SELECT id, username FROM hokusai_auth.users WHERE username = $1::text",
+						"SELECT u.id, u.username FROM hokusai_auth.users u"
+						" WHERE u.username OPERATOR(pg_catalog.=) $1::pg_catalog.text",
 						1, values);
 	if (PQntuples(res) == 0)
 		fail(EXIT_NOT_FOUND, "user \"%s\" does not exist", arg);
@@ -195,10 +197,11 @@ find_key(PGconn *conn, const char *ref, KeyRefKind kind)
 	res = run_query(conn,
 					"SELECT " KEY_COLUMNS ", "
 					"(SELECT r.id FROM hokusai_auth.keys r"
-					" WHERE r.rotated_from = k.id LIMIT 1) AS replaced_by"
+					" WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
 					" FROM hokusai_auth.keys k"
-					" JOIN hokusai_auth.users u ON u.id = k.user_id"
-					" WHERE k.id = $1::uuid OR k.key_prefix = $2::text",
+					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+					" WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
+					" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text",
 					2, values);
 	if (PQntuples(res) == 0)
 		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
@@ -237,8 +240,8 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
 
 	conn = connect_db(common);
 	res = run_query(conn,
-					"SELECT hokusai_auth.create_user($1::text, $2::text) AS id,"
-					" $1::text AS username, $2::text AS email",
+					"SELECT hokusai_auth.create_user($1::pg_catalog.text, $2::pg_catalog.text) AS id,"
+					" $1::pg_catalog.text AS username, $2::pg_catalog.text AS email",
 					2, values);
 	if (common->json)
 	{
@@ -356,10 +359,12 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.create_key("
-					"user_id => $1::uuid, name => $2::text, environment => $3::text,"
-					" expires_at => coalesce($4::timestamptz, now() + $5::interval),"
-					" rate_limit_per_hour => $6::integer, burst_limit => $7::integer,"
-					" allowed_ips => $8::cidr[], metadata => $9::jsonb)",
+					"user_id => $1::pg_catalog.uuid, name => $2::pg_catalog.text,"
+					" environment => $3::pg_catalog.text,"
+					" expires_at => coalesce($4::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.+) $5::pg_catalog.interval),"
+					" rate_limit_per_hour => $6::pg_catalog.int4, burst_limit => $7::pg_catalog.int4,"
+					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb)",
 					9, values);
 	values[0] = PQgetvalue(res, 0, 0);
 	info = run_query(conn,
@@ -367,8 +372,8 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 					 " k.rate_limit_per_hour, k.burst_limit,"
 					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata"
 					 " FROM hokusai_auth.keys k"
-					 " JOIN hokusai_auth.users u ON u.id = k.user_id"
-					 " WHERE k.id = $1::uuid",
+					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+					 " WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
 					 1, values);
 	run_command(conn, "COMMIT");
 
@@ -442,9 +447,10 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 		values[1] = all ? "true" : "false";
 		res = run_query(conn,
 						"SELECT " KEY_COLUMNS
-						" FROM hokusai_auth.list_keys($1::uuid) k"
-						" JOIN hokusai_auth.users u ON u.id = k.user_id"
-						" WHERE $2::boolean OR k.status = 'active'"
+						" FROM hokusai_auth.list_keys($1::pg_catalog.uuid) k"
+						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+						" WHERE $2::pg_catalog.bool"
+						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
 						" ORDER BY k.created_at, k.id",
 						2, values);
 	}
@@ -455,8 +461,9 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 		res = run_query(conn,
 						"SELECT " KEY_COLUMNS
 						" FROM hokusai_auth.keys k"
-						" JOIN hokusai_auth.users u ON u.id = k.user_id"
-						" WHERE $1::boolean OR k.status = 'active'"
+						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+						" WHERE $1::pg_catalog.bool"
+						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
 						" ORDER BY u.username, k.created_at, k.id",
 						1, values);
 	}
@@ -578,7 +585,7 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 	values[0] = PQgetvalue(key, 0, COL_ID);
 	values[1] = reason;
 	res = run_query(conn,
-					"SELECT hokusai_auth.revoke_key($1::uuid, $2::text) AS revoked",
+					"SELECT hokusai_auth.revoke_key($1::pg_catalog.uuid, $2::pg_catalog.text) AS revoked",
 					2, values);
 	revoked = PQgetvalue(res, 0, 0)[0] == 't';
 	if (common->json)
@@ -637,12 +644,13 @@ cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 	values[1] = grace;
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
-					" FROM hokusai_auth.rotate_key(key_id => $1::uuid, grace => $2::interval)",
+					" FROM hokusai_auth.rotate_key(key_id => $1::pg_catalog.uuid,"
+					" grace => $2::pg_catalog.interval)",
 					2, values);
 	old = run_query(conn,
 					"SELECT k.id AS rotated_from, k.key_prefix AS old_key_prefix,"
 					" coalesce(k.revoked_at, k.expires_at) AS old_key_ends_at"
-					" FROM hokusai_auth.keys k WHERE k.id = $1::uuid",
+					" FROM hokusai_auth.keys k WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
 					1, values);
 	run_command(conn, "COMMIT");
 
@@ -723,22 +731,30 @@ cmd_usage(int argc, char **argv, CommonOptions *common)
 	conn = connect_db(common);
 	res = run_query(conn,
 					"WITH b AS (SELECT"
-					" coalesce($3::timestamptz, now() - $4::interval) AS since,"
-					" coalesce($5::timestamptz, now() - $6::interval) AS until)"
+					" coalesce($3::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval) AS since,"
+					" coalesce($5::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.-) $6::pg_catalog.interval) AS until)"
 					" SELECT k.id AS key_id, k.key_prefix, b.since, b.until,"
-					" count(u.id) AS requests,"
-					" count(u.id) FILTER (WHERE u.status_code >= 400) AS errors,"
-					" round(avg(u.response_time_ms), 2) AS avg_response_time_ms,"
-					" percentile_cont(0.5) WITHIN GROUP (ORDER BY u.response_time_ms) AS p50_response_time_ms,"
-					" percentile_cont(0.95) WITHIN GROUP (ORDER BY u.response_time_ms) AS p95_response_time_ms,"
-					" percentile_cont(0.99) WITHIN GROUP (ORDER BY u.response_time_ms) AS p99_response_time_ms,"
-					" min(u.\"timestamp\") AS first_request_at,"
-					" max(u.\"timestamp\") AS last_request_at"
+					" pg_catalog.count(u.id) AS requests,"
+					" pg_catalog.count(u.id) FILTER"
+					" (WHERE u.status_code OPERATOR(pg_catalog.>=) 400) AS errors,"
+					" pg_catalog.round(pg_catalog.avg(u.response_time_ms), 2) AS avg_response_time_ms,"
+					" pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p50_response_time_ms,"
+					" pg_catalog.percentile_cont(0.95::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p95_response_time_ms,"
+					" pg_catalog.percentile_cont(0.99::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p99_response_time_ms,"
+					" pg_catalog.min(u.\"timestamp\") AS first_request_at,"
+					" pg_catalog.max(u.\"timestamp\") AS last_request_at"
 					" FROM hokusai_auth.keys k CROSS JOIN b"
-					" LEFT JOIN hokusai_auth.api_key_usage u ON u.api_key_id = k.id"
-					" AND (b.since IS NULL OR u.\"timestamp\" >= b.since)"
-					" AND (b.until IS NULL OR u.\"timestamp\" < b.until)"
-					" WHERE k.id = $1::uuid OR k.key_prefix = $2::text"
+					" LEFT JOIN hokusai_auth.api_key_usage u"
+					" ON u.api_key_id OPERATOR(pg_catalog.=) k.id"
+					" AND (b.since IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.>=) b.since)"
+					" AND (b.until IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.<) b.until)"
+					" WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
+					" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
 					" GROUP BY k.id, k.key_prefix, b.since, b.until",
 					6, values);
 	if (PQntuples(res) == 0)

@@ -16,6 +16,13 @@
  *	08xxx, 57P0x	connection lost			EXIT_CONNECT
  *	anything else							EXIT_SERVER
  *
+ * On connect the session's search_path is emptied, as pg_dump and the other
+ * client tools of PostgreSQL do (ALWAYS_SECURE_SEARCH_PATH_SQL): whatever
+ * the database's or the role's default puts there (a schema another role
+ * owns, with look-alike operators, functions or types) is never searched,
+ * and every statement the tool sends names its objects, types, functions
+ * and operators with their schema besides (DESIGN.md section 11).
+ *
  * src/cli/conn.c
  *
  *-------------------------------------------------------------------------
@@ -77,6 +84,11 @@ connect_db(const CommonOptions *common)
 		fail(EXIT_CONNECT, "could not connect: %s",
 			 first_line(PQerrorMessage(db)));
 	PQsetNoticeProcessor(db, ignore_notice, NULL);
+
+	/* first of all: nothing on search_path but pg_catalog (see the banner) */
+	res = run_query(db, "SELECT pg_catalog.set_config('search_path', '', false)",
+					0, NULL);
+	PQclear(res);
 
 	/* timestamps in one unambiguous form, whatever the server's default */
 	res = run_query(db, "SELECT pg_catalog.set_config('datestyle', 'ISO, YMD', false)",

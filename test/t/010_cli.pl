@@ -467,5 +467,186 @@ fails_like(hk('auth', 'revoke-key', $prefix5, '--yes'), 3, qr/could not connect/
 $node->start;
 is(key_count(), $keys_before, 'nothing happened while the server was down');
 
+###########################################################################
+# Trust (DESIGN.md section 11): the tool clears search_path on connect, as
+# pg_dump does, and qualifies every object and operator it names.  In a
+# database whose default search_path puts first a schema of an unprivileged
+# role, holding look-alikes of the operators, functions, aggregates and
+# types the tool's statements use, each of which reports and tries to make
+# that role a superuser, a superuser runs every command: nothing planted
+# runs.  (Its own database: the worker's connection to "postgres" plays no
+# part.)
+###########################################################################
+
+sql('CREATE DATABASE cli_trust');
+$node->safe_psql('cli_trust', 'CREATE EXTENSION hokusai_auth CASCADE');
+$node->safe_psql('cli_trust', <<'EOSQL');
+CREATE ROLE regress_cli_evil LOGIN;
+CREATE SCHEMA cli_evil AUTHORIZATION regress_cli_evil;
+SET ROLE regress_cli_evil;
+GRANT USAGE ON SCHEMA cli_evil TO PUBLIC;
+CREATE FUNCTION cli_evil.ran(what text) RETURNS boolean
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	BEGIN
+		ALTER ROLE regress_cli_evil SUPERUSER;
+	EXCEPTION WHEN OTHERS THEN
+		NULL;
+	END;
+	RAISE WARNING 'planted % ran as %', what, current_user;
+	RETURN true;
+END
+$$;
+-- op(l, r): reports, then answers as OPERATOR(pg_catalog.op)
+CREATE FUNCTION cli_evil.plant_operator(op text, l text, r text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $plant$
+DECLARE
+	result regtype;
+	fn text := format('op_%s', md5(format('%s %s %s', op, l, r)));
+BEGIN
+	EXECUTE format('SELECT pg_typeof(NULL::%s OPERATOR(pg_catalog.%s) NULL::%s)', l, op, r)
+		INTO result;
+	EXECUTE format($f$CREATE FUNCTION cli_evil.%I(%s, %s) RETURNS %s
+		LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $b$
+BEGIN
+	PERFORM cli_evil.ran(%L);
+	RETURN $1 OPERATOR(pg_catalog.%s) $2;
+END
+$b$$f$, fn, l, r, result, format('operator %s(%s, %s)', op, l, r), op);
+	EXECUTE format('CREATE OPERATOR cli_evil.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = cli_evil.%I)',
+		op, l, r, fn);
+END
+$plant$;
+DO $$
+BEGIN
+	PERFORM cli_evil.plant_operator(o, t, t)
+	   FROM unnest(ARRAY['=', '<>', '<', '<=', '>', '>=']) o,
+			unnest(ARRAY['text', 'uuid', 'timestamptz', 'integer', 'bigint', 'boolean',
+						 'interval', 'jsonb', 'cidr']) t;
+	PERFORM cli_evil.plant_operator(o, l, r)
+	   FROM (VALUES ('+', 'timestamptz', 'interval'), ('-', 'timestamptz', 'interval'),
+					('-', 'timestamptz', 'timestamptz'), ('||', 'text', 'text'),
+					('~', 'text', 'text')) v(o, l, r);
+END
+$$;
+-- functions and aggregates the statements call
+CREATE FUNCTION cli_evil.now() RETURNS timestamptz
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran('function now()');
+	RETURN pg_catalog.now();
+END
+$$;
+CREATE FUNCTION cli_evil.round(numeric, integer) RETURNS numeric
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran('function round(numeric, integer)');
+	RETURN pg_catalog.round($1, $2);
+END
+$$;
+CREATE FUNCTION cli_evil.to_json(cidr[]) RETURNS json
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran('function to_json(cidr[])');
+	RETURN pg_catalog.to_json($1);
+END
+$$;
+CREATE FUNCTION cli_evil.count_step(bigint, anyelement) RETURNS bigint
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran(format('aggregate count(%s)', pg_typeof($2)));
+	RETURN CASE WHEN $2 IS NULL THEN $1 ELSE $1 + 1 END;
+END
+$$;
+CREATE AGGREGATE cli_evil.count(uuid) (SFUNC = cli_evil.count_step, STYPE = bigint, INITCOND = '0');
+CREATE FUNCTION cli_evil.pick_step(anyelement, anyelement) RETURNS anyelement
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran(format('aggregate min/max(%s)', pg_typeof($2)));
+	RETURN greatest($1, $2);
+END
+$$;
+CREATE AGGREGATE cli_evil.min(timestamptz) (SFUNC = cli_evil.pick_step, STYPE = timestamptz);
+CREATE AGGREGATE cli_evil.max(timestamptz) (SFUNC = cli_evil.pick_step, STYPE = timestamptz);
+CREATE FUNCTION cli_evil.avg_step(numeric[], integer) RETURNS numeric[]
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran('aggregate avg(integer)');
+	RETURN CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + 1] END;
+END
+$$;
+CREATE FUNCTION cli_evil.avg_final(numeric[]) RETURNS numeric
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT $1[1] / nullif($1[2], 0) $$;
+CREATE AGGREGATE cli_evil.avg(integer) (SFUNC = cli_evil.avg_step, STYPE = numeric[],
+	FINALFUNC = cli_evil.avg_final, INITCOND = '{0,0}');
+-- percentile_cont(float8 ORDER BY integer) matches the tool's call better
+-- than the built-in's (float8 ORDER BY float8)
+CREATE FUNCTION cli_evil.collect(integer[], integer) RETURNS integer[]
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM cli_evil.ran('aggregate percentile_cont(float8 ORDER BY integer)');
+	RETURN array_append($1, $2);
+END
+$$;
+CREATE FUNCTION cli_evil.percentile_final(integer[], float8, integer) RETURNS float8
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT percentile_cont($2) WITHIN GROUP (ORDER BY x) FROM unnest($1) x
+$$;
+CREATE AGGREGATE cli_evil.percentile_cont(float8 ORDER BY integer) (SFUNC = cli_evil.collect,
+	STYPE = integer[], FINALFUNC = cli_evil.percentile_final, FINALFUNC_EXTRA);
+-- types: ::uuid, ::text, ::timestamptz, ::jsonb, ::cidr[] name these
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['text', 'uuid', 'timestamptz', 'jsonb', 'cidr', 'bool', 'int4'] LOOP
+		EXECUTE format('CREATE DOMAIN cli_evil.%I AS pg_catalog.%I CHECK (cli_evil.ran(%L))',
+			t, t, format('type %s', t));
+	END LOOP;
+END
+$$;
+RESET ROLE;
+ALTER DATABASE cli_trust SET search_path = cli_evil, pg_catalog, public;
+EOSQL
+
+my %trust = (env => { PGDATABASE => 'cli_trust' });
+sub trust_sql
+{
+	# the check itself resolves nothing through the planted search_path
+	return $node->safe_psql('cli_trust', 'SET search_path = pg_catalog; ' . shift);
+}
+sub trust_ok
+{
+	my ($name, @args) = @_;
+	my $r = hk_opt(\%trust, @args);
+	is($r->[0], 0, "planted search_path, $name: exit 0") or diag("stderr: $r->[2]");
+	return $r->[1];
+}
+my $log_offset = -s $node->logfile;
+trust_ok('create-user', 'auth', 'create-user', 'trust_user', '--email', 'trust@example.com');
+trust_ok('create-key', 'auth', 'create-key', '--user', 'trust_user', '--name', 'trusted',
+	'--expires-in', '30d', '--rate-limit', '100', '--burst', '10', '--metadata', '{"a": 1}',
+	map { ('--allow-ip', $_) } qw(10.0.0.0/8 192.168.0.0/16 172.16.0.0/12 203.0.113.0/24 2001:db8::/32));
+my $trust_prefix = trust_sql(
+	"SELECT key_prefix FROM hokusai_auth.api_keys WHERE name OPERATOR(pg_catalog.=) 'trusted'");
+like($trust_prefix, qr/\Ahk_live_[0-9A-Za-z]{8}\z/, 'planted search_path: the key was created');
+trust_ok('list-keys', 'auth', 'list-keys');
+trust_ok('list-keys --user --all --json', '--json', 'auth', 'list-keys', '--user', 'trust_user', '--all');
+trust_ok('show-key', 'auth', 'show-key', $trust_prefix);
+trust_ok('usage', 'auth', 'usage', $trust_prefix, '--since', '1h');
+trust_ok('usage --until', '--json', 'auth', 'usage', $trust_prefix, '--since', '2000-01-01',
+	'--until', '1s');
+trust_ok('rotate-key', 'auth', 'rotate-key', $trust_prefix, '--grace', '1h');
+trust_ok('revoke-key', 'auth', 'revoke-key', $trust_prefix, '--yes', '--reason', 'trust test');
+trust_ok('create-key by user id', 'auth', 'create-key', '--user',
+	trust_sql("SELECT id FROM hokusai_auth.users WHERE username OPERATOR(pg_catalog.=) 'trust_user'"),
+	'--name', 'by id', '--env', 'test', '--expires-at', '2999-01-01T00:00:00Z');
+is(trust_sql("SELECT rolsuper FROM pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'regress_cli_evil'"),
+	'f', 'planted search_path: the planting role did not become a superuser');
+my $log = slurp_file($node->logfile, $log_offset);
+my @ran = $log =~ /(planted [^\n]* ran as [^\n]*)/g;
+is(scalar(@ran), 0, 'planted search_path: no planted object ran')
+  or diag(join("\n", @ran));
+
 $node->stop;
 done_testing();
