@@ -3,6 +3,13 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION hokusai_auth" to load this file. \quit
 
+-- Names in this script resolve in pg_catalog only: CREATE EXTENSION and
+-- ALTER EXTENSION UPDATE otherwise search the schema they install into,
+-- where a look-alike operator or function (say =(cidr[],cidr[]), more
+-- specific than pg_catalog's anyarray one) would be bound for good into a
+-- view, a trigger's WHEN clause or a default (DESIGN.md section 11).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- Created here, not from the control file, so they belong to the extension
 -- and DROP EXTENSION removes them.
 CREATE SCHEMA hokusai_auth;

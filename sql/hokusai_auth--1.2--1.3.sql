@@ -3,6 +3,13 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION hokusai_auth UPDATE TO '1.3'" to load this file. \quit
 
+-- Names in this script resolve in pg_catalog only: CREATE EXTENSION and
+-- ALTER EXTENSION UPDATE otherwise search the schema they install into,
+-- where a look-alike operator or function (say =(cidr[],cidr[]), more
+-- specific than pg_catalog's anyarray one) would be bound for good into a
+-- view, a trigger's WHEN clause or a default (DESIGN.md section 11).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- Request flow (docs/http.md): nginx -> PostgREST -> for every request,
 -- as the role PostgREST chose, hokusai_auth.pre_request() (db-pre-request),
 -- then the exposed object in schema hokusai_api.  No role is created here:

@@ -3,6 +3,13 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION hokusai_auth UPDATE TO '1.4'" to load this file. \quit
 
+-- Names in this script resolve in pg_catalog only: CREATE EXTENSION and
+-- ALTER EXTENSION UPDATE otherwise search the schema they install into,
+-- where a look-alike operator or function (say =(cidr[],cidr[]), more
+-- specific than pg_catalog's anyarray one) would be bound for good into a
+-- view, a trigger's WHEN clause or a default (DESIGN.md section 11).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- PostgREST's db-pre-request, now in C (src/middleware/pre_request.c) with
 -- the behaviour of 1.3's PL/pgSQL: HTTPS check, client address, API key or
 -- JWT subject, rate-limit headers, usage tracking, identity for row-level

@@ -5,6 +5,13 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION hokusai_auth UPDATE TO '1.5'" to load this file. \quit
 
+-- Names in this script resolve in pg_catalog only: CREATE EXTENSION and
+-- ALTER EXTENSION UPDATE otherwise search the schema they install into,
+-- where a look-alike operator or function (say =(cidr[],cidr[]), more
+-- specific than pg_catalog's anyarray one) would be bound for good into a
+-- view, a trigger's WHEN clause or a default (DESIGN.md section 11).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 ------------------------------------------------------------------------------
 -- Backups: pg_dump and pg_dumpall carry every row of the extension's tables
 -- (an extension's tables are otherwise left out of a dump, rows and all).
@@ -422,6 +429,105 @@ $$;
 
 REVOKE ALL ON FUNCTION hokusai_auth._singleton_replace() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hokusai_auth._active_user(uuid) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- HTTP errors never carry a key.  Messages quote what the client sent (an
+-- unknown field's name, an allowed_ips item that is not a network), and a
+-- client may put a key there: such a token is replaced before the error
+-- is raised, so it reaches neither the response nor the server log.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hokusai_auth._http_error(status integer, code text, message text,
+	details text DEFAULT NULL, hint text DEFAULT NULL, headers jsonb DEFAULT '{}')
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	key_token constant text := '(hk_(live|test)_)[0-9a-z]{9,}';
+BEGIN
+	-- For track_request(), which records the status when the transaction ends.
+	PERFORM pg_catalog.set_config('response.status', status::text, true);
+	RAISE SQLSTATE 'PGRST'
+		USING MESSAGE = pg_catalog.json_build_object('code', code,
+				'message', pg_catalog.regexp_replace(message, key_token, '\1(redacted)', 'gi'),
+				'details', pg_catalog.regexp_replace(details, key_token, '\1(redacted)', 'gi'),
+				'hint', pg_catalog.regexp_replace(hint, key_token, '\1(redacted)', 'gi'))::text,
+			  DETAIL = pg_catalog.json_build_object('status', status,
+										 'headers', coalesce(headers, '{}'))::text;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Bound again, with names resolved in pg_catalog only: objects whose
+-- expressions were bound when an earlier version was installed, when the
+-- installing schema came first on search_path.  A look-alike planted there
+-- then (=(cidr[],cidr[]), count(integer), /(numeric,bigint)) would have
+-- been bound into them; these definitions replace whatever was bound.
+------------------------------------------------------------------------------
+
+DROP TRIGGER api_keys_invalidate_update ON hokusai_auth.api_keys;
+CREATE TRIGGER api_keys_invalidate_update AFTER UPDATE ON hokusai_auth.api_keys
+	FOR EACH ROW
+	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active
+		  OR OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
+		  OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+		  OR OLD.rate_limit_per_hour IS DISTINCT FROM NEW.rate_limit_per_hour
+		  OR OLD.burst_limit IS DISTINCT FROM NEW.burst_limit
+		  OR OLD.allowed_ips IS DISTINCT FROM NEW.allowed_ips
+		  OR OLD.key_hash IS DISTINCT FROM NEW.key_hash
+		  OR OLD.key_prefix IS DISTINCT FROM NEW.key_prefix
+		  OR OLD.user_id IS DISTINCT FROM NEW.user_id
+		  OR OLD.id IS DISTINCT FROM NEW.id)
+	EXECUTE FUNCTION hokusai_auth._invalidate_cache('key');
+CREATE OR REPLACE VIEW hokusai_auth.usage_hourly AS
+	SELECT h.api_key_id, h.hour, h.endpoint, h.status_code, h.requests,
+		   CASE WHEN h.status_code >= 400 THEN h.requests ELSE 0 END AS errors,
+		   h.timed_requests, h.response_ms_sum,
+		   round(h.response_ms_sum::numeric / nullif(h.timed_requests, 0), 1) AS avg_response_ms,
+		   h.max_response_ms
+	  FROM hokusai_auth.api_key_usage_hourly h
+	UNION ALL
+	SELECT u.api_key_id, date_trunc('hour', u."timestamp", 'UTC'), u.endpoint, u.status_code,
+		   count(*),
+		   CASE WHEN u.status_code >= 400 THEN count(*) ELSE 0 END,
+		   count(u.response_time_ms), coalesce(sum(u.response_time_ms), 0),
+		   round(avg(u.response_time_ms), 1), max(u.response_time_ms)
+	  FROM hokusai_auth.api_key_usage u
+	 WHERE u."timestamp" >= (SELECT s.rolled_until FROM hokusai_auth.usage_rollup_state s)
+	 GROUP BY u.api_key_id, date_trunc('hour', u."timestamp", 'UTC'), u.endpoint, u.status_code;
+COMMENT ON VIEW hokusai_auth.usage_hourly IS
+	'Requests per key, UTC hour, endpoint and status code; errors are status >= 400';
+
+CREATE OR REPLACE VIEW hokusai_auth.usage_daily AS
+	SELECT h.api_key_id, date_trunc('day', h.hour) AS day,
+		   sum(h.requests)::bigint AS requests, sum(h.errors)::bigint AS errors,
+		   round(sum(h.response_ms_sum)::numeric / nullif(sum(h.timed_requests), 0), 1) AS avg_response_ms,
+		   max(h.max_response_ms) AS max_response_ms
+	  FROM hokusai_auth.usage_hourly h
+	 GROUP BY h.api_key_id, date_trunc('day', h.hour);
+
+CREATE OR REPLACE VIEW hokusai_auth.usage_by_endpoint AS
+	SELECT h.api_key_id, h.endpoint,
+		   sum(h.requests)::bigint AS requests, sum(h.errors)::bigint AS errors,
+		   round(sum(h.response_ms_sum)::numeric / nullif(sum(h.timed_requests), 0), 1) AS avg_response_ms,
+		   max(h.max_response_ms) AS max_response_ms,
+		   max(h.hour) AS last_hour
+	  FROM hokusai_auth.usage_hourly h
+	 GROUP BY h.api_key_id, h.endpoint;
+
+CREATE OR REPLACE VIEW hokusai_auth.usage_by_status AS
+	SELECT h.api_key_id, h.status_code, sum(h.requests)::bigint AS requests
+	  FROM hokusai_auth.usage_hourly h
+	 GROUP BY h.api_key_id, h.status_code;
+
+CREATE OR REPLACE VIEW hokusai_auth.usage_per_minute AS
+	SELECT u.api_key_id, date_trunc('minute', u."timestamp") AS minute,
+		   count(*) AS requests, count(*) FILTER (WHERE u.status_code >= 400) AS errors,
+		   round(avg(u.response_time_ms), 1) AS avg_response_ms,
+		   max(u.response_time_ms) AS max_response_ms
+	  FROM hokusai_auth.api_key_usage u
+	 GROUP BY u.api_key_id, date_trunc('minute', u."timestamp");
 
 ------------------------------------------------------------------------------
 -- Registered last: pg_dump keeps the rows (and the audit sequence's

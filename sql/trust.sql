@@ -201,6 +201,7 @@ SELECT hokusai_auth.unschedule_housekeeping();
 -- the audit trail: one row per operation of this pass, the chain intact
 SELECT action, pg_catalog.count(*) FROM hokusai_auth.audit_log
  WHERE user_id OPERATOR(pg_catalog.=) :'uid' GROUP BY action ORDER BY action;
+SELECT pg_catalog.int4ge(hokusai_auth.seal_audit_log(), 0) AS sealed;
 SELECT pg_catalog.int8eq(coalesce(hokusai_auth.verify_audit_chain(), 0), :chain_before) AS chain_unchanged;
 
 -- the helpers in C, the counters, the views
@@ -982,6 +983,7 @@ SELECT requests, errors, avg_response_ms FROM hokusai_auth.usage_summary(:'k');
 SELECT key_prefix IS NOT NULL AS rotated FROM hokusai_auth.rotate_key(:'k', '1 hour');
 SELECT hokusai_auth.revoke_key(:'k');
 SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;
+SELECT hokusai_auth.seal_audit_log() IS NOT NULL AS sealed;
 SELECT hokusai_auth.verify_audit_chain();
 RESET ROLE;
 SELECT rolsuper AS evil_is_superuser FROM pg_roles WHERE rolname = 'regress_hk_evil';
