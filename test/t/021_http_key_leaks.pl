@@ -210,6 +210,23 @@ is($r->{status}, 400, 'Content-Type: key: HTTP 400');
 is($r->{json}{code}, 'misplaced_key', 'Content-Type: key: code misplaced_key') or diag($r->{body});
 ok(index(decoded($r->{raw}), lc $secrets[0]) < 0, 'Content-Type: key: the response does not repeat the key');
 
+# Request bodies: nginx cannot look into them; the SQL behind the routes
+# quotes what the client sent in its errors (an unknown field's name, an
+# allowed_ips item), and replaces anything key-shaped before raising.
+for my $b (
+	[ 'a body field named like the key', qq({"name": "x", "$key": 1}), 'unknown_field' ],
+	[ 'allowed_ips holding the key', qq({"name": "x", "allowed_ips": ["$key"]}), 'invalid_field' ],
+	[ 'allowed_ips holding the key in upper case', qq({"name": "x", "allowed_ips": ["\U$key\E"]}), 'invalid_field' ])
+{
+	my ($name, $json, $code) = @$b;
+	$r = req('POST', $keys, headers => [ $xkey, 'Content-Type: application/json' ], body => $json);
+	is($r->{status}, 400, "body, $name: HTTP 400");
+	is(ref $r->{json} eq 'HASH' ? $r->{json}{code} : undef, $code, "body, $name: code $code")
+	  or diag($r->{body});
+	ok(!grep({ index(decoded($r->{raw}), lc $_) >= 0 } @secrets),
+		"body, $name: the response does not repeat the key") or diag($r->{raw});
+}
+
 # Plain HTTP: redirected (the key went over the network in clear; the
 # redirect is the client's business), but not logged.
 $r = req('GET', "$keys?API_KEY=$key", origin => "http://127.0.0.1:$http_port");
