@@ -37,7 +37,7 @@ my $before = q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid',
 is( q1( "SELECT string_agg(jobname || ' ' || schedule || ' ' || command, E'\\n' ORDER BY jobname)
 		   FROM hokusai_auth.schedule_housekeeping(retention => '2 hours',
 				rollup_schedule => '* * * * *', prune_schedule => '* * * * *')"),
-	"hokusai_auth.prune * * * * * SELECT hokusai_auth.prune_usage('02:00:00'::interval)\n"
+	"hokusai_auth.prune * * * * * SELECT hokusai_auth.prune_usage(CAST('02:00:00' AS pg_catalog.interval))\n"
 	  . "hokusai_auth.rollup * * * * * SELECT hokusai_auth.rollup_usage()",
 	'one call installs both jobs');
 q1("SELECT count(*) FROM hokusai_auth.schedule_housekeeping(retention => '2 hours',
