@@ -1,0 +1,97 @@
+/* hokusai_auth 1.5: the install script.
+
+   Built by make: sql/hokusai_auth--1.5.sql is the files of sql/install/
+   concatenated in the order the Makefile lists (schema, keys, audit, cache,
+   ratelimit, usage, http, roles, backups).  Edit those files, never the
+   built script.  Every object is defined once, in its 1.5 form.  A database
+   installed at an earlier version reaches the same objects through the
+   update scripts, which are frozen as shipped; the migration regression
+   suite compares the two, object by object. */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION hokusai_auth" to load this file. \quit
+
+-- Names in this script resolve in pg_catalog only: CREATE EXTENSION and
+-- ALTER EXTENSION UPDATE otherwise search the schema they install into,
+-- where a look-alike operator or function (say =(cidr[],cidr[]), more
+-- specific than pg_catalog's anyarray one) would be bound for good into a
+-- view, a trigger's WHEN clause or a default (DESIGN.md section 11).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+------------------------------------------------------------------------------
+-- sql/install/schema.sql: the schemas hokusai_auth and hokusai_api, and the
+-- tables of section 3 of DESIGN.md (users, api_keys, api_key_usage) with
+-- their indexes and comments.  The audit tables are in audit.sql, the
+-- rollup tables in usage.sql, row-level security in http.sql.
+------------------------------------------------------------------------------
+
+-- Created here, not from the control file, so they belong to the extension
+-- and DROP EXTENSION removes them.
+CREATE SCHEMA hokusai_auth;
+CREATE SCHEMA hokusai_api;
+COMMENT ON SCHEMA hokusai_auth IS 'API keys: users, keys, usage, audit log and the functions that manage them';
+COMMENT ON SCHEMA hokusai_api IS 'What PostgREST exposes over HTTP';
+
+CREATE TABLE hokusai_auth.users (
+	id			uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	username	text NOT NULL UNIQUE
+		CONSTRAINT users_username_check
+		CHECK (username ~ '^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$'),
+	email		text
+		CONSTRAINT users_email_check
+		CHECK (length(email) <= 254 AND email ~ '^[^[:space:][:cntrl:]@]+@[^[:space:][:cntrl:]@]+$'),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	is_active	boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE hokusai_auth.users IS 'Owners of API keys';
+
+CREATE TABLE hokusai_auth.api_keys (
+	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	key_hash			text NOT NULL,
+	key_prefix			text NOT NULL UNIQUE,
+	user_id				uuid NOT NULL REFERENCES hokusai_auth.users (id),
+	name				text NOT NULL,
+	environment			text NOT NULL DEFAULT 'live',
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	expires_at			timestamptz,
+	last_used_at		timestamptz,
+	is_active			boolean NOT NULL DEFAULT true,
+	rate_limit_per_hour integer NOT NULL,
+	burst_limit			integer,
+	allowed_ips			cidr[],
+	metadata			jsonb NOT NULL DEFAULT '{}',
+	revoked_at			timestamptz,
+	rotated_from		uuid REFERENCES hokusai_auth.api_keys (id),
+	CONSTRAINT api_keys_environment_check CHECK (environment IN ('live', 'test')),
+	CONSTRAINT api_keys_key_prefix_check
+		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]{8}$'
+			   AND substr(key_prefix, 4, 4) = environment),
+	CONSTRAINT api_keys_key_hash_check CHECK (key_hash ~ '^\$2a\$[0-9]{2}\$.{53}$'),
+	CONSTRAINT api_keys_name_check CHECK (length(name) BETWEEN 1 AND 200),
+	CONSTRAINT api_keys_rate_limit_check CHECK (rate_limit_per_hour > 0),
+	CONSTRAINT api_keys_burst_limit_check CHECK (burst_limit > 0),
+	CONSTRAINT api_keys_metadata_check CHECK (jsonb_typeof(metadata) = 'object')
+);
+CREATE UNIQUE INDEX api_keys_key_hash_idx ON hokusai_auth.api_keys (key_hash);
+CREATE INDEX api_keys_user_id_idx ON hokusai_auth.api_keys (user_id);
+CREATE INDEX api_keys_expires_at_idx ON hokusai_auth.api_keys (expires_at)
+	WHERE is_active AND expires_at IS NOT NULL;
+COMMENT ON TABLE hokusai_auth.api_keys IS 'API keys: only the bcrypt hash and the displayable prefix are stored';
+COMMENT ON COLUMN hokusai_auth.api_keys.burst_limit IS 'Requests per rolling second; NULL follows hokusai_auth.default_burst_limit';
+
+-- Raw usage events, written by the background worker (usage.sql).
+CREATE TABLE hokusai_auth.api_key_usage (
+	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	api_key_id			uuid NOT NULL REFERENCES hokusai_auth.api_keys (id),
+	endpoint			text,
+	"timestamp"			timestamptz NOT NULL DEFAULT now(),
+	response_time_ms	integer,
+	status_code			integer
+);
+CREATE INDEX api_key_usage_key_time_idx
+	ON hokusai_auth.api_key_usage (api_key_id, "timestamp");
+-- Rollups and retention scan by time: a BRIN index is nearly free to keep
+-- up on an append-mostly table.
+CREATE INDEX api_key_usage_timestamp_brin
+	ON hokusai_auth.api_key_usage USING brin ("timestamp");
+COMMENT ON TABLE hokusai_auth.api_key_usage IS 'One row per recorded request';
