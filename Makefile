@@ -23,7 +23,14 @@ OBJS = \
 	src/worker/usage_writer.o \
 	src/worker/worker.o
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# A fresh install runs sql/hokusai_auth--$(EXTVERSION).sql, built from the
+# topical sources in sql/install/ (in load order).  The 1.0 script and the
+# update scripts are frozen as shipped: databases installed at an earlier
+# version walk them with ALTER EXTENSION ... UPDATE.
+INSTALL_SQL = $(addprefix sql/install/, schema.sql keys.sql audit.sql cache.sql \
+	ratelimit.sql usage.sql http.sql roles.sql backups.sql)
+DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -51,6 +58,10 @@ EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check results output_iso \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# After PGXS, so that its "all" stays the default goal.
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL)
+	cat $^ > $@
 
 # Set after PGXS, which resets it.
 PROVE_FLAGS = -I $(srcdir)/test/perl
