@@ -1,6 +1,8 @@
 --
 -- migration: DROP EXTENSION leaves nothing of ours behind, CREATE works
--- again, and versions install and update through the script chain.
+-- again, versions install and update through the script chain, and a
+-- database updated from 1.0 has the same objects, definitions included, as
+-- one where CREATE EXTENSION ran the install script built from sql/install/.
 --
 SET hokusai_auth.bcrypt_cost = 4;
 
@@ -33,6 +35,115 @@ SELECT hokusai_auth.create_user('henry') AS henry \gset
 SELECT * FROM hokusai_auth.create_key(:'henry', 'after re-create') \gset k_
 SELECT status FROM hokusai_auth.validate_key(:'k_key');
 
+-- Every object of the extension, as one row per (object, property), with
+-- its definition as PostgreSQL prints it back.  Compared between a database
+-- updated along the script chain and a fresh install, it shows any drift
+-- between the frozen update scripts and sql/install/.
+CREATE VIEW pg_temp.extension_objects AS
+WITH member AS (
+	SELECT d.classid, d.objid
+	  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+	 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+	   AND e.extname = 'hokusai_auth'
+), rel AS (
+	SELECT c.* FROM pg_class c
+	  JOIN member m ON m.classid = 'pg_class'::regclass AND m.objid = c.oid
+)
+SELECT 'member' AS kind, pg_describe_object(m.classid, m.objid, 0) AS object,
+	   'member' AS property, NULL AS value
+  FROM member m
+UNION ALL
+SELECT 'extension', 'extension hokusai_auth', x.property, x.value
+  FROM pg_extension e,
+	   LATERAL (VALUES ('version', e.extversion),
+					   ('schema', e.extnamespace::regnamespace::text),
+					   ('relocatable', e.extrelocatable::text)) x(property, value)
+ WHERE e.extname = 'hokusai_auth'
+UNION ALL
+-- pg_extension_config_dump() registrations, by table name
+SELECT 'extension', 'extension hokusai_auth', 'dumps rows of ' || u.tab::regclass::text,
+	   coalesce(quote_literal(u.cond), 'NULL')
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) u(tab, cond)
+ WHERE e.extname = 'hokusai_auth'
+UNION ALL
+SELECT 'schema', pg_describe_object('pg_namespace'::regclass, n.oid, 0), x.property, x.value
+  FROM pg_namespace n
+  JOIN member m ON m.classid = 'pg_namespace'::regclass AND m.objid = n.oid,
+	   LATERAL (VALUES ('owner', n.nspowner::regrole::text),
+					   ('acl', n.nspacl::text),
+					   ('comment', obj_description(n.oid, 'pg_namespace'))) x(property, value)
+UNION ALL
+SELECT 'function', pg_describe_object('pg_proc'::regclass, p.oid, 0), x.property, x.value
+  FROM pg_proc p
+  JOIN member m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid,
+	   LATERAL (VALUES ('definition', pg_get_functiondef(p.oid)),
+					   ('volatility', p.provolatile::text),
+					   ('security definer', p.prosecdef::text),
+					   ('config', p.proconfig::text),
+					   ('owner', p.proowner::regrole::text),
+					   ('acl', p.proacl::text),
+					   ('comment', obj_description(p.oid, 'pg_proc'))) x(property, value)
+UNION ALL
+SELECT 'relation', pg_describe_object('pg_class'::regclass, c.oid, 0), x.property, x.value
+  FROM rel c,
+	   LATERAL (VALUES ('kind', c.relkind::text || ' ' || c.relpersistence::text),
+					   ('options', c.reloptions::text),
+					   ('row security', c.relrowsecurity::text || ' ' || c.relforcerowsecurity::text),
+					   ('owner', c.relowner::regrole::text),
+					   ('acl', c.relacl::text),
+					   ('comment', obj_description(c.oid, 'pg_class')),
+					   ('view definition', CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END)
+			   ) x(property, value)
+UNION ALL
+-- Columns in order: position, type, NOT NULL, default.
+SELECT 'column', pg_describe_object('pg_class'::regclass, a.attrelid, a.attnum), x.property, x.value
+  FROM rel c
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type ty ON ty.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum,
+	   LATERAL (VALUES ('definition',
+						concat_ws(' ', 'position ' || a.attnum, format_type(a.atttypid, a.atttypmod),
+								  CASE WHEN a.attnotnull THEN 'NOT NULL' END,
+								  'DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid),
+								  'IDENTITY ' || nullif(a.attidentity::text, ''),
+								  'GENERATED ' || nullif(a.attgenerated::text, ''),
+								  'COLLATE ' || CASE WHEN a.attcollation <> ty.typcollation
+													  THEN a.attcollation::regcollation::text END)),
+					   ('acl', a.attacl::text),
+					   ('comment', col_description(a.attrelid, a.attnum))) x(property, value)
+UNION ALL
+SELECT 'constraint', pg_describe_object('pg_constraint'::regclass, k.oid, 0), x.property, x.value
+  FROM rel c JOIN pg_constraint k ON k.conrelid = c.oid,
+	   LATERAL (VALUES ('definition', pg_get_constraintdef(k.oid)),
+					   ('validated', k.convalidated::text),
+					   ('comment', obj_description(k.oid, 'pg_constraint'))) x(property, value)
+UNION ALL
+SELECT 'index', pg_describe_object('pg_class'::regclass, i.indexrelid, 0), x.property, x.value
+  FROM rel c JOIN pg_index i ON i.indrelid = c.oid,
+	   LATERAL (VALUES ('definition', pg_get_indexdef(i.indexrelid)),
+					   ('comment', obj_description(i.indexrelid, 'pg_class'))) x(property, value)
+UNION ALL
+SELECT 'trigger', pg_describe_object('pg_trigger'::regclass, t.oid, 0), x.property, x.value
+  FROM rel c JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal,
+	   LATERAL (VALUES ('definition', pg_get_triggerdef(t.oid)),
+					   ('enabled', t.tgenabled::text)) x(property, value)
+UNION ALL
+SELECT 'policy', format('policy %s on table %s.%s', p.policyname, p.schemaname, p.tablename),
+	   'definition',
+	   format('%s %s TO %s USING %s WITH CHECK %s', p.permissive, p.cmd, p.roles, p.qual, p.with_check)
+  FROM rel c JOIN pg_policies p
+	ON p.schemaname = c.relnamespace::regnamespace::text AND p.tablename = c.relname
+UNION ALL
+SELECT 'sequence', pg_describe_object('pg_class'::regclass, s.seqrelid, 0), 'definition',
+	   format('AS %s START %s INCREMENT %s MINVALUE %s MAXVALUE %s CACHE %s CYCLE %s OWNED BY %s',
+			  s.seqtypid::regtype, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache,
+			  s.seqcycle,
+			  (SELECT pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
+				 FROM pg_depend d
+				WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
+				  AND d.deptype = 'a'))
+  FROM rel c JOIN pg_sequence s ON s.seqrelid = c.oid;
+
 -- Installing 1.0 and updating along the script chain keeps the data and
 -- ends with the same objects as a fresh install.
 DROP EXTENSION hokusai_auth;
@@ -51,22 +162,30 @@ SELECT extversion = (SELECT default_version FROM pg_available_extensions
 SELECT status FROM hokusai_auth.validate_key(:'old_key');
 SELECT name FROM hokusai_auth.update_key(:'old_id', name => 'renamed on 1.1');
 
-CREATE TEMP TABLE upgraded AS
-SELECT pg_describe_object(classid, objid, objsubid) AS object
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'hokusai_auth');
+-- The grants the set-up functions make are compared too.
+SELECT hokusai_auth.setup_http_roles('regress_mig_cmp_auth', 'regress_mig_cmp_anon', 'regress_mig_cmp_api');
+SELECT hokusai_auth.setup_admin_role('regress_mig_cmp_admin');
+CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.extension_objects;
+
+-- CREATE EXTENSION runs hokusai_auth--1.5.sql, built from sql/install/.
 DROP EXTENSION hokusai_auth;
 CREATE EXTENSION hokusai_auth;
-CREATE TEMP TABLE fresh AS
-SELECT pg_describe_object(classid, objid, objsubid) AS object
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'hokusai_auth');
-SELECT count(*) > 30 AS many_objects FROM fresh;
+SELECT hokusai_auth.setup_http_roles('regress_mig_cmp_auth', 'regress_mig_cmp_anon', 'regress_mig_cmp_api');
+SELECT hokusai_auth.setup_admin_role('regress_mig_cmp_admin');
+CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_objects;
+
+-- What was compared: every kind of object is there.
+SELECT kind, count(DISTINCT object) > 0 AS compared FROM fresh GROUP BY kind ORDER BY kind;
+SELECT count(*) > 30 AS many_members FROM fresh WHERE kind = 'member';
+
+-- Differences, both ways: none.
 (SELECT 'only upgraded' AS side, * FROM upgraded EXCEPT SELECT 'only upgraded', * FROM fresh)
 UNION ALL
-(SELECT 'only fresh', * FROM fresh EXCEPT SELECT 'only fresh', * FROM upgraded);
+(SELECT 'only fresh', * FROM fresh EXCEPT SELECT 'only fresh', * FROM upgraded)
+ORDER BY object, property, side;
+DROP EXTENSION hokusai_auth;
+DROP ROLE regress_mig_cmp_auth, regress_mig_cmp_anon, regress_mig_cmp_api, regress_mig_cmp_admin;
+CREATE EXTENSION hokusai_auth;
 
 -- 1.4 -> 1.5: audit rows chained by 1.4 stay verifiable, and the chain
 -- goes on from them with rows sealed after commit.
