@@ -2,8 +2,8 @@
 -- install: CREATE EXTENSION builds the fixed schema, owned by the extension.
 --
 CREATE EXTENSION hokusai_auth CASCADE;
--- CREATE EXTENSION installs 1.0 and applies the update scripts up to the
--- default version.
+-- CREATE EXTENSION runs the default version's install script (built by
+-- make from sql/install/; the update scripts are for older databases).
 SELECT e.extversion = a.default_version AS at_default_version
   FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
  WHERE e.extname = 'hokusai_auth';
