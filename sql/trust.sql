@@ -947,6 +947,7 @@ CREATE EXTENSION hokusai_auth VERSION '1.2';
 ALTER EXTENSION hokusai_auth UPDATE;
 SET search_path = pg_catalog, public;
 -- What the extension's objects are bound to in the planted schema: nothing.
+CREATE TEMP VIEW planted_bindings AS
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS extension_object,
 	   pg_describe_object(d.refclassid, d.refobjid, 0) AS planted_object
   FROM pg_depend d
@@ -955,8 +956,16 @@ SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS extension_object,
 		 UNION ALL SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p WHERE p.pronamespace = 'evil'::regnamespace
 		 UNION ALL SELECT 'pg_type'::regclass, t.oid FROM pg_type t WHERE t.typnamespace = 'evil'::regnamespace
 		 UNION ALL SELECT 'pg_class'::regclass, c.oid FROM pg_class c WHERE c.relnamespace = 'evil'::regnamespace)
-   AND pg_describe_object(d.classid, d.objid, d.objsubid) ~ 'hokusai_(auth|api)\.'
- ORDER BY 1, 2;
+   AND pg_describe_object(d.classid, d.objid, d.objsubid) ~ 'hokusai_(auth|api)\.';
+SELECT * FROM planted_bindings ORDER BY 1, 2;
+-- A fresh install, which runs the built script of the default version,
+-- under the database's search_path: bound to nothing planted either.
+DROP EXTENSION hokusai_auth;
+RESET search_path;
+SHOW search_path;
+CREATE EXTENSION hokusai_auth;
+SET search_path = pg_catalog, public;
+SELECT * FROM planted_bindings ORDER BY 1, 2;
 SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
 SELECT hokusai_auth.create_user('trust_install') AS uid \gset
 SELECT id AS k, key AS k_key FROM hokusai_auth.create_key(:'uid', 'installed',
