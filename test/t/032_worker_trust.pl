@@ -42,6 +42,14 @@ sub worker_pid
 }
 sub log_since { return slurp_file($node->logfile, $_[0]); }
 
+# The log from offset $from has no line matching $re (the first few shown).
+sub log_lacks
+{
+	my ($from, $re, $name) = @_;
+	my @hits = grep { /$re/ } split(/\n/, log_since($from));
+	ok(!@hits, $name) or diag(join("\n", @hits[ 0 .. ($#hits < 4 ? $#hits : 4) ]));
+}
+
 # (user id, key id, key) of a new key in the database "shop".
 sub new_key
 {
@@ -204,7 +212,7 @@ sub nothing_planted_ran
 	is(q1("SELECT count(*) FROM evil.ran"), '0', "$what: no planted code ran")
 	  or diag(q1("SELECT string_agg(tag || ' as ' || who || ' in ' || backend, E'\n')
 		FROM evil.ran"));
-	unlike(log_since($log_from), qr/planted code/, "$what: nothing planted in the log");
+	log_lacks($log_from, qr/planted code/, "$what: nothing planted in the log");
 }
 nothing_planted_ran('A');
 is(worker_pid(), $wpid, 'the same worker runs');
@@ -282,10 +290,41 @@ is($dropped, $ROUNDS, "all $ROUNDS DROP EXTENSION succeeded while the worker wro
 q1('INSERT INTO public.feed_stop DEFAULT VALUES');
 $feeder->finish;
 is(worker_pid(), $wpid, 'the same worker runs after the DROP/CREATE rounds');
-my $log = log_since($log_b);
-unlike($log, qr/deadlock detected/, 'no deadlock');
-unlike($log, qr/hokusai_auth worker could not write/, 'no batch failed');
+log_lacks($log_b, qr/deadlock detected/, 'no deadlock');
+log_lacks($log_b, qr/hokusai_auth worker could not write/, 'no batch failed');
 is(usage_stat('failed'), '0', 'nothing counted as failed');
+
+# The deadlock of issue 13, made to happen: the worker used to share-lock
+# usage_rollup_state and then wait for api_keys, while DROP EXTENSION, holding
+# api_keys, waited for usage_rollup_state.  A transaction holding the state
+# row (as rollup_usage() does) keeps the worker at that point while the DROP
+# takes its first locks.
+wait_queue_empty('the queue is empty before the forced deadlock');
+q1('SELECT hokusai_auth.usage_queue_stats_reset()');
+$log_b = -s $node->logfile;
+my (undef, $dkid) = new_key('dora');
+my ($xin, $xout, $xerr) = ('', '', '');
+my $holder = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('shop') ],
+	'<', \$xin, '>', \$xout, '2>', \$xerr,
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+$xin .= "BEGIN; SELECT 'held' FROM hokusai_auth.usage_rollup_state FOR UPDATE;\n";
+$holder->pump until $xout =~ /held/;
+q1("SELECT hokusai_auth.record_usage('$dkid', '/d', 1, 200) FROM generate_series(1, 10)");
+usleep(3 * $FLUSH_MS * 1000);
+my ($dout, $derr) = ('', '');
+my $dropper = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('shop'), '-c', 'DROP EXTENSION hokusai_auth' ],
+	'>', \$dout, '2>', \$derr,
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+usleep(3 * $FLUSH_MS * 1000);
+$xin .= "COMMIT;\n\\q\n";
+$holder->finish;
+$dropper->finish;
+is($dropper->result(0), 0, 'DROP EXTENSION succeeds against the worker') or diag($derr);
+log_lacks($log_b, qr/deadlock detected/, 'no deadlock');
+log_lacks($log_b, qr/hokusai_auth worker could not write/, 'no batch failed');
+q1('CREATE EXTENSION hokusai_auth') if q1("SELECT count(*) FROM pg_extension WHERE extname = 'hokusai_auth'") eq '0';
 
 # A DROP EXTENSION that is rolled back: while it holds its locks the worker
 # takes none of its tables (it never waits for the DDL), the events stay
@@ -294,9 +333,10 @@ wait_queue_empty('the queue is empty');
 q1('SELECT hokusai_auth.usage_queue_stats_reset()');
 my (undef, $rkid, $rkey) = new_key('rita', 'rate_limit_per_hour => 1000000');
 is( q1( "SELECT count(*) FROM generate_series(1, 200) i,
-		hokusai_auth.validate_key('$rkey', endpoint => '/before-drop') v WHERE v.valid"),
+		hokusai_auth.validate_key('$rkey', endpoint => '/before-drop/' || i) v WHERE v.valid"),
 	'200', '200 validations before the DROP');
-my ($din, $dout, $derr) = ('', '', '');
+my $din = '';
+($dout, $derr) = ('', '');
 my $ddl = IPC::Run::start(
 	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('shop') ],
 	'<', \$din, '>', \$dout, '2>', \$derr,
@@ -306,7 +346,7 @@ $ddl->pump until $dout =~ /dropped/;
 # The key is in the validation cache: these read no table.
 is( q1( "SET statement_timeout = '30s';
 		SELECT count(*) FROM generate_series(1, 300) i,
-		hokusai_auth.validate_key('$rkey', endpoint => '/during-drop') v WHERE v.valid"),
+		hokusai_auth.validate_key('$rkey', endpoint => '/during-drop/' || i) v WHERE v.valid"),
 	'300', '300 validations while the DROP holds its locks');
 my $waits = 0;
 my $queued_min = 1e9;
@@ -316,7 +356,8 @@ for (1 .. 15)
 	$waits += $node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 		  WHERE a.backend_type = 'hokusai_auth usage worker' AND NOT l.granted");
-	my $q = q1('SELECT queued FROM hokusai_auth.usage_queue_stats');
+	# The function: the view is locked by the DROP.
+	my $q = q1('SELECT queued FROM hokusai_auth.usage_queue_stats()');
 	$queued_min = $q if $q < $queued_min;
 }
 is($waits, 0, 'the worker never waited for a lock the DROP held');
@@ -357,10 +398,11 @@ ok( $node->poll_query_until('shop',
 # NOT NULL on response_time_ms: validate_key's events have none.
 wait_queue_empty('the queue is empty before the second NOT NULL');
 q1('SELECT hokusai_auth.usage_queue_stats_reset()');
+q1('DELETE FROM hokusai_auth.api_key_usage WHERE response_time_ms IS NULL');
 q1('ALTER TABLE hokusai_auth.api_key_usage ALTER COLUMN endpoint DROP NOT NULL,
 	ALTER COLUMN response_time_ms SET NOT NULL');
 is( q1( "SELECT count(*) FROM generate_series(1, 4) i,
-		hokusai_auth.validate_key('$rkey', endpoint => '/no-time') v WHERE v.valid"),
+		hokusai_auth.validate_key('$rkey', endpoint => '/no-time/' || i) v WHERE v.valid"),
 	'4', 'four validations (no response time)');
 ok( $node->poll_query_until('shop',
 		'SELECT failed = 4 FROM hokusai_auth.usage_queue_stats'),
