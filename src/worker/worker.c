@@ -66,10 +66,12 @@
  * waits: the usage_rollup_state row is read FOR SHARE SKIP LOCKED (while
  * rollup_usage() holds it the batch yields), and last_used_at and expiry
  * may wait, under lock_timeout, for a key row another transaction has
- * locked; DDL on the extension holds none of its relations while it waits
- * for us, so such a transaction is not waiting for it.  A statement added
- * here (or to a function the worker calls) that needs a stronger mode on a
- * relation must add that mode to lock_modes[].
+ * locked.  That transaction could wait for DDL on the extension that waits
+ * for us only through a lock the DDL holds; while we hold ours, the DDL
+ * holds none of the extension's relations, and DML takes no locks on its
+ * other objects (functions, types).  A statement added here (or to a
+ * function the worker calls) that needs a stronger mode on a relation must
+ * add that mode to lock_modes[].
  *
  *-------------------------------------------------------------------------
  */
@@ -198,6 +200,7 @@ typedef struct TouchEntry
 	TimestampTz at;
 } TouchEntry;
 
+/* Register the worker with the postmaster (from _PG_init). */
 void
 hk_worker_register(void)
 {
@@ -217,6 +220,7 @@ hk_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* SIGTERM: flush what is queued and exit. */
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
@@ -293,9 +297,12 @@ extension_ready(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "hokusai_auth: checking the extension");
+	/* Catalog cache entries may hold TOASTed values (function bodies). */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	ready = OidIsValid(get_extension_oid(HK_EXTENSION, true)) &&
 		function_exists("_usage_flush", 5, flush_args) &&
 		function_exists("expire_keys", 0, no_args);
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ready;
@@ -424,17 +431,21 @@ begin_locked_xact(const char *activity)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, activity);
+	yield_reason[0] = '\0';
 	/* Building relcache entries may read TOASTed catalog values. */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	extoid = get_extension_oid(HK_EXTENSION, true);
-	ok = OidIsValid(extoid) && lock_extension(extoid);
-	if (ok)
+	if (!OidIsValid(extoid))
+		ok = false;
+	else if (!lock_extension(extoid))
+		ok = false;				/* lock_now() said which lock */
+	else
 	{
 		/* A DROP EXTENSION that committed before we locked shows only now. */
 		InvalidateCatalogSnapshot();
 		ok = get_extension_oid(HK_EXTENSION, true) == extoid;
 	}
-	if (!ok && (!OidIsValid(extoid) || get_extension_oid(HK_EXTENSION, true) != extoid))
+	if (!ok && (!OidIsValid(extoid) || yield_reason[0] == '\0'))
 		snprintf(yield_reason, sizeof(yield_reason),
 				 "extension \"%s\" was dropped meanwhile", HK_EXTENSION);
 	PopActiveSnapshot();
@@ -448,11 +459,12 @@ begin_locked_xact(const char *activity)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* The statements see what committed before we held the locks. */
+	/* Taken after the locks: the statements see every commit before them. */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	return true;
 }
 
+/* Prepare a statement once; its plan is kept for the worker's life. */
 static SPIPlanPtr
 keep_plan(const char *query, int nargs, Oid *argtypes)
 {
@@ -934,6 +946,7 @@ run_cycle(bool expire)
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
 
+/* The worker's entry point: connect, pin the settings, run cycles. */
 void
 hk_worker_main(Datum main_arg)
 {
