@@ -9,12 +9,33 @@
  * Only the background worker calls this, inside a transaction it started,
  * after it has checked that the events' keys exist (the foreign key's
  * trigger is not fired here, as it was not in the SQL path, which ran with
- * session_replication_role = replica).  The relation is used this way only
- * while its definition is the one the extension created: the six columns
- * with their types, no check constraints, no generated columns and no
- * triggers except the foreign key's internal ones.  Otherwise
- * hk_usage_append() returns -1 and the worker writes through SQL, so a
- * trigger or column someone added still sees every row.
+ * session_replication_role = replica).
+ *
+ * This path must never write a row that an INSERT would refuse, so it is
+ * taken only while the relation is the one the extension created, all of
+ * whose rules for a new row are known here (table_is_plain()): a plain
+ * table, not a partition, without rules; the six columns with their types,
+ * none generated, NOT NULL only where the extension put it (id, api_key_id,
+ * "timestamp", which every row here has); no CHECK constraint; its one
+ * foreign key (api_key_id to api_keys, checked by the worker) and no
+ * trigger but that key's internal ones.  Unique and exclusion constraints
+ * are checked by ExecInsertIndexTuples() here as in an INSERT (a deferrable
+ * one needs a trigger, so it makes the table altered).  Anything else an
+ * operator adds (NOT NULL on another column, a CHECK, a trigger, a rule, a
+ * column, a foreign key) makes hk_usage_append() return -1, and the worker
+ * writes the batch through SQL (hokusai_auth._usage_flush()), whose INSERT
+ * checks every row as any INSERT does: a row it refuses fails the batch,
+ * which the worker retries and then drops and counts as failed.  (That
+ * INSERT runs with session_replication_role = replica, so of the triggers
+ * only ENABLE ALWAYS and ENABLE REPLICA ones fire there, and a foreign key
+ * an operator adds is not checked on either path.)
+ *
+ * Why not check NOT NULL and CHECK here per row with ExecConstraints()
+ * instead?  INSERT stays the only judge of a row: whatever it checks, now
+ * or in a later release, applies without a copy of the rules here, while
+ * ExecConstraints() covers only some of them.  And a refused row fails its
+ * batch either way, so per-row checks would only keep the faster path for a
+ * table an operator has changed.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,8 +51,10 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 
 #include "hokusai_auth.h"
 #include "usage/uuid7.h"
@@ -56,34 +79,52 @@ static const struct
 {
 	const char *name;
 	Oid			type;
+	bool		notnull;		/* may be NOT NULL: every row here has one */
 }			usage_cols[NUM_COLS] =
 {
-	{"id", UUIDOID},
-	{"api_key_id", UUIDOID},
-	{"endpoint", TEXTOID},
-	{"timestamp", TIMESTAMPTZOID},
-	{"response_time_ms", INT4OID},
-	{"status_code", INT4OID},
+	{"id", UUIDOID, true},
+	{"api_key_id", UUIDOID, true},
+	{"endpoint", TEXTOID, false},
+	{"timestamp", TIMESTAMPTZOID, true},
+	{"response_time_ms", INT4OID, false},
+	{"status_code", INT4OID, false},
 };
 
-/* Is rel still the table the extension created? */
+/* The constraint of rel's one foreign key, if it is api_key_id's to api_keys. */
+static Oid
+own_foreign_key(Relation rel, AttrNumber key_attnum)
+{
+	List	   *fkeys = RelationGetFKeyList(rel);
+	ForeignKeyCacheInfo *fk;
+
+	if (list_length(fkeys) != 1)
+		return InvalidOid;
+	fk = linitial_node(ForeignKeyCacheInfo, fkeys);
+	if (fk->nkeys != 1 || fk->conkey[0] != key_attnum ||
+		fk->confrelid != get_relname_relid("api_keys", RelationGetNamespace(rel)))
+		return InvalidOid;
+	return fk->conoid;
+}
+
+/*
+ * Is rel still the table the extension created, so that a row an INSERT
+ * would refuse cannot be written here (see the banner)?
+ */
 static bool
 table_is_plain(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	key_attnum = InvalidAttrNumber;
+	Oid			fk;
 	int			col = 0;
 	int			i;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+		return false;
+	if (rel->rd_rules != NULL)
 		return false;
 	if (desc->constr != NULL && desc->constr->num_check > 0)
 		return false;
-	if (rel->trigdesc != NULL)
-	{
-		for (i = 0; i < rel->trigdesc->numtriggers; i++)
-			if (!rel->trigdesc->triggers[i].tgisinternal)
-				return false;
-	}
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -93,11 +134,29 @@ table_is_plain(Relation rel)
 		if (col >= NUM_COLS ||
 			att->attgenerated != '\0' ||
 			att->atttypid != usage_cols[col].type ||
+			(att->attnotnull && !usage_cols[col].notnull) ||
 			strcmp(NameStr(att->attname), usage_cols[col].name) != 0)
 			return false;
+		if (col == COL_KEY)
+			key_attnum = att->attnum;
 		col++;
 	}
-	return col == NUM_COLS;
+	if (col != NUM_COLS)
+		return false;
+	fk = own_foreign_key(rel, key_attnum);
+	if (!OidIsValid(fk))
+		return false;
+	if (rel->trigdesc != NULL)
+	{
+		for (i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *trig = &rel->trigdesc->triggers[i];
+
+			if (!trig->tgisinternal || trig->tgconstraint != fk)
+				return false;
+		}
+	}
+	return true;
 }
 
 /* Fill a slot with one event; the id comes from ids[]. */

@@ -34,27 +34,83 @@
  * other reason, or after a crash restart of the server.  An error in a
  * cycle outside a batch is logged and the next cycle runs as usual.
  *
+ * Trust.  The worker is the bootstrap superuser in a database whose owner
+ * need not be one, and connecting gives it that database's settings (ALTER
+ * DATABASE ... SET).  Right after connecting it therefore pins, at
+ * PGC_S_OVERRIDE (above database, role, file and session values), the
+ * settings that decide what its statements run or whether they can succeed
+ * (pinned_settings[]): search_path = pg_catalog, pg_temp first of all.
+ * Every statement it runs names its tables, functions and operators with
+ * their schema (OPERATOR(pg_catalog.=)), the functions it calls pin their
+ * own search_path, and the rest is C that looks objects up by schema and
+ * name.  Nothing a database owner can put on a search_path runs here.
+ *
+ * Locks.  DDL on the extension's relations (DROP EXTENSION above all, which
+ * takes every one of them, one after the other) must never deadlock with
+ * the worker, and the worker must not lose events to it.  The rule: each
+ * transaction that reads or writes the extension's tables begins by taking,
+ * without waiting (ConditionalLockRelationOid), every relation lock it can
+ * need: each relation that is a member of the extension, with its
+ * inheritance children, indexes, TOAST table and owned sequences, each in
+ * every mode of lock_modes[] (what its statements, the functions it calls
+ * and their triggers take).  If one is not available the transaction ends
+ * at once, releasing what it took, and the work waits for the next cycle:
+ * a yield, not a failure; the events stay queued and nothing is counted.
+ * Once they are all held, every relation lock the transaction asks for
+ * later is one it already holds, granted without a wait.  So the worker
+ * never waits for a relation lock while holding one: at any moment it holds
+ * none of the extension's relations or all of them, and DDL on them either
+ * makes it yield or waits for its transaction to end; no cycle of relation
+ * locks can include it.  After the locks it looks the extension up again
+ * (a DROP that committed just before we locked shows only then) and only
+ * then takes the snapshot its statements use.  Row locks are the other
+ * waits: the usage_rollup_state row is read FOR SHARE SKIP LOCKED (while
+ * rollup_usage() holds it the batch yields), and last_used_at and expiry
+ * may wait, under lock_timeout, for a key row another transaction has
+ * locked.  That transaction could wait for DDL on the extension that waits
+ * for us only through a lock the DDL holds; while we hold ours, the DDL
+ * holds none of the extension's relations, and DML takes no locks on its
+ * other objects (functions, types).  A statement added here (or to a
+ * function the worker calls) that needs a stronger mode on a relation must
+ * add that mode to lock_modes[].
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -65,11 +121,55 @@
 #include "worker/usage_writer.h"
 #include "worker/worker.h"
 
+#define HK_EXTENSION		"hokusai_auth"
 #define HK_BATCH			16384
 #define HK_MAX_RETRIES		3
 #define HK_RESTART_SECONDS	5
+/* Yielding for this long is logged (once), and so is the end of it. */
+#define HK_YIELD_REPORT_MS	(60 * 1000)
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
+
+/*
+ * Settings pinned right after connecting, at PGC_S_OVERRIDE (see the
+ * banner): a database owner gives every session of the database its values
+ * of these, and the worker must not run with them.
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			pinned_settings[] =
+{
+	/* What names and operators in the worker's statements resolve to. */
+	{"search_path", "pg_catalog, pg_temp"},
+	/* Every write would fail. */
+	{"default_transaction_read_only", "off"},
+	/* Snapshots taken after the locks; no serialization failures. */
+	{"default_transaction_isolation", "read committed"},
+	/* A batch would fail and be dropped: waits are bounded by lock_timeout. */
+	{"statement_timeout", "0"},
+	/* Never wait long for a row lock: the queue keeps the events. */
+	{"lock_timeout", "10s"},
+};
+
+/*
+ * The modes in which the worker's statements, the functions it calls and
+ * their triggers lock the extension's relations: reads, FOR SHARE /
+ * FOR UPDATE, writes (and nextval()).  Each transaction takes all of them
+ * on every relation up front (see the banner).
+ */
+static const LOCKMODE lock_modes[] = {AccessShareLock, RowShareLock, RowExclusiveLock};
+
+/* How a batch went. */
+typedef enum BatchResult
+{
+	BATCH_DONE,					/* written, or dropped after HK_MAX_RETRIES
+								 * failures: consume its events */
+	BATCH_FAILED,				/* failed: try again at the next cycle */
+	BATCH_YIELDED				/* not tried, a lock was not available: try
+								 * again at the next cycle, not a failure */
+} BatchResult;
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -85,12 +185,24 @@ static TimestampTz next_cycle = 0;
 static bool shutting_down = false;
 static bool can_seal = false;	/* the extension has seal_audit_log() (1.5) */
 
+/* last_used_at touches not yet applied: kept across cycles that yield. */
+static HTAB *touches = NULL;
+/* expire_keys() is due (a full cycle asked for it and it has not run). */
+static bool expire_due = false;
+
+/* Yields: why the last one happened, since when, and whether it was logged. */
+static char yield_reason[2 * NAMEDATALEN + 64];
+static bool cycle_yielded = false;
+static TimestampTz yielding_since = 0;
+static bool yield_reported = false;
+
 typedef struct TouchEntry
 {
 	pg_uuid_t	key_id;
 	TimestampTz at;
 } TouchEntry;
 
+/* Register the worker with the postmaster (from _PG_init). */
 void
 hk_worker_register(void)
 {
@@ -110,6 +222,7 @@ hk_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* SIGTERM: flush what is queued and exit. */
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
@@ -120,17 +233,7 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-static void
-begin_xact(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
+/* End a transaction begun by begin_locked_xact(). */
 static void
 end_xact(void)
 {
@@ -141,6 +244,49 @@ end_xact(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* A cycle's work waits for the next cycle; log it when it lasts. */
+static void
+note_yield(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	cycle_yielded = true;
+	ereport(DEBUG1,
+			(errmsg_internal("hokusai_auth worker yields: %s", yield_reason)));
+	if (yielding_since == 0)
+		yielding_since = now;
+	else if (!yield_reported &&
+			 TimestampDifferenceExceeds(yielding_since, now, HK_YIELD_REPORT_MS))
+	{
+		ereport(LOG,
+				(errmsg("hokusai_auth worker has been waiting for its locks for %d seconds: %s",
+						HK_YIELD_REPORT_MS / 1000, yield_reason),
+				 errdetail("Usage events stay queued meanwhile; the queue drops new ones once it is full.")));
+		yield_reported = true;
+	}
+}
+
+/* A cycle ran without yielding. */
+static void
+note_no_yield(void)
+{
+	if (yield_reported)
+		ereport(LOG,
+				(errmsg("hokusai_auth worker has its locks again")));
+	yielding_since = 0;
+	yield_reported = false;
+}
+
+/* Does hokusai_auth.name(argtypes) exist?  A lookup by schema and name. */
+static bool
+function_exists(const char *name, int nargs, const Oid *argtypes)
+{
+	List	   *qualified = list_make2(makeString(pstrdup(HK_SCHEMA)),
+									   makeString(pstrdup(name)));
+
+	return OidIsValid(LookupFuncName(qualified, nargs, argtypes, true));
+}
+
 /*
  * Is hokusai_auth, with the functions this worker calls, installed here?
  * Also notes whether it can seal the audit log (1.5 and later).
@@ -148,33 +294,184 @@ end_xact(void)
 static bool
 extension_ready(void)
 {
-	bool		ready = false;
+	Oid			flush_args[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	INT4ARRAYOID, INT4ARRAYOID};
+	Oid			no_args[1] = {InvalidOid};
+	Oid			seal_args[1] = {INT4OID};
+	bool		ready;
 
-	begin_xact("hokusai_auth: checking the extension");
-	can_seal = false;
-	if (OidIsValid(get_extension_oid("hokusai_auth", true)))
-	{
-		int			ret = SPI_execute("SELECT pg_catalog.to_regprocedure("
-									  "'" HK_SCHEMA "._usage_flush(uuid[],text[],"
-									  "timestamptz[],integer[],integer[])') IS NOT NULL"
-									  " AND pg_catalog.to_regprocedure("
-									  "'" HK_SCHEMA ".expire_keys()') IS NOT NULL,"
-									  " pg_catalog.to_regprocedure("
-									  "'" HK_SCHEMA ".seal_audit_log(integer)') IS NOT NULL",
-									  true, 1);
-		bool		isnull;
-
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "extension check failed: %s", SPI_result_code_string(ret));
-		ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-		can_seal = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	end_xact();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "hokusai_auth: checking the extension");
+	/* Catalog cache entries may hold TOASTed values (function bodies). */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ready = OidIsValid(get_extension_oid(HK_EXTENSION, true)) &&
+		function_exists("_usage_flush", 5, flush_args) &&
+		function_exists("expire_keys", 0, no_args);
+	can_seal = ready && function_exists("seal_audit_log", 1, seal_args);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
 	return ready;
 }
 
+/* The relations that are members of extension extoid. */
+static List *
+extension_relations(Oid extoid)
+{
+	List	   *result = NIL;
+	Relation	depRel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	depRel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(depRel, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (dep->deptype == DEPENDENCY_EXTENSION && dep->classid == RelationRelationId)
+			result = lappend_oid(result, dep->objid);
+	}
+	systable_endscan(scan);
+	table_close(depRel, AccessShareLock);
+	return result;
+}
+
+/* Lock relid in every mode of lock_modes[] without waiting. */
+static bool
+lock_now(Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < (int) lengthof(lock_modes); i++)
+	{
+		if (!ConditionalLockRelationOid(relid, lock_modes[i]))
+		{
+			char	   *name = get_rel_name(relid);
+
+			snprintf(yield_reason, sizeof(yield_reason),
+					 "relation \"%s\" is locked by another session",
+					 name ? name : "?");
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Lock a relation and what is read or written with it: its indexes, its
+ * TOAST table (with its index) and the sequences it owns.  A relation that
+ * is gone by the time we hold its lock needs nothing more.
+ */
+static bool
+lock_relation(Oid relid)
+{
+	Relation	rel;
+	List	   *parts = NIL;
+	ListCell   *lc;
+	char		relkind;
+
+	if (!lock_now(relid))
+		return false;
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+		return true;
+	relkind = rel->rd_rel->relkind;
+	if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE ||
+		relkind == RELKIND_MATVIEW || relkind == RELKIND_TOASTVALUE)
+	{
+		parts = RelationGetIndexList(rel);
+		if (OidIsValid(rel->rd_rel->reltoastrelid))
+			parts = lappend_oid(parts, rel->rd_rel->reltoastrelid);
+		if (relkind != RELKIND_TOASTVALUE)
+			parts = list_concat(parts, getOwnedSequences(relid));
+	}
+	relation_close(rel, NoLock);
+	foreach(lc, parts)
+	{
+		if (!lock_relation(lfirst_oid(lc)))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Take, without waiting, every relation lock a transaction of the worker's
+ * can need (see the banner).  False when one is not available.
+ */
+static bool
+lock_extension(Oid extoid)
+{
+	ListCell   *lc;
+
+	foreach(lc, extension_relations(extoid))
+	{
+		ListCell   *lc2;
+
+		foreach(lc2, find_all_inheritors(lfirst_oid(lc), NoLock, NULL))
+		{
+			if (!lock_relation(lfirst_oid(lc2)))
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Begin a transaction that reads or writes the extension's tables: every
+ * relation lock it can need first, without waiting, then SPI and the
+ * snapshot.  Returns false, with no transaction left open, when a lock is
+ * not available or the extension has gone meanwhile: the caller yields.
+ */
+static bool
+begin_locked_xact(const char *activity)
+{
+	Oid			extoid;
+	bool		ok;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, activity);
+	yield_reason[0] = '\0';
+	/* Building relcache entries may read TOASTed catalog values. */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	extoid = get_extension_oid(HK_EXTENSION, true);
+	if (!OidIsValid(extoid))
+		ok = false;
+	else if (!lock_extension(extoid))
+		ok = false;				/* lock_now() said which lock */
+	else
+	{
+		/* A DROP EXTENSION that committed before we locked shows only now. */
+		InvalidateCatalogSnapshot();
+		ok = get_extension_oid(HK_EXTENSION, true) == extoid;
+	}
+	if (!ok && (!OidIsValid(extoid) || yield_reason[0] == '\0'))
+		snprintf(yield_reason, sizeof(yield_reason),
+				 "extension \"%s\" was dropped meanwhile", HK_EXTENSION);
+	PopActiveSnapshot();
+	if (!ok)
+	{
+		/* Nothing was written: ending the transaction releases the locks. */
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		note_yield();
+		return false;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* Taken after the locks: the statements see every commit before them. */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	return true;
+}
+
+/* Prepare a statement once; its plan is kept for the worker's life. */
 static SPIPlanPtr
 keep_plan(const char *query, int nargs, Oid *argtypes)
 {
@@ -186,11 +483,12 @@ keep_plan(const char *query, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/* Note that a key was used at "at" (the latest time per key is kept). */
 static void
-touch_merge(HTAB *touches, const pg_uuid_t *key_id, TimestampTz at)
+touch_merge(HTAB *table, const pg_uuid_t *key_id, TimestampTz at)
 {
 	bool		found;
-	TouchEntry *e = hash_search(touches, key_id, HASH_ENTER, &found);
+	TouchEntry *e = hash_search(table, key_id, HASH_ENTER, &found);
 
 	if (!found || e->at < at)
 		e->at = at;
@@ -209,22 +507,52 @@ uuid_table(const char *name, Size entrysize, MemoryContext cxt)
 	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-/* The rollups are complete before this time; share-locks the state row. */
-static TimestampTz
-lock_rolled_until(void)
+/* Forget the touches: they have been applied. */
+static void
+forget_touches(void)
+{
+	if (touches != NULL)
+		hash_destroy(touches);
+	touches = uuid_table("hokusai_auth touches", sizeof(TouchEntry), TopMemoryContext);
+}
+
+/*
+ * Read rolled_until (the rollups are complete before it), share-locking
+ * the state row, which orders us against rollup_usage().  Returns false,
+ * without waiting, when another transaction holds the row.
+ */
+static bool
+read_rolled_until(TimestampTz *rolled)
 {
 	int			ret;
 	bool		isnull;
 	Datum		d;
 
 	if (rolled_plan == NULL)
-		rolled_plan = keep_plan("SELECT rolled_until FROM " HK_SCHEMA ".usage_rollup_state"
-								" FOR SHARE", 0, NULL);
+		rolled_plan = keep_plan("SELECT s.rolled_until FROM " HK_SCHEMA ".usage_rollup_state s"
+								" FOR SHARE SKIP LOCKED", 0, NULL);
 	ret = SPI_execute_plan(rolled_plan, NULL, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+	{
+		/* Locked, or not there at all: that one is an error. */
+		ret = SPI_execute("SELECT EXISTS (SELECT FROM " HK_SCHEMA ".usage_rollup_state)",
+						  true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										1, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table %s.usage_rollup_state has no row", HK_SCHEMA)));
+		snprintf(yield_reason, sizeof(yield_reason),
+				 "the usage_rollup_state row is locked (rollup_usage() is running)");
+		return false;
+	}
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	*rolled = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	return true;
 }
 
 /* The batch's keys that exist, as a hash table of key ids. */
@@ -259,7 +587,8 @@ existing_keys(HkUsageEvent **ev, int n)
 	{
 		Oid			argtypes[1] = {UUIDARRAYOID};
 
-		keys_plan = keep_plan("SELECT id FROM " HK_SCHEMA ".api_keys WHERE id = ANY ($1)",
+		keys_plan = keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
+							  " WHERE a.id OPERATOR(pg_catalog.=) ANY ($1)",
 							  1, argtypes);
 	}
 	ret = SPI_execute_plan(keys_plan, &arg, NULL, true, 0);
@@ -340,14 +669,13 @@ write_via_sql(HkUsageEvent **ev, int n)
 }
 
 /*
- * Insert a batch: events of keys that exist and not older than rolled_until
- * in bulk (usage_writer.c), the others through SQL.  Returns the number of
+ * Insert a batch: events of keys that exist and not older than rolled in
+ * bulk (usage_writer.c), the others through SQL.  Returns the number of
  * rows inserted.
  */
 static int64
-write_events(HkUsageEvent **ev, int n)
+write_events(HkUsageEvent **ev, int n, TimestampTz rolled)
 {
-	TimestampTz rolled = lock_rolled_until();
 	HTAB	   *exists = existing_keys(ev, n);
 	HkUsageEvent **bulk = palloc(sizeof(HkUsageEvent *) * n);
 	HkUsageEvent **late = palloc(sizeof(HkUsageEvent *) * n);
@@ -366,7 +694,10 @@ write_events(HkUsageEvent **ev, int n)
 	inserted = hk_usage_append(bulk, nbulk);
 	if (inserted < 0)
 	{
-		/* The table was altered: let SQL (triggers, defaults) see every row. */
+		/*
+		 * The table was altered: let SQL (triggers, defaults, constraints)
+		 * see every row.
+		 */
 		return write_via_sql(ev, n);
 	}
 	if (nlate > 0)
@@ -375,16 +706,17 @@ write_events(HkUsageEvent **ev, int n)
 }
 
 /*
- * Write one batch in its own transaction.  Returns false when it failed and
- * should be tried again at the next cycle (the events stay queued).
+ * Write one batch in its own transaction.  Its events stay queued unless it
+ * returns BATCH_DONE.
  */
-static bool
-write_batch(HkUsageEvent *ev, int n, HTAB *touches)
+static BatchResult
+write_batch(HkUsageEvent *ev, int n)
 {
 	HkUsageEvent **mine = palloc(sizeof(HkUsageEvent *) * n);
 	int			nusage = 0;
 	int			other_db = 0;
 	TimestampTz oldest = 0;
+	TimestampTz rolled;
 	int64		inserted = 0;
 	bool		ok = true;
 	int			i;
@@ -405,11 +737,20 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 			oldest = e->at;
 		mine[nusage++] = e;
 	}
-	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
 	if (nusage == 0)
-		return true;
+	{
+		hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
+		return BATCH_DONE;
+	}
 
-	begin_xact("hokusai_auth: writing usage events");
+	if (!begin_locked_xact("hokusai_auth: writing usage events"))
+		return BATCH_YIELDED;
+	if (!read_rolled_until(&rolled))
+	{
+		end_xact();
+		note_yield();
+		return BATCH_YIELDED;
+	}
 	{
 		MemoryContext oldcxt = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
@@ -419,7 +760,7 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
 		{
-			inserted = write_events(mine, nusage);
+			inserted = write_events(mine, nusage, rolled);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
@@ -447,13 +788,15 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 	if (!ok)
 	{
 		if (++batch_failures < HK_MAX_RETRIES)
-			return false;
+			return BATCH_FAILED;
 		/* Give up on this batch: drop it rather than block the queue. */
 		batch_failures = 0;
 		hk_usage_stat_add(HK_USTAT_FAILED, nusage);
-		return true;
+		hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
+		return BATCH_DONE;
 	}
 	batch_failures = 0;
+	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
 	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
 	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
 	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
@@ -464,7 +807,7 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
 		if (lag > hk_usage_stat(HK_USTAT_MAX_LAG_US))
 			hk_usage_stat_set(HK_USTAT_MAX_LAG_US, lag);
 	}
-	return true;
+	return BATCH_DONE;
 }
 
 /*
@@ -474,7 +817,7 @@ write_batch(HkUsageEvent *ev, int n, HTAB *touches)
  * commit, and that overhead is taken from the request path's CPU.
  */
 static void
-flush_events(HTAB *touches)
+flush_events(void)
 {
 	MemoryContext batch_cxt = AllocSetContextCreate(cycle_cxt,
 													"hokusai_auth worker batch",
@@ -492,15 +835,15 @@ flush_events(HTAB *touches)
 	{
 		MemoryContext old;
 		int			n = hk_usage_peek(events, (int) Min(limit - done, HK_BATCH));
-		bool		ok;
+		BatchResult result;
 
 		if (n == 0)
 			break;
 		old = MemoryContextSwitchTo(batch_cxt);
-		ok = write_batch(events, n, touches);
+		result = write_batch(events, n);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(batch_cxt);
-		if (!ok)
+		if (result != BATCH_DONE)
 			break;
 		hk_usage_advance(n);
 		done += n;
@@ -508,9 +851,13 @@ flush_events(HTAB *touches)
 	MemoryContextDelete(batch_cxt);
 }
 
-/* last_used_at for every key used since the last cycle, and expiry. */
+/*
+ * last_used_at for every key used since this last succeeded, and expiry
+ * when it is due.  When the transaction yields, both wait for the next
+ * cycle.
+ */
 static void
-touch_and_expire(HTAB *touches, bool expire)
+touch_and_expire(void)
 {
 	int			n;
 	int			i;
@@ -520,10 +867,11 @@ touch_and_expire(HTAB *touches, bool expire)
 		if (touch_buf[i].dbid == MyDatabaseId)
 			touch_merge(touches, &touch_buf[i].key_id, touch_buf[i].at);
 
-	if (hash_get_num_entries(touches) == 0 && !expire)
+	if (hash_get_num_entries(touches) == 0 && !expire_due)
 		return;
 
-	begin_xact("hokusai_auth: last_used_at and expiry");
+	if (!begin_locked_xact("hokusai_auth: last_used_at and expiry"))
+		return;
 	if (hash_get_num_entries(touches) > 0)
 	{
 		long		nkeys = hash_get_num_entries(touches);
@@ -562,7 +910,7 @@ touch_and_expire(HTAB *touches, bool expire)
 						  DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 													  SPI_tuptable->tupdesc, 1, &isnull)));
 	}
-	if (expire)
+	if (expire_due)
 	{
 		int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
 		bool		isnull;
@@ -579,7 +927,7 @@ touch_and_expire(HTAB *touches, bool expire)
 					(errmsg("hokusai_auth worker expired %d api keys", expired)));
 		}
 	}
-	if (expire && can_seal)
+	if (expire_due && can_seal)
 	{
 		/* Chain the audit rows committed since the last cycle (and expiry's). */
 		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
@@ -588,14 +936,16 @@ touch_and_expire(HTAB *touches, bool expire)
 			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
 	}
 	end_xact();
+	forget_touches();
+	expire_due = false;
 }
 
 /* One cycle; expire is false for early and final flushes. */
 static void
 run_cycle(bool expire)
 {
-	HTAB	   *touches;
-
+	if (expire)
+		expire_due = true;
 	if (RecoveryInProgress())
 		return;
 	if (!extension_ready())
@@ -603,27 +953,32 @@ run_cycle(bool expire)
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
-	touches = uuid_table("hokusai_auth touches", sizeof(TouchEntry), cycle_cxt);
-
-	flush_events(touches);
-	touch_and_expire(touches, expire);
+	cycle_yielded = false;
+	flush_events();
+	touch_and_expire();
+	if (!cycle_yielded)
+		note_no_yield();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
 
+/* The worker's entry point: connect, pin the settings, run cycles. */
 void
 hk_worker_main(Datum main_arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
+	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(hk_database, NULL, 0);
+	/* Before anything runs in the database: see the banner. */
+	for (i = 0; i < (int) lengthof(pinned_settings); i++)
+		SetConfigOption(pinned_settings[i].name, pinned_settings[i].value,
+						PGC_SUSET, PGC_S_OVERRIDE);
 	hk_usage_worker_attach();
 	pgstat_report_appname("hokusai_auth usage worker");
-	/* Never wait long on a row lock: the queue keeps the events. */
-	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 	/*
 	 * Commits stay synchronous: rows the worker has written (usage, expiry
 	 * and its audit rows) must survive a crash.  It commits about once per
@@ -634,14 +989,15 @@ hk_worker_main(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
 	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
+	forget_touches();
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 
 	/*
-	 * An error in a cycle (say, DROP EXTENSION between our check and our
-	 * statements) is reported and the next cycle runs as usual: the events
-	 * it did not write are still queued.  Errors writing a batch are caught
-	 * closer (write_batch) and counted.
+	 * An error in a cycle is reported and the next cycle runs as usual: the
+	 * events it did not write are still queued, and so are the touches it
+	 * did not apply.  Errors writing a batch are caught closer (write_batch)
+	 * and counted.
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{

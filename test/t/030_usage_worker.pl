@@ -198,7 +198,7 @@ q1("SELECT hokusai_auth.record_usage('$kid', '/after-crash', 1, 200)");
 wait_rows(1505, 'events flow after the backend crash');
 
 # 8. Overflow: a 1024-event queue, the worker held off by a lock on the
-# rollup state row (it waits there before inserting), 2000 events.
+# rollup state row (its batches yield while the row is locked), 2000 events.
 $node->append_conf('postgresql.conf', "hokusai_auth.usage_queue_size = 1024\n");
 $node->restart;
 ($in, $out, $err) = ('', '', '');
