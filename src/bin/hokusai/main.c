@@ -12,7 +12,7 @@
  * with a documented code.  Messages go through redact_secrets() so that a
  * full API key never reaches the terminal or a log, whatever its source.
  *
- * src/cli/main.c
+ * src/bin/hokusai/main.c
  *
  *-------------------------------------------------------------------------
  */

@@ -12,7 +12,7 @@
  * Plaintext keys appear exactly once, on stdout, from create-key and
  * rotate-key.  Nothing else prints more of a key than its key_prefix.
  *
- * src/cli/commands.c
+ * src/bin/hokusai/commands.c
  *
  *-------------------------------------------------------------------------
  */

@@ -3,7 +3,7 @@
  * help.c
  *	  --help texts.  docs/cli.md says the same at more length.
  *
- * src/cli/help.c
+ * src/bin/hokusai/help.c
  *
  *-------------------------------------------------------------------------
  */

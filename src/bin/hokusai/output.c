@@ -8,7 +8,7 @@
  * numbers and json/jsonb columns are written as JSON values, NULL as null,
  * timestamps as RFC 3339 strings, everything else as strings.
  *
- * src/cli/output.c
+ * src/bin/hokusai/output.c
  *
  *-------------------------------------------------------------------------
  */

@@ -23,7 +23,7 @@
  * and every statement the tool sends names its objects, types, functions
  * and operators with their schema besides (DESIGN.md section 11).
  *
- * src/cli/conn.c
+ * src/bin/hokusai/conn.c
  *
  *-------------------------------------------------------------------------
  */

@@ -8,7 +8,7 @@
  * either a key id (uuid) or a key_prefix (hk_live_ + 8 base62 characters);
  * a full plaintext key is refused without being echoed.
  *
- * src/cli/parse.c
+ * src/bin/hokusai/parse.c
  *
  *-------------------------------------------------------------------------
  */

@@ -8,7 +8,7 @@
  * statement or one transaction, and every failure ends the program with one
  * line on stderr and one of the exit codes below (docs/cli.md).
  *
- * src/cli/hokusai.h
+ * src/bin/hokusai/hokusai.h
  *
  *-------------------------------------------------------------------------
  */
