@@ -19,10 +19,6 @@
 
 #include "libpq-fe.h"
 
-#ifndef HOKUSAI_VERSION
-#define HOKUSAI_VERSION "1.0"
-#endif
-
 /* Exit codes (documented in docs/cli.md; scripts rely on them) */
 #define EXIT_OK				0	/* success */
 #define EXIT_SERVER			1	/* the server refused for another reason */
