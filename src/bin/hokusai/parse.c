@@ -20,34 +20,9 @@
 #include <string.h>
 
 #include "hokusai.h"
+#include "key_shape.h"
 
-#define KEY_PREFIX_LEN		16	/* hk_live_ + 8-character lookup id */
 #define MAX_DURATION_SECS	(100LL * 366 * 86400)	/* about a century */
-
-static bool
-is_base62(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		(c >= 'A' && c <= 'Z');
-}
-
-/* Does s start with hk_live_ or hk_test_? */
-static bool
-has_key_head(const char *s)
-{
-	return strncmp(s, "hk_live_", 8) == 0 || strncmp(s, "hk_test_", 8) == 0;
-}
-
-/* Length of the run of base62 characters at s */
-static size_t
-base62_run(const char *s)
-{
-	size_t		n = 0;
-
-	while (is_base62(s[n]))
-		n++;
-	return n;
-}
 
 bool
 looks_like_uuid(const char *s)
@@ -76,13 +51,13 @@ parse_key_ref(const char *command, const char *arg)
 {
 	if (looks_like_uuid(arg))
 		return KEYREF_ID;
-	if (has_key_head(arg) && base62_run(arg + 8) >= 8)
+	if (key_shape_span(arg) >= KEY_SHAPE_PREFIX_LEN)
 	{
-		if (strlen(arg) == KEY_PREFIX_LEN)
+		if (strlen(arg) == KEY_SHAPE_PREFIX_LEN)
 			return KEYREF_PREFIX;
 		fail(EXIT_USAGE,
-			 "%s: a full API key was given where a key id or key_prefix is expected; use its key_prefix %.16s",
-			 command, arg);
+			 "%s: a full API key was given where a key id or key_prefix is expected; use its key_prefix %.*s",
+			 command, KEY_SHAPE_PREFIX_LEN, arg);
 	}
 	fail(EXIT_USAGE,
 		 "%s: invalid key reference: expected a key id (uuid) or a key_prefix such as hk_live_AbCd1234",
@@ -196,12 +171,12 @@ redact_secrets(const char *s)
 	}
 	for (size_t i = 0; i < len;)
 	{
-		if (has_key_head(s + i) && base62_run(s + i + 8) > 8)
-		{
-			size_t		run = 8 + base62_run(s + i + 8);
+		size_t		run = key_shape_span(s + i);
 
-			memcpy(out + o, s + i, KEY_PREFIX_LEN);
-			o += KEY_PREFIX_LEN;
+		if (run > KEY_SHAPE_PREFIX_LEN)
+		{
+			memcpy(out + o, s + i, KEY_SHAPE_PREFIX_LEN);
+			o += KEY_SHAPE_PREFIX_LEN;
 			memcpy(out + o, "...", 3);	/* shorter than what it hides */
 			o += 3;
 			i += run;
