@@ -512,24 +512,6 @@ cmd_show_key(int argc, char **argv, CommonOptions *common)
 	return EXIT_OK;
 }
 
-/* Ask on the terminal; true for "y" or "yes" */
-static bool
-confirm(const char *question)
-{
-	char		answer[64];
-	char	   *clean = redact_secrets(question);
-	size_t		n;
-
-	fprintf(stderr, "%s [y/N] ", clean);
-	fflush(stderr);
-	free(clean);
-	if (fgets(answer, sizeof(answer), stdin) == NULL)
-		return false;
-	n = strcspn(answer, "\r\n");
-	answer[n] = '\0';
-	return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
-}
-
 /*
  * revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]
  */

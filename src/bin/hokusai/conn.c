@@ -33,7 +33,7 @@
 
 #include "hokusai.h"
 
-/* The one connection; fail() closes it, which rolls back an open transaction */
+/* The one connection; closed at exit, which rolls back an open transaction */
 static PGconn *db = NULL;
 
 static void
@@ -67,6 +67,8 @@ connect_db(const CommonOptions *common)
 	int			n = 0;
 	PGresult   *res;
 
+	/* fail() exits: close the connection then, so the server sees a goodbye */
+	atexit(disconnect_db);
 	if (common->dsn)
 	{
 		keywords[n] = "dbname";

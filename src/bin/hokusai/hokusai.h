@@ -18,16 +18,7 @@
 #include <stdbool.h>
 
 #include "libpq-fe.h"
-
-/* Exit codes (documented in docs/cli.md; scripts rely on them) */
-#define EXIT_OK				0	/* success */
-#define EXIT_SERVER			1	/* the server refused for another reason */
-#define EXIT_USAGE			2	/* bad command line: nothing was sent */
-#define EXIT_CONNECT		3	/* cannot connect, or the connection was lost */
-#define EXIT_PERMISSION		4	/* permission denied (SQLSTATE 42501) */
-#define EXIT_NOT_FOUND		5	/* unknown user or key (P0002) */
-#define EXIT_INVALID		6	/* the server rejected a value (22xxx, 23xxx) */
-#define EXIT_CANCELLED		7	/* the operator declined the confirmation */
+#include "report.h"
 
 /* Options every command accepts */
 typedef struct CommonOptions
@@ -35,13 +26,6 @@ typedef struct CommonOptions
 	const char *dsn;			/* --dsn, or NULL for the libpq environment */
 	bool		json;			/* --json */
 } CommonOptions;
-
-#define NORETURN __attribute__((noreturn))
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-
-/* main.c */
-extern void fail(int code, const char *fmt,...) PRINTF_LIKE(2, 3) NORETURN;
-extern void note(const char *fmt,...) PRINTF_LIKE(1, 2);
 
 /* help.c */
 extern void print_main_help(void);
@@ -62,7 +46,6 @@ extern long long duration_option(const char *option, const char *value,
 								 bool allow_zero);
 extern char *interval_param(long long seconds);
 extern int	positive_int_option(const char *option, const char *value);
-extern char *redact_secrets(const char *s);
 extern void append_array_element(char **array, const char *element);
 
 /* conn.c */

@@ -5,19 +5,14 @@
  *
  *	  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGS]
  *
- * This file reads the options that come before the command, dispatches to
- * the command (commands.c), and owns the one way the program reports a
- * failure: fail() prints "hokusai: <message>" on one line of stderr, closes
- * the connection (the server rolls back any open transaction) and exits
- * with a documented code.  Messages go through redact_secrets() so that a
- * full API key never reaches the terminal or a log, whatever its source.
+ * This file reads the options that come before the command and dispatches
+ * to the command (commands.c).  Failures are reported by fail() (report.c).
  *
  * src/bin/hokusai/main.c
  *
  *-------------------------------------------------------------------------
  */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,52 +35,6 @@ static const Command commands[] = {
 	{"usage", cmd_usage},
 	{NULL, NULL}
 };
-
-static void
-vmessage(const char *prefix, const char *fmt, va_list ap)
-{
-	char		buf[2048];
-	char	   *clean;
-	char	   *nl;
-
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	/* one line, always */
-	while ((nl = strpbrk(buf, "\r\n")) != NULL)
-		*nl = ' ';
-	clean = redact_secrets(buf);
-	fprintf(stderr, "hokusai: %s%s\n", prefix, clean);
-	free(clean);
-}
-
-/*
- * Report a failure on one line of stderr and exit with the given code.
- */
-void
-fail(int code, const char *fmt,...)
-{
-	va_list		ap;
-
-	fflush(stdout);
-	va_start(ap, fmt);
-	vmessage("", fmt, ap);
-	va_end(ap);
-	disconnect_db();
-	exit(code);
-}
-
-/*
- * An informational line on stderr (never on stdout, which scripts read).
- */
-void
-note(const char *fmt,...)
-{
-	va_list		ap;
-
-	fflush(stdout);
-	va_start(ap, fmt);
-	vmessage("", fmt, ap);
-	va_end(ap);
-}
 
 int
 main(int argc, char **argv)

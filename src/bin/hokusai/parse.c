@@ -21,6 +21,7 @@
 
 #include "hokusai.h"
 #include "key_shape.h"
+#include "report.h"
 
 #define MAX_DURATION_SECS	(100LL * 366 * 86400)	/* about a century */
 
@@ -150,42 +151,6 @@ positive_int_option(const char *option, const char *value)
 		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected a positive integer",
 			 value, option);
 	return (int) n;
-}
-
-/*
- * A copy of s in which every run that looks like a full API key is cut
- * down to its key_prefix followed by "...".  The prefix is public; the rest
- * is the secret.
- */
-char *
-redact_secrets(const char *s)
-{
-	size_t		len = strlen(s);
-	char	   *out = malloc(len + 1);
-	size_t		o = 0;
-
-	if (out == NULL)
-	{
-		fputs("hokusai: out of memory\n", stderr);
-		exit(EXIT_SERVER);
-	}
-	for (size_t i = 0; i < len;)
-	{
-		size_t		run = key_shape_span(s + i);
-
-		if (run > KEY_SHAPE_PREFIX_LEN)
-		{
-			memcpy(out + o, s + i, KEY_SHAPE_PREFIX_LEN);
-			o += KEY_SHAPE_PREFIX_LEN;
-			memcpy(out + o, "...", 3);	/* shorter than what it hides */
-			o += 3;
-			i += run;
-		}
-		else
-			out[o++] = s[i++];
-	}
-	out[o] = '\0';
-	return out;
 }
 
 /*
