@@ -16,20 +16,21 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include "hokusai.h"
+#include "commands.h"
+#include "conn.h"
+#include "output.h"
+#include "parse.h"
+#include "report.h"
 
+/* getopt_long codes of the commands' own options */
 enum
 {
-	OPT_DSN = 256,
-	OPT_JSON,
-	OPT_USER,
+	OPT_USER = OPT_COMMAND,
 	OPT_NAME,
 	OPT_ENV,
 	OPT_EXPIRES_IN,
@@ -47,11 +48,6 @@ enum
 	OPT_EMAIL
 };
 
-#define COMMON_OPTIONS \
-	{"dsn", required_argument, NULL, OPT_DSN}, \
-	{"json", no_argument, NULL, OPT_JSON}, \
-	{"help", no_argument, NULL, 'h'}
-
 /*
  * Key columns as list-keys, show-key and --json show them (no key_hash:
  * hokusai_auth.keys does not have it).  Table column numbers follow.
@@ -67,82 +63,6 @@ enum
 	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
 	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
 };
-
-/*
- * The next option that is specific to the command; --dsn, --json and
- * --help are handled here, as are unknown options and missing arguments.
- */
-static int
-next_option(int argc, char **argv, const struct option *opts,
-			CommonOptions *common)
-{
-	for (;;)
-	{
-		int			c = getopt_long(argc, argv, ":h", opts, NULL);
-
-		switch (c)
-		{
-			case OPT_DSN:
-				common->dsn = optarg;
-				break;
-			case OPT_JSON:
-				common->json = true;
-				break;
-			case 'h':
-				print_command_help(argv[0]);
-				exit(EXIT_OK);
-			case ':':
-				fail(EXIT_USAGE, "%s: option \"%s\" requires an argument",
-					 argv[0], argv[optind - 1]);
-			case '?':
-				if (optopt && optopt < 256)
-					fail(EXIT_USAGE, "%s: unrecognized option \"-%c\" (see \"hokusai auth %s --help\")",
-						 argv[0], optopt, argv[0]);
-				/* without any "=value": it might be a password */
-				fail(EXIT_USAGE, "%s: unrecognized option \"%.*s\" (see \"hokusai auth %s --help\")",
-					 argv[0], (int) strcspn(argv[optind - 1], "="),
-					 argv[optind - 1], argv[0]);
-			default:
-				return c;
-		}
-	}
-}
-
-static void
-start_options(void)
-{
-	opterr = 0;
-	optind = 0;					/* glibc: start afresh */
-}
-
-/* Exactly one positional argument, named what in messages */
-static const char *
-one_argument(int argc, char **argv, const char *what)
-{
-	if (optind >= argc)
-		fail(EXIT_USAGE, "%s: missing %s argument (see \"hokusai auth %s --help\")",
-			 argv[0], what, argv[0]);
-	if (optind + 1 < argc)
-		fail(EXIT_USAGE, "%s: too many arguments (see \"hokusai auth %s --help\")",
-			 argv[0], argv[0]);
-	return argv[optind];
-}
-
-static void
-no_arguments(int argc, char **argv)
-{
-	if (optind < argc)
-		fail(EXIT_USAGE, "%s: unexpected argument (see \"hokusai auth %s --help\")",
-			 argv[0], argv[0]);
-}
-
-static void
-require_option(const char *command, const char *value, const char *option)
-{
-	if (value == NULL)
-		fail(EXIT_USAGE, "%s: %s is required (see \"hokusai auth %s --help\")",
-			 command, option, command);
-}
 
 static char *
 int_text(int n)
@@ -217,7 +137,7 @@ warn_key_shown_once(void)
 /*
  * create-user USERNAME [--email EMAIL]
  */
-int
+static int
 cmd_create_user(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -238,7 +158,7 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
 	}
 	values[0] = one_argument(argc, argv, "USERNAME");
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	res = run_query(conn,
 					"SELECT hokusai_auth.create_user($1::pg_catalog.text, $2::pg_catalog.text) AS id,"
 					" $1::pg_catalog.text AS username, $2::pg_catalog.text AS email",
@@ -264,7 +184,7 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
  *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
  *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
  */
-int
+static int
 cmd_create_key(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -344,7 +264,7 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	if (expires_in)
 		interval = interval_param(duration_option("--expires-in", expires_in, false));
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	run_command(conn, "BEGIN");
 	resolve_user(conn, user, &user_id, &username);
 	values[0] = user_id;
@@ -402,7 +322,7 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 /*
  * list-keys [--user USER] [--all]
  */
-int
+static int
 cmd_list_keys(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -435,7 +355,7 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 	}
 	no_arguments(argc, argv);
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	if (user)
 	{
 		char	   *user_id;
@@ -479,7 +399,7 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 /*
  * show-key KEY_ID_OR_PREFIX
  */
-int
+static int
 cmd_show_key(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -497,7 +417,7 @@ cmd_show_key(int argc, char **argv, CommonOptions *common)
 	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
 	kind = parse_key_ref(argv[0], ref);
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	res = find_key(conn, ref, kind);
 	if (common->json)
 	{
@@ -515,7 +435,7 @@ cmd_show_key(int argc, char **argv, CommonOptions *common)
 /*
  * revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]
  */
-int
+static int
 cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -549,7 +469,7 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
 			 argv[0]);
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	key = find_key(conn, ref, kind);
 	if (!yes)
 	{
@@ -592,7 +512,7 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 /*
  * rotate-key KEY_ID_OR_PREFIX [--grace DURATION]
  */
-int
+static int
 cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -619,7 +539,7 @@ cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
 	kind = parse_key_ref(argv[0], ref);
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	run_command(conn, "BEGIN");
 	key = find_key(conn, ref, kind);
 	values[0] = PQgetvalue(key, 0, COL_ID);
@@ -681,7 +601,7 @@ time_option(const char *value, const char **timestamp, char **ago)
  * One aggregate over hokusai_auth.api_key_usage; the key's row is the
  * outer side, so an unknown key gives no row and a quiet key gives zeros.
  */
-int
+static int
 cmd_usage(int argc, char **argv, CommonOptions *common)
 {
 	static const struct option opts[] = {
@@ -710,7 +630,7 @@ cmd_usage(int argc, char **argv, CommonOptions *common)
 	values[0] = kind == KEYREF_ID ? ref : NULL;
 	values[1] = kind == KEYREF_PREFIX ? ref : NULL;
 
-	conn = connect_db(common);
+	conn = connect_db(common->dsn);
 	res = run_query(conn,
 					"WITH b AS (SELECT"
 					" coalesce($3::pg_catalog.timestamptz,"
@@ -752,4 +672,40 @@ cmd_usage(int argc, char **argv, CommonOptions *common)
 		print_record(res, 0);
 	PQclear(res);
 	return EXIT_OK;
+}
+
+/* The commands by name */
+static const struct
+{
+	const char *name;
+	int			(*run) (int argc, char **argv, CommonOptions *common);
+}			commands[] = {
+	{"create-user", cmd_create_user},
+	{"create-key", cmd_create_key},
+	{"list-keys", cmd_list_keys},
+	{"show-key", cmd_show_key},
+	{"revoke-key", cmd_revoke_key},
+	{"rotate-key", cmd_rotate_key},
+	{"usage", cmd_usage},
+	{NULL, NULL}
+};
+
+/*
+ * Run the command named argv[0] (its arguments follow), close the
+ * connection and return its exit code; an unknown name is a usage error.
+ */
+int
+run_auth_command(int argc, char **argv, CommonOptions *common)
+{
+	for (int i = 0; commands[i].name; i++)
+	{
+		if (strcmp(commands[i].name, argv[0]) == 0)
+		{
+			int			rc = commands[i].run(argc, argv, common);
+
+			disconnect_db();
+			return rc;
+		}
+	}
+	fail(EXIT_USAGE, "unknown command \"%s\" (see \"hokusai auth --help\")", argv[0]);
 }

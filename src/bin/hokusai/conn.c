@@ -31,7 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "conn.h"
+#include "report.h"
 
 /* The one connection; closed at exit, which rolls back an open transaction */
 static PGconn *db = NULL;
@@ -60,7 +61,7 @@ first_line(const char *msg)
 }
 
 PGconn *
-connect_db(const CommonOptions *common)
+connect_db(const char *dsn)
 {
 	const char *keywords[3];
 	const char *values[3];
@@ -69,10 +70,10 @@ connect_db(const CommonOptions *common)
 
 	/* fail() exits: close the connection then, so the server sees a goodbye */
 	atexit(disconnect_db);
-	if (common->dsn)
+	if (dsn)
 	{
 		keywords[n] = "dbname";
-		values[n++] = common->dsn;
+		values[n++] = dsn;
 	}
 	keywords[n] = "fallback_application_name";
 	values[n++] = "hokusai";

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "help.h"
 
 static const char common_help[] =
 "Options every command accepts:\n"

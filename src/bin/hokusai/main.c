@@ -5,8 +5,24 @@
  *
  *	  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGS]
  *
- * This file reads the options that come before the command and dispatches
- * to the command (commands.c).  Failures are reported by fail() (report.c).
+ * The tool is a thin libpq client of the hokusai_auth SQL interface.  Every
+ * value travels as a PQexecParams parameter, every operation is one
+ * statement or one transaction, and every failure ends the program with one
+ * line on stderr and one of the exit codes of report.h (docs/cli.md).
+ *
+ * This file owns the options that come before the command group (--dsn,
+ * --json, --help, --version) and hands the command to commands.c.  Each
+ * module has one header declaring what it exports, and the modules depend
+ * one way only, downwards in this list:
+ *
+ *	main.c			options before the command group, --version
+ *	commands.c		the "auth" commands and their table by name
+ *	conn.c			the connection and the statements sent on it
+ *	output.c		tables and records on stdout, and JSON
+ *	parse.c			a command's options and arguments, checked before connecting
+ *	help.c			the --help texts
+ *	report.c		what is said on stderr, and the exit codes
+ *	key_shape.c		what an API key looks like
  *
  * src/bin/hokusai/main.c
  *
@@ -14,28 +30,13 @@
  */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "commands.h"
+#include "help.h"
+#include "report.h"
 
-typedef struct Command
-{
-	const char *name;
-	int			(*run) (int argc, char **argv, CommonOptions *common);
-} Command;
-
-static const Command commands[] = {
-	{"create-user", cmd_create_user},
-	{"create-key", cmd_create_key},
-	{"list-keys", cmd_list_keys},
-	{"show-key", cmd_show_key},
-	{"revoke-key", cmd_revoke_key},
-	{"rotate-key", cmd_rotate_key},
-	{"usage", cmd_usage},
-	{NULL, NULL}
-};
-
+/* Read the options before "auth", then run the command after it */
 int
 main(int argc, char **argv)
 {
@@ -50,6 +51,7 @@ main(int argc, char **argv)
 	const char *group;
 	const char *name;
 	int			c;
+	int			rc;
 
 	opterr = 0;
 	/* '+': stop at the first non-option, the command group */
@@ -104,19 +106,9 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 
-	for (const Command *cmd = commands; cmd->name; cmd++)
-	{
-		if (strcmp(cmd->name, name) == 0)
-		{
-			int			rc;
-
-			/* the command parses argv[optind..], its name as argv[0] */
-			rc = cmd->run(argc - optind, argv + optind, &common);
-			disconnect_db();
-			if (fflush(stdout) != 0 || ferror(stdout))
-				fail(EXIT_SERVER, "could not write to standard output");
-			return rc;
-		}
-	}
-	fail(EXIT_USAGE, "unknown command \"%s\" (see \"hokusai auth --help\")", name);
+	/* the command parses argv[optind..], its name as argv[0] */
+	rc = run_auth_command(argc - optind, argv + optind, &common);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		fail(EXIT_SERVER, "could not write to standard output");
+	return rc;
 }

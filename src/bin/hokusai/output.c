@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "output.h"
+#include "report.h"
 
 /* Type oids from pg_type.dat; stable across releases */
 #define BOOLOID			16

@@ -1,7 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * parse.c
- *	  Checks of command-line values made before anything reaches the server.
+ *	  The command line of one command: its options, its arguments and the
+ *	  checks of their values, all made before anything reaches the server.
+ *
+ * A command reads its options with start_options() and a loop over
+ * next_option(), which handles the options every command accepts (--dsn,
+ * --json, --help) and every malformed option the same way, then takes its
+ * positional arguments with one_argument() or no_arguments().
  *
  * Durations, counts, key references and CIDR lists are checked here, so a
  * typo is a usage error (exit 2) and nothing is sent.  Key references are
@@ -19,12 +25,93 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "help.h"
 #include "key_shape.h"
+#include "parse.h"
 #include "report.h"
 
 #define MAX_DURATION_SECS	(100LL * 366 * 86400)	/* about a century */
 
+/*
+ * The next option that is specific to the command; --dsn, --json and
+ * --help are handled here, as are unknown options and missing arguments.
+ */
+int
+next_option(int argc, char **argv, const struct option *opts,
+			CommonOptions *common)
+{
+	for (;;)
+	{
+		int			c = getopt_long(argc, argv, ":h", opts, NULL);
+
+		switch (c)
+		{
+			case OPT_DSN:
+				common->dsn = optarg;
+				break;
+			case OPT_JSON:
+				common->json = true;
+				break;
+			case 'h':
+				print_command_help(argv[0]);
+				exit(EXIT_OK);
+			case ':':
+				fail(EXIT_USAGE, "%s: option \"%s\" requires an argument",
+					 argv[0], argv[optind - 1]);
+			case '?':
+				if (optopt && optopt < 256)
+					fail(EXIT_USAGE, "%s: unrecognized option \"-%c\" (see \"hokusai auth %s --help\")",
+						 argv[0], optopt, argv[0]);
+				/* without any "=value": it might be a password */
+				fail(EXIT_USAGE, "%s: unrecognized option \"%.*s\" (see \"hokusai auth %s --help\")",
+					 argv[0], (int) strcspn(argv[optind - 1], "="),
+					 argv[optind - 1], argv[0]);
+			default:
+				return c;
+		}
+	}
+}
+
+/* Before a command's first next_option(): getopt starts afresh, quietly */
+void
+start_options(void)
+{
+	opterr = 0;
+	optind = 0;					/* glibc: start afresh */
+}
+
+/* Exactly one positional argument, named what in messages */
+const char *
+one_argument(int argc, char **argv, const char *what)
+{
+	if (optind >= argc)
+		fail(EXIT_USAGE, "%s: missing %s argument (see \"hokusai auth %s --help\")",
+			 argv[0], what, argv[0]);
+	if (optind + 1 < argc)
+		fail(EXIT_USAGE, "%s: too many arguments (see \"hokusai auth %s --help\")",
+			 argv[0], argv[0]);
+	return argv[optind];
+}
+
+/* No positional argument at all */
+void
+no_arguments(int argc, char **argv)
+{
+	if (optind < argc)
+		fail(EXIT_USAGE, "%s: unexpected argument (see \"hokusai auth %s --help\")",
+			 argv[0], argv[0]);
+}
+
+/* An option the command cannot do without */
+void
+require_option(const char *command, const char *value, const char *option)
+{
+	if (value == NULL)
+		fail(EXIT_USAGE, "%s: %s is required (see \"hokusai auth %s --help\")",
+			 command, option, command);
+}
+
+/* Is s a uuid in its text form (8-4-4-4-12 hex digits)? */
 bool
 looks_like_uuid(const char *s)
 {
