@@ -128,6 +128,21 @@ find_key(PGconn *conn, const char *ref, KeyRefKind kind)
 	return res;
 }
 
+/*
+ * A new key on stdout, flushed before any note on stderr: the key alone
+ * (column 1 of res), or with --json row 0 of res and of more as one object.
+ */
+static void
+show_new_key(const PGresult *res, const PGresult *more, bool json)
+{
+	if (json)
+		print_json_object(res, more);
+	else
+		puts(PQgetvalue(res, 0, 1));
+	fflush(stdout);
+}
+
+/* After a new key and its note: it will not be shown again */
 static void
 warn_key_shown_once(void)
 {
@@ -164,12 +179,7 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
 					" $1::pg_catalog.text AS username, $2::pg_catalog.text AS email",
 					2, values);
 	if (common->json)
-	{
-		json_object_begin();
-		json_result_fields(res, 0);
-		json_object_end();
-		putchar('\n');
-	}
+		print_json_object(res, NULL);
 	else
 	{
 		puts(PQgetvalue(res, 0, 0));
@@ -298,17 +308,7 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	run_command(conn, "COMMIT");
 
 	/* committed: now, and only now, show the key */
-	if (common->json)
-	{
-		json_object_begin();
-		json_result_fields(res, 0);
-		json_result_fields(info, 0);
-		json_object_end();
-		putchar('\n');
-	}
-	else
-		puts(PQgetvalue(res, 0, 1));
-	fflush(stdout);
+	show_new_key(res, info, common->json);
 	note("created api key %s (id %s) for user %s, %s%s",
 		 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), username,
 		 PQgetisnull(res, 0, 3) ? "no expiry" : "expires ",
@@ -389,7 +389,7 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 	}
 
 	if (common->json)
-		json_rows(res);
+		print_json_rows(res);
 	else
 		print_table(res, cols, headers, sizeof(cols) / sizeof(cols[0]));
 	PQclear(res);
@@ -419,15 +419,7 @@ cmd_show_key(int argc, char **argv, CommonOptions *common)
 
 	conn = connect_db(common->dsn);
 	res = find_key(conn, ref, kind);
-	if (common->json)
-	{
-		json_object_begin();
-		json_result_fields(res, 0);
-		json_object_end();
-		putchar('\n');
-	}
-	else
-		print_record(res, 0);
+	print_row(res, common->json);
 	PQclear(res);
 	return EXIT_OK;
 }
@@ -492,12 +484,13 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 	revoked = PQgetvalue(res, 0, 0)[0] == 't';
 	if (common->json)
 	{
-		json_object_begin();
-		json_string_field("id", PQgetvalue(key, 0, COL_ID));
-		json_string_field("key_prefix", PQgetvalue(key, 0, COL_PREFIX));
-		json_raw_field("revoked", revoked ? "true" : "false");
-		json_object_end();
-		putchar('\n');
+		const JsonField fields[] = {
+			{"id", PQgetvalue(key, 0, COL_ID), false},
+			{"key_prefix", PQgetvalue(key, 0, COL_PREFIX), false},
+			{"revoked", revoked ? "true" : "false", true}
+		};
+
+		print_json_fields(fields, sizeof(fields) / sizeof(fields[0]));
 	}
 	else if (revoked)
 		printf("revoked api key %s\n", PQgetvalue(key, 0, COL_PREFIX));
@@ -556,17 +549,7 @@ cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 					1, values);
 	run_command(conn, "COMMIT");
 
-	if (common->json)
-	{
-		json_object_begin();
-		json_result_fields(res, 0);
-		json_result_fields(old, 0);
-		json_object_end();
-		putchar('\n');
-	}
-	else
-		puts(PQgetvalue(res, 0, 1));
-	fflush(stdout);
+	show_new_key(res, old, common->json);
 	note("rotated api key %s: the new key is %s (id %s); the old key stops working at %s",
 		 PQgetvalue(old, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0),
 		 display_value(old, 0, 2));
@@ -661,15 +644,7 @@ cmd_usage(int argc, char **argv, CommonOptions *common)
 					6, values);
 	if (PQntuples(res) == 0)
 		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
-	if (common->json)
-	{
-		json_object_begin();
-		json_result_fields(res, 0);
-		json_object_end();
-		putchar('\n');
-	}
-	else
-		print_record(res, 0);
+	print_row(res, common->json);
 	PQclear(res);
 	return EXIT_OK;
 }
