@@ -1,16 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * commands.c
- *	  The "hokusai auth" commands.
+ *	  The "hokusai auth" commands, and their table by name.
  *
- * Each command checks its whole command line before connecting, then does
- * its work through the hokusai_auth SQL interface in one statement or one
- * transaction, and prints only after the work has committed: a key is
- * never shown for a transaction that did not commit, and a failure never
- * leaves half an operation behind.
+ * Each command's command line is checked whole before connecting (parse.c,
+ * by the command's entry in the table at the end of this file); then the
+ * command does its work through the hokusai_auth SQL interface in one
+ * statement or one transaction, and prints only after the work has
+ * committed: a key is never shown for a transaction that did not commit,
+ * and a failure never leaves half an operation behind.  A command returns
+ * only when it succeeded; every failure ends the program in fail().
  *
  * Plaintext keys appear exactly once, on stdout, from create-key and
  * rotate-key.  Nothing else prints more of a key than its key_prefix.
+ *
+ * Every statement names its tables, functions, types and operators with
+ * their schema: the session's search_path is empty (conn.c).
  *
  * src/bin/hokusai/commands.c
  *
@@ -27,27 +32,6 @@
 #include "parse.h"
 #include "report.h"
 
-/* getopt_long codes of the commands' own options */
-enum
-{
-	OPT_USER = OPT_COMMAND,
-	OPT_NAME,
-	OPT_ENV,
-	OPT_EXPIRES_IN,
-	OPT_EXPIRES_AT,
-	OPT_RATE_LIMIT,
-	OPT_BURST,
-	OPT_ALLOW_IP,
-	OPT_METADATA,
-	OPT_ALL,
-	OPT_REASON,
-	OPT_YES,
-	OPT_GRACE,
-	OPT_SINCE,
-	OPT_UNTIL,
-	OPT_EMAIL
-};
-
 /*
  * Key columns as list-keys, show-key and --json show them (no key_hash:
  * hokusai_auth.keys does not have it).  Table column numbers follow.
@@ -63,17 +47,6 @@ enum
 	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
 	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
 };
-
-static char *
-int_text(int n)
-{
-	char	   *buf = malloc(16);
-
-	if (buf == NULL)
-		fail(EXIT_SERVER, "out of memory");
-	snprintf(buf, 16, "%d", n);
-	return buf;
-}
 
 /*
  * A user given by id (a uuid) or username; sets its id and username, or
@@ -102,30 +75,45 @@ resolve_user(PGconn *conn, const char *arg, char **id, char **username)
 	PQclear(res);
 }
 
+/* The condition on hokusai_auth.keys k that picks the key of query_key() */
+#define KEY_MATCHES \
+	"k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid" \
+	" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
+
 /*
- * One key by id or key_prefix (classified by parse_key_ref()), with its
- * owner's username, or "not found".
+ * Run a query about the command's key argument, or end with "not found"
+ * when it returns no row.  The query picks the key with KEY_MATCHES; its
+ * $1 and $2 are set here (the argument as a uuid or as a key_prefix, the
+ * other NULL), the caller sets values[2..nparams).
  */
 static PGresult *
-find_key(PGconn *conn, const char *ref, KeyRefKind kind)
+query_key(PGconn *conn, const CommandLine *cl, const char *sql, int nparams,
+		  const char **values)
 {
 	PGresult   *res;
+
+	values[0] = cl->key_kind == KEYREF_ID ? cl->argument : NULL;
+	values[1] = cl->key_kind == KEYREF_PREFIX ? cl->argument : NULL;
+	res = run_query(conn, sql, nparams, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "api key %s does not exist", cl->argument);
+	return res;
+}
+
+/* The command's key argument, with its owner's username and successor */
+static PGresult *
+find_key(PGconn *conn, const CommandLine *cl)
+{
 	const char *values[2];
 
-	values[0] = kind == KEYREF_ID ? ref : NULL;
-	values[1] = kind == KEYREF_PREFIX ? ref : NULL;
-	res = run_query(conn,
-					"SELECT " KEY_COLUMNS ", "
-					"(SELECT r.id FROM hokusai_auth.keys r"
-					" WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
-					" FROM hokusai_auth.keys k"
-					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-					" WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
-					" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text",
-					2, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
-	return res;
+	return query_key(conn, cl,
+					 "SELECT " KEY_COLUMNS ", "
+					 "(SELECT r.id FROM hokusai_auth.keys r"
+					 " WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
+					 " FROM hokusai_auth.keys k"
+					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+					 " WHERE " KEY_MATCHES,
+					 2, values);
 }
 
 /*
@@ -152,33 +140,18 @@ warn_key_shown_once(void)
 /*
  * create-user USERNAME [--email EMAIL]
  */
-static int
-cmd_create_user(int argc, char **argv, CommonOptions *common)
+static void
+create_user(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"email", required_argument, NULL, OPT_EMAIL},
-		{NULL, 0, NULL, 0}
-	};
-	const char *values[2] = {NULL, NULL};
-	PGconn	   *conn;
+	const char *values[2] = {cl->argument, cl->value[OPT_EMAIL]};
+	PGconn	   *conn = connect_db(cl->common.dsn);
 	PGresult   *res;
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		if (c == OPT_EMAIL)
-			values[1] = optarg;
-	}
-	values[0] = one_argument(argc, argv, "USERNAME");
-
-	conn = connect_db(common->dsn);
 	res = run_query(conn,
 					"SELECT hokusai_auth.create_user($1::pg_catalog.text, $2::pg_catalog.text) AS id,"
 					" $1::pg_catalog.text AS username, $2::pg_catalog.text AS email",
 					2, values);
-	if (common->json)
+	if (cl->common.json)
 		print_json_object(res, NULL);
 	else
 	{
@@ -186,7 +159,6 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
 		note("created user %s", PQgetvalue(res, 0, 1));
 	}
 	PQclear(res);
-	return EXIT_OK;
 }
 
 /*
@@ -194,31 +166,11 @@ cmd_create_user(int argc, char **argv, CommonOptions *common)
  *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
  *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
  */
-static int
-cmd_create_key(int argc, char **argv, CommonOptions *common)
+static void
+create_key(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"user", required_argument, NULL, OPT_USER},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"env", required_argument, NULL, OPT_ENV},
-		{"expires-in", required_argument, NULL, OPT_EXPIRES_IN},
-		{"expires-at", required_argument, NULL, OPT_EXPIRES_AT},
-		{"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
-		{"burst", required_argument, NULL, OPT_BURST},
-		{"allow-ip", required_argument, NULL, OPT_ALLOW_IP},
-		{"metadata", required_argument, NULL, OPT_METADATA},
-		{NULL, 0, NULL, 0}
-	};
-	const char *user = NULL;
-	const char *name = NULL;
-	const char *env = "live";
-	const char *expires_in = NULL;
-	const char *expires_at = NULL;
-	char	   *rate_limit = NULL;
-	char	   *burst = NULL;
-	char	   *allowed_ips = NULL;
-	const char *metadata = NULL;
+	const char *env = cl->value[OPT_ENV] ? cl->value[OPT_ENV] : "live";
+	const char *expires_in = cl->value[OPT_EXPIRES_IN];
 	char	   *interval = NULL;
 	char	   *user_id;
 	char	   *username;
@@ -226,66 +178,30 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	PGconn	   *conn;
 	PGresult   *res;
 	PGresult   *info;
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		switch (c)
-		{
-			case OPT_USER:
-				user = optarg;
-				break;
-			case OPT_NAME:
-				name = optarg;
-				break;
-			case OPT_ENV:
-				env = optarg;
-				break;
-			case OPT_EXPIRES_IN:
-				expires_in = optarg;
-				break;
-			case OPT_EXPIRES_AT:
-				expires_at = optarg;
-				break;
-			case OPT_RATE_LIMIT:
-				rate_limit = int_text(positive_int_option("--rate-limit", optarg));
-				break;
-			case OPT_BURST:
-				burst = int_text(positive_int_option("--burst", optarg));
-				break;
-			case OPT_ALLOW_IP:
-				append_array_element(&allowed_ips, optarg);
-				break;
-			case OPT_METADATA:
-				metadata = optarg;
-				break;
-		}
-	}
-	no_arguments(argc, argv);
-	require_option(argv[0], user, "--user");
-	require_option(argv[0], name, "--name");
+	require_option(cl, OPT_USER);
+	require_option(cl, OPT_NAME);
 	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
 		fail(EXIT_USAGE, "%s: invalid value \"%s\" for --env: use live or test",
-			 argv[0], env);
-	if (expires_in && expires_at)
+			 cl->command, env);
+	if (expires_in && cl->value[OPT_EXPIRES_AT])
 		fail(EXIT_USAGE, "%s: --expires-in and --expires-at cannot be used together",
-			 argv[0]);
+			 cl->command);
 	if (expires_in)
-		interval = interval_param(duration_option("--expires-in", expires_in, false));
+		interval = duration_param("--expires-in", expires_in, false);
 
-	conn = connect_db(common->dsn);
+	conn = connect_db(cl->common.dsn);
 	run_command(conn, "BEGIN");
-	resolve_user(conn, user, &user_id, &username);
+	resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
 	values[0] = user_id;
-	values[1] = name;
+	values[1] = cl->value[OPT_NAME];
 	values[2] = env;
-	values[3] = expires_at;
+	values[3] = cl->value[OPT_EXPIRES_AT];
 	values[4] = interval;
-	values[5] = rate_limit;
-	values[6] = burst;
-	values[7] = allowed_ips;
-	values[8] = metadata;
+	values[5] = cl->value[OPT_RATE_LIMIT];
+	values[6] = cl->value[OPT_BURST];
+	values[7] = cl->value[OPT_ALLOW_IP];
+	values[8] = cl->value[OPT_METADATA];
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.create_key("
@@ -308,7 +224,7 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	run_command(conn, "COMMIT");
 
 	/* committed: now, and only now, show the key */
-	show_new_key(res, info, common->json);
+	show_new_key(res, info, cl->common.json);
 	note("created api key %s (id %s) for user %s, %s%s",
 		 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), username,
 		 PQgetisnull(res, 0, 3) ? "no expiry" : "expires ",
@@ -316,21 +232,14 @@ cmd_create_key(int argc, char **argv, CommonOptions *common)
 	warn_key_shown_once();
 	PQclear(res);
 	PQclear(info);
-	return EXIT_OK;
 }
 
 /*
  * list-keys [--user USER] [--all]
  */
-static int
-cmd_list_keys(int argc, char **argv, CommonOptions *common)
+static void
+list_keys(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"user", required_argument, NULL, OPT_USER},
-		{"all", no_argument, NULL, OPT_ALL},
-		{NULL, 0, NULL, 0}
-	};
 	static const int cols[] = {
 		COL_PREFIX, COL_NAME, COL_USERNAME, COL_ENV, COL_STATUS,
 		COL_CREATED, COL_EXPIRES, COL_LAST_USED, COL_ID
@@ -339,32 +248,19 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 		"PREFIX", "NAME", "USER", "ENV", "STATUS",
 		"CREATED", "EXPIRES", "LAST USED", "ID"
 	};
-	const char *user = NULL;
-	bool		all = false;
-	PGconn	   *conn;
+	const char *all = cl->value[OPT_ALL] ? "true" : "false";
+	PGconn	   *conn = connect_db(cl->common.dsn);
 	PGresult   *res;
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		if (c == OPT_USER)
-			user = optarg;
-		else if (c == OPT_ALL)
-			all = true;
-	}
-	no_arguments(argc, argv);
-
-	conn = connect_db(common->dsn);
-	if (user)
+	if (cl->value[OPT_USER])
 	{
 		char	   *user_id;
 		char	   *username;
 		const char *values[2];
 
-		resolve_user(conn, user, &user_id, &username);
+		resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
 		values[0] = user_id;
-		values[1] = all ? "true" : "false";
+		values[1] = all;
 		res = run_query(conn,
 						"SELECT " KEY_COLUMNS
 						" FROM hokusai_auth.list_keys($1::pg_catalog.uuid) k"
@@ -375,9 +271,6 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 						2, values);
 	}
 	else
-	{
-		const char *values[1] = {all ? "true" : "false"};
-
 		res = run_query(conn,
 						"SELECT " KEY_COLUMNS
 						" FROM hokusai_auth.keys k"
@@ -385,84 +278,46 @@ cmd_list_keys(int argc, char **argv, CommonOptions *common)
 						" WHERE $1::pg_catalog.bool"
 						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
 						" ORDER BY u.username, k.created_at, k.id",
-						1, values);
-	}
+						1, &all);
 
-	if (common->json)
+	if (cl->common.json)
 		print_json_rows(res);
 	else
 		print_table(res, cols, headers, sizeof(cols) / sizeof(cols[0]));
 	PQclear(res);
-	return EXIT_OK;
 }
 
 /*
  * show-key KEY_ID_OR_PREFIX
  */
-static int
-cmd_show_key(int argc, char **argv, CommonOptions *common)
+static void
+show_key(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{NULL, 0, NULL, 0}
-	};
-	const char *ref;
-	KeyRefKind	kind;
-	PGconn	   *conn;
-	PGresult   *res;
+	PGresult   *res = find_key(connect_db(cl->common.dsn), cl);
 
-	start_options();
-	while (next_option(argc, argv, opts, common) != -1)
-		;
-	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
-	kind = parse_key_ref(argv[0], ref);
-
-	conn = connect_db(common->dsn);
-	res = find_key(conn, ref, kind);
-	print_row(res, common->json);
+	print_row(res, cl->common.json);
 	PQclear(res);
-	return EXIT_OK;
 }
 
 /*
  * revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]
  */
-static int
-cmd_revoke_key(int argc, char **argv, CommonOptions *common)
+static void
+revoke_key(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"reason", required_argument, NULL, OPT_REASON},
-		{"yes", no_argument, NULL, OPT_YES},
-		{NULL, 0, NULL, 0}
-	};
-	const char *ref;
-	const char *reason = NULL;
-	bool		yes = false;
-	KeyRefKind	kind;
+	bool		yes = cl->value[OPT_YES] != NULL;
 	PGconn	   *conn;
 	PGresult   *key;
 	PGresult   *res;
 	const char *values[2];
 	bool		revoked;
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		if (c == OPT_REASON)
-			reason = optarg;
-		else if (c == OPT_YES)
-			yes = true;
-	}
-	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
-	kind = parse_key_ref(argv[0], ref);
 	if (!yes && !isatty(STDIN_FILENO))
 		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
-			 argv[0]);
+			 cl->command);
 
-	conn = connect_db(common->dsn);
-	key = find_key(conn, ref, kind);
+	conn = connect_db(cl->common.dsn);
+	key = find_key(conn, cl);
 	if (!yes)
 	{
 		char		question[1024];
@@ -473,16 +328,16 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 				 PQgetvalue(key, 0, COL_USERNAME));
 		if (!confirm(question))
 			fail(EXIT_CANCELLED, "%s: not confirmed; api key %s was not revoked",
-				 argv[0], PQgetvalue(key, 0, COL_PREFIX));
+				 cl->command, PQgetvalue(key, 0, COL_PREFIX));
 	}
 
 	values[0] = PQgetvalue(key, 0, COL_ID);
-	values[1] = reason;
+	values[1] = cl->value[OPT_REASON];
 	res = run_query(conn,
 					"SELECT hokusai_auth.revoke_key($1::pg_catalog.uuid, $2::pg_catalog.text) AS revoked",
 					2, values);
 	revoked = PQgetvalue(res, 0, 0)[0] == 't';
-	if (common->json)
+	if (cl->common.json)
 	{
 		const JsonField fields[] = {
 			{"id", PQgetvalue(key, 0, COL_ID), false},
@@ -499,44 +354,24 @@ cmd_revoke_key(int argc, char **argv, CommonOptions *common)
 			   PQgetvalue(key, 0, COL_PREFIX));
 	PQclear(res);
 	PQclear(key);
-	return EXIT_OK;
 }
 
 /*
  * rotate-key KEY_ID_OR_PREFIX [--grace DURATION]
  */
-static int
-cmd_rotate_key(int argc, char **argv, CommonOptions *common)
+static void
+rotate_key(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"grace", required_argument, NULL, OPT_GRACE},
-		{NULL, 0, NULL, 0}
-	};
-	const char *ref;
-	char	   *grace = interval_param(0);
-	KeyRefKind	kind;
-	PGconn	   *conn;
+	const char *values[2];
+	PGconn	   *conn = connect_db(cl->common.dsn);
 	PGresult   *key;
 	PGresult   *res;
 	PGresult   *old;
-	const char *values[2];
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		if (c == OPT_GRACE)
-			grace = interval_param(duration_option("--grace", optarg, true));
-	}
-	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
-	kind = parse_key_ref(argv[0], ref);
-
-	conn = connect_db(common->dsn);
 	run_command(conn, "BEGIN");
-	key = find_key(conn, ref, kind);
+	key = find_key(conn, cl);
 	values[0] = PQgetvalue(key, 0, COL_ID);
-	values[1] = grace;
+	values[1] = cl->value[OPT_GRACE] ? cl->value[OPT_GRACE] : interval_param(0);
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.rotate_key(key_id => $1::pg_catalog.uuid,"
@@ -549,7 +384,7 @@ cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 					1, values);
 	run_command(conn, "COMMIT");
 
-	show_new_key(res, old, common->json);
+	show_new_key(res, old, cl->common.json);
 	note("rotated api key %s: the new key is %s (id %s); the old key stops working at %s",
 		 PQgetvalue(old, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0),
 		 display_value(old, 0, 2));
@@ -557,25 +392,6 @@ cmd_rotate_key(int argc, char **argv, CommonOptions *common)
 	PQclear(key);
 	PQclear(res);
 	PQclear(old);
-	return EXIT_OK;
-}
-
-/* A --since or --until value: a duration ago, or a timestamp */
-static void
-time_option(const char *value, const char **timestamp, char **ago)
-{
-	long long	seconds;
-
-	if (parse_duration(value, &seconds))
-	{
-		*timestamp = NULL;
-		*ago = interval_param(seconds);
-	}
-	else
-	{
-		*timestamp = value;
-		*ago = NULL;
-	}
 }
 
 /*
@@ -584,37 +400,18 @@ time_option(const char *value, const char **timestamp, char **ago)
  * One aggregate over hokusai_auth.api_key_usage; the key's row is the
  * outer side, so an unknown key gives no row and a quiet key gives zeros.
  */
-static int
-cmd_usage(int argc, char **argv, CommonOptions *common)
+static void
+usage(const CommandLine *cl)
 {
-	static const struct option opts[] = {
-		COMMON_OPTIONS,
-		{"since", required_argument, NULL, OPT_SINCE},
-		{"until", required_argument, NULL, OPT_UNTIL},
-		{NULL, 0, NULL, 0}
-	};
-	const char *ref;
-	KeyRefKind	kind;
-	const char *values[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+	const char *values[6];
 	PGconn	   *conn;
 	PGresult   *res;
-	int			c;
 
-	start_options();
-	while ((c = next_option(argc, argv, opts, common)) != -1)
-	{
-		if (c == OPT_SINCE)
-			time_option(optarg, &values[2], (char **) &values[3]);
-		else if (c == OPT_UNTIL)
-			time_option(optarg, &values[4], (char **) &values[5]);
-	}
-	ref = one_argument(argc, argv, "KEY_ID_OR_PREFIX");
-	kind = parse_key_ref(argv[0], ref);
-	values[0] = kind == KEYREF_ID ? ref : NULL;
-	values[1] = kind == KEYREF_PREFIX ? ref : NULL;
+	time_param(cl->value[OPT_SINCE], &values[2], &values[3]);
+	time_param(cl->value[OPT_UNTIL], &values[4], &values[5]);
 
-	conn = connect_db(common->dsn);
-	res = run_query(conn,
+	conn = connect_db(cl->common.dsn);
+	res = query_key(conn, cl,
 					"WITH b AS (SELECT"
 					" coalesce($3::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval) AS since,"
@@ -638,48 +435,51 @@ cmd_usage(int argc, char **argv, CommonOptions *common)
 					" ON u.api_key_id OPERATOR(pg_catalog.=) k.id"
 					" AND (b.since IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.>=) b.since)"
 					" AND (b.until IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.<) b.until)"
-					" WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
-					" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
+					" WHERE " KEY_MATCHES
 					" GROUP BY k.id, k.key_prefix, b.since, b.until",
 					6, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "api key %s does not exist", ref);
-	print_row(res, common->json);
+	print_row(res, cl->common.json);
 	PQclear(res);
-	return EXIT_OK;
 }
 
-/* The commands by name */
+/* The commands: what each accepts, and the function that does it */
 static const struct
 {
-	const char *name;
-	int			(*run) (int argc, char **argv, CommonOptions *common);
+	CommandSyntax syntax;
+	void		(*run) (const CommandLine *cl);
 }			commands[] = {
-	{"create-user", cmd_create_user},
-	{"create-key", cmd_create_key},
-	{"list-keys", cmd_list_keys},
-	{"show-key", cmd_show_key},
-	{"revoke-key", cmd_revoke_key},
-	{"rotate-key", cmd_rotate_key},
-	{"usage", cmd_usage},
-	{NULL, NULL}
+	{{"create-user", OPTION_SET(OPT_EMAIL), "USERNAME"}, create_user},
+	{{"create-key",
+			OPTION_SET(OPT_USER) | OPTION_SET(OPT_NAME) | OPTION_SET(OPT_ENV) |
+			OPTION_SET(OPT_EXPIRES_IN) | OPTION_SET(OPT_EXPIRES_AT) |
+			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) |
+			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA),
+		NULL}, create_key},
+	{{"list-keys", OPTION_SET(OPT_USER) | OPTION_SET(OPT_ALL), NULL}, list_keys},
+	{{"show-key", 0, KEY_ARGUMENT}, show_key},
+	{{"revoke-key", OPTION_SET(OPT_REASON) | OPTION_SET(OPT_YES), KEY_ARGUMENT}, revoke_key},
+	{{"rotate-key", OPTION_SET(OPT_GRACE), KEY_ARGUMENT}, rotate_key},
+	{{"usage", OPTION_SET(OPT_SINCE) | OPTION_SET(OPT_UNTIL), KEY_ARGUMENT}, usage},
 };
 
 /*
- * Run the command named argv[0] (its arguments follow), close the
- * connection and return its exit code; an unknown name is a usage error.
+ * Run the command named argv[0] (its arguments follow) and close the
+ * connection.  Returns EXIT_OK: a command that fails does not return.  An
+ * unknown name is a usage error.
  */
 int
-run_auth_command(int argc, char **argv, CommonOptions *common)
+run_auth_command(int argc, char **argv, const CommonOptions *common)
 {
-	for (int i = 0; commands[i].name; i++)
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 	{
-		if (strcmp(commands[i].name, argv[0]) == 0)
+		if (strcmp(commands[i].syntax.name, argv[0]) == 0)
 		{
-			int			rc = commands[i].run(argc, argv, common);
+			CommandLine cl = {.common = *common};
 
+			parse_command_line(argc, argv, &commands[i].syntax, &cl);
+			commands[i].run(&cl);
 			disconnect_db();
-			return rc;
+			return EXIT_OK;
 		}
 	}
 	fail(EXIT_USAGE, "unknown command \"%s\" (see \"hokusai auth --help\")", argv[0]);

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * commands.h
- *	  The "hokusai auth" commands.
+ *	  The "hokusai auth" commands, run by name.
  *
  * src/bin/hokusai/commands.h
  *
@@ -12,6 +12,6 @@
 
 #include "parse.h"
 
-extern int	run_auth_command(int argc, char **argv, CommonOptions *common);
+extern int	run_auth_command(int argc, char **argv, const CommonOptions *common);
 
 #endif							/* HOKUSAI_COMMANDS_H */
