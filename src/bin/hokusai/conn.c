@@ -23,6 +23,10 @@
  * and every statement the tool sends names its objects, types, functions
  * and operators with their schema besides (DESIGN.md section 11).
  *
+ * There is one connection per run.  connect_db() registers disconnect_db()
+ * with atexit(), so the connection is closed however the program ends and
+ * the server rolls back a transaction that a failure left open.
+ *
  * src/bin/hokusai/conn.c
  *
  *-------------------------------------------------------------------------
@@ -37,6 +41,7 @@
 /* The one connection; closed at exit, which rolls back an open transaction */
 static PGconn *db = NULL;
 
+/* The notice processor: notices are not shown */
 static void
 ignore_notice(void *arg, const char *message)
 {
@@ -60,6 +65,10 @@ first_line(const char *msg)
 	return buf;
 }
 
+/*
+ * Connect with dsn (NULL: the libpq environment), empty the search_path
+ * and fix the date style; any failure ends the program.
+ */
 PGconn *
 connect_db(const char *dsn)
 {
@@ -100,6 +109,7 @@ connect_db(const char *dsn)
 	return db;
 }
 
+/* Close the connection, if there is one; also run at exit */
 void
 disconnect_db(void)
 {

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * output.c
- *	  Tables and records for people, JSON for scripts.
+ *	  Everything the hokusai tool prints on stdout: tables and records for
+ *	  people, JSON for scripts (one object or one array, on one line).
  *
  * Both forms are produced from query results.  In tables NULL shows as
  * "-" and timestamps lose their fractional seconds.  In JSON, booleans,
