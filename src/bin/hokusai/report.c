@@ -99,7 +99,12 @@ char *
 redact_secrets(const char *s)
 {
 	size_t		len = strlen(s);
-	char	   *out = malloc(len + 1);
+
+	/*
+	 * A run of KEY_SHAPE_PREFIX_LEN + 1 or + 2 characters grows by 2 or 1:
+	 * at most 2 more bytes for every 17 of s.
+	 */
+	char	   *out = malloc(2 * len + 1);
 	size_t		o = 0;
 
 	if (out == NULL)
@@ -115,7 +120,7 @@ redact_secrets(const char *s)
 		{
 			memcpy(out + o, s + i, KEY_SHAPE_PREFIX_LEN);
 			o += KEY_SHAPE_PREFIX_LEN;
-			memcpy(out + o, "...", 3);	/* shorter than what it hides */
+			memcpy(out + o, "...", 3);
 			o += 3;
 			i += run;
 		}
