@@ -75,14 +75,14 @@ installcheck-isolation:
 installcheck-tap:
 	$(prove_installcheck)
 
-# The hokusai command-line tool (src/cli), built and installed with the extension.
+# The hokusai command-line tool (src/bin/hokusai), built and installed with the extension.
 all: hokusai-cli
 hokusai-cli:
-	$(MAKE) -C src/cli
+	$(MAKE) -C src/bin/hokusai
 install: install-cli
 install-cli: hokusai-cli
-	$(MAKE) -C src/cli install
+	$(MAKE) -C src/bin/hokusai install
 clean: clean-cli
 clean-cli:
-	$(MAKE) -C src/cli clean
+	$(MAKE) -C src/bin/hokusai clean
 .PHONY: hokusai-cli install-cli clean-cli

@@ -1,14 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * output.c
- *	  Tables and records for people, JSON for scripts.
+ *	  Everything the hokusai tool prints on stdout: tables and records for
+ *	  people, JSON for scripts (one object or one array, on one line).
  *
  * Both forms are produced from query results.  In tables NULL shows as
  * "-" and timestamps lose their fractional seconds.  In JSON, booleans,
  * numbers and json/jsonb columns are written as JSON values, NULL as null,
  * timestamps as RFC 3339 strings, everything else as strings.
  *
- * src/cli/output.c
+ * src/bin/hokusai/output.c
  *
  *-------------------------------------------------------------------------
  */
@@ -16,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "output.h"
+#include "report.h"
 
 /* Type oids from pg_type.dat; stable across releases */
 #define BOOLOID			16
@@ -115,7 +117,7 @@ print_table(const PGresult *res, const int *cols, const char *const *headers,
 /*
  * One row as "column: value" lines.
  */
-void
+static void
 print_record(const PGresult *res, int row)
 {
 	int			nfields = PQnfields(res);
@@ -133,34 +135,22 @@ print_record(const PGresult *res, int row)
 static void
 json_string(const char *s)
 {
+	/* characters with a short escape, and their escapes in the same order */
+	static const char short_escaped[] = "\"\\\n\t\r";
+	static const char *const short_escapes[] = {"\\\"", "\\\\", "\\n", "\\t", "\\r"};
+
 	putchar('"');
 	for (; *s; s++)
 	{
 		unsigned char ch = (unsigned char) *s;
+		const char *esc = strchr(short_escaped, ch);
 
-		switch (ch)
-		{
-			case '"':
-				fputs("\\\"", stdout);
-				break;
-			case '\\':
-				fputs("\\\\", stdout);
-				break;
-			case '\n':
-				fputs("\\n", stdout);
-				break;
-			case '\t':
-				fputs("\\t", stdout);
-				break;
-			case '\r':
-				fputs("\\r", stdout);
-				break;
-			default:
-				if (ch < 0x20 || ch == 0x7f)
-					printf("\\u%04x", ch);
-				else
-					putchar(ch);
-		}
+		if (esc)
+			fputs(short_escapes[esc - short_escaped], stdout);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
 	}
 	putchar('"');
 }
@@ -189,6 +179,15 @@ json_timestamp(const char *v)
 	json_string(buf);
 }
 
+/* Open an object; its first field comes next */
+static void
+json_object_begin(void)
+{
+	putchar('{');
+	json_first_field = true;
+}
+
+/* The name of the next field of the current object, after a comma if needed */
 static void
 json_field_name(const char *name)
 {
@@ -199,38 +198,8 @@ json_field_name(const char *name)
 	putchar(':');
 }
 
-void
-json_object_begin(void)
-{
-	putchar('{');
-	json_first_field = true;
-}
-
-void
-json_object_end(void)
-{
-	putchar('}');
-}
-
-void
-json_string_field(const char *name, const char *value)
-{
-	json_field_name(name);
-	if (value)
-		json_string(value);
-	else
-		fputs("null", stdout);
-}
-
-void
-json_raw_field(const char *name, const char *raw)
-{
-	json_field_name(name);
-	fputs(raw, stdout);
-}
-
 /* Every column of one row as fields of the current object */
-void
+static void
 json_result_fields(const PGresult *res, int row)
 {
 	for (int c = 0; c < PQnfields(res); c++)
@@ -273,18 +242,67 @@ json_result_fields(const PGresult *res, int row)
 	}
 }
 
+/* Row `row` of each result in res[0..nres) as the fields of one object */
+static void
+json_object(const PGresult *const *res, int nres, int row)
+{
+	json_object_begin();
+	for (int i = 0; i < nres; i++)
+		json_result_fields(res[i], row);
+	putchar('}');
+}
+
+/*
+ * Row 0 of res, and of more unless it is NULL, as one JSON object on one
+ * line: the output of a command that makes or changes one thing.
+ */
+void
+print_json_object(const PGresult *res, const PGresult *more)
+{
+	const PGresult *both[2] = {res, more};
+
+	json_object(both, more ? 2 : 1, 0);
+	putchar('\n');
+}
+
+/* Row 0 of res as one JSON object on one line, or as a record for people */
+void
+print_row(const PGresult *res, bool json)
+{
+	if (json)
+		print_json_object(res, NULL);
+	else
+		print_record(res, 0);
+}
+
 /* All rows as a JSON array of objects, on one line */
 void
-json_rows(const PGresult *res)
+print_json_rows(const PGresult *res)
 {
 	putchar('[');
 	for (int r = 0; r < PQntuples(res); r++)
 	{
 		if (r > 0)
 			putchar(',');
-		json_object_begin();
-		json_result_fields(res, r);
-		json_object_end();
+		json_object(&res, 1, r);
 	}
 	puts("]");
+}
+
+/* Fields given one by one as one JSON object on one line */
+void
+print_json_fields(const JsonField *fields, int nfields)
+{
+	json_object_begin();
+	for (int i = 0; i < nfields; i++)
+	{
+		json_field_name(fields[i].name);
+		if (fields[i].value == NULL)
+			fputs("null", stdout);
+		else if (fields[i].raw)
+			fputs(fields[i].value, stdout);
+		else
+			json_string(fields[i].value);
+	}
+	puts("}");
 }

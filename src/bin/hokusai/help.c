@@ -1,16 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * help.c
- *	  --help texts.  docs/cli.md says the same at more length.
+ *	  The --help texts of the hokusai tool: of the program, of the "auth"
+ *	  group and of each command.  docs/cli.md says the same at more length,
+ *	  and test/t/051_reference.pl holds docs/reference.md to the synopses.
  *
- * src/cli/help.c
+ * src/bin/hokusai/help.c
  *
  *-------------------------------------------------------------------------
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "help.h"
 
 static const char common_help[] =
 "Options every command accepts:\n"
@@ -36,6 +38,7 @@ static const char commands_help[] =
 "  rotate-key  KEY_ID_OR_PREFIX [--grace DURATION]\n"
 "  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n";
 
+/* hokusai --help */
 void
 print_main_help(void)
 {
@@ -47,6 +50,7 @@ print_main_help(void)
 		   "%s\n%s\n%s", commands_help, common_help, exit_help);
 }
 
+/* hokusai auth --help */
 void
 print_auth_help(void)
 {
@@ -108,6 +112,7 @@ static const CommandHelp command_help[] = {
 	{NULL, NULL}
 };
 
+/* hokusai auth COMMAND --help; false for an unknown command */
 bool
 print_command_help(const char *command)
 {

@@ -23,7 +23,11 @@
  * and every statement the tool sends names its objects, types, functions
  * and operators with their schema besides (DESIGN.md section 11).
  *
- * src/cli/conn.c
+ * There is one connection per run.  connect_db() registers disconnect_db()
+ * with atexit(), so the connection is closed however the program ends and
+ * the server rolls back a transaction that a failure left open.
+ *
+ * src/bin/hokusai/conn.c
  *
  *-------------------------------------------------------------------------
  */
@@ -31,11 +35,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hokusai.h"
+#include "conn.h"
+#include "report.h"
 
-/* The one connection; fail() closes it, which rolls back an open transaction */
+/* The one connection; closed at exit, which rolls back an open transaction */
 static PGconn *db = NULL;
 
+/* The notice processor: notices are not shown */
 static void
 ignore_notice(void *arg, const char *message)
 {
@@ -59,18 +65,24 @@ first_line(const char *msg)
 	return buf;
 }
 
+/*
+ * Connect with dsn (NULL: the libpq environment), empty the search_path
+ * and fix the date style; any failure ends the program.
+ */
 PGconn *
-connect_db(const CommonOptions *common)
+connect_db(const char *dsn)
 {
 	const char *keywords[3];
 	const char *values[3];
 	int			n = 0;
 	PGresult   *res;
 
-	if (common->dsn)
+	/* fail() exits: close the connection then, so the server sees a goodbye */
+	atexit(disconnect_db);
+	if (dsn)
 	{
 		keywords[n] = "dbname";
-		values[n++] = common->dsn;
+		values[n++] = dsn;
 	}
 	keywords[n] = "fallback_application_name";
 	values[n++] = "hokusai";
@@ -97,6 +109,7 @@ connect_db(const CommonOptions *common)
 	return db;
 }
 
+/* Close the connection, if there is one; also run at exit */
 void
 disconnect_db(void)
 {

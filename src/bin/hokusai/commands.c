@@ -1,0 +1,486 @@
+/*-------------------------------------------------------------------------
+ *
+ * commands.c
+ *	  The "hokusai auth" commands, and their table by name.
+ *
+ * Each command's command line is checked whole before connecting (parse.c,
+ * by the command's entry in the table at the end of this file); then the
+ * command does its work through the hokusai_auth SQL interface in one
+ * statement or one transaction, and prints only after the work has
+ * committed: a key is never shown for a transaction that did not commit,
+ * and a failure never leaves half an operation behind.  A command returns
+ * only when it succeeded; every failure ends the program in fail().
+ *
+ * Plaintext keys appear exactly once, on stdout, from create-key and
+ * rotate-key.  Nothing else prints more of a key than its key_prefix.
+ *
+ * Every statement names its tables, functions, types and operators with
+ * their schema: the session's search_path is empty (conn.c).
+ *
+ * src/bin/hokusai/commands.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "conn.h"
+#include "output.h"
+#include "parse.h"
+#include "report.h"
+
+/*
+ * Key columns as list-keys, show-key and --json show them (no key_hash:
+ * hokusai_auth.keys does not have it).  Table column numbers follow.
+ */
+#define KEY_COLUMNS \
+	"k.id, k.key_prefix, k.user_id, u.username, k.name, k.environment, " \
+	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
+	"k.rate_limit_per_hour, k.burst_limit, " \
+	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from"
+
+enum
+{
+	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
+	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
+};
+
+/*
+ * A user given by id (a uuid) or username; sets its id and username, or
+ * ends with "not found".
+ */
+static void
+resolve_user(PGconn *conn, const char *arg, char **id, char **username)
+{
+	PGresult   *res;
+	const char *values[1] = {arg};
+
+	if (looks_like_uuid(arg))
+		res = run_query(conn,
+						"SELECT u.id, u.username FROM hokusai_auth.users u"
+						" WHERE u.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+						1, values);
+	else
+		res = run_query(conn,
+						"SELECT u.id, u.username FROM hokusai_auth.users u"
+						" WHERE u.username OPERATOR(pg_catalog.=) $1::pg_catalog.text",
+						1, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "user \"%s\" does not exist", arg);
+	*id = strdup(PQgetvalue(res, 0, 0));
+	*username = strdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+}
+
+/* The condition on hokusai_auth.keys k that picks the key of query_key() */
+#define KEY_MATCHES \
+	"k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid" \
+	" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
+
+/*
+ * Run a query about the command's key argument, or end with "not found"
+ * when it returns no row.  The query picks the key with KEY_MATCHES; its
+ * $1 and $2 are set here (the argument as a uuid or as a key_prefix, the
+ * other NULL), the caller sets values[2..nparams).
+ */
+static PGresult *
+query_key(PGconn *conn, const CommandLine *cl, const char *sql, int nparams,
+		  const char **values)
+{
+	PGresult   *res;
+
+	values[0] = cl->key_kind == KEYREF_ID ? cl->argument : NULL;
+	values[1] = cl->key_kind == KEYREF_PREFIX ? cl->argument : NULL;
+	res = run_query(conn, sql, nparams, values);
+	if (PQntuples(res) == 0)
+		fail(EXIT_NOT_FOUND, "api key %s does not exist", cl->argument);
+	return res;
+}
+
+/* The command's key argument, with its owner's username and successor */
+static PGresult *
+find_key(PGconn *conn, const CommandLine *cl)
+{
+	const char *values[2];
+
+	return query_key(conn, cl,
+					 "SELECT " KEY_COLUMNS ", "
+					 "(SELECT r.id FROM hokusai_auth.keys r"
+					 " WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
+					 " FROM hokusai_auth.keys k"
+					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+					 " WHERE " KEY_MATCHES,
+					 2, values);
+}
+
+/*
+ * A new key on stdout, flushed before any note on stderr: the key alone
+ * (column 1 of res), or with --json row 0 of res and of more as one object.
+ */
+static void
+show_new_key(const PGresult *res, const PGresult *more, bool json)
+{
+	if (json)
+		print_json_object(res, more);
+	else
+		puts(PQgetvalue(res, 0, 1));
+	fflush(stdout);
+}
+
+/* After a new key and its note: it will not be shown again */
+static void
+warn_key_shown_once(void)
+{
+	note("warning: the key printed on stdout will not be shown again; store it now");
+}
+
+/*
+ * create-user USERNAME [--email EMAIL]
+ */
+static void
+create_user(const CommandLine *cl)
+{
+	const char *values[2] = {cl->argument, cl->value[OPT_EMAIL]};
+	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGresult   *res;
+
+	res = run_query(conn,
+					"SELECT hokusai_auth.create_user($1::pg_catalog.text, $2::pg_catalog.text) AS id,"
+					" $1::pg_catalog.text AS username, $2::pg_catalog.text AS email",
+					2, values);
+	if (cl->common.json)
+		print_json_object(res, NULL);
+	else
+	{
+		puts(PQgetvalue(res, 0, 0));
+		note("created user %s", PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+}
+
+/*
+ * create-key --user USER --name NAME [--env live|test]
+ *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
+ *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
+ */
+static void
+create_key(const CommandLine *cl)
+{
+	const char *env = cl->value[OPT_ENV] ? cl->value[OPT_ENV] : "live";
+	const char *expires_in = cl->value[OPT_EXPIRES_IN];
+	char	   *interval = NULL;
+	char	   *user_id;
+	char	   *username;
+	const char *values[9];
+	PGconn	   *conn;
+	PGresult   *res;
+	PGresult   *info;
+
+	require_option(cl, OPT_USER);
+	require_option(cl, OPT_NAME);
+	if (strcmp(env, "live") != 0 && strcmp(env, "test") != 0)
+		fail(EXIT_USAGE, "%s: invalid value \"%s\" for --env: use live or test",
+			 cl->command, env);
+	if (expires_in && cl->value[OPT_EXPIRES_AT])
+		fail(EXIT_USAGE, "%s: --expires-in and --expires-at cannot be used together",
+			 cl->command);
+	if (expires_in)
+		interval = duration_param("--expires-in", expires_in, false);
+
+	conn = connect_db(cl->common.dsn);
+	run_command(conn, "BEGIN");
+	resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
+	values[0] = user_id;
+	values[1] = cl->value[OPT_NAME];
+	values[2] = env;
+	values[3] = cl->value[OPT_EXPIRES_AT];
+	values[4] = interval;
+	values[5] = cl->value[OPT_RATE_LIMIT];
+	values[6] = cl->value[OPT_BURST];
+	values[7] = cl->value[OPT_ALLOW_IP];
+	values[8] = cl->value[OPT_METADATA];
+	res = run_query(conn,
+					"SELECT id, key, key_prefix, expires_at"
+					" FROM hokusai_auth.create_key("
+					"user_id => $1::pg_catalog.uuid, name => $2::pg_catalog.text,"
+					" environment => $3::pg_catalog.text,"
+					" expires_at => coalesce($4::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.+) $5::pg_catalog.interval),"
+					" rate_limit_per_hour => $6::pg_catalog.int4, burst_limit => $7::pg_catalog.int4,"
+					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb)",
+					9, values);
+	values[0] = PQgetvalue(res, 0, 0);
+	info = run_query(conn,
+					 "SELECT k.user_id, u.username, k.name, k.environment,"
+					 " k.rate_limit_per_hour, k.burst_limit,"
+					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata"
+					 " FROM hokusai_auth.keys k"
+					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+					 " WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+					 1, values);
+	run_command(conn, "COMMIT");
+
+	/* committed: now, and only now, show the key */
+	show_new_key(res, info, cl->common.json);
+	note("created api key %s (id %s) for user %s, %s%s",
+		 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), username,
+		 PQgetisnull(res, 0, 3) ? "no expiry" : "expires ",
+		 display_value(res, 0, 3)[0] == '-' ? "" : display_value(res, 0, 3));
+	warn_key_shown_once();
+	PQclear(res);
+	PQclear(info);
+}
+
+/*
+ * list-keys [--user USER] [--all]
+ */
+static void
+list_keys(const CommandLine *cl)
+{
+	static const int cols[] = {
+		COL_PREFIX, COL_NAME, COL_USERNAME, COL_ENV, COL_STATUS,
+		COL_CREATED, COL_EXPIRES, COL_LAST_USED, COL_ID
+	};
+	static const char *const headers[] = {
+		"PREFIX", "NAME", "USER", "ENV", "STATUS",
+		"CREATED", "EXPIRES", "LAST USED", "ID"
+	};
+	const char *all = cl->value[OPT_ALL] ? "true" : "false";
+	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGresult   *res;
+
+	if (cl->value[OPT_USER])
+	{
+		char	   *user_id;
+		char	   *username;
+		const char *values[2];
+
+		resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
+		values[0] = user_id;
+		values[1] = all;
+		res = run_query(conn,
+						"SELECT " KEY_COLUMNS
+						" FROM hokusai_auth.list_keys($1::pg_catalog.uuid) k"
+						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+						" WHERE $2::pg_catalog.bool"
+						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" ORDER BY k.created_at, k.id",
+						2, values);
+	}
+	else
+		res = run_query(conn,
+						"SELECT " KEY_COLUMNS
+						" FROM hokusai_auth.keys k"
+						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+						" WHERE $1::pg_catalog.bool"
+						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" ORDER BY u.username, k.created_at, k.id",
+						1, &all);
+
+	if (cl->common.json)
+		print_json_rows(res);
+	else
+		print_table(res, cols, headers, sizeof(cols) / sizeof(cols[0]));
+	PQclear(res);
+}
+
+/*
+ * show-key KEY_ID_OR_PREFIX
+ */
+static void
+show_key(const CommandLine *cl)
+{
+	PGresult   *res = find_key(connect_db(cl->common.dsn), cl);
+
+	print_row(res, cl->common.json);
+	PQclear(res);
+}
+
+/*
+ * revoke-key KEY_ID_OR_PREFIX [--reason TEXT] [--yes]
+ */
+static void
+revoke_key(const CommandLine *cl)
+{
+	bool		yes = cl->value[OPT_YES] != NULL;
+	PGconn	   *conn;
+	PGresult   *key;
+	PGresult   *res;
+	const char *values[2];
+	bool		revoked;
+
+	if (!yes && !isatty(STDIN_FILENO))
+		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
+			 cl->command);
+
+	conn = connect_db(cl->common.dsn);
+	key = find_key(conn, cl);
+	if (!yes)
+	{
+		char		question[1024];
+
+		snprintf(question, sizeof(question),
+				 "Revoke api key %s (\"%s\" of user %s)? It stops working at once and cannot be restored.",
+				 PQgetvalue(key, 0, COL_PREFIX), PQgetvalue(key, 0, COL_NAME),
+				 PQgetvalue(key, 0, COL_USERNAME));
+		if (!confirm(question))
+			fail(EXIT_CANCELLED, "%s: not confirmed; api key %s was not revoked",
+				 cl->command, PQgetvalue(key, 0, COL_PREFIX));
+	}
+
+	values[0] = PQgetvalue(key, 0, COL_ID);
+	values[1] = cl->value[OPT_REASON];
+	res = run_query(conn,
+					"SELECT hokusai_auth.revoke_key($1::pg_catalog.uuid, $2::pg_catalog.text) AS revoked",
+					2, values);
+	revoked = PQgetvalue(res, 0, 0)[0] == 't';
+	if (cl->common.json)
+	{
+		const JsonField fields[] = {
+			{"id", PQgetvalue(key, 0, COL_ID), false},
+			{"key_prefix", PQgetvalue(key, 0, COL_PREFIX), false},
+			{"revoked", revoked ? "true" : "false", true}
+		};
+
+		print_json_fields(fields, sizeof(fields) / sizeof(fields[0]));
+	}
+	else if (revoked)
+		printf("revoked api key %s\n", PQgetvalue(key, 0, COL_PREFIX));
+	else
+		printf("api key %s was already revoked; nothing changed\n",
+			   PQgetvalue(key, 0, COL_PREFIX));
+	PQclear(res);
+	PQclear(key);
+}
+
+/*
+ * rotate-key KEY_ID_OR_PREFIX [--grace DURATION]
+ */
+static void
+rotate_key(const CommandLine *cl)
+{
+	const char *values[2];
+	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGresult   *key;
+	PGresult   *res;
+	PGresult   *old;
+
+	run_command(conn, "BEGIN");
+	key = find_key(conn, cl);
+	values[0] = PQgetvalue(key, 0, COL_ID);
+	values[1] = cl->value[OPT_GRACE] ? cl->value[OPT_GRACE] : interval_param(0);
+	res = run_query(conn,
+					"SELECT id, key, key_prefix, expires_at"
+					" FROM hokusai_auth.rotate_key(key_id => $1::pg_catalog.uuid,"
+					" grace => $2::pg_catalog.interval)",
+					2, values);
+	old = run_query(conn,
+					"SELECT k.id AS rotated_from, k.key_prefix AS old_key_prefix,"
+					" coalesce(k.revoked_at, k.expires_at) AS old_key_ends_at"
+					" FROM hokusai_auth.keys k WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+					1, values);
+	run_command(conn, "COMMIT");
+
+	show_new_key(res, old, cl->common.json);
+	note("rotated api key %s: the new key is %s (id %s); the old key stops working at %s",
+		 PQgetvalue(old, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0),
+		 display_value(old, 0, 2));
+	warn_key_shown_once();
+	PQclear(key);
+	PQclear(res);
+	PQclear(old);
+}
+
+/*
+ * usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]
+ *
+ * One aggregate over hokusai_auth.api_key_usage; the key's row is the
+ * outer side, so an unknown key gives no row and a quiet key gives zeros.
+ */
+static void
+usage(const CommandLine *cl)
+{
+	const char *values[6];
+	PGconn	   *conn;
+	PGresult   *res;
+
+	time_param(cl->value[OPT_SINCE], &values[2], &values[3]);
+	time_param(cl->value[OPT_UNTIL], &values[4], &values[5]);
+
+	conn = connect_db(cl->common.dsn);
+	res = query_key(conn, cl,
+					"WITH b AS (SELECT"
+					" coalesce($3::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval) AS since,"
+					" coalesce($5::pg_catalog.timestamptz,"
+					" pg_catalog.now() OPERATOR(pg_catalog.-) $6::pg_catalog.interval) AS until)"
+					" SELECT k.id AS key_id, k.key_prefix, b.since, b.until,"
+					" pg_catalog.count(u.id) AS requests,"
+					" pg_catalog.count(u.id) FILTER"
+					" (WHERE u.status_code OPERATOR(pg_catalog.>=) 400) AS errors,"
+					" pg_catalog.round(pg_catalog.avg(u.response_time_ms), 2) AS avg_response_time_ms,"
+					" pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p50_response_time_ms,"
+					" pg_catalog.percentile_cont(0.95::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p95_response_time_ms,"
+					" pg_catalog.percentile_cont(0.99::pg_catalog.float8) WITHIN GROUP"
+					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p99_response_time_ms,"
+					" pg_catalog.min(u.\"timestamp\") AS first_request_at,"
+					" pg_catalog.max(u.\"timestamp\") AS last_request_at"
+					" FROM hokusai_auth.keys k CROSS JOIN b"
+					" LEFT JOIN hokusai_auth.api_key_usage u"
+					" ON u.api_key_id OPERATOR(pg_catalog.=) k.id"
+					" AND (b.since IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.>=) b.since)"
+					" AND (b.until IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.<) b.until)"
+					" WHERE " KEY_MATCHES
+					" GROUP BY k.id, k.key_prefix, b.since, b.until",
+					6, values);
+	print_row(res, cl->common.json);
+	PQclear(res);
+}
+
+/* The commands: what each accepts, and the function that does it */
+static const struct
+{
+	CommandSyntax syntax;
+	void		(*run) (const CommandLine *cl);
+}			commands[] = {
+	{{"create-user", OPTION_SET(OPT_EMAIL), "USERNAME"}, create_user},
+	{{"create-key",
+			OPTION_SET(OPT_USER) | OPTION_SET(OPT_NAME) | OPTION_SET(OPT_ENV) |
+			OPTION_SET(OPT_EXPIRES_IN) | OPTION_SET(OPT_EXPIRES_AT) |
+			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) |
+			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA),
+		NULL}, create_key},
+	{{"list-keys", OPTION_SET(OPT_USER) | OPTION_SET(OPT_ALL), NULL}, list_keys},
+	{{"show-key", 0, KEY_ARGUMENT}, show_key},
+	{{"revoke-key", OPTION_SET(OPT_REASON) | OPTION_SET(OPT_YES), KEY_ARGUMENT}, revoke_key},
+	{{"rotate-key", OPTION_SET(OPT_GRACE), KEY_ARGUMENT}, rotate_key},
+	{{"usage", OPTION_SET(OPT_SINCE) | OPTION_SET(OPT_UNTIL), KEY_ARGUMENT}, usage},
+};
+
+/*
+ * Run the command named argv[0] (its arguments follow) and close the
+ * connection.  Returns EXIT_OK: a command that fails does not return.  An
+ * unknown name is a usage error.
+ */
+int
+run_auth_command(int argc, char **argv, const CommonOptions *common)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	{
+		if (strcmp(commands[i].syntax.name, argv[0]) == 0)
+		{
+			CommandLine cl = {.common = *common};
+
+			parse_command_line(argc, argv, &commands[i].syntax, &cl);
+			commands[i].run(&cl);
+			disconnect_db();
+			return EXIT_OK;
+		}
+	}
+	fail(EXIT_USAGE, "unknown command \"%s\" (see \"hokusai auth --help\")", argv[0]);
+}

@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * conn.h
+ *	  The connection to the database and the statements sent on it.
+ *
+ * src/bin/hokusai/conn.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOKUSAI_CONN_H
+#define HOKUSAI_CONN_H
+
+#include "libpq-fe.h"
+
+extern PGconn *connect_db(const char *dsn);
+extern PGresult *run_query(PGconn *conn, const char *sql, int nparams,
+						   const char *const *values);
+extern void run_command(PGconn *conn, const char *sql);
+extern void disconnect_db(void);
+
+#endif							/* HOKUSAI_CONN_H */

@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *	  hokusai: the command-line tool of hokusai_auth.
+ *
+ *	  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGS]
+ *
+ * The tool is a thin libpq client of the hokusai_auth SQL interface.  Every
+ * value travels as a PQexecParams parameter, every operation is one
+ * statement or one transaction, and every failure ends the program with one
+ * line on stderr and one of the exit codes of report.h (docs/cli.md).
+ *
+ * This file owns the options that come before the command group (--dsn,
+ * --json, --help, --version) and hands the command to commands.c.  Each
+ * module has one header declaring what it exports, and the modules depend
+ * one way only, downwards in this list:
+ *
+ *	main.c			options before the command group, --version
+ *	commands.c		the "auth" commands and their table by name
+ *	conn.c			the connection and the statements sent on it
+ *	output.c		tables and records on stdout, and JSON
+ *	parse.c			a command's options and arguments, checked before connecting
+ *	help.c			the --help texts
+ *	report.c		what is said on stderr, and the exit codes
+ *	key_shape.c		what an API key looks like
+ *
+ * src/bin/hokusai/main.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "help.h"
+#include "report.h"
+
+/* Read the options before "auth", then run the command after it */
+int
+main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{"dsn", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0}
+	};
+	CommonOptions common = {NULL, false};
+	const char *group;
+	const char *name;
+	int			c;
+	int			rc;
+
+	opterr = 0;
+	/* '+': stop at the first non-option, the command group */
+	while ((c = getopt_long(argc, argv, "+:hV", long_options, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd':
+				common.dsn = optarg;
+				break;
+			case 'j':
+				common.json = true;
+				break;
+			case 'h':
+				print_main_help();
+				return EXIT_OK;
+			case 'V':
+				printf("hokusai (hokusai_auth) %s\n", HOKUSAI_VERSION);
+				return EXIT_OK;
+			case ':':
+				fail(EXIT_USAGE, "option \"%s\" requires an argument",
+					 argv[optind - 1]);
+			default:
+				if (optopt)
+					fail(EXIT_USAGE, "unrecognized option \"-%c\" (see \"hokusai --help\")",
+						 optopt);
+				fail(EXIT_USAGE, "unrecognized option \"%.*s\" (see \"hokusai --help\")",
+					 (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
+		}
+	}
+
+	if (optind >= argc)
+		fail(EXIT_USAGE, "missing command (see \"hokusai --help\")");
+	group = argv[optind];
+	if (strcmp(group, "help") == 0)
+	{
+		print_main_help();
+		return EXIT_OK;
+	}
+	if (strcmp(group, "auth") != 0)
+		fail(EXIT_USAGE, "unknown command group \"%s\" (see \"hokusai --help\")",
+			 group);
+	optind++;
+
+	if (optind >= argc)
+		fail(EXIT_USAGE, "missing auth command (see \"hokusai auth --help\")");
+	name = argv[optind];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+		strcmp(name, "help") == 0)
+	{
+		print_auth_help();
+		return EXIT_OK;
+	}
+
+	/* the command parses argv[optind..], its name as argv[0] */
+	rc = run_auth_command(argc - optind, argv + optind, &common);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		fail(EXIT_SERVER, "could not write to standard output");
+	return rc;
+}

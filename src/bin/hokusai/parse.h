@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * parse.h
+ *	  The command line of one command: its options, its arguments and the
+ *	  checks of their values, all made before anything reaches the server.
+ *
+ * src/bin/hokusai/parse.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOKUSAI_PARSE_H
+#define HOKUSAI_PARSE_H
+
+#include <stdbool.h>
+
+/* Options every command accepts, also before the command group */
+typedef struct CommonOptions
+{
+	const char *dsn;			/* --dsn, or NULL for the libpq environment */
+	bool		json;			/* --json */
+} CommonOptions;
+
+/* The options of the commands besides the common ones (names in parse.c) */
+typedef enum CommandOption
+{
+	OPT_USER,
+	OPT_NAME,
+	OPT_EMAIL,
+	OPT_ENV,
+	OPT_EXPIRES_IN,
+	OPT_EXPIRES_AT,
+	OPT_RATE_LIMIT,
+	OPT_BURST,
+	OPT_ALLOW_IP,
+	OPT_METADATA,
+	OPT_ALL,
+	OPT_REASON,
+	OPT_YES,
+	OPT_GRACE,
+	OPT_SINCE,
+	OPT_UNTIL,
+	NUM_COMMAND_OPTIONS
+} CommandOption;
+
+/* A set of CommandOptions, for CommandSyntax.options */
+#define OPTION_SET(opt)		(1u << (opt))
+
+/* The argument that names a key: checked and classified by parse.c */
+#define KEY_ARGUMENT		"KEY_ID_OR_PREFIX"
+
+/* What a command accepts after its name */
+typedef struct CommandSyntax
+{
+	const char *name;			/* the command, as typed after "hokusai auth" */
+	unsigned int options;		/* OPTION_SET()s of its own options */
+	const char *argument;		/* its one positional argument, NULL for none */
+} CommandSyntax;
+
+/* What a KEY_ARGUMENT is */
+typedef enum KeyRefKind
+{
+	KEYREF_ID,					/* a uuid */
+	KEYREF_PREFIX				/* a 16-character key_prefix */
+} KeyRefKind;
+
+/* A command's command line, checked */
+typedef struct CommandLine
+{
+	const char *command;		/* the command's name */
+	CommonOptions common;		/* --dsn and --json, before or after it */
+	const char *argument;		/* the positional argument, if it takes one */
+	KeyRefKind	key_kind;		/* what it is, if it is a KEY_ARGUMENT */
+	char	   *value[NUM_COMMAND_OPTIONS]; /* each option as parse.c keeps
+											 * it; NULL when not given */
+} CommandLine;
+
+extern void parse_command_line(int argc, char **argv,
+							   const CommandSyntax *syntax, CommandLine *cl);
+extern void require_option(const CommandLine *cl, CommandOption opt);
+extern bool looks_like_uuid(const char *s);
+extern char *duration_param(const char *option, const char *value,
+							bool allow_zero);
+extern char *interval_param(long long seconds);
+extern void time_param(const char *value, const char **timestamp,
+					   const char **ago);
+
+#endif							/* HOKUSAI_PARSE_H */
