@@ -62,8 +62,10 @@ SELECT (SELECT status FROM hokusai_auth.validate_key(:'key', '127.0.0.1')) AS ol
 SELECT hokusai_auth.revoke_key(:'new_id', 'demo over') AS revoked;
 SELECT status FROM hokusai_auth.validate_key(:'new_key', '127.0.0.1');
 
-\echo '-- every operation is in the hash-chained audit log:'
-SELECT id, action, actor_role, details->>'key_prefix' AS key_prefix FROM hokusai_auth.audit_log ORDER BY id;
+\echo '-- every operation is in the audit log; committed rows are sealed into its hash chain'
+\echo '-- (by the worker every flush_interval, or at once by seal_audit_log()):'
+SELECT hokusai_auth.seal_audit_log() AS sealed_now;
+SELECT seq, action, actor_role, details->>'key_prefix' AS key_prefix FROM hokusai_auth.audit_log ORDER BY seq;
 SELECT hokusai_auth.verify_audit_chain() IS NULL AS audit_chain_intact;
 SQL
 
