@@ -7,9 +7,10 @@ OBJS = \
 	src/hokusai_auth.o \
 	src/guc.o \
 	src/shmem.o \
+	src/common/crc32.o \
+	src/common/key_format.o \
 	src/auth/actor.o \
 	src/auth/api_key_service.o \
-	src/auth/key_format.o \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
 	src/middleware/forwarded.o \

@@ -4,7 +4,7 @@
  *	  Key generation, the key format and its checksum, and bcrypt.
  *
  * Randomness comes from libsodium (randombytes_uniform gives unbiased base62
- * digits).  The format and checksum themselves are in key_format.c.
+ * digits).  The format and checksum themselves are in common/key_format.c.
  *
  * bcrypt is pgcrypto's: we call its crypt() and gen_salt() through the
  * function manager, so stored hashes are "$2a$" hashes that verify with
@@ -48,7 +48,7 @@ hk_key_generate(HkEnvironment env, char *key)
 {
 	int			i;
 
-	memcpy(key, env == HK_ENV_LIVE ? "hk_live_" : "hk_test_", HK_HEAD_LEN);
+	memcpy(key, hk_key_head(env), HK_HEAD_LEN);
 	for (i = HK_HEAD_LEN; i < HK_KEY_LEN - HK_CHECKSUM_LEN; i++)
 		key[i] = hk_base62_digits[randombytes_uniform(62)];
 	hk_key_checksum(key, HK_KEY_LEN - HK_CHECKSUM_LEN,

@@ -1,12 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * api_key_service.h
- *	  The key format, its checksum, and bcrypt hashing.
- *
- * A key is hk_<env>_<body>: env is "live" or "test", body is 46 base62
- * characters: an 8-character lookup id, 32 characters of secret and a
- * 6-character base62 CRC-32 of everything before it.  key_prefix is
- * hk_<env>_ plus the lookup id.
+ *	  Key generation and bcrypt hashing.  The key format itself is
+ *	  common/key_format.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,38 +11,9 @@
 
 #include "postgres.h"
 
-#define HK_ENV_LEN			4	/* "live" or "test" */
-#define HK_LOOKUP_LEN		8
-#define HK_SECRET_LEN		32
-#define HK_CHECKSUM_LEN		6
-#define HK_HEAD_LEN			(3 + HK_ENV_LEN + 1)	/* "hk_live_" */
-#define HK_PREFIX_LEN		(HK_HEAD_LEN + HK_LOOKUP_LEN)	/* 16 */
-#define HK_KEY_LEN			(HK_PREFIX_LEN + HK_SECRET_LEN + HK_CHECKSUM_LEN)	/* 54 */
+#include "common/key_format.h"
 
-typedef enum HkEnvironment
-{
-	HK_ENV_LIVE,
-	HK_ENV_TEST
-} HkEnvironment;
-
-/*
- * Why a candidate key was rejected by hk_key_parse.  Callers report all of
- * these as "malformed"; the distinction is for tests and diagnostics.
- */
-typedef enum HkKeyShape
-{
-	HK_KEY_OK,
-	HK_KEY_BAD_LENGTH,
-	HK_KEY_BAD_HEAD,
-	HK_KEY_BAD_CHARACTER,
-	HK_KEY_BAD_CHECKSUM
-} HkKeyShape;
-
-extern const char hk_base62_digits[];
-extern void hk_key_checksum(const char *data, size_t len, char *out);
-extern HkKeyShape hk_key_parse(const char *key, size_t len, HkEnvironment *env);
 extern char *hk_key_prefix(const char *key, size_t len);
-extern bool hk_environment_from_name(const char *name, HkEnvironment *env);
 extern void hk_key_generate(HkEnvironment env, char *key);
 extern char *hk_bcrypt_hash(const char *key, int cost);
 extern bool hk_bcrypt_verify(const char *key, const char *hash);

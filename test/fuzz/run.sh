@@ -26,8 +26,8 @@ build()
 	fi
 }
 
-# key_format.c needs only pg_crc32_table, which crc_table.c provides.
-build key_parse_fuzz "$TOP/src/auth/key_format.c" "$HERE/crc_table.c"
+# The key format is plain C in src/common, built as the server builds it.
+build key_parse_fuzz "$TOP/src/common/key_format.c" "$TOP/src/common/crc32.c"
 # forwarded.c and ip_check.c also hold SQL-callable functions that use the
 # server; server_stubs.c stands in for what those need.
 build forwarded_fuzz "$TOP/src/middleware/forwarded.c" "$TOP/src/middleware/ip_check.c" \
