@@ -7,17 +7,20 @@ OBJS = \
 	src/hokusai_auth.o \
 	src/guc.o \
 	src/shmem.o \
+	src/common/cidr.o \
 	src/common/crc32.o \
+	src/common/forwarded.o \
 	src/common/key_format.o \
+	src/common/text.o \
 	src/auth/actor.o \
 	src/auth/api_key_service.o \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
-	src/middleware/forwarded.o \
 	src/middleware/key_cache.o \
 	src/middleware/pre_request.o \
 	src/middleware/rate_limiter.o \
-	src/middleware/ip_check.o \
+	src/http/client_ip.o \
+	src/validate/cidr_datum.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \

@@ -19,7 +19,7 @@
 #include "utils/guc.h"
 
 #include "hokusai_auth.h"
-#include "middleware/forwarded.h"
+#include "http/client_ip.h"
 
 int			hk_bcrypt_cost = 10;
 int			hk_cache_size = 16384;

@@ -53,6 +53,7 @@
 #include "middleware/key_cache.h"
 #include "middleware/rate_limiter.h"
 #include "usage/usage_queue.h"
+#include "validate/cidr_datum.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 

@@ -10,10 +10,13 @@
 
 #include "postgres.h"
 
+#include <sys/socket.h>			/* AF_INET, for utils/inet.h */
+
 #include "datatype/timestamp.h"
+#include "utils/inet.h"
 #include "utils/uuid.h"
 
-#include "middleware/ip_check.h"
+#include "common/cidr.h"
 
 /* Outcome of a validation; the names are validate_key()'s status column. */
 typedef enum HkStatus

@@ -55,7 +55,8 @@
 #include "hokusai_auth.h"
 #include "auth/api_key_service.h"
 #include "middleware/auth.h"
-#include "middleware/forwarded.h"
+#include "http/client_ip.h"
+#include "validate/cidr_datum.h"
 #include "usage/usage_queue.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_pre_request);
