@@ -23,6 +23,9 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* Set once our shared memory exists (inherited by forked backends). */
+static bool shmem_ready = false;
+
 static void
 hk_shmem_request(void)
 {
@@ -46,6 +49,7 @@ hk_shmem_startup(void)
 	hk_limiter_shmem_startup();
 	hk_usage_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
+	shmem_ready = true;
 }
 
 /* From _PG_init while shared_preload_libraries is being processed. */
@@ -60,4 +64,19 @@ hk_shmem_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = hk_shmem_startup;
+}
+
+/*
+ * Error out, pg_stat_statements style, when the library was not preloaded
+ * and so has no shared memory: every SQL function that needs the cache, the
+ * limiter or the usage queue starts with this.
+ */
+void
+hk_require_preload(void)
+{
+	if (!shmem_ready)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),
+				 errhint("Add hokusai_auth to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

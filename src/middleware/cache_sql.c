@@ -18,6 +18,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "hokusai_auth.h"
 #include "middleware/key_cache.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_cache_stats);

@@ -121,7 +121,6 @@ typedef struct HkCacheShared
 	uint8		digest_key[crypto_generichash_KEYBYTES];
 	TimestampTz started_at;
 	uint32		nsets;
-	LWLockPadded *locks;		/* HK_NUM_LOCKS, set in each backend */
 	pg_atomic_uint64 generation;
 	pg_atomic_uint64 stats[HK_NUM_STATS];
 	pg_atomic_uint64 stats_reset;	/* TimestampTz */
@@ -201,23 +200,6 @@ hk_cache_shmem_startup(void)
 		pg_atomic_init_u32(&cache->entries[i].last_used, 0);
 		pg_atomic_init_u32(&cache->entries[i].last_touch, 0);
 	}
-}
-
-bool
-hk_cache_available(void)
-{
-	return cache != NULL;
-}
-
-/* Error out, pg_stat_statements style, when shared memory is missing. */
-void
-hk_require_preload(void)
-{
-	if (cache == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),
-				 errhint("Add hokusai_auth to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
 void

@@ -29,9 +29,6 @@ extern void hk_cache_shmem_request(void);
 extern void hk_cache_shmem_startup(void);
 extern void hk_cache_init(void);
 
-extern bool hk_cache_available(void);
-extern void hk_require_preload(void);
-
 /* Hot path. */
 extern void hk_key_digest(const char *key, size_t len, uint8 *digest);
 extern uint64 hk_cache_generation(void);

@@ -141,22 +141,6 @@ hk_usage_shmem_startup(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
-bool
-hk_usage_available(void)
-{
-	return usage != NULL;
-}
-
-void
-hk_usage_require(void)
-{
-	if (usage == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),
-				 errhint("Add hokusai_auth to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
 uint64
 hk_usage_stat(HkUsageStat which)
 {

@@ -68,9 +68,6 @@ extern Size hk_usage_shmem_size(void);
 extern void hk_usage_shmem_request(void);
 extern void hk_usage_shmem_startup(void);
 
-extern bool hk_usage_available(void);
-extern void hk_usage_require(void);
-
 /*
  * A validation succeeded: note the key as used (for last_used_at) and, when
  * endpoint is not NULL, queue a usage event.  Never blocks, never fails the

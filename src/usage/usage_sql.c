@@ -98,7 +98,7 @@ hk_sql_record_usage(PG_FUNCTION_ARGS)
 	int32		rt = HK_EV_NONE;
 	int32		status = HK_EV_NONE;
 
-	hk_usage_require();
+	hk_require_preload();
 	key_id_arg(fcinfo, &key_id);
 	if (!PG_ARGISNULL(1))
 		len = endpoint_arg(PG_GETARG_TEXT_PP(1), buf);
@@ -209,7 +209,7 @@ hk_track_request(const pg_uuid_t *key_id, const text *endpoint)
 	char		buf[HK_USAGE_ENDPOINT_LEN];
 	int			len = 0;
 
-	hk_usage_require();
+	hk_require_preload();
 	if (endpoint != NULL)
 		len = endpoint_arg(endpoint, buf);
 
@@ -238,7 +238,7 @@ hk_sql_track_request(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	key_id;
 
-	hk_usage_require();
+	hk_require_preload();
 	key_id_arg(fcinfo, &key_id);
 	hk_track_request(&key_id, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
 	PG_RETURN_VOID();
@@ -259,7 +259,7 @@ hk_sql_usage_queue_stats(PG_FUNCTION_ARGS)
 	int			i = 0;
 	TimestampTz last_flush;
 
-	hk_usage_require();
+	hk_require_preload();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
@@ -295,7 +295,7 @@ hk_sql_usage_queue_stats(PG_FUNCTION_ARGS)
 Datum
 hk_sql_usage_queue_stats_reset(PG_FUNCTION_ARGS)
 {
-	hk_usage_require();
+	hk_require_preload();
 	hk_usage_stats_reset();
 	PG_RETURN_VOID();
 }
