@@ -173,20 +173,6 @@ hk_sql_key_is_well_formed(PG_FUNCTION_ARGS)
 }
 
 /*
- * The displayable key_prefix of a well-formed key (len bytes, not
- * NUL-terminated), palloc'd; NULL when the key is malformed.
- */
-char *
-hk_key_prefix(const char *key, size_t len)
-{
-	HkEnvironment env;
-
-	if (hk_key_parse(key, len, &env) != HK_KEY_OK)
-		return NULL;
-	return pnstrdup(key, HK_PREFIX_LEN);
-}
-
-/*
  * hokusai_auth.key_prefix(key text) returns text
  *
  * The displayable key_prefix of a well-formed key, NULL otherwise.
@@ -195,9 +181,9 @@ Datum
 hk_sql_key_prefix(PG_FUNCTION_ARGS)
 {
 	text	   *key = PG_GETARG_TEXT_PP(0);
-	char	   *prefix = hk_key_prefix(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	HkEnvironment env;
 
-	if (prefix == NULL)
+	if (hk_key_parse(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), &env) != HK_KEY_OK)
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(prefix));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(VARDATA_ANY(key), HK_PREFIX_LEN));
 }

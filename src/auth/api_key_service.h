@@ -13,7 +13,6 @@
 
 #include "common/key_format.h"
 
-extern char *hk_key_prefix(const char *key, size_t len);
 extern void hk_key_generate(HkEnvironment env, char *key);
 extern char *hk_bcrypt_hash(const char *key, int cost);
 extern bool hk_bcrypt_verify(const char *key, const char *hash);

@@ -422,6 +422,8 @@ hk_validate(const char *key_text, size_t key_len, const inet *client_ip,
 		{
 			char		key[HK_KEY_LEN + 1];
 
+			memcpy(res->prefix, key_text, HK_PREFIX_LEN);
+			res->prefix[HK_PREFIX_LEN] = '\0';
 			memcpy(key, key_text, HK_KEY_LEN);
 			key[HK_KEY_LEN] = '\0';
 			known = key_authenticate(key, &st, &touch_due);

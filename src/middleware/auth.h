@@ -17,6 +17,7 @@
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
+#include "common/key_format.h"
 
 /* Outcome of a validation; the names are validate_key()'s status column. */
 typedef enum HkStatus
@@ -55,6 +56,7 @@ typedef struct HkKeyState
 typedef struct HkValidation
 {
 	HkStatus	status;
+	char		prefix[HK_PREFIX_LEN + 1];	/* key_prefix; "" when malformed */
 	bool		known;			/* the secret was proven: the next three are set */
 	pg_uuid_t	key_id;
 	pg_uuid_t	user_id;

@@ -53,7 +53,6 @@
 #include "utils/uuid.h"
 
 #include "hokusai_auth.h"
-#include "auth/api_key_service.h"
 #include "middleware/auth.h"
 #include "http/client_ip.h"
 #include "validate/cidr_datum.h"
@@ -371,7 +370,7 @@ authenticate_key(const char *key, int key_len, Datum client, bool have_client,
 {
 	HkValidation v;
 	HkHeaders	rl;
-	char	   *prefix = NULL;
+	const char *prefix;
 	char	   *method;
 	char	   *path;
 	text	   *endpoint = NULL;
@@ -393,8 +392,8 @@ authenticate_key(const char *key, int key_len, Datum client, bool have_client,
 
 	if (v.status != HK_STATUS_OK)
 	{
-		/* key_prefix(): only a well-formed key has one. */
-		prefix = hk_key_prefix(key, key_len);
+		/* Only a well-formed key has a key_prefix. */
+		prefix = v.prefix[0] != '\0' ? v.prefix : NULL;
 
 		switch (v.status)
 		{
