@@ -12,8 +12,10 @@ OBJS = \
 	src/common/forwarded.o \
 	src/common/key_format.o \
 	src/common/text.o \
-	src/auth/actor.o \
-	src/auth/api_key_service.o \
+	src/keys/actor.o \
+	src/keys/bcrypt.o \
+	src/keys/generate.o \
+	src/keys/keys_sql.o \
 	src/middleware/auth.o \
 	src/middleware/cache_sql.o \
 	src/middleware/key_cache.o \

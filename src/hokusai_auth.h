@@ -26,7 +26,7 @@ extern char *hk_database;
 
 extern void hk_define_gucs(void);
 
-/* Crypto set-up (auth/api_key_service.c) */
+/* libsodium set-up (keys/generate.c) */
 extern void hk_crypto_init(void);
 
 /* Shared memory hooks (shmem.c) */

@@ -48,7 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
-#include "auth/api_key_service.h"
+#include "keys/bcrypt.h"
 #include "middleware/auth.h"
 #include "middleware/key_cache.h"
 #include "middleware/rate_limiter.h"

@@ -71,7 +71,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
-#include "auth/api_key_service.h"
+#include "common/key_format.h"
 #include "middleware/key_cache.h"
 
 #define HK_CACHE_WAYS		16

@@ -1,20 +1,16 @@
 /*-------------------------------------------------------------------------
  *
- * api_key_service.h
- *	  Key generation and bcrypt hashing.  The key format itself is
- *	  common/key_format.h.
+ * bcrypt.h
+ *	  bcrypt hashing and verification of keys, through pgcrypto.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef API_KEY_SERVICE_H
-#define API_KEY_SERVICE_H
+#ifndef HK_BCRYPT_H
+#define HK_BCRYPT_H
 
 #include "postgres.h"
 
-#include "common/key_format.h"
-
-extern void hk_key_generate(HkEnvironment env, char *key);
 extern char *hk_bcrypt_hash(const char *key, int cost);
 extern bool hk_bcrypt_verify(const char *key, const char *hash);
 
-#endif							/* API_KEY_SERVICE_H */
+#endif							/* HK_BCRYPT_H */
