@@ -16,13 +16,17 @@ OBJS = \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
-	src/middleware/auth.o \
-	src/middleware/cache_sql.o \
-	src/middleware/key_cache.o \
 	src/middleware/pre_request.o \
 	src/middleware/rate_limiter.o \
 	src/http/client_ip.o \
+	src/validate/cache.o \
 	src/validate/cidr_datum.o \
+	src/validate/invalidate.o \
+	src/validate/key_store.o \
+	src/validate/pipeline.o \
+	src/validate/stats.o \
+	src/validate/throttle.o \
+	src/validate/validate_sql.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \

@@ -12,7 +12,8 @@
 #include "miscadmin.h"
 
 #include "hokusai_auth.h"
-#include "middleware/key_cache.h"
+#include "validate/cache.h"
+#include "validate/invalidate.h"
 #include "worker/worker.h"
 
 PG_MODULE_MAGIC;
@@ -25,6 +26,7 @@ _PG_init(void)
 	hk_crypto_init();
 	hk_define_gucs();
 	hk_cache_init();
+	hk_invalidate_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		hk_shmem_init();

@@ -31,6 +31,7 @@ extern void hk_crypto_init(void);
 
 /* Shared memory hooks (shmem.c) */
 extern void hk_shmem_init(void);
+extern bool hk_shmem_ready(void);
 extern void hk_require_preload(void);
 
 /* Schema names used in queries the C code runs. */

@@ -14,9 +14,11 @@
 #include "storage/shmem.h"
 
 #include "hokusai_auth.h"
-#include "middleware/key_cache.h"
 #include "middleware/rate_limiter.h"
 #include "usage/usage_queue.h"
+#include "validate/cache.h"
+#include "validate/stats.h"
+#include "validate/throttle.h"
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -34,6 +36,8 @@ hk_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	hk_cache_shmem_request();
+	hk_stats_shmem_request();
+	hk_throttle_shmem_request();
 	hk_limiter_shmem_request();
 	hk_usage_shmem_request();
 }
@@ -46,6 +50,8 @@ hk_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	hk_cache_shmem_startup();
+	hk_stats_shmem_startup();
+	hk_throttle_shmem_startup();
 	hk_limiter_shmem_startup();
 	hk_usage_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
@@ -66,6 +72,13 @@ hk_shmem_init(void)
 	shmem_startup_hook = hk_shmem_startup;
 }
 
+/* Does our shared memory exist (was the library preloaded)? */
+bool
+hk_shmem_ready(void)
+{
+	return shmem_ready;
+}
+
 /*
  * Error out, pg_stat_statements style, when the library was not preloaded
  * and so has no shared memory: every SQL function that needs the cache, the
@@ -74,7 +87,7 @@ hk_shmem_init(void)
 void
 hk_require_preload(void)
 {
-	if (!shmem_ready)
+	if (!hk_shmem_ready())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),

@@ -53,9 +53,10 @@
 #include "utils/uuid.h"
 
 #include "hokusai_auth.h"
-#include "middleware/auth.h"
 #include "http/client_ip.h"
 #include "validate/cidr_datum.h"
+#include "validate/key_store.h"
+#include "validate/pipeline.h"
 #include "usage/usage_queue.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_pre_request);

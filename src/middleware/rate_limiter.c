@@ -50,7 +50,6 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
-#include "middleware/key_cache.h"
 #include "middleware/rate_limiter.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_rate_limit_replay);

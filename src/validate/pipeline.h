@@ -1,18 +1,18 @@
 /*-------------------------------------------------------------------------
  *
- * auth.h
- *	  Key validation: what the hot path knows about a key.
+ * pipeline.h
+ *	  Validating a key: the request-path check behind validate_key() and
+ *	  pre_request().
  *
  *-------------------------------------------------------------------------
  */
-#ifndef HK_AUTH_H
-#define HK_AUTH_H
+#ifndef HK_PIPELINE_H
+#define HK_PIPELINE_H
 
 #include "postgres.h"
 
 #include <sys/socket.h>			/* AF_INET, for utils/inet.h */
 
-#include "datatype/timestamp.h"
 #include "utils/inet.h"
 #include "utils/uuid.h"
 
@@ -33,26 +33,7 @@ typedef enum HkStatus
 
 extern const char *const hk_status_names[];
 
-#define HK_CACHE_MAX_CIDRS	4	/* allowed_ips kept inline in a cache entry */
-
-/* Everything validation needs to know about one key, read from its row. */
-typedef struct HkKeyState
-{
-	pg_uuid_t	key_id;
-	pg_uuid_t	user_id;
-	bool		active;			/* is_active, not revoked, owner active */
-	bool		revoked;		/* revoked_at set, or owner inactive */
-	bool		has_expiry;
-	TimestampTz expires_at;
-	int32		rate_limit_per_hour;
-	int32		burst_limit;	/* -1: NULL, use default_burst_limit */
-	bool		has_allowed_ips;
-	int			n_allowed;
-	HkCidr	   *allowed;		/* n_allowed entries */
-	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
-} HkKeyState;
-
-/* What hk_validate() found: validate_key()'s result columns. */
+/* What hk_validate() found: validate_key()'s result columns, and more. */
 typedef struct HkValidation
 {
 	HkStatus	status;
@@ -69,6 +50,5 @@ typedef struct HkValidation
 
 extern void hk_validate(const char *key, size_t key_len, const inet *client_ip,
 						const text *endpoint, HkValidation *res);
-extern bool hk_user_is_active(const pg_uuid_t *user_id);
 
-#endif							/* HK_AUTH_H */
+#endif							/* HK_PIPELINE_H */
