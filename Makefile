@@ -17,7 +17,9 @@ OBJS = \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
 	src/middleware/pre_request.o \
-	src/middleware/rate_limiter.o \
+	src/ratelimit/limiter.o \
+	src/ratelimit/ratelimit_sql.o \
+	src/ratelimit/window.o \
 	src/http/client_ip.o \
 	src/validate/cache.o \
 	src/validate/cidr_datum.o \

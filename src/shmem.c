@@ -14,7 +14,7 @@
 #include "storage/shmem.h"
 
 #include "hokusai_auth.h"
-#include "middleware/rate_limiter.h"
+#include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/stats.h"

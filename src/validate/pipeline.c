@@ -37,7 +37,7 @@
 
 #include "hokusai_auth.h"
 #include "keys/bcrypt.h"
-#include "middleware/rate_limiter.h"
+#include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/cidr_datum.h"
