@@ -16,11 +16,12 @@ OBJS = \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
-	src/middleware/pre_request.o \
 	src/ratelimit/limiter.o \
 	src/ratelimit/ratelimit_sql.o \
 	src/ratelimit/window.o \
 	src/http/client_ip.o \
+	src/http/postgrest.o \
+	src/http/pre_request.o \
 	src/validate/cache.o \
 	src/validate/cidr_datum.o \
 	src/validate/invalidate.o \

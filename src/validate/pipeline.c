@@ -40,7 +40,6 @@
 #include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
-#include "validate/cidr_datum.h"
 #include "validate/invalidate.h"
 #include "validate/key_store.h"
 #include "validate/pipeline.h"
@@ -118,7 +117,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 
 /* Steps 4 to 6 of the banner, for a key whose secret has been proven. */
 static HkStatus
-key_check(const HkKeyState *st, const inet *client_ip)
+key_check(const HkKeyState *st, const HkCidr *client)
 {
 	if (st->revoked)
 		return HK_STATUS_REVOKED;
@@ -127,16 +126,10 @@ key_check(const HkKeyState *st, const inet *client_ip)
 		return HK_STATUS_EXPIRED;
 	if (!st->active)
 		return HK_STATUS_REVOKED;
-	if (st->has_allowed_ips)
-	{
-		HkCidr		client;
-
-		if (client_ip == NULL)
-			return HK_STATUS_IP_DENIED;
-		hk_cidr_from_inet(client_ip, &client);
-		if (!hk_cidrs_allow(st->allowed, st->n_allowed, &client))
-			return HK_STATUS_IP_DENIED;
-	}
+	/* An IPv4-mapped client matches IPv4 networks (hk_cidrs_allow). */
+	if (st->has_allowed_ips &&
+		(client == NULL || !hk_cidrs_allow(st->allowed, st->n_allowed, client)))
+		return HK_STATUS_IP_DENIED;
 	return HK_STATUS_OK;
 }
 
@@ -148,7 +141,7 @@ key_check(const HkKeyState *st, const inet *client_ip)
  * rejection is a status in *res.
  */
 void
-hk_validate(const char *key_text, size_t key_len, const inet *client_ip,
+hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
 			const text *endpoint, HkValidation *res)
 {
 	HkStatus	status;
@@ -181,7 +174,7 @@ hk_validate(const char *key_text, size_t key_len, const inet *client_ip,
 			if (!known)
 				status = HK_STATUS_UNKNOWN;
 			else
-				status = key_check(&st, client_ip);
+				status = key_check(&st, client);
 			if (status == HK_STATUS_OK)
 			{
 				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;

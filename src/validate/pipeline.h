@@ -11,9 +11,6 @@
 
 #include "postgres.h"
 
-#include <sys/socket.h>			/* AF_INET, for utils/inet.h */
-
-#include "utils/inet.h"
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
@@ -48,7 +45,7 @@ typedef struct HkValidation
 	int32		retry_after;
 } HkValidation;
 
-extern void hk_validate(const char *key, size_t key_len, const inet *client_ip,
+extern void hk_validate(const char *key, size_t key_len, const HkCidr *client,
 						const text *endpoint, HkValidation *res);
 
 #endif							/* HK_PIPELINE_H */

@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 
 #include "hokusai_auth.h"
+#include "validate/cidr_datum.h"
 #include "validate/pipeline.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
@@ -53,9 +54,12 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	else
 	{
 		text	   *arg = PG_GETARG_TEXT_PP(0);
+		HkCidr		client;
 
+		if (!PG_ARGISNULL(1))
+			hk_cidr_from_inet(PG_GETARG_INET_PP(1), &client);
 		hk_validate(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg),
-					PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1),
+					PG_ARGISNULL(1) ? NULL : &client,
 					PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &res);
 	}
 
