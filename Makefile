@@ -30,6 +30,8 @@ OBJS = \
 	src/validate/stats.o \
 	src/validate/throttle.o \
 	src/validate/validate_sql.o \
+	src/usage/endpoint.o \
+	src/usage/track.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \

@@ -51,7 +51,7 @@
 #include "common/text.h"
 #include "http/client_ip.h"
 #include "http/postgrest.h"
-#include "usage/usage_queue.h"
+#include "usage/track.h"
 #include "validate/cidr_datum.h"
 #include "validate/key_store.h"
 #include "validate/pipeline.h"

@@ -32,7 +32,9 @@
  *	  producers never write there until tail moves past them, and only the
  *	  worker moves tail.  It moves tail (exclusive) after the transaction
  *	  that wrote those events has committed, so an error in the worker
- *	  loses nothing: the events are read again by the restarted worker.
+ *	  loses nothing: the worker catches it and reads the same events again
+ *	  in its next cycle (after HK_MAX_RETRIES failed cycles it drops the
+ *	  batch and counts it as failed; see worker/worker.c).
  *	- touch_lock (exclusive) guards the touch table; producers hold it to
  *	  probe at most HK_TOUCH_PROBE slots, the worker to copy and clear it.
  *	- The two locks are never held together, and no lock is held across
@@ -61,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "usage/endpoint.h"
 #include "usage/usage_queue.h"
 
 #define HK_USAGE_TRANCHE	"hokusai_auth_usage"
@@ -254,45 +257,6 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 	}
 	hk_usage_stat_add(HK_USTAT_ENQUEUED, 1);
 	return true;
-}
-
-/*
- * Copy at most HK_USAGE_ENDPOINT_LEN - 1 bytes of whole characters;
- * control characters (C0, DEL and, in UTF-8, C1) become '?'.  Returns the
- * length written; buf is NUL-terminated.
- */
-int
-hk_usage_clean_endpoint(const char *src, int len, char *buf)
-{
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
-	int			in = 0;
-	int			out = 0;
-
-	while (in < len)
-	{
-		unsigned char c = (unsigned char) src[in];
-		int			clen = pg_mblen(src + in);
-
-		if (clen > len - in)
-			break;
-		if (c < 0x20 || c == 0x7f ||
-			(utf8 && clen == 2 && c == 0xc2 && (unsigned char) src[in + 1] < 0xa0))
-		{
-			if (out + 1 > HK_USAGE_ENDPOINT_LEN - 1)
-				break;
-			buf[out++] = '?';
-		}
-		else
-		{
-			if (out + clen > HK_USAGE_ENDPOINT_LEN - 1)
-				break;
-			memcpy(buf + out, src + in, clen);
-			out += clen;
-		}
-		in += clen;
-	}
-	buf[out] = '\0';
-	return out;
 }
 
 static inline uint32
