@@ -134,11 +134,7 @@ hk_define_gucs(void)
 								NULL, NULL, NULL);
 	}
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("hokusai_auth");
-#else
-	EmitWarningsOnPlaceholders("hokusai_auth");
-#endif
 }
 
 PG_FUNCTION_INFO_V1(hk_sql_default_rate_limit);

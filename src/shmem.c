@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *	  Shared memory hooks.  Each subsystem sizes and initialises its own
- *	  part; this file only chains the hooks and calls them in order.
+ *	  Shared memory hooks, and whether there is shared memory at all.
+ *	  Each subsystem sizes and initialises its own part (its own struct and
+ *	  LWLock tranche); this file only chains the hooks and calls them in
+ *	  order, and answers for them all when the library was not preloaded.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,21 +22,18 @@
 #include "validate/stats.h"
 #include "validate/throttle.h"
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* Set once our shared memory exists (inherited by forked backends). */
 static bool shmem_ready = false;
 
+/* shmem_request_hook: space and lock tranches of every part. */
 static void
 hk_shmem_request(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	hk_cache_shmem_request();
 	hk_stats_shmem_request();
 	hk_throttle_shmem_request();
@@ -42,6 +41,7 @@ hk_shmem_request(void)
 	hk_usage_shmem_request();
 }
 
+/* shmem_startup_hook: create or attach to every part. */
 static void
 hk_shmem_startup(void)
 {
@@ -62,12 +62,8 @@ hk_shmem_startup(void)
 void
 hk_shmem_init(void)
 {
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = hk_shmem_request;
-#else
-	hk_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = hk_shmem_startup;
 }
