@@ -33,6 +33,7 @@ bool		hk_require_https = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
 
+/* Define every setting, from _PG_init. */
 void
 hk_define_gucs(void)
 {

@@ -20,6 +20,7 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* Module load: per-process set-up; shared memory and worker when preloaded. */
 void
 _PG_init(void)
 {

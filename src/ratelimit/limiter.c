@@ -83,18 +83,11 @@ static const dshash_parameters limiter_params = {
 	.tranche_id = 0				/* set at attach */
 };
 
-/* Bytes of main shared memory the limiter's handles take. */
-Size
-hk_limiter_shmem_size(void)
-{
-	return MAXALIGN(sizeof(HkLimiterShared));
-}
-
 /* From shmem_request_hook: the handles and their lock. */
 void
 hk_limiter_shmem_request(void)
 {
-	RequestAddinShmemSpace(hk_limiter_shmem_size());
+	RequestAddinShmemSpace(sizeof(HkLimiterShared));
 	RequestNamedLWLockTranche(LIMITER_TRANCHE, 1);
 }
 
@@ -104,7 +97,7 @@ hk_limiter_shmem_startup(void)
 {
 	bool		found;
 
-	limiter = ShmemInitStruct("hokusai_auth rate limiter", hk_limiter_shmem_size(), &found);
+	limiter = ShmemInitStruct("hokusai_auth rate limiter", sizeof(HkLimiterShared), &found);
 	if (found)
 		return;
 	memset(limiter, 0, sizeof(*limiter));

@@ -26,7 +26,6 @@ typedef struct HkLimiterStats
 	int32		entry_bytes;	/* size of one tracked key */
 } HkLimiterStats;
 
-extern Size hk_limiter_shmem_size(void);
 extern void hk_limiter_shmem_request(void);
 extern void hk_limiter_shmem_startup(void);
 

@@ -95,6 +95,7 @@ static HkUsageShared *usage = NULL;
 static LWLock *ring_lock = NULL;
 static LWLock *touch_lock = NULL;
 
+/* Bytes of main shared memory the queue takes: the struct and the ring. */
 Size
 hk_usage_shmem_size(void)
 {
@@ -102,6 +103,7 @@ hk_usage_shmem_size(void)
 					mul_size(hk_usage_queue_size, sizeof(HkUsageEvent)));
 }
 
+/* From shmem_request_hook: the queue and its two locks. */
 void
 hk_usage_shmem_request(void)
 {
@@ -109,6 +111,7 @@ hk_usage_shmem_request(void)
 	RequestNamedLWLockTranche(HK_USAGE_TRANCHE, 2);
 }
 
+/* The worker is exiting: nobody is there to wake any more. */
 static void
 worker_detach(int code, Datum arg)
 {
@@ -144,12 +147,14 @@ hk_usage_shmem_startup(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
+/* One counter. */
 uint64
 hk_usage_stat(HkUsageStat which)
 {
 	return pg_atomic_read_u64(&usage->stats[which]);
 }
 
+/* Add n to a counter; nothing happens without shared memory. */
 void
 hk_usage_stat_add(HkUsageStat which, uint64 n)
 {
@@ -157,12 +162,14 @@ hk_usage_stat_add(HkUsageStat which, uint64 n)
 		pg_atomic_fetch_add_u64(&usage->stats[which], n);
 }
 
+/* Set a gauge (lags, last flush time). */
 void
 hk_usage_stat_set(HkUsageStat which, uint64 v)
 {
 	pg_atomic_write_u64(&usage->stats[which], v);
 }
 
+/* Zero the counters, keeping the time of the last flush. */
 void
 hk_usage_stats_reset(void)
 {
@@ -174,6 +181,7 @@ hk_usage_stats_reset(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
+/* The ring's capacity and fill, and the worker's pid (0: none). */
 void
 hk_usage_queue_state(uint32 *capacity, uint64 *queued, int *worker_pid)
 {
@@ -219,6 +227,7 @@ ring_put(const HkUsageEvent *ev)
 	return true;
 }
 
+/* Queue one usage event (see usage_queue.h); false when it was dropped. */
 bool
 hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 				 const char *endpoint, int endpoint_len,
@@ -259,6 +268,7 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 	return true;
 }
 
+/* Where a key's touch starts probing the touch table. */
 static inline uint32
 touch_hash(const pg_uuid_t *key_id, Oid dbid)
 {
@@ -312,6 +322,7 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 	}
 }
 
+/* A key was admitted: queue an event (with endpoint) or note a touch. */
 void
 hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint)
 {

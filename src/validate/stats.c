@@ -34,18 +34,11 @@ typedef struct HkStatsShared
 
 static HkStatsShared *stats = NULL;
 
-/* Bytes of main shared memory the counters take. */
-Size
-hk_stats_shmem_size(void)
-{
-	return MAXALIGN(sizeof(HkStatsShared));
-}
-
-/* From shmem_request_hook. */
+/* From shmem_request_hook: room for the counters. */
 void
 hk_stats_shmem_request(void)
 {
-	RequestAddinShmemSpace(hk_stats_shmem_size());
+	RequestAddinShmemSpace(sizeof(HkStatsShared));
 }
 
 /* Create or attach to the counters.  Called with AddinShmemInitLock held. */
@@ -56,7 +49,7 @@ hk_stats_shmem_startup(void)
 	int			i;
 
 	stats = ShmemInitStruct("hokusai_auth validation statistics",
-							hk_stats_shmem_size(), &found);
+							sizeof(HkStatsShared), &found);
 	if (found)
 		return;
 	for (i = 0; i < HK_NUM_STATS; i++)

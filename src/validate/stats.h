@@ -24,7 +24,6 @@ typedef enum HkCacheStat
 	HK_NUM_STATS
 } HkCacheStat;
 
-extern Size hk_stats_shmem_size(void);
 extern void hk_stats_shmem_request(void);
 extern void hk_stats_shmem_startup(void);
 

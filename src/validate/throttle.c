@@ -61,18 +61,11 @@ typedef struct HkThrottleShared
 static HkThrottleShared *throttle = NULL;
 static LWLock *throttle_lock = NULL;
 
-/* Bytes of main shared memory the throttle takes. */
-Size
-hk_throttle_shmem_size(void)
-{
-	return MAXALIGN(sizeof(HkThrottleShared));
-}
-
 /* From shmem_request_hook: the table and our own lock tranche. */
 void
 hk_throttle_shmem_request(void)
 {
-	RequestAddinShmemSpace(hk_throttle_shmem_size());
+	RequestAddinShmemSpace(sizeof(HkThrottleShared));
 	RequestNamedLWLockTranche(THROTTLE_TRANCHE, 1);
 }
 
@@ -82,7 +75,7 @@ hk_throttle_shmem_startup(void)
 {
 	bool		found;
 
-	throttle = ShmemInitStruct("hokusai_auth throttle", hk_throttle_shmem_size(), &found);
+	throttle = ShmemInitStruct("hokusai_auth throttle", sizeof(HkThrottleShared), &found);
 	throttle_lock = &(GetNamedLWLockTranche(THROTTLE_TRANCHE))->lock;
 	if (found)
 		return;

@@ -10,7 +10,6 @@
 
 #include "postgres.h"
 
-extern Size hk_throttle_shmem_size(void);
 extern void hk_throttle_shmem_request(void);
 extern void hk_throttle_shmem_startup(void);
 
