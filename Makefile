@@ -16,12 +16,6 @@ OBJS = \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
-	src/ratelimit/limiter.o \
-	src/ratelimit/ratelimit_sql.o \
-	src/ratelimit/window.o \
-	src/http/client_ip.o \
-	src/http/postgrest.o \
-	src/http/pre_request.o \
 	src/validate/cache.o \
 	src/validate/cidr_datum.o \
 	src/validate/invalidate.o \
@@ -30,6 +24,12 @@ OBJS = \
 	src/validate/stats.o \
 	src/validate/throttle.o \
 	src/validate/validate_sql.o \
+	src/ratelimit/limiter.o \
+	src/ratelimit/ratelimit_sql.o \
+	src/ratelimit/window.o \
+	src/http/client_ip.o \
+	src/http/postgrest.o \
+	src/http/pre_request.o \
 	src/usage/endpoint.o \
 	src/usage/track.o \
 	src/usage/usage_queue.o \

@@ -2,7 +2,8 @@
  *
  * hokusai_auth.h
  *	  Declarations shared by the parts of hokusai_auth: configuration
- *	  variables and the init entry points that _PG_init delegates to.
+ *	  variables, the init entry points that _PG_init delegates to, and the
+ *	  check that the library was preloaded.
  *
  *-------------------------------------------------------------------------
  */
