@@ -7,16 +7,31 @@ OBJS = \
 	src/hokusai_auth.o \
 	src/guc.o \
 	src/shmem.o \
-	src/auth/actor.o \
-	src/auth/api_key_service.o \
-	src/auth/key_format.o \
-	src/middleware/auth.o \
-	src/middleware/cache_sql.o \
-	src/middleware/forwarded.o \
-	src/middleware/key_cache.o \
-	src/middleware/pre_request.o \
-	src/middleware/rate_limiter.o \
-	src/middleware/ip_check.o \
+	src/common/cidr.o \
+	src/common/crc32.o \
+	src/common/forwarded.o \
+	src/common/key_format.o \
+	src/common/text.o \
+	src/keys/actor.o \
+	src/keys/bcrypt.o \
+	src/keys/generate.o \
+	src/keys/keys_sql.o \
+	src/validate/cache.o \
+	src/validate/cidr_datum.o \
+	src/validate/invalidate.o \
+	src/validate/key_store.o \
+	src/validate/pipeline.o \
+	src/validate/stats.o \
+	src/validate/throttle.o \
+	src/validate/validate_sql.o \
+	src/ratelimit/limiter.o \
+	src/ratelimit/ratelimit_sql.o \
+	src/ratelimit/window.o \
+	src/http/client_ip.o \
+	src/http/postgrest.o \
+	src/http/pre_request.o \
+	src/usage/endpoint.o \
+	src/usage/track.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \

@@ -19,7 +19,7 @@
 #include "utils/guc.h"
 
 #include "hokusai_auth.h"
-#include "middleware/forwarded.h"
+#include "http/client_ip.h"
 
 int			hk_bcrypt_cost = 10;
 int			hk_cache_size = 16384;
@@ -33,6 +33,7 @@ bool		hk_require_https = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
 
+/* Define every setting, from _PG_init. */
 void
 hk_define_gucs(void)
 {
@@ -134,11 +135,7 @@ hk_define_gucs(void)
 								NULL, NULL, NULL);
 	}
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("hokusai_auth");
-#else
-	EmitWarningsOnPlaceholders("hokusai_auth");
-#endif
 }
 
 PG_FUNCTION_INFO_V1(hk_sql_default_rate_limit);

@@ -12,19 +12,22 @@
 #include "miscadmin.h"
 
 #include "hokusai_auth.h"
-#include "middleware/key_cache.h"
+#include "validate/cache.h"
+#include "validate/invalidate.h"
 #include "worker/worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* Module load: per-process set-up; shared memory and worker when preloaded. */
 void
 _PG_init(void)
 {
 	hk_crypto_init();
 	hk_define_gucs();
 	hk_cache_init();
+	hk_invalidate_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		hk_shmem_init();

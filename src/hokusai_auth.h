@@ -2,7 +2,8 @@
  *
  * hokusai_auth.h
  *	  Declarations shared by the parts of hokusai_auth: configuration
- *	  variables and the init entry points that _PG_init delegates to.
+ *	  variables, the init entry points that _PG_init delegates to, and the
+ *	  check that the library was preloaded.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,11 +27,13 @@ extern char *hk_database;
 
 extern void hk_define_gucs(void);
 
-/* Crypto set-up (auth/api_key_service.c) */
+/* libsodium set-up (keys/generate.c) */
 extern void hk_crypto_init(void);
 
 /* Shared memory hooks (shmem.c) */
 extern void hk_shmem_init(void);
+extern bool hk_shmem_ready(void);
+extern void hk_require_preload(void);
 
 /* Schema names used in queries the C code runs. */
 #define HK_SCHEMA "hokusai_auth"

@@ -32,7 +32,9 @@
  *	  producers never write there until tail moves past them, and only the
  *	  worker moves tail.  It moves tail (exclusive) after the transaction
  *	  that wrote those events has committed, so an error in the worker
- *	  loses nothing: the events are read again by the restarted worker.
+ *	  loses nothing: the worker catches it and reads the same events again
+ *	  in its next cycle (after HK_MAX_RETRIES failed cycles it drops the
+ *	  batch and counts it as failed; see worker/worker.c).
  *	- touch_lock (exclusive) guards the touch table; producers hold it to
  *	  probe at most HK_TOUCH_PROBE slots, the worker to copy and clear it.
  *	- The two locks are never held together, and no lock is held across
@@ -61,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "usage/endpoint.h"
 #include "usage/usage_queue.h"
 
 #define HK_USAGE_TRANCHE	"hokusai_auth_usage"
@@ -92,6 +95,7 @@ static HkUsageShared *usage = NULL;
 static LWLock *ring_lock = NULL;
 static LWLock *touch_lock = NULL;
 
+/* Bytes of main shared memory the queue takes: the struct and the ring. */
 Size
 hk_usage_shmem_size(void)
 {
@@ -99,6 +103,7 @@ hk_usage_shmem_size(void)
 					mul_size(hk_usage_queue_size, sizeof(HkUsageEvent)));
 }
 
+/* From shmem_request_hook: the queue and its two locks. */
 void
 hk_usage_shmem_request(void)
 {
@@ -106,6 +111,7 @@ hk_usage_shmem_request(void)
 	RequestNamedLWLockTranche(HK_USAGE_TRANCHE, 2);
 }
 
+/* The worker is exiting: nobody is there to wake any more. */
 static void
 worker_detach(int code, Datum arg)
 {
@@ -141,28 +147,14 @@ hk_usage_shmem_startup(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
-bool
-hk_usage_available(void)
-{
-	return usage != NULL;
-}
-
-void
-hk_usage_require(void)
-{
-	if (usage == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),
-				 errhint("Add hokusai_auth to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
+/* One counter. */
 uint64
 hk_usage_stat(HkUsageStat which)
 {
 	return pg_atomic_read_u64(&usage->stats[which]);
 }
 
+/* Add n to a counter; nothing happens without shared memory. */
 void
 hk_usage_stat_add(HkUsageStat which, uint64 n)
 {
@@ -170,12 +162,14 @@ hk_usage_stat_add(HkUsageStat which, uint64 n)
 		pg_atomic_fetch_add_u64(&usage->stats[which], n);
 }
 
+/* Set a gauge (lags, last flush time). */
 void
 hk_usage_stat_set(HkUsageStat which, uint64 v)
 {
 	pg_atomic_write_u64(&usage->stats[which], v);
 }
 
+/* Zero the counters, keeping the time of the last flush. */
 void
 hk_usage_stats_reset(void)
 {
@@ -187,6 +181,7 @@ hk_usage_stats_reset(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
+/* The ring's capacity and fill, and the worker's pid (0: none). */
 void
 hk_usage_queue_state(uint32 *capacity, uint64 *queued, int *worker_pid)
 {
@@ -232,6 +227,7 @@ ring_put(const HkUsageEvent *ev)
 	return true;
 }
 
+/* Queue one usage event (see usage_queue.h); false when it was dropped. */
 bool
 hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 				 const char *endpoint, int endpoint_len,
@@ -272,45 +268,7 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 	return true;
 }
 
-/*
- * Copy at most HK_USAGE_ENDPOINT_LEN - 1 bytes of whole characters;
- * control characters (C0, DEL and, in UTF-8, C1) become '?'.  Returns the
- * length written; buf is NUL-terminated.
- */
-int
-hk_usage_clean_endpoint(const char *src, int len, char *buf)
-{
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
-	int			in = 0;
-	int			out = 0;
-
-	while (in < len)
-	{
-		unsigned char c = (unsigned char) src[in];
-		int			clen = pg_mblen(src + in);
-
-		if (clen > len - in)
-			break;
-		if (c < 0x20 || c == 0x7f ||
-			(utf8 && clen == 2 && c == 0xc2 && (unsigned char) src[in + 1] < 0xa0))
-		{
-			if (out + 1 > HK_USAGE_ENDPOINT_LEN - 1)
-				break;
-			buf[out++] = '?';
-		}
-		else
-		{
-			if (out + clen > HK_USAGE_ENDPOINT_LEN - 1)
-				break;
-			memcpy(buf + out, src + in, clen);
-			out += clen;
-		}
-		in += clen;
-	}
-	buf[out] = '\0';
-	return out;
-}
-
+/* Where a key's touch starts probing the touch table. */
 static inline uint32
 touch_hash(const pg_uuid_t *key_id, Oid dbid)
 {
@@ -364,6 +322,7 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 	}
 }
 
+/* A key was admitted: queue an event (with endpoint) or note a touch. */
 void
 hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint)
 {

@@ -44,7 +44,10 @@ typedef struct HkUsageTouch
 	TimestampTz at;
 } HkUsageTouch;
 
-/* Counters, shown by hokusai_auth.usage_queue_stats(). */
+/*
+ * Counters, shown by hokusai_auth.usage_queue_stats(); ENQUEUED to
+ * KEYS_EXPIRED are in its column order.
+ */
 typedef enum HkUsageStat
 {
 	HK_USTAT_ENQUEUED,			/* events put in the queue */
@@ -68,9 +71,6 @@ extern Size hk_usage_shmem_size(void);
 extern void hk_usage_shmem_request(void);
 extern void hk_usage_shmem_startup(void);
 
-extern bool hk_usage_available(void);
-extern void hk_usage_require(void);
-
 /*
  * A validation succeeded: note the key as used (for last_used_at) and, when
  * endpoint is not NULL, queue a usage event.  Never blocks, never fails the
@@ -86,15 +86,6 @@ extern void hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint);
 extern bool hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 							 const char *endpoint, int endpoint_len,
 							 int32 response_time_ms, int32 status_code);
-
-/*
- * Queue one usage event for this request when the transaction ends
- * (usage_sql.c: track_request()).  endpoint NULL for none.
- */
-extern void hk_track_request(const pg_uuid_t *key_id, const text *endpoint);
-
-/* Copy an endpoint into buf: control characters become '?', truncated. */
-extern int	hk_usage_clean_endpoint(const char *src, int len, char *buf);
 
 /* Statistics */
 extern uint64 hk_usage_stat(HkUsageStat which);

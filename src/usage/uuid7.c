@@ -42,6 +42,7 @@ static bool prng_seeded = false;
 static bool have_last = false;
 static Uuid7Parts last;
 
+/* Is id a greater than id b, in the order the uuids sort? */
 static bool
 parts_greater(const Uuid7Parts *a, const Uuid7Parts *b)
 {
@@ -52,6 +53,7 @@ parts_greater(const Uuid7Parts *a, const Uuid7Parts *b)
 	return a->rand > b->rand;
 }
 
+/* A version 7 uuid for time at, greater than any this process made before. */
 void
 hk_uuid_v7(TimestampTz at, pg_uuid_t *out)
 {

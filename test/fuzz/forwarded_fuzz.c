@@ -2,7 +2,7 @@
  *
  * forwarded_fuzz.c
  *	  libFuzzer harness for the X-Forwarded-For parser
- *	  (src/middleware/forwarded.c).
+ *	  (src/common/forwarded.c) and the address parsers (src/common/cidr.c).
  *
  * Properties checked on every input, with trusted proxies 127.0.0.0/8,
  * ::1/128 and 10.0.0.0/8:
@@ -14,11 +14,11 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
-
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "middleware/forwarded.h"
+#include "common/forwarded.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,8 +45,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r1 = hk_forwarded_client(h, size, nets, nnets, &c1);
 	if (r1 == HK_XFF_FOUND)
 	{
-		if (!((c1.family == PGSQL_AF_INET && c1.bits == 32) ||
-			  (c1.family == PGSQL_AF_INET6 && c1.bits == 128)))
+		if (!((c1.family == HK_AF_INET && c1.bits == 32) ||
+			  (c1.family == HK_AF_INET6 && c1.bits == 128)))
 			abort();
 	}
 

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * key_parse_fuzz.c
- *	  libFuzzer harness for the key parser and checksum (src/auth/key_format.c).
+ *	  libFuzzer harness for the key parser and checksum
+ *	  (src/common/key_format.c).
  *
  * Properties checked on every input:
  *	- hk_key_parse never reads outside the input and never crashes;
@@ -15,15 +16,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
-
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "auth/api_key_service.h"
+#include "common/key_format.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int			LLVMFuzzerInitialize(int *argc, char ***argv);
-void		hk_fuzz_fill_crc_table(void);
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -31,10 +31,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	char		key[HK_KEY_LEN];
 	HkEnvironment env;
 
-	hk_fuzz_fill_crc_table();
 	/*
-	 * The table is right: a key whose checksum Python's zlib.crc32 computed
-	 * (corpus seed00) parses.
+	 * The CRC-32 is zlib's: a key whose checksum Python's zlib.crc32
+	 * computed (corpus seed00) parses.
 	 */
 	memcpy(key, "hk_live_Ky9Pf34qY6Nb3wWD25RQ4F5ZR3qa7yEeeby3abP33vCts3", HK_KEY_LEN);
 	if (hk_key_parse(key, HK_KEY_LEN, &env) != HK_KEY_OK)

@@ -11,14 +11,13 @@ TOP=$(cd "$HERE/../.." && pwd)
 SECS=${1:-20}
 OUT=$(mktemp -d /tmp/hokusai-fuzz.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
-INC=$(pg_config --includedir-server)
 
 build()
 {
 	local name=$1
 	shift
 	if ! clang -g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -I"$TOP/src" -I"$INC" \
+		-fno-sanitize-recover=undefined -I"$TOP/src" \
 		-o "$OUT/$name" "$HERE/$name.c" "$@" >"$OUT/build-$name.log" 2>&1; then
 		cat "$OUT/build-$name.log"
 		echo "not ok - $name does not build"
@@ -26,12 +25,11 @@ build()
 	fi
 }
 
-# key_format.c needs only pg_crc32_table, which crc_table.c provides.
-build key_parse_fuzz "$TOP/src/auth/key_format.c" "$HERE/crc_table.c"
-# forwarded.c and ip_check.c also hold SQL-callable functions that use the
-# server; server_stubs.c stands in for what those need.
-build forwarded_fuzz "$TOP/src/middleware/forwarded.c" "$TOP/src/middleware/ip_check.c" \
-	"$HERE/server_stubs.c"
+# The parsers are plain C in src/common, free of server headers and state:
+# each harness is built from them alone, the same sources the server runs.
+build key_parse_fuzz "$TOP/src/common/key_format.c" "$TOP/src/common/crc32.c"
+build forwarded_fuzz "$TOP/src/common/forwarded.c" "$TOP/src/common/cidr.c" \
+	"$TOP/src/common/text.c"
 
 status=0
 for h in key_parse_fuzz forwarded_fuzz; do

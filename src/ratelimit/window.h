@@ -1,18 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * rate_limiter.h
- *	  Per-key sliding-window rate limits (hourly quota and per-second burst)
- *	  kept in dynamic shared memory.
+ * window.h
+ *	  The sliding-window algorithm of the rate limits: an hourly quota and
+ *	  a per-second burst, decided on a key's counting state.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef HK_RATE_LIMITER_H
-#define HK_RATE_LIMITER_H
+#ifndef HK_WINDOW_H
+#define HK_WINDOW_H
 
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
-#include "utils/uuid.h"
 
 /* Each window is split into this many sub-buckets; one more is kept. */
 #define HK_RL_SUBBUCKETS	60
@@ -21,6 +20,8 @@
 /*
  * The counting state of one key: a ring of sub-bucket counts per window.
  * Pure data, so the same code runs on shared entries and in simulations.
+ * Burst counts are 16-bit (a burst limit is at most 65535), which keeps a
+ * shared entry at 420 bytes.
  */
 typedef struct HkLimiterState
 {
@@ -32,7 +33,7 @@ typedef struct HkLimiterState
 	uint16		burst[HK_RL_RING];
 } HkLimiterState;
 
-/* The outcome of one admission check. */
+/* The outcome of one admission check, or of a look without one. */
 typedef struct HkLimiterDecision
 {
 	bool		admitted;
@@ -46,13 +47,9 @@ extern void hk_limiter_state_init(HkLimiterState *st);
 extern void hk_limiter_decide(HkLimiterState *st, TimestampTz now,
 							  int32 per_hour, int32 burst,
 							  HkLimiterDecision *d);
+extern void hk_limiter_peek(HkLimiterState *st, TimestampTz now,
+							int32 per_hour, int32 burst,
+							HkLimiterDecision *d);
+extern bool hk_limiter_state_idle(const HkLimiterState *st, TimestampTz now);
 
-extern Size hk_limiter_shmem_size(void);
-extern void hk_limiter_shmem_request(void);
-extern void hk_limiter_shmem_startup(void);
-
-/* Check and count one request for a key; burst <= 0 means no burst limit. */
-extern void hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
-							 HkLimiterDecision *d);
-
-#endif							/* HK_RATE_LIMITER_H */
+#endif							/* HK_WINDOW_H */

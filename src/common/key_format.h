@@ -1,19 +1,25 @@
 /*-------------------------------------------------------------------------
  *
- * api_key_service.h
- *	  The key format, its checksum, and bcrypt hashing.
+ * key_format.h
+ *	  The API key format (DESIGN.md section 4): its constants, environment
+ *	  names, shape check and checksum.
  *
  * A key is hk_<env>_<body>: env is "live" or "test", body is 46 base62
  * characters: an 8-character lookup id, 32 characters of secret and a
  * 6-character base62 CRC-32 of everything before it.  key_prefix is
  * hk_<env>_ plus the lookup id.
  *
+ * Everything in src/common is plain C with no PostgreSQL headers, no
+ * allocation and no server state: the extension, the hokusai CLI and the
+ * fuzzers (test/fuzz/) compile it as it is.
+ *
  *-------------------------------------------------------------------------
  */
-#ifndef API_KEY_SERVICE_H
-#define API_KEY_SERVICE_H
+#ifndef HK_COMMON_KEY_FORMAT_H
+#define HK_COMMON_KEY_FORMAT_H
 
-#include "postgres.h"
+#include <stdbool.h>
+#include <stddef.h>
 
 #define HK_ENV_LEN			4	/* "live" or "test" */
 #define HK_LOOKUP_LEN		8
@@ -42,13 +48,20 @@ typedef enum HkKeyShape
 	HK_KEY_BAD_CHECKSUM
 } HkKeyShape;
 
+/* The base62 alphabet: 0-9, A-Z, a-z in that order. */
 extern const char hk_base62_digits[];
+
+/* Is c one of the base62 digits? */
+static inline bool
+hk_is_base62(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+		(c >= 'a' && c <= 'z');
+}
+
+extern bool hk_environment_from_name(const char *name, HkEnvironment *env);
+extern const char *hk_key_head(HkEnvironment env);
 extern void hk_key_checksum(const char *data, size_t len, char *out);
 extern HkKeyShape hk_key_parse(const char *key, size_t len, HkEnvironment *env);
-extern char *hk_key_prefix(const char *key, size_t len);
-extern bool hk_environment_from_name(const char *name, HkEnvironment *env);
-extern void hk_key_generate(HkEnvironment env, char *key);
-extern char *hk_bcrypt_hash(const char *key, int cost);
-extern bool hk_bcrypt_verify(const char *key, const char *hash);
 
-#endif							/* API_KEY_SERVICE_H */
+#endif							/* HK_COMMON_KEY_FORMAT_H */

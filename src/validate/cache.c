@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
- * key_cache.c
- *	  A fixed-size shared-memory cache of validated keys, its invalidation
- *	  at commit, and per-prefix throttling of failed verifications.
+ * cache.c
+ *	  A fixed-size shared-memory cache of validated keys.
  *
  * Layout.  One HkCacheShared struct followed by nsets * HK_CACHE_WAYS
  * entries.  An entry is found by a keyed BLAKE2b-256 digest of the whole key
@@ -11,7 +10,9 @@
  * a set of HK_CACHE_WAYS entries; a set belongs to one of HK_CACHE_PARTITIONS
  * partitions.  A full set evicts its least recently used entry.  Entries
  * are tagged with the database and the hokusai_auth schema they came from:
- * the cache is shared by every database on the server.
+ * the cache is shared by every database on the server.  An entry lives for
+ * hokusai_auth.cache_ttl; expiry and the active flag are checked on every
+ * hit by the caller (validate/pipeline.c), not here.
  *
  * Negative entries remember a digest whose secret failed bcrypt, so a
  * repeated wrong key costs no bcrypt until the entry ages out.
@@ -21,35 +22,26 @@
  * to swap last_touch wins), so the worker writes last_used_at about once a
  * minute per busy key however many requests it serves.
  *
+ * Generation.  A counter that invalidation advances at commit before it
+ * clears entries (validate/invalidate.c explains the race it closes).  A
+ * fill reads it before the key's row is read and inserts only if it is
+ * unchanged once the partition lock is held.
+ *
  * Locking rules:
  *
  *	- An entry is read or written only while holding its partition's LWLock:
  *	  shared to read, exclusive to insert, evict or clear.  The one exception
  *	  is last_used, an atomic that readers bump under the shared lock; it only
- *	  steers eviction, so a lost update is harmless.
+ *	  steers eviction, so a lost update is harmless.  last_touch is an
+ *	  atomic swapped under the shared lock by the one backend that wins it.
  *	- No code holds more than one partition lock at a time, and no partition
- *	  lock is held while doing anything but copying an entry (no catalog or
- *	  table access, no bcrypt, no elog above DEBUG), so there is no deadlock
- *	  and no lock is held across an ERROR.
- *	- The throttle table has its own LWLock, never held together with a
- *	  partition lock.
- *	- generation and the statistics are atomics and need no lock.
- *
- * Invalidation.  Changes to api_keys and users register, through triggers,
- * what they touched (a key, a user, or everything).  Nothing happens to the
- * cache until the transaction commits; then, in the commit callback, this
- * backend first increments generation and then clears every matching
- * entry.  A backend filling the cache reads generation before it takes the
- * snapshot it reads the key's row with, and inserts only if generation is
- * unchanged when it holds the partition lock.  So a fill that read the row
- * before a concurrent change became visible is either refused (the change's
- * increment came first) or cleared (the change's clearing comes after the
- * insert).  The commit callback runs before the client is told the commit
- * succeeded, so once revoke_key() has committed no session can find the
- * key in the cache.  A transaction with pending invalidations neither reads
- * nor fills the cache: what it sees is not yet what others see.  PREPARE
- * TRANSACTION is refused for such a transaction, as the commit would then
- * happen where our callback cannot see it.
+ *	  lock is held while doing anything but copying or clearing entries (no
+ *	  catalog or table access, no bcrypt, no elog above DEBUG), so there is
+ *	  no deadlock and no lock is held across an ERROR.
+ *	- No other hokusai_auth lock (the throttle's, the limiter's, the usage
+ *	  queue's) is ever taken while a partition lock is held.
+ *	- generation is an atomic and needs no lock; the digest key and nsets
+ *	  are written once at start-up.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,28 +49,22 @@
 
 #include <sodium.h>
 
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
-#include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/inval.h"
-#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
-#include "auth/api_key_service.h"
-#include "middleware/key_cache.h"
+#include "validate/cache.h"
+#include "validate/stats.h"
 
 #define HK_CACHE_WAYS		16
 #define HK_CACHE_PARTITIONS 128
-#define HK_THROTTLE_SLOTS	4096
 #define HK_LOCK_TRANCHE		"hokusai_auth"
-#define HK_NUM_LOCKS		(HK_CACHE_PARTITIONS + 1)	/* + throttle */
 
 /* Entry flags */
 #define HKE_USED			0x01
@@ -109,58 +95,31 @@ typedef struct HkCacheEntry
 
 StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
 
-typedef struct HkThrottleSlot
-{
-	uint64		prefix_hash;
-	int64		second;
-	int32		count;
-} HkThrottleSlot;
-
 typedef struct HkCacheShared
 {
 	uint8		digest_key[crypto_generichash_KEYBYTES];
 	TimestampTz started_at;
 	uint32		nsets;
-	LWLockPadded *locks;		/* HK_NUM_LOCKS, set in each backend */
 	pg_atomic_uint64 generation;
-	pg_atomic_uint64 stats[HK_NUM_STATS];
-	pg_atomic_uint64 stats_reset;	/* TimestampTz */
-	HkThrottleSlot throttle[HK_THROTTLE_SLOTS];
 	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER];
 } HkCacheShared;
 
 static HkCacheShared *cache = NULL;
 static LWLockPadded *cache_locks = NULL;
 
-/* Per-backend invalidations waiting for commit. */
-#define HK_PENDING_MAX 256
-typedef enum HkPendingKind
-{
-	HK_PENDING_KEY,
-	HK_PENDING_USER
-} HkPendingKind;
-typedef struct HkPending
-{
-	HkPendingKind kind;
-	pg_uuid_t	id;
-} HkPending;
-static HkPending pending[HK_PENDING_MAX];
-static int	npending = 0;
-static bool pending_all = false;
-static bool xact_callback_registered = false;
-
 /* This database's hokusai_auth schema, looked up once per backend. */
 static Oid	my_nspid = InvalidOid;
 
+/* Sets for hokusai_auth.cache_size entries: a whole number per partition. */
 static uint32
 cache_nsets(void)
 {
 	uint32		sets = (hk_cache_size + HK_CACHE_WAYS - 1) / HK_CACHE_WAYS;
 
-	/* A whole number of sets per partition. */
 	return ((sets + HK_CACHE_PARTITIONS - 1) / HK_CACHE_PARTITIONS) * HK_CACHE_PARTITIONS;
 }
 
+/* Bytes of main shared memory the cache takes. */
 Size
 hk_cache_shmem_size(void)
 {
@@ -169,14 +128,15 @@ hk_cache_shmem_size(void)
 							 sizeof(HkCacheEntry)));
 }
 
+/* From shmem_request_hook: the cache and its partition locks. */
 void
 hk_cache_shmem_request(void)
 {
 	RequestAddinShmemSpace(hk_cache_shmem_size());
-	RequestNamedLWLockTranche(HK_LOCK_TRANCHE, HK_NUM_LOCKS);
+	RequestNamedLWLockTranche(HK_LOCK_TRANCHE, HK_CACHE_PARTITIONS);
 }
 
-/* Called with AddinShmemInitLock held. */
+/* Create or attach to the cache.  Called with AddinShmemInitLock held. */
 void
 hk_cache_shmem_startup(void)
 {
@@ -193,9 +153,6 @@ hk_cache_shmem_startup(void)
 	cache->started_at = GetCurrentTimestamp();
 	cache->nsets = cache_nsets();
 	pg_atomic_init_u64(&cache->generation, 1);
-	for (i = 0; i < HK_NUM_STATS; i++)
-		pg_atomic_init_u64(&cache->stats[i], 0);
-	pg_atomic_init_u64(&cache->stats_reset, (uint64) cache->started_at);
 	for (i = 0; i < (int) (cache->nsets * HK_CACHE_WAYS); i++)
 	{
 		pg_atomic_init_u32(&cache->entries[i].last_used, 0);
@@ -203,49 +160,27 @@ hk_cache_shmem_startup(void)
 	}
 }
 
-bool
-hk_cache_available(void)
-{
-	return cache != NULL;
-}
-
-/* Error out, pg_stat_statements style, when shared memory is missing. */
-void
-hk_require_preload(void)
-{
-	if (cache == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("hokusai_auth must be loaded via shared_preload_libraries"),
-				 errhint("Add hokusai_auth to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-void
-hk_stat_add(HkCacheStat which)
-{
-	if (cache != NULL)
-		pg_atomic_fetch_add_u64(&cache->stats[which], 1);
-}
-
-void
-hk_key_digest(const char *key, size_t len, uint8 *digest)
-{
-	crypto_generichash(digest, HK_DIGEST_LEN, (const unsigned char *) key, len,
-					   cache->digest_key, sizeof(cache->digest_key));
-}
-
-uint64
-hk_cache_generation(void)
-{
-	return pg_atomic_read_u64(&cache->generation);
-}
-
+/* The schema may have been dropped and created again: look it up anew. */
 static void
 schema_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	my_nspid = InvalidOid;
 }
 
+/* Per-backend set-up, from _PG_init. */
+void
+hk_cache_init(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, schema_inval_callback, (Datum) 0);
+		registered = true;
+	}
+}
+
+/* This database's hokusai_auth schema, which tags entries. */
 static Oid
 current_nspid(void)
 {
@@ -254,22 +189,36 @@ current_nspid(void)
 	return my_nspid;
 }
 
-/*
- * May this backend use the cache now?  Not while its transaction has
- * changed keys or users that others cannot see yet.
- */
-bool
-hk_cache_usable(void)
+/* The cache's lookup key for a key: its keyed BLAKE2b-256 digest. */
+void
+hk_key_digest(const char *key, size_t len, uint8 *digest)
 {
-	return cache != NULL && npending == 0 && !pending_all;
+	crypto_generichash(digest, HK_DIGEST_LEN, (const unsigned char *) key, len,
+					   cache->digest_key, sizeof(cache->digest_key));
 }
 
+/* The generation a fill must still see when it inserts. */
+uint64
+hk_cache_generation(void)
+{
+	return pg_atomic_read_u64(&cache->generation);
+}
+
+/* Invalidation at commit: refuse every fill that began before now. */
+void
+hk_cache_advance_generation(void)
+{
+	pg_atomic_fetch_add_u64(&cache->generation, 1);
+}
+
+/* Seconds since the cache was made, the clock of last_used and last_touch. */
 static inline uint32
 now_tick(TimestampTz now)
 {
 	return (uint32) ((now - cache->started_at) / USECS_PER_SEC);
 }
 
+/* The set a digest belongs to. */
 static inline uint32
 digest_set(const uint8 *digest)
 {
@@ -279,12 +228,14 @@ digest_set(const uint8 *digest)
 	return (uint32) (h % cache->nsets);
 }
 
+/* The partition lock of a set. */
 static inline LWLock *
 set_lock(uint32 set)
 {
 	return &cache_locks[set % HK_CACHE_PARTITIONS].lock;
 }
 
+/* Is the entry younger than hokusai_auth.cache_ttl? */
 static inline bool
 entry_fresh(const HkCacheEntry *e, TimestampTz now)
 {
@@ -293,6 +244,11 @@ entry_fresh(const HkCacheEntry *e, TimestampTz now)
 	return now - e->filled_at < ttl;
 }
 
+/*
+ * Look a digest up.  On a hit, *st describes the key (allowed CIDRs copied
+ * into st->allowed_buf; *ips_overflow when there were too many to keep),
+ * and *touch_due says whether this hit should note the key as used.
+ */
 HkCacheResult
 hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
 				bool *touch_due)
@@ -386,6 +342,10 @@ choose_slot(uint32 set, const uint8 *digest, TimestampTz now)
 	return victim;
 }
 
+/*
+ * Insert a key's state (st), or a negative entry (st NULL), unless the
+ * generation has moved since the fill read it.
+ */
 static void
 insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 {
@@ -447,236 +407,30 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	LWLockRelease(set_lock(set));
 }
 
+/* Remember a verified key, read at generation. */
 void
 hk_cache_insert(const uint8 *digest, const HkKeyState *st, uint64 generation)
 {
 	insert_entry(digest, st, generation);
 }
 
+/* Remember a digest whose secret failed bcrypt, read at generation. */
 void
 hk_cache_insert_negative(const uint8 *digest, uint64 generation)
 {
 	insert_entry(digest, NULL, generation);
 }
 
-/*
- * Throttling.  Each key_prefix may cost at most
- * hokusai_auth.max_failures_per_prefix bcrypt verifications that fail in any
- * one second.  An attempt takes a unit before bcrypt runs and gives it back
- * if the secret was right, so concurrent attackers cannot overshoot.
- * Prefixes whose hashes land in the same slot share its count for the
- * second, which only makes the throttle stricter for them; the hash is
- * seeded with the per-server secret, so nobody can choose a colliding
- * prefix on purpose.
- */
-static HkThrottleSlot *
-throttle_slot(const char *prefix, uint64 *hash)
-{
-	uint64		seed;
-
-	memcpy(&seed, cache->digest_key, sizeof(seed));
-	*hash = hash_bytes_extended((const unsigned char *) prefix, HK_PREFIX_LEN, seed);
-	return &cache->throttle[*hash % HK_THROTTLE_SLOTS];
-}
-
-bool
-hk_throttle_admit(const char *prefix)
-{
-	LWLock	   *lock = &cache_locks[HK_CACHE_PARTITIONS].lock;
-	int64		second = GetCurrentTimestamp() / USECS_PER_SEC;
-	uint64		hash;
-	HkThrottleSlot *slot = throttle_slot(prefix, &hash);
-	bool		admit;
-
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (slot->second != second)
-	{
-		slot->second = second;
-		slot->count = 0;
-	}
-	slot->prefix_hash = hash;
-	admit = slot->count < hk_max_failures_per_prefix;
-	if (admit)
-		slot->count++;
-	LWLockRelease(lock);
-
-	if (!admit)
-		hk_stat_add(HK_STAT_THROTTLED);
-	return admit;
-}
-
-void
-hk_throttle_release(const char *prefix)
-{
-	LWLock	   *lock = &cache_locks[HK_CACHE_PARTITIONS].lock;
-	uint64		hash;
-	HkThrottleSlot *slot = throttle_slot(prefix, &hash);
-
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (slot->second == GetCurrentTimestamp() / USECS_PER_SEC && slot->count > 0)
-		slot->count--;
-	LWLockRelease(lock);
-}
+/* Visits one entry in use; returns whether it counts. */
+typedef bool (*EntryVisitor) (HkCacheEntry *e, void *arg);
 
 /*
- * Clear matching entries of this database in every partition.  kind is
- * HK_PENDING_KEY or HK_PENDING_USER, or all when id is NULL.
+ * Call visit on every entry in use, partition by partition, holding each
+ * partition's lock in mode while its entries are visited.  Returns how
+ * many visits returned true.
  */
-static void
-clear_entries(HkPendingKind kind, const pg_uuid_t *id)
-{
-	uint32		set;
-	int			part;
-
-	for (part = 0; part < HK_CACHE_PARTITIONS; part++)
-	{
-		LWLockAcquire(&cache_locks[part].lock, LW_EXCLUSIVE);
-		for (set = part; set < cache->nsets; set += HK_CACHE_PARTITIONS)
-		{
-			HkCacheEntry *e = &cache->entries[set * HK_CACHE_WAYS];
-			int			i;
-
-			for (i = 0; i < HK_CACHE_WAYS; i++, e++)
-			{
-				if (!(e->flags & HKE_USED) || e->dbid != MyDatabaseId)
-					continue;
-				/* Negative entries carry no ids: they survive key changes. */
-				if (id != NULL &&
-					((e->flags & HKE_NEGATIVE) ||
-					 memcmp(kind == HK_PENDING_KEY ? &e->key_id : &e->user_id,
-							id, sizeof(pg_uuid_t)) != 0))
-					continue;
-				e->flags = 0;
-			}
-		}
-		LWLockRelease(&cache_locks[part].lock);
-	}
-}
-
-static void
-reset_pending(void)
-{
-	npending = 0;
-	pending_all = false;
-}
-
-static void
-cache_xact_callback(XactEvent event, void *arg)
-{
-	int			i;
-
-	if (npending == 0 && !pending_all)
-		return;
-
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			/* First the generation, then the clearing: see the banner. */
-			pg_atomic_fetch_add_u64(&cache->generation, 1);
-			if (pending_all || npending >= HK_PENDING_MAX)
-				clear_entries(HK_PENDING_KEY, NULL);
-			else
-				for (i = 0; i < npending; i++)
-					clear_entries(pending[i].kind, &pending[i].id);
-			hk_stat_add(HK_STAT_INVALIDATIONS);
-			reset_pending();
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			reset_pending();
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot PREPARE a transaction that has changed API keys or their users")));
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-add_pending(HkPendingKind kind, const pg_uuid_t *id)
-{
-	int			i;
-
-	if (cache == NULL || pending_all)
-		return;
-	for (i = 0; i < npending; i++)
-		if (pending[i].kind == kind && memcmp(&pending[i].id, id, sizeof(*id)) == 0)
-			return;
-	if (npending >= HK_PENDING_MAX)
-	{
-		pending_all = true;
-		return;
-	}
-	pending[npending].kind = kind;
-	pending[npending].id = *id;
-	npending++;
-}
-
-void
-hk_invalidate_key_at_commit(const pg_uuid_t *key_id)
-{
-	add_pending(HK_PENDING_KEY, key_id);
-}
-
-void
-hk_invalidate_user_at_commit(const pg_uuid_t *user_id)
-{
-	add_pending(HK_PENDING_USER, user_id);
-}
-
-void
-hk_invalidate_all_at_commit(void)
-{
-	if (cache != NULL)
-		pending_all = true;
-}
-
-/* Per-backend set-up, from _PG_init. */
-void
-hk_cache_init(void)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(cache_xact_callback, NULL);
-		CacheRegisterSyscacheCallback(NAMESPACEOID, schema_inval_callback, (Datum) 0);
-		xact_callback_registered = true;
-	}
-}
-
-int64
-hk_cache_capacity(void)
-{
-	return (int64) cache->nsets * HK_CACHE_WAYS;
-}
-
-uint64
-hk_stat_read(HkCacheStat which)
-{
-	return pg_atomic_read_u64(&cache->stats[which]);
-}
-
-TimestampTz
-hk_stats_reset_time(void)
-{
-	return (TimestampTz) pg_atomic_read_u64(&cache->stats_reset);
-}
-
-void
-hk_stats_reset(void)
-{
-	int			i;
-
-	for (i = 0; i < HK_NUM_STATS; i++)
-		pg_atomic_write_u64(&cache->stats[i], 0);
-	pg_atomic_write_u64(&cache->stats_reset, (uint64) GetCurrentTimestamp());
-}
-
-int64
-hk_cache_count_entries(void)
+static int64
+visit_entries(LWLockMode mode, EntryVisitor visit, void *arg)
 {
 	int64		n = 0;
 	uint32		set;
@@ -684,17 +438,75 @@ hk_cache_count_entries(void)
 
 	for (part = 0; part < HK_CACHE_PARTITIONS; part++)
 	{
-		LWLockAcquire(&cache_locks[part].lock, LW_SHARED);
+		LWLockAcquire(&cache_locks[part].lock, mode);
 		for (set = part; set < cache->nsets; set += HK_CACHE_PARTITIONS)
 		{
 			HkCacheEntry *e = &cache->entries[set * HK_CACHE_WAYS];
 			int			i;
 
 			for (i = 0; i < HK_CACHE_WAYS; i++, e++)
-				if (e->flags & HKE_USED)
+				if ((e->flags & HKE_USED) && visit(e, arg))
 					n++;
 		}
 		LWLockRelease(&cache_locks[part].lock);
 	}
 	return n;
+}
+
+/* What clear_visitor forgets. */
+typedef struct ClearTarget
+{
+	HkCacheScope scope;
+	const pg_uuid_t *id;
+} ClearTarget;
+
+/* EntryVisitor: forget the entry if it is this database's and matches. */
+static bool
+clear_visitor(HkCacheEntry *e, void *arg)
+{
+	ClearTarget *t = (ClearTarget *) arg;
+
+	if (e->dbid != MyDatabaseId)
+		return false;
+	/* Negative entries carry no ids: they survive key changes. */
+	if (t->scope != HK_SCOPE_ALL &&
+		((e->flags & HKE_NEGATIVE) ||
+		 memcmp(t->scope == HK_SCOPE_KEY ? &e->key_id : &e->user_id,
+				t->id, sizeof(pg_uuid_t)) != 0))
+		return false;
+	e->flags = 0;
+	return true;
+}
+
+/*
+ * Forget this database's entries of one key (HK_SCOPE_KEY), of one user's
+ * keys (HK_SCOPE_USER), or all of them (HK_SCOPE_ALL, id unused).
+ */
+void
+hk_cache_clear(HkCacheScope scope, const pg_uuid_t *id)
+{
+	ClearTarget t = {scope, id};
+
+	(void) visit_entries(LW_EXCLUSIVE, clear_visitor, &t);
+}
+
+/* EntryVisitor: count every entry. */
+static bool
+count_visitor(HkCacheEntry *e, void *arg)
+{
+	return true;
+}
+
+/* How many entries are in use, in every database. */
+int64
+hk_cache_count_entries(void)
+{
+	return visit_entries(LW_SHARED, count_visitor, NULL);
+}
+
+/* How many entries the cache holds at most. */
+int64
+hk_cache_capacity(void)
+{
+	return (int64) cache->nsets * HK_CACHE_WAYS;
 }

@@ -1,0 +1,313 @@
+/*-------------------------------------------------------------------------
+ *
+ * pre_request.c
+ *	  hokusai_auth.pre_request(): PostgREST's db-pre-request hook, run once
+ *	  per HTTP request before the route's statement (docs/http.md).
+ *
+ * In this order:
+ *
+ *	1. HTTPS: with hokusai_auth.require_https on, the last comma-separated
+ *	   value of X-Forwarded-Proto, trimmed of spaces, must be "https"
+ *	   (case-insensitive); otherwise 403 https_required;
+ *	2. request.path "/" (the OpenAPI description) needs nothing more;
+ *	3. the client address from X-Forwarded-For (client_ip.c, the same as
+ *	   hokusai_auth.client_ip(forwarded_for)), into hokusai.client_ip;
+ *	4. an X-API-Key: validated (validate/pipeline.c, with the client
+ *	   address, kept as an HkCidr throughout); a refused key ends the
+ *	   request with 401, 403 or 429.  A valid one must belong to the JWT's
+ *	   subject when there is one; it sets hokusai.api_key_id,
+ *	   hokusai.user_id, the X-RateLimit-* response headers, and queues one
+ *	   usage event for the end of the transaction (usage/track.c);
+ *	5. else the JWT subject (request.jwt.claims' "sub") must be the uuid of
+ *	   an active user, read as the schema's owner (PostgREST's roles cannot
+ *	   read the users table); it sets hokusai.user_id;
+ *	6. else 401 missing_credentials;
+ *	7. when hokusai.api_role is set and differs from current_user (PostgREST
+ *	   ran the request as its anonymous role), switch to it for the
+ *	   transaction, as set_config('role', ..., true) does.
+ *
+ * How errors, settings and response headers look to PostgREST is
+ * postgrest.c's business.  Every setting is transaction-local.  Nothing
+ * here writes a table, so it works in PostgREST's read-only transactions.
+ *
+ * The plaintext key is never put in a message: errors name its key_prefix.
+ * request.headers holds it, so a malformed request.headers is reported
+ * without the JSON parser's detail and context, which quote the input.
+ *
+ * Version 1.3 of the extension did the same in PL/pgSQL; this is the same
+ * behaviour with one round of SQL-level function calls fewer per step.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "hokusai_auth.h"
+#include "common/text.h"
+#include "http/client_ip.h"
+#include "http/postgrest.h"
+#include "usage/track.h"
+#include "validate/cidr_datum.h"
+#include "validate/key_store.h"
+#include "validate/pipeline.h"
+
+PG_FUNCTION_INFO_V1(hk_sql_pre_request);
+
+#define BEARER_INVALID_TOKEN	"Bearer error=\"invalid_token\""
+#define MISSING_HINT \
+	"Send an API key (Authorization: Bearer hk_..., X-API-Key or ?api_key=) or a JWT."
+
+/* Is the last comma-separated element, trimmed of spaces, "https"? */
+static bool
+proto_is_https(const char *s, int len)
+{
+	int			start = len;
+	size_t		n;
+
+	if (s == NULL)
+		return false;
+	while (start > 0 && s[start - 1] != ',')
+		start--;
+	s += start;
+	n = len - start;
+	hk_trim(&s, &n, " ");
+	return n == 5 && pg_strncasecmp(s, "https", 5) == 0;
+}
+
+/* A uuid as text, palloc'd. */
+static char *
+uuid_text(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+/* An integer as text, palloc'd. */
+static char *
+int_text(int32 v)
+{
+	return psprintf("%d", v);
+}
+
+/* The JWT's "sub" as text (see hk_member_text), NULL without one. */
+static char *
+jwt_subject(void)
+{
+	char	   *claims = hk_setting("request.jwt.claims");
+	const char *p = claims;
+	size_t		n;
+	char	   *sub;
+	int			len = 0;
+
+	if (claims == NULL)
+		return NULL;
+	/* Claims that are not a JSON object have no subject. */
+	n = strlen(p);
+	hk_trim(&p, &n, HK_SPACES);
+	if (n == 0 || *p != '{')
+		return NULL;
+	sub = hk_member_text(hk_setting_jsonb("request.jwt.claims", claims), "sub", &len);
+	return sub ? pnstrdup(sub, len) : NULL;
+}
+
+static void refuse_key(const HkValidation *v, HkHeaders *rl,
+					   const char *client_text) pg_attribute_noreturn();
+
+/* End the request for a key that validation refused. */
+static void
+refuse_key(const HkValidation *v, HkHeaders *rl, const char *client_text)
+{
+	/* Only a well-formed key has a key_prefix. */
+	const char *prefix = v->prefix;
+	const char *message;
+
+	switch (v->status)
+	{
+		case HK_STATUS_RATE_LIMITED:
+			rl->value[HK_HDR_RETRY_AFTER] = int_text(Max(v->retry_after, 1));
+			hk_http_error(429, "rate_limited", "rate limit exceeded",
+						  psprintf("Key %s has used its requests for now.", prefix),
+						  "Retry after the number of seconds in Retry-After.",
+						  rl);
+		case HK_STATUS_IP_DENIED:
+			hk_http_error(403, "ip_denied",
+						  "this API key may not be used from this address",
+						  psprintf("Key %s has an IP allow-list that does not include %s.",
+								   prefix, client_text ? client_text : "the client address"),
+						  NULL, rl);
+		case HK_STATUS_MALFORMED:
+			message = "malformed API key";
+			break;
+		case HK_STATUS_UNKNOWN:
+			message = "unknown API key";
+			break;
+		case HK_STATUS_REVOKED:
+			message = "API key revoked";
+			break;
+		case HK_STATUS_EXPIRED:
+			message = "API key expired";
+			break;
+		default:
+			message = "invalid API key";
+			break;
+	}
+	rl->value[HK_HDR_WWW_AUTHENTICATE] = BEARER_INVALID_TOKEN;
+	hk_http_error(401, hk_status_names[v->status], message,
+				  prefix[0] != '\0' ? psprintf("Key %s.", prefix) : NULL,
+				  NULL, rl);
+}
+
+/*
+ * Step 4 of the banner: the request carries an API key.  client is NULL
+ * when the client address is unknown; client_text is its text then.
+ */
+static void
+authenticate_key(const char *key, int key_len, const HkCidr *client,
+				 const char *client_text, const char *sub)
+{
+	HkValidation v;
+	HkHeaders	rl;
+	char	   *key_id;
+	char	   *user_id;
+	char	   *method;
+	char	   *path;
+	text	   *endpoint = NULL;
+
+	/*
+	 * No endpoint for the validation: the usage event is queued below, once,
+	 * with its response time and status, when the transaction ends.
+	 */
+	hk_validate(key, key_len, client, NULL, &v);
+
+	memset(&rl, 0, sizeof(rl));
+	if (v.known)
+		rl.value[HK_HDR_LIMIT] = int_text(v.rate_limit);
+	if (v.has_limits)
+	{
+		rl.value[HK_HDR_REMAINING] = int_text(v.remaining);
+		rl.value[HK_HDR_RESET] = int_text(v.reset_seconds);
+	}
+	if (v.status != HK_STATUS_OK)
+		refuse_key(&v, &rl, client ? client_text : NULL);
+
+	key_id = uuid_text(&v.key_id);
+	user_id = uuid_text(&v.user_id);
+	if (sub != NULL && strcmp(sub, user_id) != 0)
+		hk_http_error(401, "conflicting_credentials",
+					  "the API key and the JWT belong to different users",
+					  NULL, NULL, &hk_no_headers);
+	hk_set_local("hokusai.api_key_id", key_id);
+	hk_set_local("hokusai.user_id", user_id);
+	hk_add_response_headers(&rl);
+
+	/* endpoint: request.method || ' ' || request.path, NULL if either is. */
+	method = hk_setting("request.method");
+	path = hk_setting("request.path");
+	if (method != NULL && path != NULL)
+		endpoint = cstring_to_text(psprintf("%s %s", method, path));
+	hk_track_request(&v.key_id, endpoint);
+}
+
+/* Step 5 of the banner: a JWT and no API key. */
+static void
+authenticate_subject(const char *sub)
+{
+	pg_uuid_t  *id = NULL;
+
+	if (hk_looks_like_uuid(sub))
+		id = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(sub)));
+	if (id == NULL || !hk_user_is_active(id))
+	{
+		HkHeaders	h;
+
+		memset(&h, 0, sizeof(h));
+		h.value[HK_HDR_WWW_AUTHENTICATE] = BEARER_INVALID_TOKEN;
+		hk_http_error(401, "invalid_token", "the JWT subject is not an active user",
+					  NULL, NULL, &h);
+	}
+	hk_set_local("hokusai.user_id", uuid_text(id));
+}
+
+/*
+ * hokusai_auth.pre_request() returns void
+ *
+ * SECURITY INVOKER on purpose: only an invoker may switch role.
+ */
+Datum
+hk_sql_pre_request(PG_FUNCTION_ARGS)
+{
+	char	   *api_role = hk_setting("hokusai.api_role");
+	char	   *raw_headers = hk_setting("request.headers");
+	Jsonb	   *headers;
+	char	   *path;
+	const char *xff;
+	const char *api_key;
+	int			len = 0;
+	HkCidr		client;
+	bool		have_client = false;
+	const char *client_text = "";
+	char	   *sub;
+
+	if (api_role != NULL && api_role[0] == '\0')
+		api_role = NULL;
+
+	/* An empty or missing request.headers is '{}'. */
+	headers = (raw_headers == NULL || raw_headers[0] == '\0') ? NULL :
+		hk_setting_jsonb("request.headers", raw_headers);
+
+	if (hk_require_https)
+	{
+		const char *proto = hk_member_text(headers, "x-forwarded-proto", &len);
+
+		if (!proto_is_https(proto, proto ? len : 0))
+			hk_http_error(403, "https_required", "HTTPS is required",
+						  "The request did not arrive over HTTPS (X-Forwarded-Proto from a trusted proxy).",
+						  "Use https://.", &hk_no_headers);
+	}
+
+	/* The OpenAPI description (GET /) is public. */
+	path = hk_setting("request.path");
+	if (path != NULL && strcmp(path, "/") == 0)
+		PG_RETURN_VOID();
+
+	xff = hk_member_text(headers, "x-forwarded-for", &len);
+	if (xff != NULL && hk_client_from_forwarded_for(xff, len, &client))
+	{
+		have_client = true;
+		client_text = hk_cidr_host_text(&client);
+	}
+	hk_set_local("hokusai.client_ip", client_text);
+
+	sub = jwt_subject();
+
+	api_key = hk_member_text(headers, "x-api-key", &len);
+	if (api_key != NULL && len > 0)
+		authenticate_key(api_key, len, have_client ? &client : NULL,
+						 client_text, sub);
+	else if (sub != NULL)
+		authenticate_subject(sub);
+	else
+	{
+		HkHeaders	h;
+
+		memset(&h, 0, sizeof(h));
+		h.value[HK_HDR_WWW_AUTHENTICATE] = "Bearer";
+		hk_http_error(401, "missing_credentials", "authentication required",
+					  NULL, MISSING_HINT, &h);
+	}
+
+	/*
+	 * PostgREST ran the request as another role (its anonymous role, for a
+	 * request with an API key and no JWT): switch to the API role.  The
+	 * session user (the authenticator) must be a member of it.
+	 */
+	if (api_role != NULL &&
+		strcmp(GetUserNameFromId(GetUserId(), false), api_role) != 0)
+		hk_set_local("role", api_role);
+
+	PG_RETURN_VOID();
+}

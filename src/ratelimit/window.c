@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.c
+ *	  The sliding-window algorithm of the rate limits, written once and
+ *	  used for both windows: the hourly quota over any rolling 3600 seconds
+ *	  and the burst limit over any rolling second.
+ *
+ * Each window is cut into 60 sub-buckets and a key keeps a ring of 61
+ * counts per window: the current sub-bucket and the 60 before it.  A
+ * request is admitted when the sum of the ring is below the limit.  The
+ * ring always covers the whole rolling window ending now, plus at most one
+ * sub-bucket of older requests, so the limiter never admits more than the
+ * limit in any rolling window, and it may refuse early by at most one
+ * sub-bucket (1/60 of the window).  Rejected requests are not counted.
+ *
+ * The two windows differ only in the length of a sub-bucket (60 s, and
+ * 1/60 s, which is not a whole number of microseconds: lengths are kept as
+ * fractions) and in the width of their counts; HkWindow views either one
+ * of a HkLimiterState the same way.
+ *
+ * Everything here is pure: the same code decides live requests on shared
+ * entries (limiter.c) and, for tests, replays timestamps on a private state
+ * (_rate_limit_replay()).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "ratelimit/window.h"
+
+#define BURST_MAX			PG_UINT16_MAX	/* per-sub-bucket counts are uint16 */
+
+/*
+ * One window of a HkLimiterState.  A sub-bucket lasts sub_num / sub_den
+ * microseconds; sub-bucket b covers [ceil(b * sub_num / sub_den), ...).
+ */
+typedef struct HkWindow
+{
+	int64		sub_num;
+	int64		sub_den;
+	int64	   *newest;			/* index of the newest sub-bucket */
+	uint32	   *total;			/* sum of the ring */
+	uint32	   *wide;			/* the ring when its counts are 32-bit */
+	uint16	   *narrow;			/* the ring when its counts are 16-bit */
+} HkWindow;
+
+/* The hourly window of st: 60-second sub-buckets, 32-bit counts. */
+static HkWindow
+hour_window(HkLimiterState *st)
+{
+	HkWindow	w = {
+		.sub_num = INT64CONST(3600) * USECS_PER_SEC / HK_RL_SUBBUCKETS,
+		.sub_den = 1,
+		.newest = &st->hour_bucket,
+		.total = &st->hour_total,
+		.wide = st->hour,
+	};
+
+	return w;
+}
+
+/* The one-second window of st: 1/60-second sub-buckets, 16-bit counts. */
+static HkWindow
+burst_window(HkLimiterState *st)
+{
+	HkWindow	w = {
+		.sub_num = USECS_PER_SEC,
+		.sub_den = HK_RL_SUBBUCKETS,
+		.newest = &st->burst_bucket,
+		.total = &st->burst_total,
+		.narrow = st->burst,
+	};
+
+	return w;
+}
+
+/* The sub-bucket that time now falls in. */
+static inline int64
+window_bucket(const HkWindow *w, TimestampTz now)
+{
+	return now * w->sub_den / w->sub_num;
+}
+
+/* When sub-bucket b begins. */
+static inline TimestampTz
+bucket_start(const HkWindow *w, int64 b)
+{
+	return (b * w->sub_num + w->sub_den - 1) / w->sub_den;
+}
+
+/* Where sub-bucket b is kept in the ring. */
+static inline int
+ring_slot(int64 b)
+{
+	return (int) (((b % HK_RL_RING) + HK_RL_RING) % HK_RL_RING);
+}
+
+/* The count of sub-bucket b. */
+static inline uint32
+count_get(const HkWindow *w, int64 b)
+{
+	return w->wide ? w->wide[ring_slot(b)] : w->narrow[ring_slot(b)];
+}
+
+/* Set the count of sub-bucket b. */
+static inline void
+count_set(HkWindow *w, int64 b, uint32 v)
+{
+	if (w->wide)
+		w->wide[ring_slot(b)] = v;
+	else
+		w->narrow[ring_slot(b)] = (uint16) v;
+}
+
+/* Move the ring forward to sub-bucket b, dropping what fell out. */
+static void
+window_advance(HkWindow *w, int64 b)
+{
+	int64		i;
+
+	if (b <= *w->newest)
+		return;
+	if (b - *w->newest >= HK_RL_RING)
+	{
+		for (i = 0; i < HK_RL_RING; i++)
+			count_set(w, i, 0);
+		*w->total = 0;
+	}
+	else
+		for (i = *w->newest + 1; i <= b; i++)
+		{
+			*w->total -= count_get(w, i);
+			count_set(w, i, 0);
+		}
+	*w->newest = b;
+}
+
+/* Count one admitted request in the newest sub-bucket. */
+static void
+window_count(HkWindow *w)
+{
+	count_set(w, *w->newest, count_get(w, *w->newest) + 1);
+	(*w->total)++;
+}
+
+/* Is the window at its limit (limit > 0)? */
+static inline bool
+window_full(const HkWindow *w, int32 limit)
+{
+	return *w->total >= (uint32) limit;
+}
+
+/*
+ * Microseconds until enough of the oldest sub-buckets leave the window for
+ * its total to drop below limit.  Sub-bucket i leaves when sub-bucket
+ * i + 61 begins.
+ */
+static int64
+window_wait(const HkWindow *w, int64 limit, TimestampTz now)
+{
+	int64		freed = 0;
+	int64		i;
+
+	for (i = *w->newest - HK_RL_SUBBUCKETS; i <= *w->newest; i++)
+	{
+		freed += count_get(w, i);
+		if ((int64) *w->total - freed < limit)
+			return bucket_start(w, i + HK_RL_RING) - now;
+	}
+	return bucket_start(w, *w->newest + HK_RL_RING) - now;
+}
+
+/* Microseconds as whole seconds, rounded up; 0 for none. */
+static inline int32
+usecs_to_seconds_ceil(int64 us)
+{
+	if (us <= 0)
+		return 0;
+	return (int32) Min((us + USECS_PER_SEC - 1) / USECS_PER_SEC, PG_INT32_MAX);
+}
+
+/*
+ * Bring both windows to time now and decide whether a request would be
+ * admitted, counting it when count is set; then fill in the figures.
+ * per_hour > 0; burst <= 0 means no burst limit.
+ */
+static void
+limiter_step(HkLimiterState *st, TimestampTz now, int32 per_hour,
+			 int32 burst, bool count, HkLimiterDecision *d)
+{
+	HkWindow	hour = hour_window(st);
+	HkWindow	second = burst_window(st);
+	int64		wait = 0;
+
+	if (burst > BURST_MAX)
+		burst = BURST_MAX;
+	/* A clock that stepped back counts into the newest sub-bucket. */
+	window_advance(&hour, window_bucket(&hour, now));
+	window_advance(&second, window_bucket(&second, now));
+
+	d->admitted = !window_full(&hour, per_hour) &&
+		!(burst > 0 && window_full(&second, burst));
+	if (d->admitted && count)
+	{
+		window_count(&hour);
+		window_count(&second);
+	}
+
+	/* How long until one more request would be admitted. */
+	if (window_full(&hour, per_hour))
+		wait = window_wait(&hour, per_hour, now);
+	if (burst > 0 && window_full(&second, burst))
+		wait = Max(wait, window_wait(&second, burst, now));
+
+	d->limit = per_hour;
+	d->remaining = window_full(&hour, per_hour) ? 0 :
+		(int32) (per_hour - st->hour_total);
+	d->reset_seconds = usecs_to_seconds_ceil(wait);
+	d->retry_after = d->admitted ? 0 : Max(d->reset_seconds, 1);
+}
+
+/* An empty state: nothing counted in either window. */
+void
+hk_limiter_state_init(HkLimiterState *st)
+{
+	memset(st, 0, sizeof(*st));
+}
+
+/*
+ * Decide one request at time now, counting it when admitted.  per_hour > 0;
+ * burst <= 0 means no burst limit.
+ */
+void
+hk_limiter_decide(HkLimiterState *st, TimestampTz now, int32 per_hour,
+				  int32 burst, HkLimiterDecision *d)
+{
+	limiter_step(st, now, per_hour, burst, true, d);
+}
+
+/*
+ * The figures at time now without counting anything: whether a request
+ * would be admitted, the quota left and the wait for one more.
+ */
+void
+hk_limiter_peek(HkLimiterState *st, TimestampTz now, int32 per_hour,
+				int32 burst, HkLimiterDecision *d)
+{
+	limiter_step(st, now, per_hour, burst, false, d);
+}
+
+/* Have all of the state's counts left both windows by time now? */
+bool
+hk_limiter_state_idle(const HkLimiterState *st, TimestampTz now)
+{
+	HkWindow	hour = hour_window((HkLimiterState *) st);
+	HkWindow	second = burst_window((HkLimiterState *) st);
+
+	return st->hour_bucket + HK_RL_RING <= window_bucket(&hour, now) &&
+		st->burst_bucket + HK_RL_RING <= window_bucket(&second, now);
+}

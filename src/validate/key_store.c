@@ -1,0 +1,280 @@
+/*-------------------------------------------------------------------------
+ *
+ * key_store.c
+ *	  Reading key and user rows for validation, as the owner of the
+ *	  hokusai_auth schema: a key's row by key_prefix, its allowed_ips by id,
+ *	  and whether a user is active.
+ *
+ * Callers need EXECUTE on validate_key() (or to be PostgREST's roles in
+ * pre_request()) and no privileges on the tables: every read here runs as
+ * the schema's owner.  Borrowing those rights is safe only if nothing the
+ * caller controls runs with them (DESIGN.md section 11), so each query is
+ * planned and run with search_path pinned to pg_catalog, pg_temp, names
+ * every object and operator with its schema, and runs read-only under
+ * SECURITY_RESTRICTED_OPERATION.
+ *
+ * Rows are read with the latest snapshot, not the caller's, so a long
+ * REPEATABLE READ transaction cannot see (or cache) a key as it was before
+ * a revocation.  Nothing here writes a table: validation works inside
+ * PostgREST's read-only transactions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "hokusai_auth.h"
+#include "common/key_format.h"
+#include "validate/cidr_datum.h"
+#include "validate/key_store.h"
+
+static SPIPlanPtr lookup_plan = NULL;
+
+/*
+ * Every object and operator is schema-qualified, and the query runs with
+ * search_path pinned (read_row_as_owner): nothing the caller can put on
+ * search_path runs with the owner's rights.  The rows' xmin tell whether
+ * this transaction wrote them (see hk_key_store_lookup).
+ */
+static const char lookup_query[] =
+"SELECT k.id, k.user_id, k.key_hash,"
+"       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
+"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips,"
+"       k.revoked_at IS NOT NULL OR NOT u.is_active,"
+"       k.xmin, u.xmin"
+"  FROM " HK_SCHEMA ".api_keys k"
+"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1";
+
+/* The role that owns the hokusai_auth schema: key rows are read as it. */
+static Oid
+schema_owner(void)
+{
+	Oid			nsp = get_namespace_oid(HK_SCHEMA, false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Reads one row of a query's result into the caller's structures. */
+typedef void (*RowReader) (HeapTuple tup, TupleDesc desc, void *arg);
+
+/*
+ * Run a one-parameter query as the owner of the hokusai_auth schema, with
+ * the latest snapshot and read-only, and hand its first row (if any) to
+ * read, in the caller's memory context.  The plan is prepared on first use
+ * and kept in *plan.  Returns whether there was a row.
+ *
+ * search_path is pinned to pg_catalog, pg_temp while the query is planned
+ * and run (DESIGN.md section 11), and restored afterwards; on an error the
+ * transaction's abort restores it and the user id, as for a SECURITY
+ * DEFINER function with a SET clause.
+ */
+static bool
+read_row_as_owner(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg,
+				  RowReader read, void *read_arg)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+	volatile bool found = false;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(schema_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	PG_TRY();
+	{
+		int			ret;
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (*plan == NULL)
+		{
+			SPIPlanPtr	p = SPI_prepare(query, 1, &argtype);
+
+			if (p == NULL)
+				elog(ERROR, "SPI_prepare failed: %s",
+					 SPI_result_code_string(SPI_result));
+			SPI_keepplan(p);
+			*plan = p;
+		}
+		ret = SPI_execute_snapshot(*plan, &arg, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, true, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_snapshot failed: %s",
+				 SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+
+			read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, read_arg);
+			MemoryContextSwitchTo(spicxt);
+			found = true;
+		}
+		SPI_finish();
+		AtEOXact_GUC(true, save_nestlevel);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	return found;
+}
+
+/* What hk_key_store_lookup reads: the key's state and its hash. */
+typedef struct KeyRow
+{
+	HkKeyState *st;
+	char	   *hash;
+	bool		own_write;		/* this transaction wrote the key or its user */
+} KeyRow;
+
+/* Did this transaction (or one of its subtransactions) write the row? */
+static bool
+xmin_is_ours(HeapTuple tup, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, attno, &isnull);
+
+	return !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
+}
+
+/* RowReader for lookup_query: fill a KeyRow. */
+static void
+read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	KeyRow	   *row = (KeyRow *) arg;
+	HkKeyState *st = row->st;
+	bool		isnull;
+	Datum		d;
+
+	memcpy(&st->key_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+		   sizeof(pg_uuid_t));
+	memcpy(&st->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)),
+		   sizeof(pg_uuid_t));
+	row->hash = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	st->active = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	st->has_expiry = !isnull;
+	st->expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	st->rate_limit_per_hour = isnull ? hk_default_rate_limit_per_hour : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	st->burst_limit = isnull ? -1 : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	st->has_allowed_ips = !isnull;
+	st->n_allowed = isnull ? 0 :
+		hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	st->revoked = !isnull && DatumGetBool(d);
+	row->own_write = xmin_is_ours(tup, desc, 10) || xmin_is_ours(tup, desc, 11);
+}
+
+/*
+ * Read the row of a key (its first HK_PREFIX_LEN bytes are its key_prefix).
+ * Returns its bcrypt hash, or NULL when there is no such row; *st then
+ * describes the key, allocated in the caller's memory context.
+ *
+ * *own_write is set when this transaction inserted or updated the key's
+ * row or its user's: such a row is not committed (and may never be), so
+ * what it says must not reach the shared cache, where other sessions would
+ * see it; a rolled-back create_key() would otherwise leave a key that
+ * validates and exists nowhere.
+ */
+char *
+hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write)
+{
+	KeyRow		row = {st, NULL, false};
+	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
+
+	*own_write = false;
+	if (!read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
+						   read_key_row, &row))
+		return NULL;
+	*own_write = row.own_write;
+	return row.hash;
+}
+
+/* RowReader for a key's allowed_ips alone. */
+static void
+read_allowed_ips(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	HkKeyState *st = (HkKeyState *) arg;
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
+
+	if (!isnull)
+		st->n_allowed = hk_cidrs_from_array(DatumGetArrayTypeP(d), &st->allowed);
+}
+
+/*
+ * A cached key with more allowed CIDRs than fit in a cache entry: read
+ * just allowed_ips by key id.
+ */
+void
+hk_key_store_allowed_ips(HkKeyState *st)
+{
+	static SPIPlanPtr plan = NULL;
+
+	st->n_allowed = 0;
+	(void) read_row_as_owner(&plan,
+							 "SELECT allowed_ips FROM " HK_SCHEMA ".api_keys"
+							 " WHERE id OPERATOR(pg_catalog.=) $1",
+							 UUIDOID, UUIDPGetDatum(&st->key_id),
+							 read_allowed_ips, st);
+}
+
+/* RowReader for a user's is_active. */
+static void
+read_is_active(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
+
+	*(bool *) arg = !isnull && DatumGetBool(d);
+}
+
+/*
+ * Is there an active user with this id?  Read as the owner, with the latest
+ * snapshot, like a key's row: pre_request() runs as PostgREST's role, which
+ * cannot read the users table.
+ */
+bool
+hk_user_is_active(const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		active = false;
+
+	(void) read_row_as_owner(&plan,
+							 "SELECT u.is_active FROM " HK_SCHEMA ".users u"
+							 " WHERE u.id OPERATOR(pg_catalog.=) $1",
+							 UUIDOID, UUIDPGetDatum(user_id),
+							 read_is_active, &active);
+	return active;
+}

@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * key_store.h
+ *	  What validation knows about a key, and reading it from the tables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_KEY_STORE_H
+#define HK_KEY_STORE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+#include "common/cidr.h"
+
+#define HK_CACHE_MAX_CIDRS	4	/* allowed_ips kept inline in a cache entry */
+
+/* Everything validation needs to know about one key, read from its row. */
+typedef struct HkKeyState
+{
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	bool		active;			/* is_active, not revoked, owner active */
+	bool		revoked;		/* revoked_at set, or owner inactive */
+	bool		has_expiry;
+	TimestampTz expires_at;
+	int32		rate_limit_per_hour;
+	int32		burst_limit;	/* -1: NULL, use default_burst_limit */
+	bool		has_allowed_ips;
+	int			n_allowed;
+	HkCidr	   *allowed;		/* n_allowed entries */
+	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
+} HkKeyState;
+
+extern char *hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write);
+extern void hk_key_store_allowed_ips(HkKeyState *st);
+extern bool hk_user_is_active(const pg_uuid_t *user_id);
+
+#endif							/* HK_KEY_STORE_H */

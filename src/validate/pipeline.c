@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.c
+ *	  The validation of one key, as validate_key() and pre_request() run
+ *	  it.
+ *
+ * Order of checks, cheapest first, and nothing about a key is revealed
+ * before its secret has been proven:
+ *
+ *	1. shape and checksum (common/key_format.c, no table or bcrypt work):
+ *	   "malformed";
+ *	2. the shared-memory cache (cache.c), by a keyed digest of the whole
+ *	   key: a hit proves the secret; a negative hit is "unknown";
+ *	3. on a miss, the per-prefix failure throttle (throttle.c), then the
+ *	   row by key_prefix (key_store.c) and a bcrypt verification
+ *	   (keys/bcrypt.c): "unknown" when either fails.  The result, good or
+ *	   bad, goes into the cache, unless this transaction wrote the row;
+ *	4. active flag, revocation and the owner's active flag: "revoked";
+ *	5. expiry, against the wall clock on every call: "expired";
+ *	6. client address against allowed_ips: "ip_denied".  A key with an
+ *	   allow-list is denied when the caller gives no address;
+ *	7. the key's rate limits (ratelimit/): "rate_limited".  Only a call
+ *	   that gets this far counts against the key's quota, and only if it is
+ *	   admitted.
+ *
+ * An admitted key's use is then noted for last_used_at and, with an
+ * endpoint, queued as a usage event (usage/usage_queue.c).  Nothing here
+ * writes a table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "utils/timestamp.h"
+
+#include "hokusai_auth.h"
+#include "keys/bcrypt.h"
+#include "ratelimit/limiter.h"
+#include "usage/usage_queue.h"
+#include "validate/cache.h"
+#include "validate/invalidate.h"
+#include "validate/key_store.h"
+#include "validate/pipeline.h"
+#include "validate/stats.h"
+#include "validate/throttle.h"
+
+const char *const hk_status_names[] = {
+	[HK_STATUS_OK] = "ok",
+	[HK_STATUS_MALFORMED] = "malformed",
+	[HK_STATUS_UNKNOWN] = "unknown",
+	[HK_STATUS_REVOKED] = "revoked",
+	[HK_STATUS_EXPIRED] = "expired",
+	[HK_STATUS_IP_DENIED] = "ip_denied",
+	[HK_STATUS_RATE_LIMITED] = "rate_limited",
+};
+
+/*
+ * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
+ * true, *st describes the key, and *touch_due says whether this use should
+ * be noted for last_used_at (always after a cache miss; after a hit, once
+ * per HK_TOUCH_INTERVAL per key).
+ */
+static bool
+key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
+{
+	uint8		digest[HK_DIGEST_LEN];
+	bool		use_cache = hk_cache_usable();
+	bool		ips_overflow = false;
+	uint64		generation = 0;
+	char	   *hash;
+	bool		verified;
+	bool		own_write;
+
+	hk_key_digest(key, HK_KEY_LEN, digest);
+	if (use_cache)
+	{
+		*touch_due = false;
+		switch (hk_cache_lookup(digest, st, &ips_overflow, touch_due))
+		{
+			case HK_CACHE_HIT:
+				if (ips_overflow)
+					hk_key_store_allowed_ips(st);
+				return true;
+			case HK_CACHE_NEGATIVE:
+				return false;
+			case HK_CACHE_MISS:
+				break;
+		}
+		/* Read before the row's snapshot is taken: see invalidate.c. */
+		generation = hk_cache_generation();
+	}
+
+	if (!hk_throttle_admit(key))
+		return false;
+	*touch_due = true;
+	hash = hk_key_store_lookup(key, st, &own_write);
+	if (hash == NULL)
+	{
+		hk_throttle_release(key);
+		return false;
+	}
+	hk_stat_add(HK_STAT_BCRYPT);
+	verified = hk_bcrypt_verify(key, hash);
+	if (verified)
+		hk_throttle_release(key);
+	if (use_cache && !own_write)
+	{
+		if (verified)
+			hk_cache_insert(digest, st, generation);
+		else
+			hk_cache_insert_negative(digest, generation);
+	}
+	return verified;
+}
+
+/* Steps 4 to 6 of the banner, for a key whose secret has been proven. */
+static HkStatus
+key_check(const HkKeyState *st, const HkCidr *client)
+{
+	if (st->revoked)
+		return HK_STATUS_REVOKED;
+	/* Expired before inactive: the worker deactivates keys that expire. */
+	if (st->has_expiry && st->expires_at <= GetCurrentTimestamp())
+		return HK_STATUS_EXPIRED;
+	if (!st->active)
+		return HK_STATUS_REVOKED;
+	/* An IPv4-mapped client matches IPv4 networks (hk_cidrs_allow). */
+	if (st->has_allowed_ips &&
+		(client == NULL || !hk_cidrs_allow(st->allowed, st->n_allowed, client)))
+		return HK_STATUS_IP_DENIED;
+	return HK_STATUS_OK;
+}
+
+/*
+ * Validate a key (key_len bytes, not NUL-terminated; NULL for none) for a
+ * client address (NULL when unknown): the checks of the banner, in order.
+ * When the key is admitted, notes its use and, when endpoint is not NULL,
+ * queues a usage event for it.  Never raises for a bad key: every
+ * rejection is a status in *res.
+ */
+void
+hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
+			const text *endpoint, HkValidation *res)
+{
+	HkStatus	status;
+	HkKeyState	st;
+	HkLimiterDecision limit;
+	bool		known = false;
+	bool		touch_due = false;
+
+	hk_require_preload();
+
+	memset(res, 0, sizeof(*res));
+	if (key_text == NULL)
+		status = HK_STATUS_MALFORMED;
+	else
+	{
+		HkEnvironment env;
+
+		if (hk_key_parse(key_text, key_len, &env) != HK_KEY_OK)
+			status = HK_STATUS_MALFORMED;
+		else
+		{
+			char		key[HK_KEY_LEN + 1];
+
+			memcpy(res->prefix, key_text, HK_PREFIX_LEN);
+			res->prefix[HK_PREFIX_LEN] = '\0';
+			memcpy(key, key_text, HK_KEY_LEN);
+			key[HK_KEY_LEN] = '\0';
+			known = key_authenticate(key, &st, &touch_due);
+			sodium_memzero(key, sizeof(key));
+			if (!known)
+				status = HK_STATUS_UNKNOWN;
+			else
+				status = key_check(&st, client);
+			if (status == HK_STATUS_OK)
+			{
+				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
+
+				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
+				if (!limit.admitted)
+					status = HK_STATUS_RATE_LIMITED;
+			}
+		}
+	}
+
+	if (status == HK_STATUS_MALFORMED)
+		hk_stat_add(HK_STAT_MALFORMED);
+	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
+		hk_usage_note_valid(&st.key_id, endpoint);
+
+	res->status = status;
+	res->known = known;
+	if (known)
+	{
+		res->key_id = st.key_id;
+		res->user_id = st.user_id;
+		res->rate_limit = st.rate_limit_per_hour;
+	}
+	res->has_limits = (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED);
+	if (res->has_limits)
+	{
+		res->remaining = limit.remaining;
+		res->reset_seconds = limit.reset_seconds;
+		res->retry_after = limit.retry_after;
+	}
+}

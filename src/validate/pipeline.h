@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.h
+ *	  Validating a key: the request-path check behind validate_key() and
+ *	  pre_request().
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_PIPELINE_H
+#define HK_PIPELINE_H
+
+#include "postgres.h"
+
+#include "utils/uuid.h"
+
+#include "common/cidr.h"
+#include "common/key_format.h"
+
+/* Outcome of a validation; the names are validate_key()'s status column. */
+typedef enum HkStatus
+{
+	HK_STATUS_OK,
+	HK_STATUS_MALFORMED,
+	HK_STATUS_UNKNOWN,
+	HK_STATUS_REVOKED,
+	HK_STATUS_EXPIRED,
+	HK_STATUS_IP_DENIED,
+	HK_STATUS_RATE_LIMITED
+} HkStatus;
+
+extern const char *const hk_status_names[];
+
+/* What hk_validate() found: validate_key()'s result columns, and more. */
+typedef struct HkValidation
+{
+	HkStatus	status;
+	char		prefix[HK_PREFIX_LEN + 1];	/* key_prefix; "" when malformed */
+	bool		known;			/* the secret was proven: the next three are set */
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	int32		rate_limit;		/* rate_limit_per_hour */
+	bool		has_limits;		/* ok or rate_limited: the next three are set */
+	int32		remaining;
+	int32		reset_seconds;
+	int32		retry_after;
+} HkValidation;
+
+extern void hk_validate(const char *key, size_t key_len, const HkCidr *client,
+						const text *endpoint, HkValidation *res);
+
+#endif							/* HK_PIPELINE_H */
