@@ -26,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/text.h"
+
 #include "commands.h"
 #include "conn.h"
 #include "output.h"
@@ -58,7 +60,7 @@ resolve_user(PGconn *conn, const char *arg, char **id, char **username)
 	PGresult   *res;
 	const char *values[1] = {arg};
 
-	if (looks_like_uuid(arg))
+	if (hk_looks_like_uuid(arg))
 		res = run_query(conn,
 						"SELECT u.id, u.username FROM hokusai_auth.users u"
 						" WHERE u.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * key_shape.c
- *	  The one place in the hokusai tool that knows what an API key looks
- *	  like: "hk_live_" or "hk_test_" followed by base62 characters.
+ *	  The one place in the hokusai tool that looks inside an API key: a
+ *	  key-shaped run is a head of the format (src/common/key_format.h,
+ *	  shared with the server) followed by base62 characters.
  *
  * parse.c uses it to tell a key_prefix from a full key given by mistake,
  * report.c to cut every key-shaped run in a message down to its
@@ -15,17 +16,9 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "common/key_format.h"
+
 #include "key_shape.h"
-
-#define KEY_HEAD_LEN	8		/* "hk_live_" or "hk_test_" */
-
-/* Is c one of the base62 digits 0-9, a-z, A-Z? */
-static bool
-is_base62(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		(c >= 'A' && c <= 'Z');
-}
 
 /*
  * The length of the key-shaped run at the start of s: the head hk_live_ or
@@ -35,12 +28,12 @@ is_base62(char c)
 size_t
 key_shape_span(const char *s)
 {
-	size_t		n = KEY_HEAD_LEN;
+	size_t		n = HK_HEAD_LEN;
 
-	if (strncmp(s, "hk_live_", KEY_HEAD_LEN) != 0 &&
-		strncmp(s, "hk_test_", KEY_HEAD_LEN) != 0)
+	if (strncmp(s, hk_key_head(HK_ENV_LIVE), HK_HEAD_LEN) != 0 &&
+		strncmp(s, hk_key_head(HK_ENV_TEST), HK_HEAD_LEN) != 0)
 		return 0;
-	while (is_base62(s[n]))
+	while (hk_is_base62(s[n]))
 		n++;
 	return n;
 }

@@ -4,7 +4,7 @@
  *	  What the hokusai tool knows of the API key format: enough to recognise
  *	  a key, or a key_prefix, in text.
  *
- * The format itself (the server's src/auth/key_format.c) is hk_<env>_ +
+ * The format itself (src/common/key_format.h, shared with the server) is hk_<env>_ +
  * 8-character lookup id + 32 characters of secret + 6-character checksum,
  * all base62.  The tool never checks a checksum or a length: a mistyped or
  * cut-off key is as secret as a whole one, so anything key-shaped counts.
@@ -18,8 +18,10 @@
 
 #include <stddef.h>
 
+#include "common/key_format.h"
+
 /* hk_live_ or hk_test_ plus the 8-character lookup id: public, not secret */
-#define KEY_SHAPE_PREFIX_LEN	16
+#define KEY_SHAPE_PREFIX_LEN	HK_PREFIX_LEN
 
 extern size_t key_shape_span(const char *s);
 

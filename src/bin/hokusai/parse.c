@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/text.h"
+
 #include "help.h"
 #include "key_shape.h"
 #include "parse.h"
@@ -79,25 +81,6 @@ static const struct
 	[OPT_UNTIL] = {"until", OPTION_TEXT},
 };
 
-/* Is s a uuid in its text form (8-4-4-4-12 hex digits)? */
-bool
-looks_like_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
-}
-
 /*
  * Classify a KEY_ID_OR_PREFIX argument, or end the program with a usage
  * error.  Neither message repeats the argument: it might be a secret.
@@ -105,7 +88,7 @@ looks_like_uuid(const char *s)
 static KeyRefKind
 parse_key_ref(const char *command, const char *arg)
 {
-	if (looks_like_uuid(arg))
+	if (hk_looks_like_uuid(arg))
 		return KEYREF_ID;
 	if (key_shape_span(arg) >= KEY_SHAPE_PREFIX_LEN)
 	{

@@ -77,7 +77,6 @@ typedef struct CommandLine
 extern void parse_command_line(int argc, char **argv,
 							   const CommandSyntax *syntax, CommandLine *cl);
 extern void require_option(const CommandLine *cl, CommandOption opt);
-extern bool looks_like_uuid(const char *s);
 extern char *duration_param(const char *option, const char *value,
 							bool allow_zero);
 extern char *interval_param(long long seconds);
