@@ -1,7 +1,7 @@
 
 ------------------------------------------------------------------------------
--- sql/install/cache.sql: the shared-memory key cache (src/middleware/
--- key_cache.c, cache_sql.c).  Changes that validation reads register the
+-- sql/install/cache.sql: the shared-memory key cache (src/validate/
+-- cache.c, invalidate.c, stats.c).  Changes that validation reads register the
 -- key (or user) for removal from the cache when the transaction commits:
 -- the invalidation triggers on api_keys and users.  Its counters:
 -- cache_stats(), the view of the same name, cache_stats_reset().

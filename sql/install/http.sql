@@ -13,7 +13,7 @@
 -- missing) and grants.
 ------------------------------------------------------------------------------
 
--- The client address behind trusted proxies (src/middleware/forwarded.c).
+-- The client address behind trusted proxies (src/common/forwarded.c, src/http/client_ip.c).
 CREATE FUNCTION hokusai_auth.client_ip(forwarded_for text, peer inet DEFAULT NULL)
 	RETURNS inet
 	AS 'MODULE_PATHNAME', 'hk_sql_client_ip'
@@ -251,7 +251,7 @@ $$;
 -- pre_request: the db-pre-request hook
 ------------------------------------------------------------------------------
 
--- In C (src/middleware/pre_request.c): HTTPS check, client address, API key
+-- In C (src/http/pre_request.c): HTTPS check, client address, API key
 -- or JWT subject, rate-limit headers, usage tracking, identity for
 -- row-level security and the audit log, then the switch to the API role.
 -- SECURITY INVOKER on purpose: only an invoker may switch role (SET ROLE);

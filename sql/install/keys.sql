@@ -1,7 +1,7 @@
 
 ------------------------------------------------------------------------------
 -- sql/install/keys.sql: keys and their owners.  The C functions that make
--- and check keys (src/auth, src/middleware/auth.c), the input checks shared
+-- and check keys (src/keys, src/validate), the input checks shared
 -- by the management functions, create_user(), create_key(), revoke_key(),
 -- rotate_key(), update_key(), expire_keys(), the keys view and list_keys().
 ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 
 ------------------------------------------------------------------------------
 -- sql/install/ratelimit.sql: rate limits, sliding windows in dynamic shared
--- memory (src/middleware/rate_limiter.c).  validate_key() applies them; here
+-- memory (src/ratelimit/).  validate_key() applies them; here
 -- are the functions to inspect and reset a key's windows, the limiter's
 -- counters, and the stats view of every counter of the extension.
 ------------------------------------------------------------------------------
