@@ -34,16 +34,8 @@
  * other reason, or after a crash restart of the server.  An error in a
  * cycle outside a batch is logged and the next cycle runs as usual.
  *
- * Trust.  The worker is the bootstrap superuser in a database whose owner
- * need not be one, and connecting gives it that database's settings (ALTER
- * DATABASE ... SET).  Right after connecting it therefore pins, at
- * PGC_S_OVERRIDE (above database, role, file and session values), the
- * settings that decide what its statements run or whether they can succeed
- * (pinned_settings[]): search_path = pg_catalog, pg_temp first of all.
- * Every statement it runs names its tables, functions and operators with
- * their schema (OPERATOR(pg_catalog.=)), the functions it calls pin their
- * own search_path, and the rest is C that looks objects up by schema and
- * name.  Nothing a database owner can put on a search_path runs here.
+ * Trust: the settings pinned right after connecting, and the rule that
+ * every statement names its objects with their schema, are in trust.c.
  *
  * Locks.  DDL on the extension's relations (DROP EXTENSION above all, which
  * takes every one of them, one after the other) must never deadlock with
@@ -118,6 +110,7 @@
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "worker/trust.h"
 #include "worker/usage_writer.h"
 #include "worker/worker.h"
 
@@ -129,29 +122,6 @@
 #define HK_YIELD_REPORT_MS	(60 * 1000)
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
-
-/*
- * Settings pinned right after connecting, at PGC_S_OVERRIDE (see the
- * banner): a database owner gives every session of the database its values
- * of these, and the worker must not run with them.
- */
-static const struct
-{
-	const char *name;
-	const char *value;
-}			pinned_settings[] =
-{
-	/* What names and operators in the worker's statements resolve to. */
-	{"search_path", "pg_catalog, pg_temp"},
-	/* Every write would fail. */
-	{"default_transaction_read_only", "off"},
-	/* Snapshots taken after the locks; no serialization failures. */
-	{"default_transaction_isolation", "read committed"},
-	/* A batch would fail and be dropped: waits are bounded by lock_timeout. */
-	{"statement_timeout", "0"},
-	/* Never wait long for a row lock: the queue keeps the events. */
-	{"lock_timeout", "10s"},
-};
 
 /*
  * The modes in which the worker's statements, the functions it calls and
@@ -966,17 +936,14 @@ void
 hk_worker_main(Datum main_arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
-	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(hk_database, NULL, 0);
-	/* Before anything runs in the database: see the banner. */
-	for (i = 0; i < (int) lengthof(pinned_settings); i++)
-		SetConfigOption(pinned_settings[i].name, pinned_settings[i].value,
-						PGC_SUSET, PGC_S_OVERRIDE);
+	/* Before anything runs in the database: see trust.c. */
+	hk_worker_pin_settings();
 	hk_usage_worker_attach();
 	pgstat_report_appname("hokusai_auth usage worker");
 	/*
