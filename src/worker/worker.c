@@ -37,99 +37,45 @@
  * Trust: the settings pinned right after connecting, and the rule that
  * every statement names its objects with their schema, are in trust.c.
  *
- * Locks.  DDL on the extension's relations (DROP EXTENSION above all, which
- * takes every one of them, one after the other) must never deadlock with
- * the worker, and the worker must not lose events to it.  The rule: each
- * transaction that reads or writes the extension's tables begins by taking,
- * without waiting (ConditionalLockRelationOid), every relation lock it can
- * need: each relation that is a member of the extension, with its
- * inheritance children, indexes, TOAST table and owned sequences, each in
- * every mode of lock_modes[] (what its statements, the functions it calls
- * and their triggers take).  If one is not available the transaction ends
- * at once, releasing what it took, and the work waits for the next cycle:
- * a yield, not a failure; the events stay queued and nothing is counted.
- * Once they are all held, every relation lock the transaction asks for
- * later is one it already holds, granted without a wait.  So the worker
- * never waits for a relation lock while holding one: at any moment it holds
- * none of the extension's relations or all of them, and DDL on them either
- * makes it yield or waits for its transaction to end; no cycle of relation
- * locks can include it.  After the locks it looks the extension up again
- * (a DROP that committed just before we locked shows only then) and only
- * then takes the snapshot its statements use.  Row locks are the other
- * waits: the usage_rollup_state row is read FOR SHARE SKIP LOCKED (while
- * rollup_usage() holds it the batch yields), and last_used_at and expiry
- * may wait, under lock_timeout, for a key row another transaction has
- * locked.  That transaction could wait for DDL on the extension that waits
- * for us only through a lock the DDL holds; while we hold ours, the DDL
- * holds none of the extension's relations, and DML takes no locks on its
- * other objects (functions, types).  A statement added here (or to a
- * function the worker calls) that needs a stronger mode on a relation must
- * add that mode to lock_modes[].
+ * Locks: every transaction on the extension's tables takes all its relation
+ * locks up front without waiting, or yields; the rule is in locks.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/relation.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/dependency.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_depend.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/resowner.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "worker/locks.h"
 #include "worker/trust.h"
 #include "worker/usage_writer.h"
 #include "worker/worker.h"
 
-#define HK_EXTENSION		"hokusai_auth"
 #define HK_BATCH			16384
 #define HK_MAX_RETRIES		3
 #define HK_RESTART_SECONDS	5
-/* Yielding for this long is logged (once), and so is the end of it. */
-#define HK_YIELD_REPORT_MS	(60 * 1000)
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
-
-/*
- * The modes in which the worker's statements, the functions it calls and
- * their triggers lock the extension's relations: reads, FOR SHARE /
- * FOR UPDATE, writes (and nextval()).  Each transaction takes all of them
- * on every relation up front (see the banner).
- */
-static const LOCKMODE lock_modes[] = {AccessShareLock, RowShareLock, RowExclusiveLock};
 
 /* How a batch went. */
 typedef enum BatchResult
@@ -159,12 +105,6 @@ static bool can_seal = false;	/* the extension has seal_audit_log() (1.5) */
 static HTAB *touches = NULL;
 /* expire_keys() is due (a full cycle asked for it and it has not run). */
 static bool expire_due = false;
-
-/* Yields: why the last one happened, since when, and whether it was logged. */
-static char yield_reason[2 * NAMEDATALEN + 64];
-static bool cycle_yielded = false;
-static TimestampTz yielding_since = 0;
-static bool yield_reported = false;
 
 typedef struct TouchEntry
 {
@@ -201,256 +141,6 @@ worker_sigterm(SIGNAL_ARGS)
 	got_sigterm = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
-}
-
-/* End a transaction begun by begin_locked_xact(). */
-static void
-end_xact(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* A cycle's work waits for the next cycle; log it when it lasts. */
-static void
-note_yield(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	cycle_yielded = true;
-	ereport(DEBUG1,
-			(errmsg_internal("hokusai_auth worker yields: %s", yield_reason)));
-	if (yielding_since == 0)
-		yielding_since = now;
-	else if (!yield_reported &&
-			 TimestampDifferenceExceeds(yielding_since, now, HK_YIELD_REPORT_MS))
-	{
-		ereport(LOG,
-				(errmsg("hokusai_auth worker has been waiting for its locks for %d seconds: %s",
-						HK_YIELD_REPORT_MS / 1000, yield_reason),
-				 errdetail("Usage events stay queued meanwhile; the queue drops new ones once it is full.")));
-		yield_reported = true;
-	}
-}
-
-/* A cycle ran without yielding. */
-static void
-note_no_yield(void)
-{
-	if (yield_reported)
-		ereport(LOG,
-				(errmsg("hokusai_auth worker has its locks again")));
-	yielding_since = 0;
-	yield_reported = false;
-}
-
-/* Does hokusai_auth.name(argtypes) exist?  A lookup by schema and name. */
-static bool
-function_exists(const char *name, int nargs, const Oid *argtypes)
-{
-	List	   *qualified = list_make2(makeString(pstrdup(HK_SCHEMA)),
-									   makeString(pstrdup(name)));
-
-	return OidIsValid(LookupFuncName(qualified, nargs, argtypes, true));
-}
-
-/*
- * Is hokusai_auth, with the functions this worker calls, installed here?
- * Also notes whether it can seal the audit log (1.5 and later).
- */
-static bool
-extension_ready(void)
-{
-	Oid			flush_args[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-	INT4ARRAYOID, INT4ARRAYOID};
-	Oid			no_args[1] = {InvalidOid};
-	Oid			seal_args[1] = {INT4OID};
-	bool		ready;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "hokusai_auth: checking the extension");
-	/* Catalog cache entries may hold TOASTed values (function bodies). */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	ready = OidIsValid(get_extension_oid(HK_EXTENSION, true)) &&
-		function_exists("_usage_flush", 5, flush_args) &&
-		function_exists("expire_keys", 0, no_args);
-	can_seal = ready && function_exists("seal_audit_log", 1, seal_args);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return ready;
-}
-
-/* The relations that are members of extension extoid. */
-static List *
-extension_relations(Oid extoid)
-{
-	List	   *result = NIL;
-	Relation	depRel;
-	ScanKeyData key[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-
-	depRel = table_open(DependRelationId, AccessShareLock);
-	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
-	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(depRel, DependReferenceIndexId, true, NULL, 2, key);
-	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
-
-		if (dep->deptype == DEPENDENCY_EXTENSION && dep->classid == RelationRelationId)
-			result = lappend_oid(result, dep->objid);
-	}
-	systable_endscan(scan);
-	table_close(depRel, AccessShareLock);
-	return result;
-}
-
-/* Lock relid in every mode of lock_modes[] without waiting. */
-static bool
-lock_now(Oid relid)
-{
-	int			i;
-
-	for (i = 0; i < (int) lengthof(lock_modes); i++)
-	{
-		if (!ConditionalLockRelationOid(relid, lock_modes[i]))
-		{
-			char	   *name = get_rel_name(relid);
-
-			snprintf(yield_reason, sizeof(yield_reason),
-					 "relation \"%s\" is locked by another session",
-					 name ? name : "?");
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Lock a relation and what is read or written with it: its indexes, its
- * TOAST table (with its index) and the sequences it owns.  A relation that
- * is gone by the time we hold its lock needs nothing more.
- */
-static bool
-lock_relation(Oid relid)
-{
-	Relation	rel;
-	List	   *parts = NIL;
-	ListCell   *lc;
-	char		relkind;
-
-	if (!lock_now(relid))
-		return false;
-	rel = try_relation_open(relid, NoLock);
-	if (rel == NULL)
-		return true;
-	relkind = rel->rd_rel->relkind;
-	if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE ||
-		relkind == RELKIND_MATVIEW || relkind == RELKIND_TOASTVALUE)
-	{
-		parts = RelationGetIndexList(rel);
-		if (OidIsValid(rel->rd_rel->reltoastrelid))
-			parts = lappend_oid(parts, rel->rd_rel->reltoastrelid);
-		if (relkind != RELKIND_TOASTVALUE)
-			parts = list_concat(parts, getOwnedSequences(relid));
-	}
-	relation_close(rel, NoLock);
-	foreach(lc, parts)
-	{
-		if (!lock_relation(lfirst_oid(lc)))
-			return false;
-	}
-	return true;
-}
-
-/*
- * Take, without waiting, every relation lock a transaction of the worker's
- * can need (see the banner).  False when one is not available.
- */
-static bool
-lock_extension(Oid extoid)
-{
-	ListCell   *lc;
-
-	foreach(lc, extension_relations(extoid))
-	{
-		ListCell   *lc2;
-
-		foreach(lc2, find_all_inheritors(lfirst_oid(lc), NoLock, NULL))
-		{
-			if (!lock_relation(lfirst_oid(lc2)))
-				return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Begin a transaction that reads or writes the extension's tables: every
- * relation lock it can need first, without waiting, then SPI and the
- * snapshot.  Returns false, with no transaction left open, when a lock is
- * not available or the extension has gone meanwhile: the caller yields.
- */
-static bool
-begin_locked_xact(const char *activity)
-{
-	Oid			extoid;
-	bool		ok;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, activity);
-	yield_reason[0] = '\0';
-	/* Building relcache entries may read TOASTed catalog values. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	extoid = get_extension_oid(HK_EXTENSION, true);
-	if (!OidIsValid(extoid))
-		ok = false;
-	else if (!lock_extension(extoid))
-		ok = false;				/* lock_now() said which lock */
-	else
-	{
-		/* A DROP EXTENSION that committed before we locked shows only now. */
-		InvalidateCatalogSnapshot();
-		ok = get_extension_oid(HK_EXTENSION, true) == extoid;
-	}
-	if (!ok && (!OidIsValid(extoid) || yield_reason[0] == '\0'))
-		snprintf(yield_reason, sizeof(yield_reason),
-				 "extension \"%s\" was dropped meanwhile", HK_EXTENSION);
-	PopActiveSnapshot();
-	if (!ok)
-	{
-		/* Nothing was written: ending the transaction releases the locks. */
-		CommitTransactionCommand();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		note_yield();
-		return false;
-	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* Taken after the locks: the statements see every commit before them. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	return true;
-}
-
-/* Prepare a statement once; its plan is kept for the worker's life. */
-static SPIPlanPtr
-keep_plan(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
 }
 
 /* Note that a key was used at "at" (the latest time per key is kept). */
@@ -499,7 +189,7 @@ read_rolled_until(TimestampTz *rolled)
 	Datum		d;
 
 	if (rolled_plan == NULL)
-		rolled_plan = keep_plan("SELECT s.rolled_until FROM " HK_SCHEMA ".usage_rollup_state s"
+		rolled_plan = hk_worker_keep_plan("SELECT s.rolled_until FROM " HK_SCHEMA ".usage_rollup_state s"
 								" FOR SHARE SKIP LOCKED", 0, NULL);
 	ret = SPI_execute_plan(rolled_plan, NULL, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
@@ -516,8 +206,6 @@ read_rolled_until(TimestampTz *rolled)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("table %s.usage_rollup_state has no row", HK_SCHEMA)));
-		snprintf(yield_reason, sizeof(yield_reason),
-				 "the usage_rollup_state row is locked (rollup_usage() is running)");
 		return false;
 	}
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -557,7 +245,7 @@ existing_keys(HkUsageEvent **ev, int n)
 	{
 		Oid			argtypes[1] = {UUIDARRAYOID};
 
-		keys_plan = keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
+		keys_plan = hk_worker_keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
 							  " WHERE a.id OPERATOR(pg_catalog.=) ANY ($1)",
 							  1, argtypes);
 	}
@@ -628,7 +316,7 @@ write_via_sql(HkUsageEvent **ev, int n)
 		Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID};
 
-		flush_plan = keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
+		flush_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
 							   5, argtypes);
 	}
 	ret = SPI_execute_plan(flush_plan, args, NULL, false, 1);
@@ -713,12 +401,12 @@ write_batch(HkUsageEvent *ev, int n)
 		return BATCH_DONE;
 	}
 
-	if (!begin_locked_xact("hokusai_auth: writing usage events"))
+	if (!hk_worker_begin_xact("hokusai_auth: writing usage events"))
 		return BATCH_YIELDED;
 	if (!read_rolled_until(&rolled))
 	{
-		end_xact();
-		note_yield();
+		hk_worker_end_xact();
+		hk_worker_yield("the usage_rollup_state row is locked (rollup_usage() is running)");
 		return BATCH_YIELDED;
 	}
 	{
@@ -753,7 +441,7 @@ write_batch(HkUsageEvent *ev, int n)
 		}
 		PG_END_TRY();
 	}
-	end_xact();
+	hk_worker_end_xact();
 
 	if (!ok)
 	{
@@ -840,7 +528,7 @@ touch_and_expire(void)
 	if (hash_get_num_entries(touches) == 0 && !expire_due)
 		return;
 
-	if (!begin_locked_xact("hokusai_auth: last_used_at and expiry"))
+	if (!hk_worker_begin_xact("hokusai_auth: last_used_at and expiry"))
 		return;
 	if (hash_get_num_entries(touches) > 0)
 	{
@@ -870,7 +558,7 @@ touch_and_expire(void)
 		{
 			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
 
-			touch_plan = keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+			touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
 								   2, argtypes);
 		}
 		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
@@ -905,7 +593,7 @@ touch_and_expire(void)
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
 	}
-	end_xact();
+	hk_worker_end_xact();
 	forget_touches();
 	expire_due = false;
 }
@@ -918,16 +606,15 @@ run_cycle(bool expire)
 		expire_due = true;
 	if (RecoveryInProgress())
 		return;
-	if (!extension_ready())
+	if (!hk_worker_extension_ready(&can_seal))
 		return;
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
-	cycle_yielded = false;
+	hk_worker_yields_start_cycle();
 	flush_events();
 	touch_and_expire();
-	if (!cycle_yielded)
-		note_no_yield();
+	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
 
