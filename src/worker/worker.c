@@ -66,6 +66,7 @@
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "worker/housekeeping.h"
 #include "worker/locks.h"
 #include "worker/trust.h"
 #include "worker/usage_writer.h"
@@ -91,26 +92,12 @@ static volatile sig_atomic_t got_sigterm = false;
 
 static MemoryContext cycle_cxt = NULL;
 static HkUsageEvent *events = NULL;
-static HkUsageTouch *touch_buf = NULL;
 static SPIPlanPtr flush_plan = NULL;
-static SPIPlanPtr touch_plan = NULL;
 static SPIPlanPtr rolled_plan = NULL;
 static SPIPlanPtr keys_plan = NULL;
 static int	batch_failures = 0;
 static TimestampTz next_cycle = 0;
 static bool shutting_down = false;
-static bool can_seal = false;	/* the extension has seal_audit_log() (1.5) */
-
-/* last_used_at touches not yet applied: kept across cycles that yield. */
-static HTAB *touches = NULL;
-/* expire_keys() is due (a full cycle asked for it and it has not run). */
-static bool expire_due = false;
-
-typedef struct TouchEntry
-{
-	pg_uuid_t	key_id;
-	TimestampTz at;
-} TouchEntry;
 
 /* Register the worker with the postmaster (from _PG_init). */
 void
@@ -141,39 +128,6 @@ worker_sigterm(SIGNAL_ARGS)
 	got_sigterm = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
-}
-
-/* Note that a key was used at "at" (the latest time per key is kept). */
-static void
-touch_merge(HTAB *table, const pg_uuid_t *key_id, TimestampTz at)
-{
-	bool		found;
-	TouchEntry *e = hash_search(table, key_id, HASH_ENTER, &found);
-
-	if (!found || e->at < at)
-		e->at = at;
-}
-
-/* A hash table keyed by key id, entries of entrysize bytes, in cxt. */
-static HTAB *
-uuid_table(const char *name, Size entrysize, MemoryContext cxt)
-{
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = entrysize;
-	ctl.hcxt = cxt;
-	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/* Forget the touches: they have been applied. */
-static void
-forget_touches(void)
-{
-	if (touches != NULL)
-		hash_destroy(touches);
-	touches = uuid_table("hokusai_auth touches", sizeof(TouchEntry), TopMemoryContext);
 }
 
 /*
@@ -228,8 +182,8 @@ existing_keys(HkUsageEvent **ev, int n)
 	int			ret;
 	int			i;
 
-	wanted = uuid_table("hokusai_auth batch keys", sizeof(pg_uuid_t), CurrentMemoryContext);
-	found = uuid_table("hokusai_auth existing keys", sizeof(pg_uuid_t), CurrentMemoryContext);
+	wanted = hk_worker_key_table("hokusai_auth batch keys", sizeof(pg_uuid_t), CurrentMemoryContext);
+	found = hk_worker_key_table("hokusai_auth existing keys", sizeof(pg_uuid_t), CurrentMemoryContext);
 	for (i = 0; i < n; i++)
 		(void) hash_search(wanted, &ev[i]->key_id, HASH_ENTER, NULL);
 
@@ -388,7 +342,7 @@ write_batch(HkUsageEvent *ev, int n)
 			other_db++;
 			continue;
 		}
-		touch_merge(touches, &e->key_id, e->at);
+		hk_worker_note_touch(&e->key_id, e->at);
 		if (!(e->flags & HK_EV_USAGE))
 			continue;
 		if (nusage == 0 || e->at < oldest)
@@ -509,101 +463,14 @@ flush_events(void)
 	MemoryContextDelete(batch_cxt);
 }
 
-/*
- * last_used_at for every key used since this last succeeded, and expiry
- * when it is due.  When the transaction yields, both wait for the next
- * cycle.
- */
-static void
-touch_and_expire(void)
-{
-	int			n;
-	int			i;
-
-	n = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
-	for (i = 0; i < n; i++)
-		if (touch_buf[i].dbid == MyDatabaseId)
-			touch_merge(touches, &touch_buf[i].key_id, touch_buf[i].at);
-
-	if (hash_get_num_entries(touches) == 0 && !expire_due)
-		return;
-
-	if (!hk_worker_begin_xact("hokusai_auth: last_used_at and expiry"))
-		return;
-	if (hash_get_num_entries(touches) > 0)
-	{
-		long		nkeys = hash_get_num_entries(touches);
-		Datum	   *keys = palloc(sizeof(Datum) * nkeys);
-		Datum	   *ats = palloc(sizeof(Datum) * nkeys);
-		HASH_SEQ_STATUS seq;
-		TouchEntry *e;
-		Datum		args[2];
-		int			ret;
-		bool		isnull;
-
-		i = 0;
-		hash_seq_init(&seq, touches);
-		while ((e = hash_seq_search(&seq)) != NULL)
-		{
-			keys[i] = UUIDPGetDatum(&e->key_id);
-			ats[i] = TimestampTzGetDatum(e->at);
-			i++;
-		}
-		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
-												  UUID_LEN, false, TYPALIGN_CHAR));
-		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
-												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
-		if (touch_plan == NULL)
-		{
-			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-
-			touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
-								   2, argtypes);
-		}
-		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "_usage_touch failed: %s", SPI_result_code_string(ret));
-		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-						  DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1, &isnull)));
-	}
-	if (expire_due)
-	{
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
-		bool		isnull;
-		int32		expired;
-
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "expire_keys failed: %s", SPI_result_code_string(ret));
-		expired = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-		if (expired > 0)
-		{
-			hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
-			ereport(LOG,
-					(errmsg("hokusai_auth worker expired %d api keys", expired)));
-		}
-	}
-	if (expire_due && can_seal)
-	{
-		/* Chain the audit rows committed since the last cycle (and expiry's). */
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
-
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
-	}
-	hk_worker_end_xact();
-	forget_touches();
-	expire_due = false;
-}
-
 /* One cycle; expire is false for early and final flushes. */
 static void
 run_cycle(bool expire)
 {
+	bool		can_seal;
+
 	if (expire)
-		expire_due = true;
+		hk_worker_expiry_due();
 	if (RecoveryInProgress())
 		return;
 	if (!hk_worker_extension_ready(&can_seal))
@@ -613,7 +480,7 @@ run_cycle(bool expire)
 	MemoryContextSwitchTo(cycle_cxt);
 	hk_worker_yields_start_cycle();
 	flush_events();
-	touch_and_expire();
+	hk_worker_touch_and_expire(can_seal);
 	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
@@ -642,8 +509,7 @@ hk_worker_main(Datum main_arg)
 	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "hokusai_auth worker cycle",
 									  ALLOCSET_DEFAULT_SIZES);
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
-	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
-	forget_touches();
+	hk_worker_housekeeping_init();
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 
