@@ -92,10 +92,8 @@ read_rolled_until(TimestampTz *rolled)
 		/* Locked, or not there at all: that one is an error. */
 		ret = SPI_execute("SELECT EXISTS (SELECT FROM " HK_SCHEMA ".usage_rollup_state)",
 						  true, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										1, &isnull)))
+		if (!DatumGetBool(hk_worker_one_value(ret, "could not read usage_rollup_state",
+											  &isnull)))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("table %s.usage_rollup_state has no row", HK_SCHEMA)));
@@ -215,10 +213,7 @@ write_via_sql(HkUsageEvent **ev, int n)
 										 5, argtypes);
 	}
 	ret = SPI_execute_plan(flush_plan, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "_usage_flush failed: %s", SPI_result_code_string(ret));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(hk_worker_one_value(ret, "_usage_flush failed", &isnull));
 }
 
 /*

@@ -148,11 +148,9 @@ hk_worker_touch_and_expire(bool can_seal)
 											 2, argtypes);
 		}
 		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "_usage_touch failed: %s", SPI_result_code_string(ret));
 		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-						  DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1, &isnull)));
+						  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
+															&isnull)));
 	}
 	if (expire_due)
 	{
@@ -160,10 +158,7 @@ hk_worker_touch_and_expire(bool can_seal)
 		bool		isnull;
 		int32		expired;
 
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "expire_keys failed: %s", SPI_result_code_string(ret));
-		expired = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+		expired = DatumGetInt32(hk_worker_one_value(ret, "expire_keys failed", &isnull));
 		if (expired > 0)
 		{
 			hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
@@ -175,9 +170,9 @@ hk_worker_touch_and_expire(bool can_seal)
 	{
 		/* Chain the audit rows committed since the last cycle (and expiry's). */
 		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
+		bool		isnull;
 
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
+		(void) hk_worker_one_value(ret, "seal_audit_log failed", &isnull);
 	}
 	hk_worker_end_xact();
 	forget_touches();

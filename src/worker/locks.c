@@ -3,7 +3,8 @@
  * locks.c
  *	  The background worker's transactions on the extension's tables: the
  *	  check that the extension is installed, every relation lock taken up
- *	  front without waiting, yields, and the statements' prepared plans.
+ *	  front without waiting, yields, and the statements' prepared plans and
+ *	  one-value results.
  *
  * Locks.  DDL on the extension's relations (DROP EXTENSION above all, which
  * takes every one of them, one after the other) must never deadlock with
@@ -358,4 +359,13 @@ hk_worker_keep_plan(const char *query, int nargs, Oid *argtypes)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/* The one row's first column, or an error naming the failure (see locks.h). */
+Datum
+hk_worker_one_value(int ret, const char *failure, bool *isnull)
+{
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "%s: %s", failure, SPI_result_code_string(ret));
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 }

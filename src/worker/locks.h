@@ -35,4 +35,10 @@ extern void hk_worker_yields_end_cycle(void);
 /* Prepare a statement once; its plan is kept for the worker's life. */
 extern SPIPlanPtr hk_worker_keep_plan(const char *query, int nargs, Oid *argtypes);
 
+/*
+ * The first column of the one row a SELECT returned (ret is what SPI said);
+ * anything else is an error "<failure>: <SPI result>".
+ */
+extern Datum hk_worker_one_value(int ret, const char *failure, bool *isnull);
+
 #endif							/* HK_WORKER_LOCKS_H */
