@@ -95,6 +95,73 @@ hk_worker_expiry_due(void)
 	expire_due = true;
 }
 
+/* last_used_at for every key in the touch table: one _usage_touch() call. */
+static void
+apply_touches(void)
+{
+	long		nkeys = hash_get_num_entries(touches);
+	Datum	   *keys = palloc(sizeof(Datum) * nkeys);
+	Datum	   *ats = palloc(sizeof(Datum) * nkeys);
+	HASH_SEQ_STATUS seq;
+	TouchEntry *e;
+	Datum		args[2];
+	int			ret;
+	bool		isnull;
+	int			i;
+
+	i = 0;
+	hash_seq_init(&seq, touches);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		keys[i] = UUIDPGetDatum(&e->key_id);
+		ats[i] = TimestampTzGetDatum(e->at);
+		i++;
+	}
+	args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
+											  UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
+											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	if (touch_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+										 2, argtypes);
+	}
+	ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
+	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
+					  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
+														&isnull)));
+}
+
+/* Expire the keys whose expires_at has passed; count and log them. */
+static void
+expire_keys(void)
+{
+	int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
+	bool		isnull;
+	int32		expired;
+
+	expired = DatumGetInt32(hk_worker_one_value(ret, "expire_keys failed", &isnull));
+	if (expired > 0)
+	{
+		hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
+		ereport(LOG,
+				(errmsg("hokusai_auth worker expired %d api keys", expired)));
+	}
+}
+
+/* Chain the audit rows committed since the last cycle (and expiry's). */
+static void
+seal_audit_log(void)
+{
+	int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
+	bool		isnull;
+
+	(void) hk_worker_one_value(ret, "seal_audit_log failed", &isnull);
+}
+
 /*
  * last_used_at for every key used since this last succeeded, and expiry
  * when it is due.  When the transaction yields, both wait for the next
@@ -117,63 +184,11 @@ hk_worker_touch_and_expire(bool can_seal)
 	if (!hk_worker_begin_xact("hokusai_auth: last_used_at and expiry"))
 		return;
 	if (hash_get_num_entries(touches) > 0)
-	{
-		long		nkeys = hash_get_num_entries(touches);
-		Datum	   *keys = palloc(sizeof(Datum) * nkeys);
-		Datum	   *ats = palloc(sizeof(Datum) * nkeys);
-		HASH_SEQ_STATUS seq;
-		TouchEntry *e;
-		Datum		args[2];
-		int			ret;
-		bool		isnull;
-
-		i = 0;
-		hash_seq_init(&seq, touches);
-		while ((e = hash_seq_search(&seq)) != NULL)
-		{
-			keys[i] = UUIDPGetDatum(&e->key_id);
-			ats[i] = TimestampTzGetDatum(e->at);
-			i++;
-		}
-		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
-												  UUID_LEN, false, TYPALIGN_CHAR));
-		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
-												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
-		if (touch_plan == NULL)
-		{
-			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-
-			touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
-											 2, argtypes);
-		}
-		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-						  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
-															&isnull)));
-	}
+		apply_touches();
 	if (expire_due)
-	{
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
-		bool		isnull;
-		int32		expired;
-
-		expired = DatumGetInt32(hk_worker_one_value(ret, "expire_keys failed", &isnull));
-		if (expired > 0)
-		{
-			hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
-			ereport(LOG,
-					(errmsg("hokusai_auth worker expired %d api keys", expired)));
-		}
-	}
+		expire_keys();
 	if (expire_due && can_seal)
-	{
-		/* Chain the audit rows committed since the last cycle (and expiry's). */
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
-		bool		isnull;
-
-		(void) hk_worker_one_value(ret, "seal_audit_log failed", &isnull);
-	}
+		seal_audit_log();
 	hk_worker_end_xact();
 	forget_touches();
 	expire_due = false;
