@@ -254,6 +254,61 @@ write_events(HkUsageEvent **ev, int n, TimestampTz rolled)
 }
 
 /*
+ * Write the events in a subtransaction, so that a failing batch does not
+ * take the worker down.  False, with a WARNING logged, when it failed.
+ */
+static bool
+write_in_subxact(HkUsageEvent **ev, int n, TimestampTz rolled, int64 *inserted)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		*inserted = write_events(ev, n, rolled);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errmsg("hokusai_auth worker could not write %d usage events: %s",
+						n, edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* Count a committed batch: rows, events discarded, and the oldest one's lag. */
+static void
+count_written(int nusage, int64 inserted, TimestampTz oldest)
+{
+	uint64		lag;
+
+	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
+	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
+	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
+	lag = (uint64) Max(GetCurrentTimestamp() - oldest, 0);
+	hk_usage_stat_set(HK_USTAT_LAST_LAG_US, lag);
+	if (lag > hk_usage_stat(HK_USTAT_MAX_LAG_US))
+		hk_usage_stat_set(HK_USTAT_MAX_LAG_US, lag);
+}
+
+/*
  * Write one batch in its own transaction.  Its events stay queued unless it
  * returns BATCH_DONE.
  */
@@ -266,7 +321,7 @@ write_batch(HkUsageEvent *ev, int n)
 	TimestampTz oldest = 0;
 	TimestampTz rolled;
 	int64		inserted = 0;
-	bool		ok = true;
+	bool		ok;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -299,38 +354,7 @@ write_batch(HkUsageEvent *ev, int n)
 		hk_worker_yield("the usage_rollup_state row is locked (rollup_usage() is running)");
 		return BATCH_YIELDED;
 	}
-	{
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
-
-		/* A failing batch must not take the worker down: a subtransaction. */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
-		{
-			inserted = write_events(mine, nusage, rolled);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			ereport(WARNING,
-					(errmsg("hokusai_auth worker could not write %d usage events: %s",
-							nusage, edata->message)));
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-	}
+	ok = write_in_subxact(mine, nusage, rolled, &inserted);
 	hk_worker_end_xact();
 
 	if (!ok)
@@ -345,16 +369,7 @@ write_batch(HkUsageEvent *ev, int n)
 	}
 	batch_failures = 0;
 	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
-	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
-	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
-	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
-	{
-		uint64		lag = (uint64) Max(GetCurrentTimestamp() - oldest, 0);
-
-		hk_usage_stat_set(HK_USTAT_LAST_LAG_US, lag);
-		if (lag > hk_usage_stat(HK_USTAT_MAX_LAG_US))
-			hk_usage_stat_set(HK_USTAT_MAX_LAG_US, lag);
-	}
+	count_written(nusage, inserted, oldest);
 	return BATCH_DONE;
 }
 
