@@ -155,7 +155,7 @@ hk_worker_main(Datum main_arg)
 	/*
 	 * An error in a cycle is reported and the next cycle runs as usual: the
 	 * events it did not write are still queued, and so are the touches it
-	 * did not apply.  Errors writing a batch are caught closer (write_batch)
+	 * did not apply.  Errors writing a batch are caught closer (flush.c)
 	 * and counted.
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
