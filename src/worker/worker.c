@@ -24,11 +24,15 @@
  *	   are one transaction (housekeeping.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
- * steps 1 to 3 at once.  SIGHUP reloads the configuration; SIGTERM (server
- * shutdown, pg_terminate_backend) runs a last flush and exits; the
- * postmaster restarts the worker HK_RESTART_SECONDS after it dies for any
- * other reason, or after a crash restart of the server.  An error in a
- * cycle outside a batch is logged and the next cycle runs as usual.
+ * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
+ * Such an early cycle, and the last one, also runs step 4 when a full cycle
+ * asked for it and it has not run yet (that cycle yielded or failed, or
+ * found no extension or a server in recovery).  SIGHUP reloads the
+ * configuration; SIGTERM (server shutdown, pg_terminate_backend) runs a
+ * last flush and exits; the postmaster restarts the worker
+ * HK_RESTART_SECONDS after it dies for any other reason, or after a crash
+ * restart of the server.  An error in a cycle outside a batch is logged and
+ * the next cycle runs as usual.
  *
  * Trust: the settings pinned right after connecting, and the rule that
  * every statement names its objects with their schema, are in trust.c.
