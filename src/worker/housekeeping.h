@@ -23,7 +23,7 @@ extern void hk_worker_note_touch(const pg_uuid_t *key_id, TimestampTz at);
 
 /*
  * A full cycle asks for expiry: it stays due until a call of
- * hk_worker_touch_and_expire() runs it (one that does not yield).
+ * hk_worker_touch_and_expire() runs it (one that neither yields nor fails).
  */
 extern void hk_worker_expiry_due(void);
 

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * locks.h
- *	  The worker's transactions on the extension's tables: every relation
- *	  lock taken up front without waiting, yields, prepared statements.
+ *	  The worker's transactions on the extension's tables: the extension
+ *	  check, every relation lock taken up front without waiting, yields,
+ *	  prepared statements and their one-value results.
  *
  *-------------------------------------------------------------------------
  */
