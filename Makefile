@@ -35,6 +35,10 @@ OBJS = \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
+	src/worker/flush.o \
+	src/worker/housekeeping.o \
+	src/worker/locks.o \
+	src/worker/trust.o \
 	src/worker/usage_writer.o \
 	src/worker/worker.o
 

@@ -212,6 +212,7 @@ fill_slot(TupleTableSlot *slot, Relation rel, const HkUsageEvent *e, pg_uuid_t *
 	ExecStoreVirtualTuple(slot);
 }
 
+/* Append the events in bulk, as COPY does; -1 when the table is altered. */
 int64
 hk_usage_append(HkUsageEvent **events, int n)
 {

@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The hokusai_auth background worker: writes queued usage events to
- *	  hokusai_auth.api_key_usage, applies last_used_at touches and expires
- *	  keys whose expires_at has passed.
+ *	  The hokusai_auth background worker, which writes queued usage events
+ *	  to hokusai_auth.api_key_usage, applies last_used_at touches and
+ *	  expires keys whose expires_at has passed.  This file owns its
+ *	  registration, its signals, the main loop with its error recovery and
+ *	  the schedule of its cycles; the work is done by the files named below.
  *
  * One worker per server, registered from _PG_init when the library is
  * preloaded, connected to hokusai_auth.database.  Every
@@ -13,194 +15,65 @@
  *	   later) is not installed in that database; the queue keeps its events
  *	   (and drops new ones once full) until then;
  *	2. the events queued when the cycle began, in batches of up to
- *	   HK_BATCH, one transaction each.  Events of keys that exist, not
- *	   older than usage_rollup_state.rolled_until (share-locked, which
- *	   orders us against rollup_usage()), are appended in bulk by
- *	   usage_writer.c; older ones go through SQL,
- *	   hokusai_auth._usage_flush(arrays...), which also adds them to the
- *	   rollups, and so does everything when the table has been altered.
- *	   The events are consumed (tail moved) only after the commit, so an
- *	   error loses nothing; a batch that fails HK_MAX_RETRIES cycles in a
- *	   row is dropped and counted;
- *	3. last_used_at: the touch table and the batches' keys, merged here to
- *	   the latest time per key, then one UPDATE for all of them;
+ *	   HK_BATCH, one transaction each, in bulk or through SQL; they leave
+ *	   the queue only once committed (flush.c, usage_writer.c);
+ *	3. last_used_at: the touch table and the batches' keys, merged to the
+ *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
- *	   chains the audit rows committed since (1.5 and later).
+ *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
+ *	   are one transaction (housekeeping.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
- * steps 1 to 3 at once.  SIGHUP reloads the configuration; SIGTERM (server
- * shutdown, pg_terminate_backend) runs a last flush and exits; the
- * postmaster restarts the worker HK_RESTART_SECONDS after it dies for any
- * other reason, or after a crash restart of the server.  An error in a
- * cycle outside a batch is logged and the next cycle runs as usual.
+ * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
+ * Such an early cycle, and the last one, also runs step 4 when a full cycle
+ * asked for it and it has not run yet (that cycle yielded or failed, or
+ * found no extension or a server in recovery).  SIGHUP reloads the
+ * configuration; SIGTERM (server shutdown, pg_terminate_backend) runs a
+ * last flush and exits; the postmaster restarts the worker
+ * HK_RESTART_SECONDS after it dies for any other reason, or after a crash
+ * restart of the server.  An error in a cycle outside a batch is logged and
+ * the next cycle runs as usual.
  *
- * Trust.  The worker is the bootstrap superuser in a database whose owner
- * need not be one, and connecting gives it that database's settings (ALTER
- * DATABASE ... SET).  Right after connecting it therefore pins, at
- * PGC_S_OVERRIDE (above database, role, file and session values), the
- * settings that decide what its statements run or whether they can succeed
- * (pinned_settings[]): search_path = pg_catalog, pg_temp first of all.
- * Every statement it runs names its tables, functions and operators with
- * their schema (OPERATOR(pg_catalog.=)), the functions it calls pin their
- * own search_path, and the rest is C that looks objects up by schema and
- * name.  Nothing a database owner can put on a search_path runs here.
+ * Trust: the settings pinned right after connecting, and the rule that
+ * every statement names its objects with their schema, are in trust.c.
  *
- * Locks.  DDL on the extension's relations (DROP EXTENSION above all, which
- * takes every one of them, one after the other) must never deadlock with
- * the worker, and the worker must not lose events to it.  The rule: each
- * transaction that reads or writes the extension's tables begins by taking,
- * without waiting (ConditionalLockRelationOid), every relation lock it can
- * need: each relation that is a member of the extension, with its
- * inheritance children, indexes, TOAST table and owned sequences, each in
- * every mode of lock_modes[] (what its statements, the functions it calls
- * and their triggers take).  If one is not available the transaction ends
- * at once, releasing what it took, and the work waits for the next cycle:
- * a yield, not a failure; the events stay queued and nothing is counted.
- * Once they are all held, every relation lock the transaction asks for
- * later is one it already holds, granted without a wait.  So the worker
- * never waits for a relation lock while holding one: at any moment it holds
- * none of the extension's relations or all of them, and DDL on them either
- * makes it yield or waits for its transaction to end; no cycle of relation
- * locks can include it.  After the locks it looks the extension up again
- * (a DROP that committed just before we locked shows only then) and only
- * then takes the snapshot its statements use.  Row locks are the other
- * waits: the usage_rollup_state row is read FOR SHARE SKIP LOCKED (while
- * rollup_usage() holds it the batch yields), and last_used_at and expiry
- * may wait, under lock_timeout, for a key row another transaction has
- * locked.  That transaction could wait for DDL on the extension that waits
- * for us only through a lock the DDL holds; while we hold ours, the DDL
- * holds none of the extension's relations, and DML takes no locks on its
- * other objects (functions, types).  A statement added here (or to a
- * function the worker calls) that needs a stronger mode on a relation must
- * add that mode to lock_modes[].
+ * Locks: every transaction on the extension's tables takes all its relation
+ * locks up front without waiting, or yields; the rule is in locks.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/relation.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/dependency.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_depend.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_inherits.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/resowner.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/uuid.h"
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
-#include "worker/usage_writer.h"
+#include "worker/flush.h"
+#include "worker/housekeeping.h"
+#include "worker/locks.h"
+#include "worker/trust.h"
 #include "worker/worker.h"
 
-#define HK_EXTENSION		"hokusai_auth"
-#define HK_BATCH			16384
-#define HK_MAX_RETRIES		3
 #define HK_RESTART_SECONDS	5
-/* Yielding for this long is logged (once), and so is the end of it. */
-#define HK_YIELD_REPORT_MS	(60 * 1000)
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
-
-/*
- * Settings pinned right after connecting, at PGC_S_OVERRIDE (see the
- * banner): a database owner gives every session of the database its values
- * of these, and the worker must not run with them.
- */
-static const struct
-{
-	const char *name;
-	const char *value;
-}			pinned_settings[] =
-{
-	/* What names and operators in the worker's statements resolve to. */
-	{"search_path", "pg_catalog, pg_temp"},
-	/* Every write would fail. */
-	{"default_transaction_read_only", "off"},
-	/* Snapshots taken after the locks; no serialization failures. */
-	{"default_transaction_isolation", "read committed"},
-	/* A batch would fail and be dropped: waits are bounded by lock_timeout. */
-	{"statement_timeout", "0"},
-	/* Never wait long for a row lock: the queue keeps the events. */
-	{"lock_timeout", "10s"},
-};
-
-/*
- * The modes in which the worker's statements, the functions it calls and
- * their triggers lock the extension's relations: reads, FOR SHARE /
- * FOR UPDATE, writes (and nextval()).  Each transaction takes all of them
- * on every relation up front (see the banner).
- */
-static const LOCKMODE lock_modes[] = {AccessShareLock, RowShareLock, RowExclusiveLock};
-
-/* How a batch went. */
-typedef enum BatchResult
-{
-	BATCH_DONE,					/* written, or dropped after HK_MAX_RETRIES
-								 * failures: consume its events */
-	BATCH_FAILED,				/* failed: try again at the next cycle */
-	BATCH_YIELDED				/* not tried, a lock was not available: try
-								 * again at the next cycle, not a failure */
-} BatchResult;
 
 static volatile sig_atomic_t got_sigterm = false;
 
 static MemoryContext cycle_cxt = NULL;
-static HkUsageEvent *events = NULL;
-static HkUsageTouch *touch_buf = NULL;
-static SPIPlanPtr flush_plan = NULL;
-static SPIPlanPtr touch_plan = NULL;
-static SPIPlanPtr rolled_plan = NULL;
-static SPIPlanPtr keys_plan = NULL;
-static int	batch_failures = 0;
 static TimestampTz next_cycle = 0;
 static bool shutting_down = false;
-static bool can_seal = false;	/* the extension has seal_audit_log() (1.5) */
-
-/* last_used_at touches not yet applied: kept across cycles that yield. */
-static HTAB *touches = NULL;
-/* expire_keys() is due (a full cycle asked for it and it has not run). */
-static bool expire_due = false;
-
-/* Yields: why the last one happened, since when, and whether it was logged. */
-static char yield_reason[2 * NAMEDATALEN + 64];
-static bool cycle_yielded = false;
-static TimestampTz yielding_since = 0;
-static bool yield_reported = false;
-
-typedef struct TouchEntry
-{
-	pg_uuid_t	key_id;
-	TimestampTz at;
-} TouchEntry;
 
 /* Register the worker with the postmaster (from _PG_init). */
 void
@@ -233,731 +106,25 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/* End a transaction begun by begin_locked_xact(). */
-static void
-end_xact(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* A cycle's work waits for the next cycle; log it when it lasts. */
-static void
-note_yield(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	cycle_yielded = true;
-	ereport(DEBUG1,
-			(errmsg_internal("hokusai_auth worker yields: %s", yield_reason)));
-	if (yielding_since == 0)
-		yielding_since = now;
-	else if (!yield_reported &&
-			 TimestampDifferenceExceeds(yielding_since, now, HK_YIELD_REPORT_MS))
-	{
-		ereport(LOG,
-				(errmsg("hokusai_auth worker has been waiting for its locks for %d seconds: %s",
-						HK_YIELD_REPORT_MS / 1000, yield_reason),
-				 errdetail("Usage events stay queued meanwhile; the queue drops new ones once it is full.")));
-		yield_reported = true;
-	}
-}
-
-/* A cycle ran without yielding. */
-static void
-note_no_yield(void)
-{
-	if (yield_reported)
-		ereport(LOG,
-				(errmsg("hokusai_auth worker has its locks again")));
-	yielding_since = 0;
-	yield_reported = false;
-}
-
-/* Does hokusai_auth.name(argtypes) exist?  A lookup by schema and name. */
-static bool
-function_exists(const char *name, int nargs, const Oid *argtypes)
-{
-	List	   *qualified = list_make2(makeString(pstrdup(HK_SCHEMA)),
-									   makeString(pstrdup(name)));
-
-	return OidIsValid(LookupFuncName(qualified, nargs, argtypes, true));
-}
-
-/*
- * Is hokusai_auth, with the functions this worker calls, installed here?
- * Also notes whether it can seal the audit log (1.5 and later).
- */
-static bool
-extension_ready(void)
-{
-	Oid			flush_args[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-	INT4ARRAYOID, INT4ARRAYOID};
-	Oid			no_args[1] = {InvalidOid};
-	Oid			seal_args[1] = {INT4OID};
-	bool		ready;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "hokusai_auth: checking the extension");
-	/* Catalog cache entries may hold TOASTed values (function bodies). */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	ready = OidIsValid(get_extension_oid(HK_EXTENSION, true)) &&
-		function_exists("_usage_flush", 5, flush_args) &&
-		function_exists("expire_keys", 0, no_args);
-	can_seal = ready && function_exists("seal_audit_log", 1, seal_args);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return ready;
-}
-
-/* The relations that are members of extension extoid. */
-static List *
-extension_relations(Oid extoid)
-{
-	List	   *result = NIL;
-	Relation	depRel;
-	ScanKeyData key[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-
-	depRel = table_open(DependRelationId, AccessShareLock);
-	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
-	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(depRel, DependReferenceIndexId, true, NULL, 2, key);
-	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
-
-		if (dep->deptype == DEPENDENCY_EXTENSION && dep->classid == RelationRelationId)
-			result = lappend_oid(result, dep->objid);
-	}
-	systable_endscan(scan);
-	table_close(depRel, AccessShareLock);
-	return result;
-}
-
-/* Lock relid in every mode of lock_modes[] without waiting. */
-static bool
-lock_now(Oid relid)
-{
-	int			i;
-
-	for (i = 0; i < (int) lengthof(lock_modes); i++)
-	{
-		if (!ConditionalLockRelationOid(relid, lock_modes[i]))
-		{
-			char	   *name = get_rel_name(relid);
-
-			snprintf(yield_reason, sizeof(yield_reason),
-					 "relation \"%s\" is locked by another session",
-					 name ? name : "?");
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Lock a relation and what is read or written with it: its indexes, its
- * TOAST table (with its index) and the sequences it owns.  A relation that
- * is gone by the time we hold its lock needs nothing more.
- */
-static bool
-lock_relation(Oid relid)
-{
-	Relation	rel;
-	List	   *parts = NIL;
-	ListCell   *lc;
-	char		relkind;
-
-	if (!lock_now(relid))
-		return false;
-	rel = try_relation_open(relid, NoLock);
-	if (rel == NULL)
-		return true;
-	relkind = rel->rd_rel->relkind;
-	if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE ||
-		relkind == RELKIND_MATVIEW || relkind == RELKIND_TOASTVALUE)
-	{
-		parts = RelationGetIndexList(rel);
-		if (OidIsValid(rel->rd_rel->reltoastrelid))
-			parts = lappend_oid(parts, rel->rd_rel->reltoastrelid);
-		if (relkind != RELKIND_TOASTVALUE)
-			parts = list_concat(parts, getOwnedSequences(relid));
-	}
-	relation_close(rel, NoLock);
-	foreach(lc, parts)
-	{
-		if (!lock_relation(lfirst_oid(lc)))
-			return false;
-	}
-	return true;
-}
-
-/*
- * Take, without waiting, every relation lock a transaction of the worker's
- * can need (see the banner).  False when one is not available.
- */
-static bool
-lock_extension(Oid extoid)
-{
-	ListCell   *lc;
-
-	foreach(lc, extension_relations(extoid))
-	{
-		ListCell   *lc2;
-
-		foreach(lc2, find_all_inheritors(lfirst_oid(lc), NoLock, NULL))
-		{
-			if (!lock_relation(lfirst_oid(lc2)))
-				return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Begin a transaction that reads or writes the extension's tables: every
- * relation lock it can need first, without waiting, then SPI and the
- * snapshot.  Returns false, with no transaction left open, when a lock is
- * not available or the extension has gone meanwhile: the caller yields.
- */
-static bool
-begin_locked_xact(const char *activity)
-{
-	Oid			extoid;
-	bool		ok;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, activity);
-	yield_reason[0] = '\0';
-	/* Building relcache entries may read TOASTed catalog values. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	extoid = get_extension_oid(HK_EXTENSION, true);
-	if (!OidIsValid(extoid))
-		ok = false;
-	else if (!lock_extension(extoid))
-		ok = false;				/* lock_now() said which lock */
-	else
-	{
-		/* A DROP EXTENSION that committed before we locked shows only now. */
-		InvalidateCatalogSnapshot();
-		ok = get_extension_oid(HK_EXTENSION, true) == extoid;
-	}
-	if (!ok && (!OidIsValid(extoid) || yield_reason[0] == '\0'))
-		snprintf(yield_reason, sizeof(yield_reason),
-				 "extension \"%s\" was dropped meanwhile", HK_EXTENSION);
-	PopActiveSnapshot();
-	if (!ok)
-	{
-		/* Nothing was written: ending the transaction releases the locks. */
-		CommitTransactionCommand();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		note_yield();
-		return false;
-	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* Taken after the locks: the statements see every commit before them. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	return true;
-}
-
-/* Prepare a statement once; its plan is kept for the worker's life. */
-static SPIPlanPtr
-keep_plan(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/* Note that a key was used at "at" (the latest time per key is kept). */
-static void
-touch_merge(HTAB *table, const pg_uuid_t *key_id, TimestampTz at)
-{
-	bool		found;
-	TouchEntry *e = hash_search(table, key_id, HASH_ENTER, &found);
-
-	if (!found || e->at < at)
-		e->at = at;
-}
-
-/* A hash table keyed by key id, entries of entrysize bytes, in cxt. */
-static HTAB *
-uuid_table(const char *name, Size entrysize, MemoryContext cxt)
-{
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = entrysize;
-	ctl.hcxt = cxt;
-	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/* Forget the touches: they have been applied. */
-static void
-forget_touches(void)
-{
-	if (touches != NULL)
-		hash_destroy(touches);
-	touches = uuid_table("hokusai_auth touches", sizeof(TouchEntry), TopMemoryContext);
-}
-
-/*
- * Read rolled_until (the rollups are complete before it), share-locking
- * the state row, which orders us against rollup_usage().  Returns false,
- * without waiting, when another transaction holds the row.
- */
-static bool
-read_rolled_until(TimestampTz *rolled)
-{
-	int			ret;
-	bool		isnull;
-	Datum		d;
-
-	if (rolled_plan == NULL)
-		rolled_plan = keep_plan("SELECT s.rolled_until FROM " HK_SCHEMA ".usage_rollup_state s"
-								" FOR SHARE SKIP LOCKED", 0, NULL);
-	ret = SPI_execute_plan(rolled_plan, NULL, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-	{
-		/* Locked, or not there at all: that one is an error. */
-		ret = SPI_execute("SELECT EXISTS (SELECT FROM " HK_SCHEMA ".usage_rollup_state)",
-						  true, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										1, &isnull)))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table %s.usage_rollup_state has no row", HK_SCHEMA)));
-		snprintf(yield_reason, sizeof(yield_reason),
-				 "the usage_rollup_state row is locked (rollup_usage() is running)");
-		return false;
-	}
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	*rolled = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
-	return true;
-}
-
-/* The batch's keys that exist, as a hash table of key ids. */
-static HTAB *
-existing_keys(HkUsageEvent **ev, int n)
-{
-	HTAB	   *wanted;
-	HTAB	   *found;
-	HASH_SEQ_STATUS seq;
-	pg_uuid_t  *k;
-	Datum	   *ids;
-	Datum		arg;
-	long		nkeys;
-	uint64		r;
-	int			ret;
-	int			i;
-
-	wanted = uuid_table("hokusai_auth batch keys", sizeof(pg_uuid_t), CurrentMemoryContext);
-	found = uuid_table("hokusai_auth existing keys", sizeof(pg_uuid_t), CurrentMemoryContext);
-	for (i = 0; i < n; i++)
-		(void) hash_search(wanted, &ev[i]->key_id, HASH_ENTER, NULL);
-
-	nkeys = hash_get_num_entries(wanted);
-	ids = palloc(sizeof(Datum) * nkeys);
-	i = 0;
-	hash_seq_init(&seq, wanted);
-	while ((k = hash_seq_search(&seq)) != NULL)
-		ids[i++] = UUIDPGetDatum(k);
-	arg = PointerGetDatum(construct_array(ids, (int) nkeys, UUIDOID,
-										  UUID_LEN, false, TYPALIGN_CHAR));
-	if (keys_plan == NULL)
-	{
-		Oid			argtypes[1] = {UUIDARRAYOID};
-
-		keys_plan = keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
-							  " WHERE a.id OPERATOR(pg_catalog.=) ANY ($1)",
-							  1, argtypes);
-	}
-	ret = SPI_execute_plan(keys_plan, &arg, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not look up api_keys: %s", SPI_result_code_string(ret));
-	for (r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			(void) hash_search(found, DatumGetUUIDP(d), HASH_ENTER, NULL);
-	}
-	return found;
-}
-
-/*
- * Insert events through SQL: _usage_flush(), which skips events of keys that
- * no longer exist and also adds events older than rolled_until to the
- * rollups.  Returns the number of rows inserted.
- */
-static int64
-write_via_sql(HkUsageEvent **ev, int n)
-{
-	Datum	   *keys = palloc(sizeof(Datum) * n);
-	Datum	   *endpoints = palloc(sizeof(Datum) * n);
-	bool	   *endpoint_nulls = palloc(sizeof(bool) * n);
-	Datum	   *ats = palloc(sizeof(Datum) * n);
-	Datum	   *rts = palloc(sizeof(Datum) * n);
-	bool	   *rt_nulls = palloc(sizeof(bool) * n);
-	Datum	   *sts = palloc(sizeof(Datum) * n);
-	bool	   *st_nulls = palloc(sizeof(bool) * n);
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	Datum		args[5];
-	bool		isnull;
-	int			ret;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		HkUsageEvent *e = ev[i];
-
-		keys[i] = UUIDPGetDatum(&e->key_id);
-		endpoint_nulls[i] = !(e->flags & HK_EV_HAS_ENDPOINT);
-		endpoints[i] = endpoint_nulls[i] ? (Datum) 0 :
-			PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
-		ats[i] = TimestampTzGetDatum(e->at);
-		rt_nulls[i] = e->response_time_ms == HK_EV_NONE;
-		rts[i] = Int32GetDatum(e->response_time_ms);
-		st_nulls[i] = e->status_code == HK_EV_NONE;
-		sts[i] = Int32GetDatum(e->status_code);
-	}
-	args[0] = PointerGetDatum(construct_array(keys, n, UUIDOID,
-											  UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(construct_md_array(endpoints, endpoint_nulls, 1, dims, lbs,
-												 TEXTOID, -1, false, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(ats, n, TIMESTAMPTZOID,
-											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_md_array(rts, rt_nulls, 1, dims, lbs,
-												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	args[4] = PointerGetDatum(construct_md_array(sts, st_nulls, 1, dims, lbs,
-												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	if (flush_plan == NULL)
-	{
-		Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-		INT4ARRAYOID, INT4ARRAYOID};
-
-		flush_plan = keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
-							   5, argtypes);
-	}
-	ret = SPI_execute_plan(flush_plan, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "_usage_flush failed: %s", SPI_result_code_string(ret));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * Insert a batch: events of keys that exist and not older than rolled in
- * bulk (usage_writer.c), the others through SQL.  Returns the number of
- * rows inserted.
- */
-static int64
-write_events(HkUsageEvent **ev, int n, TimestampTz rolled)
-{
-	HTAB	   *exists = existing_keys(ev, n);
-	HkUsageEvent **bulk = palloc(sizeof(HkUsageEvent *) * n);
-	HkUsageEvent **late = palloc(sizeof(HkUsageEvent *) * n);
-	int			nbulk = 0;
-	int			nlate = 0;
-	int64		inserted;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (ev[i]->at < rolled)
-			late[nlate++] = ev[i];
-		else if (hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) != NULL)
-			bulk[nbulk++] = ev[i];
-	}
-	inserted = hk_usage_append(bulk, nbulk);
-	if (inserted < 0)
-	{
-		/*
-		 * The table was altered: let SQL (triggers, defaults, constraints)
-		 * see every row.
-		 */
-		return write_via_sql(ev, n);
-	}
-	if (nlate > 0)
-		inserted += write_via_sql(late, nlate);
-	return inserted;
-}
-
-/*
- * Write one batch in its own transaction.  Its events stay queued unless it
- * returns BATCH_DONE.
- */
-static BatchResult
-write_batch(HkUsageEvent *ev, int n)
-{
-	HkUsageEvent **mine = palloc(sizeof(HkUsageEvent *) * n);
-	int			nusage = 0;
-	int			other_db = 0;
-	TimestampTz oldest = 0;
-	TimestampTz rolled;
-	int64		inserted = 0;
-	bool		ok = true;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		HkUsageEvent *e = &ev[i];
-
-		if (e->dbid != MyDatabaseId)
-		{
-			other_db++;
-			continue;
-		}
-		touch_merge(touches, &e->key_id, e->at);
-		if (!(e->flags & HK_EV_USAGE))
-			continue;
-		if (nusage == 0 || e->at < oldest)
-			oldest = e->at;
-		mine[nusage++] = e;
-	}
-	if (nusage == 0)
-	{
-		hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
-		return BATCH_DONE;
-	}
-
-	if (!begin_locked_xact("hokusai_auth: writing usage events"))
-		return BATCH_YIELDED;
-	if (!read_rolled_until(&rolled))
-	{
-		end_xact();
-		note_yield();
-		return BATCH_YIELDED;
-	}
-	{
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
-
-		/* A failing batch must not take the worker down: a subtransaction. */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
-		{
-			inserted = write_events(mine, nusage, rolled);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			ereport(WARNING,
-					(errmsg("hokusai_auth worker could not write %d usage events: %s",
-							nusage, edata->message)));
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-	}
-	end_xact();
-
-	if (!ok)
-	{
-		if (++batch_failures < HK_MAX_RETRIES)
-			return BATCH_FAILED;
-		/* Give up on this batch: drop it rather than block the queue. */
-		batch_failures = 0;
-		hk_usage_stat_add(HK_USTAT_FAILED, nusage);
-		hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
-		return BATCH_DONE;
-	}
-	batch_failures = 0;
-	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
-	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
-	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
-	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
-	{
-		uint64		lag = (uint64) Max(GetCurrentTimestamp() - oldest, 0);
-
-		hk_usage_stat_set(HK_USTAT_LAST_LAG_US, lag);
-		if (lag > hk_usage_stat(HK_USTAT_MAX_LAG_US))
-			hk_usage_stat_set(HK_USTAT_MAX_LAG_US, lag);
-	}
-	return BATCH_DONE;
-}
-
-/*
- * Write the events that were queued when the cycle began.  Events that
- * arrive meanwhile wait for the next cycle: chasing them would turn a
- * steady stream into a stream of tiny transactions, each with its own
- * commit, and that overhead is taken from the request path's CPU.
- */
-static void
-flush_events(void)
-{
-	MemoryContext batch_cxt = AllocSetContextCreate(cycle_cxt,
-													"hokusai_auth worker batch",
-													ALLOCSET_DEFAULT_SIZES);
-	uint32		capacity;
-	uint64		queued;
-	int			worker_pid;
-	int64		limit;
-	int64		done = 0;
-
-	hk_usage_queue_state(&capacity, &queued, &worker_pid);
-	limit = (int64) queued;
-
-	while (done < limit)
-	{
-		MemoryContext old;
-		int			n = hk_usage_peek(events, (int) Min(limit - done, HK_BATCH));
-		BatchResult result;
-
-		if (n == 0)
-			break;
-		old = MemoryContextSwitchTo(batch_cxt);
-		result = write_batch(events, n);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(batch_cxt);
-		if (result != BATCH_DONE)
-			break;
-		hk_usage_advance(n);
-		done += n;
-	}
-	MemoryContextDelete(batch_cxt);
-}
-
-/*
- * last_used_at for every key used since this last succeeded, and expiry
- * when it is due.  When the transaction yields, both wait for the next
- * cycle.
- */
-static void
-touch_and_expire(void)
-{
-	int			n;
-	int			i;
-
-	n = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
-	for (i = 0; i < n; i++)
-		if (touch_buf[i].dbid == MyDatabaseId)
-			touch_merge(touches, &touch_buf[i].key_id, touch_buf[i].at);
-
-	if (hash_get_num_entries(touches) == 0 && !expire_due)
-		return;
-
-	if (!begin_locked_xact("hokusai_auth: last_used_at and expiry"))
-		return;
-	if (hash_get_num_entries(touches) > 0)
-	{
-		long		nkeys = hash_get_num_entries(touches);
-		Datum	   *keys = palloc(sizeof(Datum) * nkeys);
-		Datum	   *ats = palloc(sizeof(Datum) * nkeys);
-		HASH_SEQ_STATUS seq;
-		TouchEntry *e;
-		Datum		args[2];
-		int			ret;
-		bool		isnull;
-
-		i = 0;
-		hash_seq_init(&seq, touches);
-		while ((e = hash_seq_search(&seq)) != NULL)
-		{
-			keys[i] = UUIDPGetDatum(&e->key_id);
-			ats[i] = TimestampTzGetDatum(e->at);
-			i++;
-		}
-		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
-												  UUID_LEN, false, TYPALIGN_CHAR));
-		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
-												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
-		if (touch_plan == NULL)
-		{
-			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-
-			touch_plan = keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
-								   2, argtypes);
-		}
-		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "_usage_touch failed: %s", SPI_result_code_string(ret));
-		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-						  DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1, &isnull)));
-	}
-	if (expire_due)
-	{
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
-		bool		isnull;
-		int32		expired;
-
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "expire_keys failed: %s", SPI_result_code_string(ret));
-		expired = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-		if (expired > 0)
-		{
-			hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
-			ereport(LOG,
-					(errmsg("hokusai_auth worker expired %d api keys", expired)));
-		}
-	}
-	if (expire_due && can_seal)
-	{
-		/* Chain the audit rows committed since the last cycle (and expiry's). */
-		int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
-
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "seal_audit_log failed: %s", SPI_result_code_string(ret));
-	}
-	end_xact();
-	forget_touches();
-	expire_due = false;
-}
-
 /* One cycle; expire is false for early and final flushes. */
 static void
 run_cycle(bool expire)
 {
+	bool		can_seal;
+
 	if (expire)
-		expire_due = true;
+		hk_worker_expiry_due();
 	if (RecoveryInProgress())
 		return;
-	if (!extension_ready())
+	if (!hk_worker_extension_ready(&can_seal))
 		return;
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
-	cycle_yielded = false;
-	flush_events();
-	touch_and_expire();
-	if (!cycle_yielded)
-		note_no_yield();
+	hk_worker_yields_start_cycle();
+	hk_worker_flush_events(cycle_cxt);
+	hk_worker_touch_and_expire(can_seal);
+	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
 
@@ -966,17 +133,14 @@ void
 hk_worker_main(Datum main_arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
-	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(hk_database, NULL, 0);
-	/* Before anything runs in the database: see the banner. */
-	for (i = 0; i < (int) lengthof(pinned_settings); i++)
-		SetConfigOption(pinned_settings[i].name, pinned_settings[i].value,
-						PGC_SUSET, PGC_S_OVERRIDE);
+	/* Before anything runs in the database: see trust.c. */
+	hk_worker_pin_settings();
 	hk_usage_worker_attach();
 	pgstat_report_appname("hokusai_auth usage worker");
 	/*
@@ -987,16 +151,15 @@ hk_worker_main(Datum main_arg)
 
 	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "hokusai_auth worker cycle",
 									  ALLOCSET_DEFAULT_SIZES);
-	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
-	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
-	forget_touches();
+	hk_worker_flush_init();
+	hk_worker_housekeeping_init();
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 
 	/*
 	 * An error in a cycle is reported and the next cycle runs as usual: the
 	 * events it did not write are still queued, and so are the touches it
-	 * did not apply.  Errors writing a batch are caught closer (write_batch)
+	 * did not apply.  Errors writing a batch are caught closer (flush.c)
 	 * and counted.
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)

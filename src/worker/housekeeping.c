@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * housekeeping.c
+ *	  The background worker's housekeeping on api_keys: last_used_at for the
+ *	  keys used since it last succeeded, expiry of the keys whose expires_at
+ *	  has passed, then sealing of the audit log.
+ *
+ * Touches come from two places: the queue's touch table (validations
+ * without an endpoint) and the events of the batches flush.c writes.  They
+ * are merged here, in a table that lives across cycles, to the latest time
+ * per key, and applied by one hokusai_auth._usage_touch() call for all of
+ * them.  Expiry (hokusai_auth.expire_keys(), an audit row per key) is
+ * asked for by each full cycle, not by the early and final flushes;
+ * hokusai_auth.seal_audit_log() (1.5 and later) then chains the audit rows
+ * committed since it last ran, expiry's too.  All of it is one transaction
+ * begun as locks.c says: when it yields, the touches are kept and expiry
+ * stays due for the next cycle.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "hokusai_auth.h"
+#include "usage/usage_queue.h"
+#include "worker/housekeeping.h"
+#include "worker/locks.h"
+
+typedef struct TouchEntry
+{
+	pg_uuid_t	key_id;
+	TimestampTz at;
+} TouchEntry;
+
+/* The queue's touch table is copied here (HK_TOUCH_SLOTS entries). */
+static HkUsageTouch *touch_buf = NULL;
+static SPIPlanPtr touch_plan = NULL;
+
+/* last_used_at touches not yet applied: kept across cycles that yield. */
+static HTAB *touches = NULL;
+/* expire_keys() is due (a full cycle asked for it and it has not run). */
+static bool expire_due = false;
+
+/* Note that a key was used at "at" (the latest time per key is kept). */
+void
+hk_worker_note_touch(const pg_uuid_t *key_id, TimestampTz at)
+{
+	bool		found;
+	TouchEntry *e = hash_search(touches, key_id, HASH_ENTER, &found);
+
+	if (!found || e->at < at)
+		e->at = at;
+}
+
+/* A hash table keyed by key id, entries of entrysize bytes, in cxt. */
+HTAB *
+hk_worker_key_table(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Forget the touches: they have been applied. */
+static void
+forget_touches(void)
+{
+	if (touches != NULL)
+		hash_destroy(touches);
+	touches = hk_worker_key_table("hokusai_auth touches", sizeof(TouchEntry), TopMemoryContext);
+}
+
+/* Once, at start: the buffer for the queue's touches and an empty table. */
+void
+hk_worker_housekeeping_init(void)
+{
+	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
+	forget_touches();
+}
+
+/* A full cycle asks for expiry; it stays due until a transaction runs it. */
+void
+hk_worker_expiry_due(void)
+{
+	expire_due = true;
+}
+
+/* last_used_at for every key in the touch table: one _usage_touch() call. */
+static void
+apply_touches(void)
+{
+	long		nkeys = hash_get_num_entries(touches);
+	Datum	   *keys = palloc(sizeof(Datum) * nkeys);
+	Datum	   *ats = palloc(sizeof(Datum) * nkeys);
+	HASH_SEQ_STATUS seq;
+	TouchEntry *e;
+	Datum		args[2];
+	int			ret;
+	bool		isnull;
+	int			i;
+
+	i = 0;
+	hash_seq_init(&seq, touches);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		keys[i] = UUIDPGetDatum(&e->key_id);
+		ats[i] = TimestampTzGetDatum(e->at);
+		i++;
+	}
+	args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
+											  UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
+											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	if (touch_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+										 2, argtypes);
+	}
+	ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
+	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
+					  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
+														&isnull)));
+}
+
+/* Expire the keys whose expires_at has passed; count and log them. */
+static void
+expire_keys(void)
+{
+	int			ret = SPI_execute("SELECT " HK_SCHEMA ".expire_keys()", false, 1);
+	bool		isnull;
+	int32		expired;
+
+	expired = DatumGetInt32(hk_worker_one_value(ret, "expire_keys failed", &isnull));
+	if (expired > 0)
+	{
+		hk_usage_stat_add(HK_USTAT_KEYS_EXPIRED, expired);
+		ereport(LOG,
+				(errmsg("hokusai_auth worker expired %d api keys", expired)));
+	}
+}
+
+/* Chain the audit rows committed since the last cycle (and expiry's). */
+static void
+seal_audit_log(void)
+{
+	int			ret = SPI_execute("SELECT " HK_SCHEMA ".seal_audit_log()", false, 1);
+	bool		isnull;
+
+	(void) hk_worker_one_value(ret, "seal_audit_log failed", &isnull);
+}
+
+/*
+ * last_used_at for every key used since this last succeeded, and expiry
+ * when it is due.  When the transaction yields, both wait for the next
+ * cycle.
+ */
+void
+hk_worker_touch_and_expire(bool can_seal)
+{
+	int			n;
+	int			i;
+
+	n = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
+	for (i = 0; i < n; i++)
+		if (touch_buf[i].dbid == MyDatabaseId)
+			hk_worker_note_touch(&touch_buf[i].key_id, touch_buf[i].at);
+
+	if (hash_get_num_entries(touches) == 0 && !expire_due)
+		return;
+
+	if (!hk_worker_begin_xact("hokusai_auth: last_used_at and expiry"))
+		return;
+	if (hash_get_num_entries(touches) > 0)
+		apply_touches();
+	if (expire_due)
+		expire_keys();
+	if (expire_due && can_seal)
+		seal_audit_log();
+	hk_worker_end_xact();
+	forget_touches();
+	expire_due = false;
+}

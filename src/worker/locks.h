@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * locks.h
+ *	  The worker's transactions on the extension's tables: the extension
+ *	  check, every relation lock taken up front without waiting, yields,
+ *	  prepared statements and their one-value results.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_WORKER_LOCKS_H
+#define HK_WORKER_LOCKS_H
+
+#include "executor/spi.h"
+
+/*
+ * Is hokusai_auth, with the functions the worker calls, installed here?
+ * *can_seal says whether it has seal_audit_log() (1.5 and later).
+ */
+extern bool hk_worker_extension_ready(bool *can_seal);
+
+/*
+ * Begin a transaction that reads or writes the extension's tables, its
+ * locks all taken; false (no transaction open, the yield noted) when one is
+ * not available or the extension has gone.
+ */
+extern bool hk_worker_begin_xact(const char *activity);
+extern void hk_worker_end_xact(void);
+
+/* A cycle's work waits for the next cycle, for this reason. */
+extern void hk_worker_yield(const char *reason);
+
+/* Around each cycle: a cycle that did not yield ends a logged wait. */
+extern void hk_worker_yields_start_cycle(void);
+extern void hk_worker_yields_end_cycle(void);
+
+/* Prepare a statement once; its plan is kept for the worker's life. */
+extern SPIPlanPtr hk_worker_keep_plan(const char *query, int nargs, Oid *argtypes);
+
+/*
+ * The first column of the one row a SELECT returned (ret is what SPI said);
+ * anything else is an error "<failure>: <SPI result>".
+ */
+extern Datum hk_worker_one_value(int ret, const char *failure, bool *isnull);
+
+#endif							/* HK_WORKER_LOCKS_H */

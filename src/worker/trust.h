@@ -1,0 +1,14 @@
+/*-------------------------------------------------------------------------
+ *
+ * trust.h
+ *	  The settings the worker pins against its database's owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_WORKER_TRUST_H
+#define HK_WORKER_TRUST_H
+
+/* Pin the settings, right after connecting and before any statement. */
+extern void hk_worker_pin_settings(void);
+
+#endif							/* HK_WORKER_TRUST_H */
