@@ -125,7 +125,7 @@ END
 $$;
 
 ------------------------------------------------------------------------------
--- Called by the background worker (src/worker/worker.c).
+-- Called by the background worker (src/worker/flush.c, housekeeping.c).
 ------------------------------------------------------------------------------
 
 -- Time-ordered ids for usage rows (usage_sql.c).

@@ -34,7 +34,7 @@
  *	  that wrote those events has committed, so an error in the worker
  *	  loses nothing: the worker catches it and reads the same events again
  *	  in its next cycle (after HK_MAX_RETRIES failed cycles it drops the
- *	  batch and counts it as failed; see worker/worker.c).
+ *	  batch and counts it as failed; see worker/flush.c).
  *	- touch_lock (exclusive) guards the touch table; producers hold it to
  *	  probe at most HK_TOUCH_PROBE slots, the worker to copy and clear it.
  *	- The two locks are never held together, and no lock is held across
