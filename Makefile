@@ -101,7 +101,10 @@ hokusai-cli:
 install: install-cli
 install-cli: hokusai-cli
 	$(MAKE) -C src/bin/hokusai install
+uninstall: uninstall-cli
+uninstall-cli:
+	$(MAKE) -C src/bin/hokusai uninstall
 clean: clean-cli
 clean-cli:
 	$(MAKE) -C src/bin/hokusai clean
-.PHONY: hokusai-cli install-cli clean-cli
+.PHONY: hokusai-cli install-cli uninstall-cli clean-cli

@@ -79,7 +79,7 @@ hk_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("hokusai_auth.flush_interval",
-							"How often the background worker writes queued usage and expires keys.",
+							"How often the background worker writes queued usage, expires keys and seals the audit log.",
 							NULL,
 							&hk_flush_interval,
 							1000, 10, 3600 * 1000,
