@@ -56,6 +56,9 @@ SELECT * FROM pg_temp.moved();
 SELECT * FROM hokusai_auth.create_key(:'kim', 'other') \gset o_
 SELECT status FROM hokusai_auth.validate_key(:'o_key');
 SELECT * FROM pg_temp.moved();
+-- The throttle counts per calendar second: start at the top of one, so
+-- that the 40 attempts (a few ms each) fall in the same second.
+SELECT pg_sleep(1 - extract(epoch FROM clock_timestamp())::numeric % 1) AS top_of_a_second \gset
 SELECT DISTINCT r.status FROM generate_series(1, 40) i,
 	LATERAL hokusai_auth.validate_key(hk_with_checksum(
 		left(:'k_key', 16) || lpad(i::text, 32, 'q'))) r;
