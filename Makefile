@@ -87,6 +87,9 @@ PROVE_FLAGS = -I $(srcdir)/test/perl
 
 # The three kinds of test one at a time (installcheck runs them all).
 .PHONY: installcheck-regress installcheck-isolation installcheck-tap
+# PGXS's commands first echo "+++ regress install-check in $(subdir) +++",
+# and subdir is empty outside PostgreSQL's tree: name this tree there.
+installcheck-regress installcheck-isolation installcheck-tap: subdir = $(CURDIR)
 installcheck-regress:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 installcheck-isolation:

@@ -12,8 +12,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
 hk_setup
 
+KEEP_WORK=0
 if [ "$(id -u)" -eq 0 ]; then
 	WORK=$(mktemp -d /tmp/hokusai-test.XXXXXX)
+	# The copy goes when the script ends, unless a stage failed (KEEP_WORK,
+	# set below): then its logs and diffs stay there for a look.
+	trap '[ "$KEEP_WORK" = 1 ] || rm -rf "$WORK"' EXIT
 	tar -C "$HK_TOP" --exclude=./.git --exclude=./node_modules -cf - . | tar -C "$WORK" -xf -
 	chown -R "$HK_RUN_AS" "$WORK"
 	[ -d "$HK_TOP/node_modules" ] && ln -s "$HK_TOP/node_modules" "$WORK/node_modules"
@@ -84,6 +88,10 @@ run_stage fuzz bash "$WORK/test/fuzz/run.sh" "${HK_FUZZ_SECONDS:-20}"
 echo
 if [ "${#failures[@]}" -gt 0 ]; then
 	echo "failed stages: ${failures[*]}"
+fi
+if [ "$WORK" != "$HK_TOP" ] && { [ "$failed" -gt 0 ] || [ "${#failures[@]}" -gt 0 ]; }; then
+	KEEP_WORK=1
+	echo "the test tree, with its logs and diffs, is kept in $WORK (rm -rf $WORK when done)"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

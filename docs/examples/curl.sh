@@ -23,6 +23,10 @@ api=${HOKUSAI_API_URL:?set HOKUSAI_API_URL, e.g. https://127.0.0.1:8443/api/v1/a
 jwt=${HOKUSAI_JWT:?set HOKUSAI_JWT to a JWT for your user}
 limit=${HOKUSAI_RATE_LIMIT:-3}
 grace=${HOKUSAI_GRACE_SECONDS:-0}
+case "$api" in
+	https://*) ;;
+	*) echo "HOKUSAI_API_URL must be an https:// URL: keys are never sent in clear" >&2; exit 1 ;;
+esac
 curl_opts=(--silent --show-error --max-time 20 --proto =https)
 if [ -n "${HOKUSAI_CA_CERT:-}" ]; then
 	curl_opts+=(--cacert "$HOKUSAI_CA_CERT")
@@ -45,7 +49,16 @@ request()
 	if [ -n "$data" ]; then
 		args+=(-H 'Content-Type: application/json' --data-binary "$data")
 	fi
-	status=$(curl "${args[@]}" "$api$path")
+	local rc=0
+	status=$(curl "${args[@]}" "$api$path" 2>"$tmp/err") || rc=$?
+	# No answer at all: one line saying why.
+	case "$rc" in
+		0) ;;
+		60) echo "$api: the server's certificate is not trusted ($(sed -n '1s/^curl: ([0-9]*) //p' "$tmp/err")); set HOKUSAI_CA_CERT to the CA certificate (PEM) that signed it" >&2
+			exit 1 ;;
+		*) echo "$api: cannot connect: $(sed -n '1s/^curl: //p' "$tmp/err")" >&2
+			exit 1 ;;
+	esac
 	body=$(cat "$tmp/body")
 }
 

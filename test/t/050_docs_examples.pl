@@ -157,8 +157,9 @@ for my $name (sort keys %cmds)
 	check_example($name, $cmds{$name}, 300);
 }
 
-# Missing configuration and an untrusted certificate are failures, not
-# silent successes: no example skips TLS verification.
+# Missing configuration, an untrusted certificate and an http:// URL are
+# failures, not silent successes, each reported in one line (no stack
+# trace): no example skips TLS verification or sends a key in clear.
 for my $name (sort keys %cmds)
 {
 	my ($rc, $out, $err) = run_example($cmds{$name}, HOKUSAI_JWT => '');
@@ -167,6 +168,18 @@ for my $name (sort keys %cmds)
 	($rc, $out, $err) = run_example($cmds{$name}, HOKUSAI_CA_CERT => '');
 	isnt($rc, 0, "$name: without the CA certificate the self-signed server is refused");
 	unlike($out, qr/^created key/m, "$name: ... before any key is created");
+	# One clear line on stderr, no stack trace.
+	like($err, qr/\A\Q$base\E: the server's certificate is not trusted \([^\n]+\); set HOKUSAI_CA_CERT to the CA certificate \(PEM\) that signed it\n\z/,
+		"$name: ... with one line saying the certificate is not trusted and what to set")
+	  or diag("stderr:\n$err");
+
+	# http:// is refused before anything is sent.
+	(my $plain = $base) =~ s{^https://127\.0\.0\.1:$https_port}{http://127.0.0.1:$http_port};
+	($rc, $out, $err) = run_example($cmds{$name}, HOKUSAI_API_URL => $plain);
+	isnt($rc, 0, "$name: an http:// URL is refused");
+	is($out, '', "$name: ... before any request");
+	is($err, "HOKUSAI_API_URL must be an https:// URL: keys are never sent in clear\n",
+		"$name: ... with one line saying why");
 }
 
 $http->stop;
