@@ -77,7 +77,12 @@ is($r->[1], "hokusai (hokusai_auth) $extversion\n", '--version prints the extens
 
 $r = hk('--help');
 is($r->[0], 0, '--help: exit 0');
-like($r->[1], qr/Usage:.*hokusai \[--dsn DSN\].*auth COMMAND/s, '--help shows usage');
+like($r->[1], qr/Usage:.*hokusai \[CONNECTION OPTIONS\].*auth COMMAND/s, '--help shows usage');
+like($r->[1], qr/^  -h, --host=HOST .*^  -p, --port=PORT .*^  -U, --username=USER .*^  -d, --dbname=DBNAME .*^  --dsn=DSN .*^  -w, --no-password .*^  -W, --password /ms,
+	'--help lists the connection options of psql');
+my $help = $r->[1];
+$r = hk('-?');
+is_deeply($r, [ 0, $help, '' ], '-? is --help');
 like($r->[1], qr/Exit codes:/, '--help lists the exit codes');
 $r = hk('auth', '--help');
 is($r->[0], 0, 'auth --help: exit 0');
@@ -442,6 +447,115 @@ fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/
 	'usage without privileges');
 is(key_count(), $keys_before, 'no key created without privileges');
 is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
+
+###########################################################################
+# Connection options like psql's: -h -p -U -d (also a connection string),
+# -w -W, before or after the command; -h is the host, never help
+###########################################################################
+
+# the libpq environment points nowhere: only the options can connect
+my $nowhere = PostgreSQL::Test::Cluster::get_free_port();
+my %nowhere = (env => { PGHOST => '/nonexistent', PGPORT => $nowhere, PGDATABASE => 'nodb',
+		PGUSER => 'nobody' });
+my @conn = ('-h', $node->host, '-p', $node->port, '-U', $osuser, '-d', 'postgres');
+$r = hk_opt(\%nowhere, @conn, 'auth', 'create-key', '--user', 'alice', '--name', 'from -h');
+is($r->[0], 0, '-h -p -U -d before auth: exit 0') or diag($r->[2]);
+like($r->[1], qr/\A$key_re\n\z/, 'KEY=$(hokusai -h HOST ... auth create-key): only the key on stdout');
+$r = hk_opt(\%nowhere, 'auth', 'list-keys', '--user', 'alice', '--host', $node->host,
+	'--port=' . $node->port, '--username', $osuser, '--dbname=postgres');
+is($r->[0], 0, '--host --port --username --dbname after the command: exit 0') or diag($r->[2]);
+like($r->[1], qr/^\S+\s+from -h\s+alice\s/m, 'long connection options connect');
+$r = hk_opt(\%nowhere, '-d', "host=" . $node->host . " port=" . $node->port
+	  . " dbname=postgres user=$osuser", 'auth', 'list-keys');
+is($r->[0], 0, '-d takes a connection string') or diag($r->[2]);
+$r = hk_opt(\%nowhere, '-d', 'postgresql:///postgres?host=' . $node->host . '&port=' . $node->port
+	  . "&user=$osuser", '-w', 'auth', 'show-key', $prefix5);
+is($r->[0], 0, '-d takes a URI; -w with no password needed') or diag($r->[2]);
+$r = hk_opt(\%nowhere, @conn, 'auth', 'list-keys', '-h', '/nonexistent');
+fails_like($r, 3, qr/could not connect/, 'the last -h counts, after the command too');
+
+for my $bad ([ [ '-h' ], qr/option "-h" requires a host name: -h is --host, as in psql; for help use -\? or --help/, '-h alone' ],
+	[ [ 'auth', 'list-keys', '-h' ], qr/list-keys: option "-h" requires a host name.*-\? or --help/, '-h alone after the command' ],
+	[ [ '-h', '', 'auth', 'list-keys' ], qr/option -h\/--host requires a non-empty value/, 'empty -h' ],
+	[ [ '-U', '', 'auth', 'list-keys' ], qr/option -U\/--username requires a non-empty value/, 'empty -U' ],
+	[ [ 'auth', 'list-keys', '--dbname=' ], qr/option -d\/--dbname requires a non-empty value/, 'empty --dbname' ],
+	[ [ '--dsn', '', 'auth', 'list-keys' ], qr/option --dsn requires a non-empty value/, 'empty --dsn' ],
+	[ [ '-p', '0', 'auth', 'list-keys' ], qr/invalid port "0"/, 'port 0' ],
+	[ [ '-p', '65536', 'auth', 'list-keys' ], qr/invalid port "65536"/, 'port 65536' ],
+	[ [ '-p', '99999999999999999999', 'auth', 'list-keys' ], qr/invalid port "9+"/, 'huge port' ],
+	[ [ 'auth', 'list-keys', '--port', '5432x' ], qr/invalid port "5432x"/, 'port with junk' ],
+	[ [ 'auth', 'list-keys', '-p' ], qr/option "-p" requires an argument/, '-p alone' ])
+{
+	fails_like(hk_opt(\%nowhere, @{ $bad->[0] }), 2, $bad->[1], $bad->[2]);
+}
+$r = hk('auth', 'list-keys', '-?');
+is($r->[0], 0, 'auth list-keys -?: exit 0');
+like($r->[1], qr/\AUsage: hokusai auth list-keys/, 'auth list-keys -? shows its help');
+$r = hk('auth', '-?');
+like($r->[1], qr/\AUsage: hokusai auth COMMAND/, 'auth -? shows the commands');
+
+# A database without the extension: named, with what to do
+sql('CREATE DATABASE cli_noext');
+fails_like(hk('-d', 'cli_noext', 'auth', 'list-keys'), 3,
+	qr/database "cli_noext" does not have the hokusai_auth extension: run CREATE EXTENSION hokusai_auth CASCADE as a superuser/,
+	'a database without hokusai_auth');
+unlike(hk('-d', 'cli_noext', 'auth', 'show-key', $prefix5)->[2], qr/relation/,
+	'no "relation does not exist" for a missing extension');
+
+# Passwords: a role that must give one over the socket
+sql(q{CREATE ROLE regress_cli_pw LOGIN SUPERUSER PASSWORD 'pw-s3cret-value'});
+{
+	my $hba = $node->data_dir . '/pg_hba.conf';
+	my $old = slurp_file($hba);
+	open(my $fh, '>', $hba) or die "could not write $hba: $!";
+	print $fh "local all regress_cli_pw scram-sha-256\n", $old;
+	close $fh;
+	$node->reload;
+}
+my %pw = (env => { PGUSER => 'regress_cli_pw' });
+fails_like(hk_opt(\%pw, '-w', 'auth', 'list-keys'), 3,
+	qr/could not connect to database "postgres" as user "regress_cli_pw": the server asks for a password, and -w\/--no-password forbids asking; set PGPASSWORD or use a password file/,
+	'-w when the server asks for a password');
+$r = hk_opt({ env => { PGUSER => 'regress_cli_pw', PGPASSWORD => 'pw-s3cret-value' } },
+	'-w', 'auth', 'list-keys');
+is($r->[0], 0, '-w with PGPASSWORD: exit 0') or diag($r->[2]);
+fails_like(hk_opt({ env => { PGUSER => 'regress_cli_pw', PGPASSWORD => 'wrong' } }, 'auth', 'list-keys'),
+	3, qr/password authentication failed for user "regress_cli_pw"/, 'a wrong PGPASSWORD');
+
+SKIP:
+{
+	skip 'IO::Pty is not installed', 9 unless eval { require IO::Pty; 1 };
+
+	# stdin and stdout on a pseudo-terminal, the controlling terminal: the
+	# prompt is written to /dev/tty, so it shows on stdout here
+	my $prompted = sub {
+		my ($answer, @args) = @_;
+		local %ENV = (%ENV, PGHOST => $node->host, PGPORT => $node->port,
+			PGDATABASE => 'postgres', PGUSER => 'regress_cli_pw');
+		delete $ENV{PGPASSWORD};
+		my ($in, $o, $e) = ('', '', '');
+		my $h = IPC::Run::start([ $bin, @args ], '<pty<', \$in, '>pty>', \$o, '2>', \$e,
+			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+		$h->pump while $o !~ /Password[^:]*: / && $h->pumpable;
+		$in .= "$answer\n";
+		$h->finish;
+		return [ $h->result(0), $o, $e ];
+	};
+	$r = $prompted->('pw-s3cret-value', 'auth', 'list-keys', '--user', 'alice');
+	is($r->[0], 0, 'asked for the password on the terminal: exit 0') or diag($r->[2]);
+	like($r->[1], qr/\APassword for user regress_cli_pw: /, 'the prompt names the user');
+	like($r->[1], qr/^\S+\s+from -h\s+alice\s/m, 'connected with the typed password');
+	unlike($r->[1], qr/pw-s3cret/, 'the password is not echoed');
+	$r = $prompted->('wrong', 'auth', 'list-keys');
+	is($r->[0], 3, 'a wrong typed password: exit 3');
+	like($r->[2], qr/\Ahokusai: could not connect: .*password authentication failed/, 'a wrong typed password: message');
+	$r = $prompted->('pw-s3cret-value', '-W', '-U', 'regress_cli_pw', 'auth', 'show-key', $prefix5);
+	is($r->[0], 0, '-W asks before connecting: exit 0') or diag($r->[2]);
+	like($r->[1], qr/\APassword for user regress_cli_pw: .*^key_prefix\s+\Q$prefix5\E/ms,
+		'-W: the prompt, then the key');
+	unlike($r->[1], qr/pw-s3cret/, '-W: the password is not echoed');
+}
+$keys_before = key_count();
 
 ###########################################################################
 # --dsn, and a server that is down

@@ -50,6 +50,16 @@ enum
 	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
 };
 
+/* Connect by the command line's connection options */
+static PGconn *
+open_db(const CommandLine *cl)
+{
+	const CommonOptions *o = &cl->common;
+
+	return connect_db(o->host, o->port, o->username, o->dbname,
+					  o->prompt == PROMPT_NEVER, o->prompt == PROMPT_ALWAYS);
+}
+
 /*
  * A user given by id (a uuid) or username; sets its id and username, or
  * ends with "not found".
@@ -146,7 +156,7 @@ static void
 create_user(const CommandLine *cl)
 {
 	const char *values[2] = {cl->argument, cl->value[OPT_EMAIL]};
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *res;
 
 	res = run_query(conn,
@@ -192,7 +202,7 @@ create_key(const CommandLine *cl)
 	if (expires_in)
 		interval = duration_param("--expires-in", expires_in, false);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
 	run_command(conn, "BEGIN");
 	resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
 	values[0] = user_id;
@@ -251,7 +261,7 @@ list_keys(const CommandLine *cl)
 		"CREATED", "EXPIRES", "LAST USED", "ID"
 	};
 	const char *all = cl->value[OPT_ALL] ? "true" : "false";
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *res;
 
 	if (cl->value[OPT_USER])
@@ -295,7 +305,7 @@ list_keys(const CommandLine *cl)
 static void
 show_key(const CommandLine *cl)
 {
-	PGresult   *res = find_key(connect_db(cl->common.dsn), cl);
+	PGresult   *res = find_key(open_db(cl), cl);
 
 	print_row(res, cl->common.json);
 	PQclear(res);
@@ -318,7 +328,7 @@ revoke_key(const CommandLine *cl)
 		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
 			 cl->command);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
 	key = find_key(conn, cl);
 	if (!yes)
 	{
@@ -365,7 +375,7 @@ static void
 rotate_key(const CommandLine *cl)
 {
 	const char *values[2];
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *key;
 	PGresult   *res;
 	PGresult   *old;
@@ -412,7 +422,7 @@ usage(const CommandLine *cl)
 	time_param(cl->value[OPT_SINCE], &values[2], &values[3]);
 	time_param(cl->value[OPT_UNTIL], &values[4], &values[5]);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
 	res = query_key(conn, cl,
 					"WITH b AS (SELECT"
 					" coalesce($3::pg_catalog.timestamptz,"

@@ -15,16 +15,25 @@
 #include "help.h"
 
 static const char common_help[] =
+"Connection options (before or after the command; like psql's):\n"
+"  -h, --host=HOST          database server host or socket directory\n"
+"  -p, --port=PORT          database server port\n"
+"  -U, --username=USER      database user name\n"
+"  -d, --dbname=DBNAME      database name, or a connection string or URI\n"
+"  --dsn=DSN                the same as -d\n"
+"  -w, --no-password        never ask for a password\n"
+"  -W, --password           ask for a password before connecting\n"
+"What they leave out comes from the libpq environment (PGHOST, PGPORT,\n"
+"PGDATABASE, PGUSER, PGPASSWORD, PGSERVICE, PGPASSFILE, ...).  Without -w,\n"
+"a password is asked for on the terminal when the server wants one.\n\n"
 "Options every command accepts:\n"
-"  --dsn DSN     libpq connection string or URI; without it the libpq\n"
-"                environment is used (PGHOST, PGPORT, PGDATABASE, PGUSER,\n"
-"                PGSERVICE, PGPASSFILE, ...)\n"
-"  --json        print the result as JSON on stdout, for scripts\n"
-"  -h, --help    show this help and exit\n";
+"  --json                   print the result as JSON on stdout, for scripts\n"
+"  -?, --help               show this help and exit\n";
 
 static const char exit_help[] =
-"Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect,\n"
-"4 permission denied, 5 unknown user or key, 6 invalid value, 7 not confirmed.\n";
+"Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect (or no\n"
+"hokusai_auth in the database), 4 permission denied, 5 unknown user or key,\n"
+"6 invalid value, 7 not confirmed.\n";
 
 static const char commands_help[] =
 "Commands:\n"
@@ -44,9 +53,9 @@ print_main_help(void)
 {
 	printf("hokusai manages hokusai_auth API keys in a PostgreSQL database.\n\n"
 		   "Usage:\n"
-		   "  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGUMENTS]\n"
+		   "  hokusai [CONNECTION OPTIONS] [--json] auth COMMAND [OPTIONS] [ARGUMENTS]\n"
 		   "  hokusai auth COMMAND --help\n"
-		   "  hokusai --help | --version\n\n"
+		   "  hokusai -? | --help | --version\n\n"
 		   "%s\n%s\n%s", commands_help, common_help, exit_help);
 }
 
