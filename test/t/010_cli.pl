@@ -231,6 +231,20 @@ like($out, qr/^p95_response_time_ms\s+95.05$/m, 'usage: readable p95');
 
 fails_like(hk('auth', 'usage', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
 	'usage of an unknown key');
+# --since after --until: refused, durations before connecting
+fails_like(hk('auth', 'usage', $prefix1, '--since', '1h', '--until', '2h'), 2,
+	qr/usage: --since 1h is after --until 2h: the range is empty/, 'usage --since 1h --until 2h');
+fails_like(hk_opt({ env => { PGPORT => PostgreSQL::Test::Cluster::get_free_port() } },
+		'auth', 'usage', $prefix1, '--since', '30m', '--until', '1d'), 2,
+	qr/--since 30m is after --until 1d/, 'usage with an empty range of durations: refused before connecting');
+fails_like(hk('auth', 'usage', $prefix1, '--since', '2024-01-02', '--until', '2024-01-01'), 2,
+	qr/--since 2024-01-02 is after --until 2024-01-01: the range is empty/,
+	'usage with --since after --until as timestamps');
+fails_like(hk('auth', 'usage', $prefix1, '--since', '2099-01-01', '--until', '1h'), 2,
+	qr/--since 2099-01-01 is after --until 1h/, 'usage with a timestamp after a duration');
+$j = decode_json(ok_run('usage --since = --until', 'auth', 'usage', $prefix1, '--json',
+		'--since', '2024-01-01 00:30:00+00', '--until', '2024-01-01 00:30:00+00'));
+is($j->{requests}, 0, 'usage with --since equal to --until: an empty window, not an error');
 fails_like(hk('auth', 'usage', $prefix1, '--since', 'yesterdayish'), 6,
 	qr/invalid input syntax for type timestamp/, 'usage with a bad --since');
 

@@ -419,10 +419,24 @@ usage(const CommandLine *cl)
 	PGconn	   *conn;
 	PGresult   *res;
 
+	check_time_range(cl->command, cl->value[OPT_SINCE], cl->value[OPT_UNTIL]);
 	time_param(cl->value[OPT_SINCE], &values[2], &values[3]);
 	time_param(cl->value[OPT_UNTIL], &values[4], &values[5]);
 
 	conn = open_db(cl);
+	if (cl->value[OPT_SINCE] && cl->value[OPT_UNTIL])
+	{
+		/* a timestamp is read by the server, in the session's time zone */
+		res = run_query(conn,
+						"SELECT coalesce($1::pg_catalog.timestamptz,"
+						" pg_catalog.now() OPERATOR(pg_catalog.-) $2::pg_catalog.interval)"
+						" OPERATOR(pg_catalog.>) coalesce($3::pg_catalog.timestamptz,"
+						" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval)",
+						4, values + 2);
+		if (PQgetvalue(res, 0, 0)[0] == 't')
+			fail_empty_range(cl->command, cl->value[OPT_SINCE], cl->value[OPT_UNTIL]);
+		PQclear(res);
+	}
 	res = query_key(conn, cl,
 					"WITH b AS (SELECT"
 					" coalesce($3::pg_catalog.timestamptz,"

@@ -198,6 +198,29 @@ time_param(const char *value, const char **timestamp, const char **ago)
 		*timestamp = value;
 }
 
+/* --since after --until: a usage error */
+void
+fail_empty_range(const char *command, const char *since, const char *until)
+{
+	fail(EXIT_USAGE, "%s: --since %s is after --until %s: the range is empty",
+		 command, since, until);
+}
+
+/*
+ * --since after --until is a usage error: checked here when both are
+ * durations; the caller asks the server when either is a timestamp.
+ */
+void
+check_time_range(const char *command, const char *since, const char *until)
+{
+	long long	since_ago;
+	long long	until_ago;
+
+	if (since && until && parse_duration(since, &since_ago) &&
+		parse_duration(until, &until_ago) && since_ago < until_ago)
+		fail_empty_range(command, since, until);
+}
+
 /* A count option: a positive int, kept as its decimal text */
 static char *
 count_param(const char *option, const char *value)

@@ -132,6 +132,10 @@ extern void require_option(const CommandLine *cl, CommandOption opt);
 extern char *duration_param(const char *option, const char *value,
 							bool allow_zero);
 extern char *interval_param(long long seconds);
+extern void fail_empty_range(const char *command, const char *since,
+							 const char *until) NORETURN;
+extern void check_time_range(const char *command, const char *since,
+							 const char *until);
 extern void time_param(const char *value, const char **timestamp,
 					   const char **ago);
 
