@@ -86,9 +86,10 @@ is_deeply($r, [ 0, $help, '' ], '-? is --help');
 like($r->[1], qr/Exit codes:/, '--help lists the exit codes');
 $r = hk('auth', '--help');
 is($r->[0], 0, 'auth --help: exit 0');
-for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage))
+for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage
+	update-key list-users deactivate-user audit rate-limit-reset))
 {
-	like($r->[1], qr/^  \Q$cmd\E /m, "auth --help lists $cmd");
+	like($r->[1], qr/^  \Q$cmd\E(?: |$)/m, "auth --help lists $cmd");
 	my $h = hk('auth', $cmd, '--help');
 	is($h->[0], 0, "auth $cmd --help: exit 0");
 	like($h->[1], qr/\AUsage: hokusai auth \Q$cmd\E/, "auth $cmd --help shows its usage");
@@ -445,6 +446,210 @@ fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', ''), 6,
 is(key_count(), $keys_before, 'refused create-key left no key behind');
 
 ###########################################################################
+# update-key, list-users, deactivate-user, audit, rate-limit-reset: the
+# commands that only SQL had.  None of them prints a key.
+###########################################################################
+
+ok_run('create-user carol', 'auth', 'create-user', 'carol');
+$r = hk('auth', 'create-key', '--user', 'carol', '--name', 'carol key', '--expires-in', '1d',
+	'--burst', '5', '--allow-ip', '10.0.0.0/8');
+my ($ckey) = $r->[1] =~ /\A($key_re)\n\z/;
+ok($ckey, 'create-key for carol');
+my $cprefix = substr($ckey, 0, 16);
+my $cid = sql("SELECT id FROM hokusai_auth.keys WHERE key_prefix = '$cprefix'");
+my $carol_id = sql("SELECT id FROM hokusai_auth.users WHERE username = 'carol'");
+my @printed;    # stdout and stderr of every command below
+
+$r = hk('auth', 'update-key', $cprefix, '--name', 'renamed', '--rate-limit', '1000', '--no-burst',
+	'--no-expiry', '--allowed-ips', '192.168.0.0/16,2001:db8::/32');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'update-key: exit 0') or diag($r->[2]);
+like($r->[1], qr/^key_prefix\s+\Q$cprefix\E$/m, 'update-key prints the key as show-key does');
+like($r->[1], qr/^name\s+renamed$/m, 'update-key --name');
+like($r->[1], qr/^burst_limit\s+-$/m, 'update-key --no-burst');
+like($r->[1], qr/^expires_at\s+-$/m, 'update-key --no-expiry');
+is( sql(
+		"SELECT format('%s|%s|%s|%s|%s', name, rate_limit_per_hour, burst_limit IS NULL,
+			expires_at IS NULL, allowed_ips) FROM hokusai_auth.keys WHERE id = '$cid'"),
+	'renamed|1000|t|t|{192.168.0.0/16,2001:db8::/32}', 'update-key stored every setting');
+is(HokusaiTest::status($node, $ckey, '10.1.1.1'), 'ip_denied', '--allowed-ips replaces the list');
+is(HokusaiTest::status($node, $ckey, '192.168.1.1'), 'ok', '--allowed-ips: a listed network');
+$r = hk('auth', 'update-key', $cid, '--json', '--expires-at', '2099-01-01 00:00:00+00',
+	'--burst', '7', '--no-allowed-ips', '--rate-limit', '2');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'update-key --json by id: exit 0') or diag($r->[2]);
+$j = decode_json($r->[1]);
+like($j->{expires_at}, qr/\A2099-01-01T00:00:00/, 'update-key --expires-at');
+is($j->{burst_limit}, 7, 'update-key --burst');
+is($j->{rate_limit_per_hour}, 2, 'update-key --rate-limit');
+is($j->{allowed_ips}, undef, 'update-key --no-allowed-ips');
+ok(!exists $j->{key} && !exists $j->{key_hash}, 'update-key --json: no key, no hash');
+
+my $long = 'x' x 100000;
+for my $bad (
+	[ [], 2, qr/update-key: nothing to change/, 'no change' ],
+	[ [ '--burst', '3', '--no-burst' ], 2, qr/--burst and --no-burst cannot be used together/, '--burst with --no-burst' ],
+	[ [ '--expires-at', '2099-01-01', '--no-expiry' ], 2, qr/--expires-at and --no-expiry cannot be used together/, '--expires-at with --no-expiry' ],
+	[ [ '--allowed-ips', '10.0.0.0/8', '--no-allowed-ips' ], 2, qr/--allowed-ips and --no-allowed-ips cannot/, '--allowed-ips with --no-allowed-ips' ],
+	[ [ '--allowed-ips', '' ], 2, qr/invalid value for --allowed-ips/, 'empty --allowed-ips' ],
+	[ [ '--allowed-ips', '10.0.0.0/8,,10.1.0.0/16' ], 2, qr/invalid value for --allowed-ips/, 'an empty element in --allowed-ips' ],
+	[ [ '--allowed-ips', '10.0.0.0/8,' ], 2, qr/invalid value for --allowed-ips/, 'a trailing comma in --allowed-ips' ],
+	[ [ '--rate-limit', '0' ], 2, qr/invalid value "0" for --rate-limit/, '--rate-limit 0' ],
+	[ [ '--rate-limit', '2147483648' ], 2, qr/invalid value "2147483648" for --rate-limit/, '--rate-limit over int4' ],
+	[ [ '--rate-limit', '9' x 40 ], 2, qr/invalid value "9+" for --rate-limit/, 'a huge --rate-limit' ],
+	[ [ '--burst', '-1' ], 2, qr/invalid value "-1" for --burst/, 'a negative --burst' ],
+	[ [ '--no-burst=yes' ], 2, qr/update-key: option "--no-burst" does not take a value/, 'a flag with a value' ],
+	[ [ '--name', '' ], 6, qr/name must not be empty/, 'an empty --name' ],
+	[ [ '--name', $long ], 6, qr/name is too long/, 'a huge --name' ],
+	[ [ '--allowed-ips', 'not-a-cidr' ], 6, qr/invalid input syntax for type cidr/, 'a bad CIDR' ],
+	[ [ '--expires-at', '' ], 6, qr/invalid input syntax for type timestamp/, 'an empty --expires-at' ],
+	[ [ '--expires-at', '2001-01-01' ], 6, qr/expires_at must be in the future/, '--expires-at in the past' ])
+{
+	$r = hk('auth', 'update-key', $cprefix, @{ $bad->[0] });
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, $bad->[1], $bad->[2], "update-key: $bad->[3]");
+}
+fails_like(hk('auth', 'update-key', 'hk_live_AAAAAAAA', '--name', 'x'), 5,
+	qr/api key hk_live_AAAAAAAA does not exist/, 'update-key of an unknown key');
+fails_like(hk('auth', 'update-key', 'hk_live_', '--name', 'x'), 2, qr/invalid key reference/,
+	'update-key of a malformed key reference');
+fails_like(hk('auth', 'update-key', $prefix3, '--name', 'x'), 1, qr/cannot update revoked api key/,
+	'update-key of a revoked key');
+fails_like(hk('auth', 'update-key', '--name', 'x'), 2, qr/missing KEY_ID_OR_PREFIX argument/,
+	'update-key without a key');
+is(sql("SELECT name || ' ' || rate_limit_per_hour FROM hokusai_auth.keys WHERE id = '$cid'"),
+	'renamed 2', 'refused update-key changed nothing');
+
+# rate-limit-reset: carol's key allows 2 requests an hour now, and one
+# (from 192.168.1.1 above) is in the window
+is(HokusaiTest::status($node, $ckey), 'ok', 'rate limit: request 2 of 2');
+is(HokusaiTest::status($node, $ckey), 'rate_limited', 'rate limit: request 3 is refused');
+$r = hk('auth', 'rate-limit-reset', $cprefix);
+push @printed, @$r[ 1, 2 ];
+is_deeply($r, [ 0, "reset the rate limit of api key $cprefix: it can use its full quota again\n", '' ],
+	'rate-limit-reset');
+is(HokusaiTest::status($node, $ckey), 'ok', 'after rate-limit-reset the key works again');
+$r = hk('auth', 'rate-limit-reset', $cid, '--json');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'rate-limit-reset --json by id: exit 0');
+$j = decode_json($r->[1]);
+is_deeply([ $j->{id}, $j->{key_prefix}, $j->{had_windows} ], [ $cid, $cprefix, JSON::PP::true ],
+	'rate-limit-reset --json');
+is( sql(
+		"SELECT count(*) FROM hokusai_auth.audit_log
+		 WHERE api_key_id = '$cid' AND details->'changes'->>'rate_limit_reset' = 'true'"),
+	2, 'rate-limit-reset is audited');
+fails_like(hk('auth', 'rate-limit-reset', 'hk_test_ZZZZZZZZ'), 5, qr/does not exist/,
+	'rate-limit-reset of an unknown key');
+fails_like(hk('auth', 'rate-limit-reset'), 2, qr/missing KEY_ID_OR_PREFIX/, 'rate-limit-reset without a key');
+fails_like(hk('auth', 'rate-limit-reset', $cprefix, $prefix5), 2, qr/too many arguments/,
+	'rate-limit-reset with two keys');
+
+# list-users
+$r = hk('auth', 'list-users');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'list-users: exit 0');
+like($r->[1], qr/\AUSERNAME\s+EMAIL\s+STATUS\s+ACTIVE KEYS\s+CREATED\s+ID\n/, 'list-users: header');
+like($r->[1], qr/^alice\s+alice\@example\.com\s+active\s+\d+\s+\S+ \S+\s+\Q$alice_id\E$/m, 'list-users: alice');
+like($r->[1], qr/^carol\s+-\s+active\s+1\s/m, 'list-users: carol, one active key');
+$j = decode_json(ok_run('list-users --json', 'auth', 'list-users', '--json'));
+my ($carol) = grep { $_->{username} eq 'carol' } @$j;
+is_deeply([ $carol->{id}, $carol->{is_active}, $carol->{active_keys}, $carol->{email} ],
+	[ $carol_id, JSON::PP::true, 1, undef ], 'list-users --json: carol');
+fails_like(hk('auth', 'list-users', 'carol'), 2, qr/unexpected argument/, 'list-users with an argument');
+
+# deactivate-user: the keys stay, refused
+$r = hk('auth', 'deactivate-user', 'carol');
+push @printed, @$r[ 1, 2 ];
+is_deeply($r, [ 0, "deactivated user carol: its 1 active api keys are refused while the user is inactive (they are not revoked), and it cannot get new keys\n", '' ],
+	'deactivate-user says what happens to the keys');
+isnt(HokusaiTest::status($node, $ckey), 'ok', 'the key of an inactive user is refused');
+is(sql("SELECT revoked_at IS NULL FROM hokusai_auth.api_keys WHERE id = '$cid'"), 't',
+	'deactivate-user revokes nothing');
+fails_like(hk('auth', 'create-key', '--user', 'carol', '--name', 'x'), 1, qr/is not active/,
+	'no new key for an inactive user');
+$j = decode_json(ok_run('deactivate-user again --json', 'auth', 'deactivate-user', $carol_id, '--json'));
+is_deeply($j, { id => $carol_id, username => 'carol', deactivated => JSON::PP::false, active_keys => 1 },
+	'deactivate-user twice: --json says deactivated false');
+is(hk('auth', 'deactivate-user', 'carol')->[1],
+	"user carol was already inactive; nothing changed (its 1 active api keys are refused)\n",
+	'deactivate-user twice: nothing changed');
+like(ok_run('list-users after', 'auth', 'list-users'), qr/^carol\s+-\s+inactive\s/m, 'list-users: carol inactive');
+for my $bad ([ 'nobody', 'an unknown user' ], [ '', 'an empty user' ], [ $long, 'a huge user name' ],
+	[ '00000000-0000-0000-0000-000000000000', 'an unknown user id' ])
+{
+	$r = hk('auth', 'deactivate-user', $bad->[0]);
+	my $shown = substr($bad->[0], 0, 100) . (length($bad->[0]) > 100 ? '...' : '');
+	fails_like($r, 5, qr/user "\Q$shown\E" does not exist/, "deactivate-user of $bad->[1]");
+}
+fails_like(hk('auth', 'deactivate-user'), 2, qr/missing USER argument/, 'deactivate-user without a user');
+is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'only carol is inactive');
+
+# audit
+$r = hk('auth', 'audit', '--key', $cprefix);
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'audit --key: exit 0') or diag($r->[2]);
+like($r->[1], qr/\AID\s+AT\s+ACTION\s+KEY\s+USER\s+ACTOR\s+DETAILS\n/, 'audit: header');
+like($r->[1], qr/^\d+\s+\S+ \S+\s+create\s+\Q$cprefix\E\s+carol\s+\S+\s+\{/m, 'audit: the create row');
+is(scalar(() = $r->[1] =~ /^\d+\s/mg), 5, 'audit --key: only that key\'s rows (create, 2 updates, 2 resets)');
+$r = hk('auth', 'audit', '--key', $cid, '--limit', '2', '--json');
+push @printed, @$r[ 1, 2 ];
+$j = decode_json($r->[1]);
+is(scalar @$j, 2, 'audit --limit 2');
+ok($j->[0]{id} < $j->[1]{id}, 'audit: the newest rows, oldest first');
+is_deeply([ map { $_->{api_key_id} } @$j ], [ $cid, $cid ], 'audit --json: api_key_id');
+is($j->[1]{details}{changes}{rate_limit_reset}, JSON::PP::true, 'audit --json: details are JSON');
+$r = hk('auth', 'audit', '--json');
+push @printed, @$r[ 1, 2 ];
+$j = decode_json($r->[1]);
+ok(@$j > 5 && @$j <= 50, 'audit: at most 50 rows by default');
+for my $bad ([ [ '--limit', '0' ], 2, qr/invalid value "0" for --limit/, '--limit 0' ],
+	[ [ '--limit', '-5' ], 2, qr/invalid value "-5" for --limit/, 'a negative --limit' ],
+	[ [ '--limit', '9' x 30 ], 2, qr/invalid value "9+" for --limit/, 'a huge --limit' ],
+	[ [ '--limit', '' ], 2, qr/invalid value "" for --limit/, 'an empty --limit' ],
+	[ [ '--key', '' ], 2, qr/invalid key reference/, 'an empty --key' ],
+	[ [ '--key', 'hk_live_AAAAAAAA' ], 5, qr/api key hk_live_AAAAAAAA does not exist/, 'an unknown --key' ],
+	[ [ '--verify', '--key', $cprefix ], 2, qr/--verify checks the whole chain/, '--verify with --key' ],
+	[ [ '--verify', '--limit', '3' ], 2, qr/--verify checks the whole chain/, '--verify with --limit' ],
+	[ [ 'extra' ], 2, qr/unexpected argument/, 'an argument' ])
+{
+	$r = hk('auth', 'audit', @{ $bad->[0] });
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, $bad->[1], $bad->[2], "audit: $bad->[3]");
+}
+
+# audit --verify: seals, then checks; a tampered row is named
+$r = hk('auth', 'audit', '--verify');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'audit --verify: exit 0') or diag($r->[2]);
+like($r->[1], qr/\Aaudit chain intact \(\d+ rows sealed now\)\n\z/, 'audit --verify: intact');
+is(sql('SELECT count(*) FROM hokusai_auth.audit_log WHERE seq IS NULL'), 0, 'audit --verify sealed every row');
+$j = decode_json(ok_run('audit --verify --json', 'auth', 'audit', '--verify', '--json'));
+is_deeply($j, { intact => JSON::PP::true, sealed_now => 0 }, 'audit --verify --json');
+my $victim = sql("SELECT id FROM hokusai_auth.audit_log WHERE api_key_id = '$cid' ORDER BY id LIMIT 1");
+my $orig = sql("SELECT details::text FROM hokusai_auth.audit_log WHERE id = $victim");
+sql("SET session_replication_role = replica;
+	 UPDATE hokusai_auth.audit_log SET details = details || '{\"tampered\": true}' WHERE id = $victim");
+fails_like(hk('auth', 'audit', '--verify'), 8,
+	qr/audit chain broken: the first row that fails the check is hokusai_auth\.audit_log id $victim\n/,
+	'audit --verify of a tampered row');
+sql("SET session_replication_role = replica;
+	 UPDATE hokusai_auth.audit_log SET details = \$hk\$$orig\$hk\$::jsonb WHERE id = $victim");
+ok_run('audit --verify after the repair', 'auth', 'audit', '--verify');
+
+# full keys where a key reference is expected: refused, never echoed
+my $csecret = substr($ckey, 16);
+for my $cmd ([ 'update-key', $ckey, '--name', 'x' ], [ 'rate-limit-reset', $ckey ], [ 'audit', '--key', $ckey ])
+{
+	$r = hk('auth', @$cmd);
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, 2, qr/a full API key was given.*use its key_prefix \Q$cprefix\E/, "$cmd->[0] with a full key");
+}
+is(scalar(grep { /$key_re/ } @printed), 0, 'no key printed by the new commands, on stdout or stderr');
+is(scalar(grep { /\Q$csecret\E|\$2[aby]\$/ } @printed), 0, 'no secret and no hash printed by the new commands');
+$keys_before = key_count();
+
+###########################################################################
 # Permission denied: a role without grants
 ###########################################################################
 
@@ -459,6 +664,12 @@ fails_like(hk_opt(\%nopriv, 'auth', 'revoke-key', $prefix5, '--yes'), 4, qr/perm
 	'revoke-key without privileges');
 fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/,
 	'usage without privileges');
+for my $cmd ([ 'update-key', $prefix5, '--name', 'x' ], [ 'list-users' ], [ 'deactivate-user', 'alice' ],
+	[ 'audit' ], [ 'audit', '--verify' ], [ 'rate-limit-reset', $prefix5 ])
+{
+	fails_like(hk_opt(\%nopriv, 'auth', @$cmd), 4, qr/permission denied/, "$cmd->[0] without privileges");
+}
+is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'no user deactivated without privileges');
 is(key_count(), $keys_before, 'no key created without privileges');
 is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
 
@@ -765,11 +976,22 @@ trust_ok('show-key', 'auth', 'show-key', $trust_prefix);
 trust_ok('usage', 'auth', 'usage', $trust_prefix, '--since', '1h');
 trust_ok('usage --until', '--json', 'auth', 'usage', $trust_prefix, '--since', '2000-01-01',
 	'--until', '1s');
+trust_ok('update-key', 'auth', 'update-key', $trust_prefix, '--name', 'trusted 2', '--expires-at',
+	'2999-01-01', '--rate-limit', '50', '--no-burst', '--allowed-ips', '10.0.0.0/8,2001:db8::/32');
+trust_ok('update-key --no-*', 'auth', 'update-key', $trust_prefix, '--no-expiry', '--burst', '3',
+	'--no-allowed-ips');
+trust_ok('rate-limit-reset', 'auth', 'rate-limit-reset', $trust_prefix);
+trust_ok('list-users', 'auth', 'list-users');
+trust_ok('list-users --json', 'auth', 'list-users', '--json');
+trust_ok('audit', 'auth', 'audit');
+trust_ok('audit --key --limit --json', 'auth', 'audit', '--key', $trust_prefix, '--limit', '3', '--json');
+trust_ok('audit --verify', 'auth', 'audit', '--verify');
 trust_ok('rotate-key', 'auth', 'rotate-key', $trust_prefix, '--grace', '1h');
 trust_ok('revoke-key', 'auth', 'revoke-key', $trust_prefix, '--yes', '--reason', 'trust test');
 trust_ok('create-key by user id', 'auth', 'create-key', '--user',
 	trust_sql("SELECT id FROM hokusai_auth.users WHERE username OPERATOR(pg_catalog.=) 'trust_user'"),
 	'--name', 'by id', '--env', 'test', '--expires-at', '2999-01-01T00:00:00Z');
+trust_ok('deactivate-user', 'auth', 'deactivate-user', 'trust_user');
 is(trust_sql("SELECT rolsuper FROM pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'regress_cli_evil'"),
 	'f', 'planted search_path: the planting role did not become a superuser');
 my $log = slurp_file($node->logfile, $log_offset);

@@ -26,107 +26,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/text.h"
-
+#include "admin.h"
 #include "commands.h"
 #include "conn.h"
+#include "lookup.h"
 #include "output.h"
 #include "parse.h"
 #include "report.h"
-
-/*
- * Key columns as list-keys, show-key and --json show them (no key_hash:
- * hokusai_auth.keys does not have it).  Table column numbers follow.
- */
-#define KEY_COLUMNS \
-	"k.id, k.key_prefix, k.user_id, u.username, k.name, k.environment, " \
-	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
-	"k.rate_limit_per_hour, k.burst_limit, " \
-	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from"
-
-enum
-{
-	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
-	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
-};
-
-/* Connect by the command line's connection options */
-static PGconn *
-open_db(const CommandLine *cl)
-{
-	const CommonOptions *o = &cl->common;
-
-	return connect_db(o->host, o->port, o->username, o->dbname,
-					  o->prompt == PROMPT_NEVER, o->prompt == PROMPT_ALWAYS);
-}
-
-/*
- * A user given by id (a uuid) or username; sets its id and username, or
- * ends with "not found".
- */
-static void
-resolve_user(PGconn *conn, const char *arg, char **id, char **username)
-{
-	PGresult   *res;
-	const char *values[1] = {arg};
-
-	if (hk_looks_like_uuid(arg))
-		res = run_query(conn,
-						"SELECT u.id, u.username FROM hokusai_auth.users u"
-						" WHERE u.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
-						1, values);
-	else
-		res = run_query(conn,
-						"SELECT u.id, u.username FROM hokusai_auth.users u"
-						" WHERE u.username OPERATOR(pg_catalog.=) $1::pg_catalog.text",
-						1, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "user \"%s\" does not exist", arg);
-	*id = strdup(PQgetvalue(res, 0, 0));
-	*username = strdup(PQgetvalue(res, 0, 1));
-	PQclear(res);
-}
-
-/* The condition on hokusai_auth.keys k that picks the key of query_key() */
-#define KEY_MATCHES \
-	"k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid" \
-	" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
-
-/*
- * Run a query about the command's key argument, or end with "not found"
- * when it returns no row.  The query picks the key with KEY_MATCHES; its
- * $1 and $2 are set here (the argument as a uuid or as a key_prefix, the
- * other NULL), the caller sets values[2..nparams).
- */
-static PGresult *
-query_key(PGconn *conn, const CommandLine *cl, const char *sql, int nparams,
-		  const char **values)
-{
-	PGresult   *res;
-
-	values[0] = cl->key_kind == KEYREF_ID ? cl->argument : NULL;
-	values[1] = cl->key_kind == KEYREF_PREFIX ? cl->argument : NULL;
-	res = run_query(conn, sql, nparams, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "api key %s does not exist", cl->argument);
-	return res;
-}
-
-/* The command's key argument, with its owner's username and successor */
-static PGresult *
-find_key(PGconn *conn, const CommandLine *cl)
-{
-	const char *values[2];
-
-	return query_key(conn, cl,
-					 "SELECT " KEY_COLUMNS ", "
-					 "(SELECT r.id FROM hokusai_auth.keys r"
-					 " WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
-					 " FROM hokusai_auth.keys k"
-					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-					 " WHERE " KEY_MATCHES,
-					 2, values);
-}
 
 /*
  * A new key on stdout, flushed before any note on stderr: the key alone
@@ -486,6 +392,15 @@ static const struct
 	{{"revoke-key", OPTION_SET(OPT_REASON) | OPTION_SET(OPT_YES), KEY_ARGUMENT}, revoke_key},
 	{{"rotate-key", OPTION_SET(OPT_GRACE), KEY_ARGUMENT}, rotate_key},
 	{{"usage", OPTION_SET(OPT_SINCE) | OPTION_SET(OPT_UNTIL), KEY_ARGUMENT}, usage},
+	{{"update-key",
+			OPTION_SET(OPT_NAME) | OPTION_SET(OPT_EXPIRES_AT) | OPTION_SET(OPT_NO_EXPIRY) |
+			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) | OPTION_SET(OPT_NO_BURST) |
+			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS),
+		KEY_ARGUMENT}, update_key},
+	{{"list-users", 0, NULL}, list_users},
+	{{"deactivate-user", 0, "USER"}, deactivate_user},
+	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
+	{{"rate-limit-reset", 0, KEY_ARGUMENT}, rate_limit_reset},
 };
 
 /*

@@ -33,7 +33,7 @@ static const char common_help[] =
 static const char exit_help[] =
 "Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect (or no\n"
 "hokusai_auth in the database), 4 permission denied, 5 unknown user or key,\n"
-"6 invalid value, 7 not confirmed.\n";
+"6 invalid value, 7 not confirmed, 8 audit chain broken.\n";
 
 static const char commands_help[] =
 "Commands:\n"
@@ -45,7 +45,14 @@ static const char commands_help[] =
 "  show-key    KEY_ID_OR_PREFIX\n"
 "  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
 "  rotate-key  KEY_ID_OR_PREFIX [--grace DURATION]\n"
-"  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n";
+"  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n"
+"  update-key  KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]\n"
+"              [--rate-limit N] [--burst N | --no-burst]\n"
+"              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
+"  list-users\n"
+"  deactivate-user USER\n"
+"  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
+"  rate-limit-reset KEY_ID_OR_PREFIX\n";
 
 /* hokusai --help */
 void
@@ -118,6 +125,38 @@ static const CommandHelp command_help[] = {
 		"average and p50/p95/p99 response times, first and last request.\n\n"
 		"  --since TIME      from this timestamp, or this long ago (7d)\n"
 		"  --until TIME      up to (not including) this timestamp, or this long ago\n"},
+	{"update-key",
+		"Usage: hokusai auth update-key KEY_ID_OR_PREFIX [OPTIONS]\n\n"
+		"Change an active key's settings (hokusai_auth.update_key()); what is not\n"
+		"given stays as it is.  Prints the key as show-key does.\n\n"
+		"  --name NAME             what the key is for\n"
+		"  --expires-at TIME       new expiry (a timestamp in the future)\n"
+		"  --no-expiry             remove the expiry\n"
+		"  --rate-limit N          requests per hour\n"
+		"  --burst N               requests per rolling second\n"
+		"  --no-burst              remove the burst limit\n"
+		"  --allowed-ips CIDR,...  allow only these networks (replaces the list)\n"
+		"  --no-allowed-ips        allow every address\n"},
+	{"list-users",
+		"Usage: hokusai auth list-users\n\n"
+		"List the owners of API keys: active or inactive, and how many active keys\n"
+		"each has.\n"},
+	{"deactivate-user",
+		"Usage: hokusai auth deactivate-user USER\n\n"
+		"Deactivate a user (a username or a user id).  Its keys are not revoked, but\n"
+		"every one of them is refused while the user is inactive, and the user\n"
+		"cannot get new keys.\n"},
+	{"audit",
+		"Usage: hokusai auth audit [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n\n"
+		"Show the newest rows of the audit log, oldest first; or check its hash chain.\n\n"
+		"  --key KEY_ID_OR_PREFIX  only this key's rows\n"
+		"  --limit N               at most N rows (default 50)\n"
+		"  --verify                seal the committed rows, then check the whole\n"
+		"                          chain: exit 0 when intact, 8 naming the first\n"
+		"                          broken row\n"},
+	{"rate-limit-reset",
+		"Usage: hokusai auth rate-limit-reset KEY_ID_OR_PREFIX\n\n"
+		"Clear a key's rate-limit windows: it can use its full quota again.\n"},
 	{NULL, NULL}
 };
 

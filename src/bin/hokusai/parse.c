@@ -351,6 +351,9 @@ bad_option(int c, char **argv, const char *context, const char *help)
 	if (c == ':')
 		fail(EXIT_USAGE, "%soption \"%s\" requires an argument",
 			 context, argv[optind - 1]);
+	if (c == '?' && optopt >= 256)
+		fail(EXIT_USAGE, "%soption \"%.*s\" does not take a value",
+			 context, (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
 	if (optopt && optopt < 256)
 		fail(EXIT_USAGE, "%sunrecognized option \"-%c\" (see \"%s --help\")",
 			 context, optopt, help);
