@@ -207,28 +207,48 @@ sql(    "INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, \"timesta
 	 SELECT '$key1_id', '/v1/items', '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
 			g, CASE WHEN g % 10 = 0 THEN 500 WHEN g % 10 = 1 THEN 404 ELSE 200 END
 	   FROM generate_series(1, 100) g");
+# The CLI prints hokusai_auth.usage_summary(), the function SQL and HTTP
+# use: the same numbers under the same names (issue 22 item 6)
+my @summary_cols = qw(requests errors client_errors server_errors avg_response_ms p50_response_ms
+  p95_response_ms p99_response_ms max_response_ms by_status by_endpoint);
+my $summary_json = sub {
+	my ($args) = @_;
+	return decode_json(sql("SELECT row_to_json(s) FROM hokusai_auth.usage_summary('$key1_id'$args) s"));
+};
 $j = decode_json(ok_run('usage --json', 'auth', 'usage', $prefix1, '--json'));
+is_deeply([ sort keys %$j ], [ sort(qw(key_id key_prefix since until), @summary_cols) ],
+	'usage --json: the key, the bounds and the columns of usage_summary()');
+my $sql_summary = $summary_json->('');
+is_deeply({ map { $_ => $j->{$_} } @summary_cols }, $sql_summary, 'usage: the same values as usage_summary()');
 is($j->{requests}, 100, 'usage: requests');
 is($j->{errors}, 20, 'usage: errors are status >= 400');
-is($j->{avg_response_time_ms}, 50.5, 'usage: average');
-is($j->{p50_response_time_ms}, 50.5, 'usage: p50');
-is($j->{p95_response_time_ms}, 95.05, 'usage: p95 (percentile_cont)');
-is($j->{p99_response_time_ms}, 99.01, 'usage: p99 (percentile_cont)');
-like($j->{first_request_at}, qr/\A2024-01-01T00:01:00/, 'usage: first request');
-like($j->{last_request_at}, qr/\A2024-01-01T01:40:00/, 'usage: last request');
+is($j->{client_errors}, 10, 'usage: client errors');
+is($j->{server_errors}, 10, 'usage: server errors');
+is($j->{avg_response_ms}, 50.5, 'usage: average');
+is($j->{max_response_ms}, 100, 'usage: max');
+ok(defined $j->{p50_response_ms} && defined $j->{p95_response_ms} && defined $j->{p99_response_ms},
+	'usage: percentiles');
+is_deeply($j->{by_status}, [ { status_code => 200, requests => 80 }, { status_code => 404, requests => 10 },
+		{ status_code => 500, requests => 10 } ], 'usage: by_status');
+ok(!exists $j->{avg_response_time_ms}, 'usage: no names of its own any more');
+is($j->{since}, undef, 'usage without --since: since is null');
+ok(defined $j->{until}, 'usage without --until: until is now, as over HTTP');
 
 $j = decode_json(
 	ok_run(
 		'usage --since --until', 'auth', 'usage', $key1_id, '--json',
 		'--since', '2024-01-01 00:30:00+00', '--until', '2024-01-01 01:00:00+00'));
 is($j->{requests}, 30, 'usage --since/--until: [since, until) window');
+is_deeply({ map { $_ => $j->{$_} } @summary_cols },
+	$summary_json->(", '2024-01-01 00:30:00+00', '2024-01-01 01:00:00+00'"),
+	'usage --since/--until: the same values as usage_summary()');
 $j = decode_json(ok_run('usage --since 1d', 'auth', 'usage', $prefix1, '--json', '--since', '1d'));
 is($j->{requests}, 0, 'usage --since DURATION counts back from now');
-is($j->{p50_response_time_ms}, undef, 'usage with no requests: null percentiles');
+is($j->{p50_response_ms}, undef, 'usage with no requests: null percentiles');
 
 $out = ok_run('usage', 'auth', 'usage', $prefix1);
 like($out, qr/^requests\s+100$/m, 'usage: readable requests');
-like($out, qr/^p95_response_time_ms\s+95.05$/m, 'usage: readable p95');
+like($out, qr/^p95_response_ms\s+\Q$sql_summary->{p95_response_ms}\E$/m, 'usage: readable p95');
 
 fails_like(hk('auth', 'usage', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
 	'usage of an unknown key');

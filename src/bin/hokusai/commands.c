@@ -315,8 +315,10 @@ rotate_key(const CommandLine *cl)
 /*
  * usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]
  *
- * One aggregate over hokusai_auth.api_key_usage; the key's row is the
- * outer side, so an unknown key gives no row and a quiet key gives zeros.
+ * hokusai_auth.usage_summary(), the one implementation that SQL and HTTP
+ * use too (raw events and hourly rollups), with its column names; the key
+ * and the bounds come first, as in the HTTP response (until: now when not
+ * given).  An unknown key gives no row.
  */
 static void
 usage(const CommandLine *cl)
@@ -349,26 +351,11 @@ usage(const CommandLine *cl)
 					" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval) AS since,"
 					" coalesce($5::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.-) $6::pg_catalog.interval) AS until)"
-					" SELECT k.id AS key_id, k.key_prefix, b.since, b.until,"
-					" pg_catalog.count(u.id) AS requests,"
-					" pg_catalog.count(u.id) FILTER"
-					" (WHERE u.status_code OPERATOR(pg_catalog.>=) 400) AS errors,"
-					" pg_catalog.round(pg_catalog.avg(u.response_time_ms), 2) AS avg_response_time_ms,"
-					" pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p50_response_time_ms,"
-					" pg_catalog.percentile_cont(0.95::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p95_response_time_ms,"
-					" pg_catalog.percentile_cont(0.99::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p99_response_time_ms,"
-					" pg_catalog.min(u.\"timestamp\") AS first_request_at,"
-					" pg_catalog.max(u.\"timestamp\") AS last_request_at"
-					" FROM hokusai_auth.keys k CROSS JOIN b"
-					" LEFT JOIN hokusai_auth.api_key_usage u"
-					" ON u.api_key_id OPERATOR(pg_catalog.=) k.id"
-					" AND (b.since IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.>=) b.since)"
-					" AND (b.until IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.<) b.until)"
-					" WHERE " KEY_MATCHES
-					" GROUP BY k.id, k.key_prefix, b.since, b.until",
+					" SELECT k.id AS key_id, k.key_prefix, b.since,"
+					" coalesce(b.until, pg_catalog.now()) AS until, s.*"
+					" FROM hokusai_auth.keys k CROSS JOIN b,"
+					" LATERAL hokusai_auth.usage_summary(k.id, b.since, b.until) s"
+					" WHERE " KEY_MATCHES,
 					6, values);
 	print_row(res, cl->common.json);
 	PQclear(res);

@@ -121,8 +121,9 @@ static const CommandHelp command_help[] = {
 		"  --grace DURATION  how long the old key still works (default 0s, at most 30d)\n"},
 	{"usage",
 		"Usage: hokusai auth usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n\n"
-		"Summarise a key's recorded requests: count, errors (status >= 400),\n"
-		"average and p50/p95/p99 response times, first and last request.\n\n"
+		"Summarise a key's requests with hokusai_auth.usage_summary(), as SQL and\n"
+		"HTTP do: requests, errors, average, p50/p95/p99 and max response times,\n"
+		"by status and by endpoint.\n\n"
 		"  --since TIME      from this timestamp, or this long ago (7d)\n"
 		"  --until TIME      up to (not including) this timestamp, or this long ago\n"},
 	{"update-key",
