@@ -77,13 +77,19 @@ is($r->[1], "hokusai (hokusai_auth) $extversion\n", '--version prints the extens
 
 $r = hk('--help');
 is($r->[0], 0, '--help: exit 0');
-like($r->[1], qr/Usage:.*hokusai \[--dsn DSN\].*auth COMMAND/s, '--help shows usage');
+like($r->[1], qr/Usage:.*hokusai \[CONNECTION OPTIONS\].*auth COMMAND/s, '--help shows usage');
+like($r->[1], qr/^  -h, --host=HOST .*^  -p, --port=PORT .*^  -U, --username=USER .*^  -d, --dbname=DBNAME .*^  --dsn=DSN .*^  -w, --no-password .*^  -W, --password /ms,
+	'--help lists the connection options of psql');
+my $help = $r->[1];
+$r = hk('-?');
+is_deeply($r, [ 0, $help, '' ], '-? is --help');
 like($r->[1], qr/Exit codes:/, '--help lists the exit codes');
 $r = hk('auth', '--help');
 is($r->[0], 0, 'auth --help: exit 0');
-for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage))
+for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage
+	update-key list-users deactivate-user audit rate-limit-reset))
 {
-	like($r->[1], qr/^  \Q$cmd\E /m, "auth --help lists $cmd");
+	like($r->[1], qr/^  \Q$cmd\E(?: |$)/m, "auth --help lists $cmd");
 	my $h = hk('auth', $cmd, '--help');
 	is($h->[0], 0, "auth $cmd --help: exit 0");
 	like($h->[1], qr/\AUsage: hokusai auth \Q$cmd\E/, "auth $cmd --help shows its usage");
@@ -201,31 +207,65 @@ sql(    "INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, \"timesta
 	 SELECT '$key1_id', '/v1/items', '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
 			g, CASE WHEN g % 10 = 0 THEN 500 WHEN g % 10 = 1 THEN 404 ELSE 200 END
 	   FROM generate_series(1, 100) g");
+# The CLI prints hokusai_auth.usage_summary(), the function SQL and HTTP
+# use: the same numbers under the same names (issue 22 item 6)
+my @summary_cols = qw(requests errors client_errors server_errors avg_response_ms p50_response_ms
+  p95_response_ms p99_response_ms max_response_ms by_status by_endpoint);
+my $summary_json = sub {
+	my ($args) = @_;
+	return decode_json(sql("SELECT row_to_json(s) FROM hokusai_auth.usage_summary('$key1_id'$args) s"));
+};
 $j = decode_json(ok_run('usage --json', 'auth', 'usage', $prefix1, '--json'));
+is_deeply([ sort keys %$j ], [ sort(qw(key_id key_prefix since until), @summary_cols) ],
+	'usage --json: the key, the bounds and the columns of usage_summary()');
+my $sql_summary = $summary_json->('');
+is_deeply({ map { $_ => $j->{$_} } @summary_cols }, $sql_summary, 'usage: the same values as usage_summary()');
 is($j->{requests}, 100, 'usage: requests');
 is($j->{errors}, 20, 'usage: errors are status >= 400');
-is($j->{avg_response_time_ms}, 50.5, 'usage: average');
-is($j->{p50_response_time_ms}, 50.5, 'usage: p50');
-is($j->{p95_response_time_ms}, 95.05, 'usage: p95 (percentile_cont)');
-is($j->{p99_response_time_ms}, 99.01, 'usage: p99 (percentile_cont)');
-like($j->{first_request_at}, qr/\A2024-01-01T00:01:00/, 'usage: first request');
-like($j->{last_request_at}, qr/\A2024-01-01T01:40:00/, 'usage: last request');
+is($j->{client_errors}, 10, 'usage: client errors');
+is($j->{server_errors}, 10, 'usage: server errors');
+is($j->{avg_response_ms}, 50.5, 'usage: average');
+is($j->{max_response_ms}, 100, 'usage: max');
+ok(defined $j->{p50_response_ms} && defined $j->{p95_response_ms} && defined $j->{p99_response_ms},
+	'usage: percentiles');
+is_deeply($j->{by_status}, [ { status_code => 200, requests => 80 }, { status_code => 404, requests => 10 },
+		{ status_code => 500, requests => 10 } ], 'usage: by_status');
+ok(!exists $j->{avg_response_time_ms}, 'usage: no names of its own any more');
+is($j->{since}, undef, 'usage without --since: since is null');
+ok(defined $j->{until}, 'usage without --until: until is now, as over HTTP');
 
 $j = decode_json(
 	ok_run(
 		'usage --since --until', 'auth', 'usage', $key1_id, '--json',
 		'--since', '2024-01-01 00:30:00+00', '--until', '2024-01-01 01:00:00+00'));
 is($j->{requests}, 30, 'usage --since/--until: [since, until) window');
+is_deeply({ map { $_ => $j->{$_} } @summary_cols },
+	$summary_json->(", '2024-01-01 00:30:00+00', '2024-01-01 01:00:00+00'"),
+	'usage --since/--until: the same values as usage_summary()');
 $j = decode_json(ok_run('usage --since 1d', 'auth', 'usage', $prefix1, '--json', '--since', '1d'));
 is($j->{requests}, 0, 'usage --since DURATION counts back from now');
-is($j->{p50_response_time_ms}, undef, 'usage with no requests: null percentiles');
+is($j->{p50_response_ms}, undef, 'usage with no requests: null percentiles');
 
 $out = ok_run('usage', 'auth', 'usage', $prefix1);
 like($out, qr/^requests\s+100$/m, 'usage: readable requests');
-like($out, qr/^p95_response_time_ms\s+95.05$/m, 'usage: readable p95');
+like($out, qr/^p95_response_ms\s+\Q$sql_summary->{p95_response_ms}\E$/m, 'usage: readable p95');
 
 fails_like(hk('auth', 'usage', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
 	'usage of an unknown key');
+# --since after --until: refused, durations before connecting
+fails_like(hk('auth', 'usage', $prefix1, '--since', '1h', '--until', '2h'), 2,
+	qr/usage: --since 1h is after --until 2h: the range is empty/, 'usage --since 1h --until 2h');
+fails_like(hk_opt({ env => { PGPORT => PostgreSQL::Test::Cluster::get_free_port() } },
+		'auth', 'usage', $prefix1, '--since', '30m', '--until', '1d'), 2,
+	qr/--since 30m is after --until 1d/, 'usage with an empty range of durations: refused before connecting');
+fails_like(hk('auth', 'usage', $prefix1, '--since', '2024-01-02', '--until', '2024-01-01'), 2,
+	qr/--since 2024-01-02 is after --until 2024-01-01: the range is empty/,
+	'usage with --since after --until as timestamps');
+fails_like(hk('auth', 'usage', $prefix1, '--since', '2099-01-01', '--until', '1h'), 2,
+	qr/--since 2099-01-01 is after --until 1h/, 'usage with a timestamp after a duration');
+$j = decode_json(ok_run('usage --since = --until', 'auth', 'usage', $prefix1, '--json',
+		'--since', '2024-01-01 00:30:00+00', '--until', '2024-01-01 00:30:00+00'));
+is($j->{requests}, 0, 'usage with --since equal to --until: an empty window, not an error');
 fails_like(hk('auth', 'usage', $prefix1, '--since', 'yesterdayish'), 6,
 	qr/invalid input syntax for type timestamp/, 'usage with a bad --since');
 
@@ -426,6 +466,210 @@ fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', ''), 6,
 is(key_count(), $keys_before, 'refused create-key left no key behind');
 
 ###########################################################################
+# update-key, list-users, deactivate-user, audit, rate-limit-reset: the
+# commands that only SQL had.  None of them prints a key.
+###########################################################################
+
+ok_run('create-user carol', 'auth', 'create-user', 'carol');
+$r = hk('auth', 'create-key', '--user', 'carol', '--name', 'carol key', '--expires-in', '1d',
+	'--burst', '5', '--allow-ip', '10.0.0.0/8');
+my ($ckey) = $r->[1] =~ /\A($key_re)\n\z/;
+ok($ckey, 'create-key for carol');
+my $cprefix = substr($ckey, 0, 16);
+my $cid = sql("SELECT id FROM hokusai_auth.keys WHERE key_prefix = '$cprefix'");
+my $carol_id = sql("SELECT id FROM hokusai_auth.users WHERE username = 'carol'");
+my @printed;    # stdout and stderr of every command below
+
+$r = hk('auth', 'update-key', $cprefix, '--name', 'renamed', '--rate-limit', '1000', '--no-burst',
+	'--no-expiry', '--allowed-ips', '192.168.0.0/16,2001:db8::/32');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'update-key: exit 0') or diag($r->[2]);
+like($r->[1], qr/^key_prefix\s+\Q$cprefix\E$/m, 'update-key prints the key as show-key does');
+like($r->[1], qr/^name\s+renamed$/m, 'update-key --name');
+like($r->[1], qr/^burst_limit\s+-$/m, 'update-key --no-burst');
+like($r->[1], qr/^expires_at\s+-$/m, 'update-key --no-expiry');
+is( sql(
+		"SELECT format('%s|%s|%s|%s|%s', name, rate_limit_per_hour, burst_limit IS NULL,
+			expires_at IS NULL, allowed_ips) FROM hokusai_auth.keys WHERE id = '$cid'"),
+	'renamed|1000|t|t|{192.168.0.0/16,2001:db8::/32}', 'update-key stored every setting');
+is(HokusaiTest::status($node, $ckey, '10.1.1.1'), 'ip_denied', '--allowed-ips replaces the list');
+is(HokusaiTest::status($node, $ckey, '192.168.1.1'), 'ok', '--allowed-ips: a listed network');
+$r = hk('auth', 'update-key', $cid, '--json', '--expires-at', '2099-01-01 00:00:00+00',
+	'--burst', '7', '--no-allowed-ips', '--rate-limit', '2');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'update-key --json by id: exit 0') or diag($r->[2]);
+$j = decode_json($r->[1]);
+like($j->{expires_at}, qr/\A2099-01-01T00:00:00/, 'update-key --expires-at');
+is($j->{burst_limit}, 7, 'update-key --burst');
+is($j->{rate_limit_per_hour}, 2, 'update-key --rate-limit');
+is($j->{allowed_ips}, undef, 'update-key --no-allowed-ips');
+ok(!exists $j->{key} && !exists $j->{key_hash}, 'update-key --json: no key, no hash');
+
+my $long = 'x' x 100000;
+for my $bad (
+	[ [], 2, qr/update-key: nothing to change/, 'no change' ],
+	[ [ '--burst', '3', '--no-burst' ], 2, qr/--burst and --no-burst cannot be used together/, '--burst with --no-burst' ],
+	[ [ '--expires-at', '2099-01-01', '--no-expiry' ], 2, qr/--expires-at and --no-expiry cannot be used together/, '--expires-at with --no-expiry' ],
+	[ [ '--allowed-ips', '10.0.0.0/8', '--no-allowed-ips' ], 2, qr/--allowed-ips and --no-allowed-ips cannot/, '--allowed-ips with --no-allowed-ips' ],
+	[ [ '--allowed-ips', '' ], 2, qr/invalid value for --allowed-ips/, 'empty --allowed-ips' ],
+	[ [ '--allowed-ips', '10.0.0.0/8,,10.1.0.0/16' ], 2, qr/invalid value for --allowed-ips/, 'an empty element in --allowed-ips' ],
+	[ [ '--allowed-ips', '10.0.0.0/8,' ], 2, qr/invalid value for --allowed-ips/, 'a trailing comma in --allowed-ips' ],
+	[ [ '--rate-limit', '0' ], 2, qr/invalid value "0" for --rate-limit/, '--rate-limit 0' ],
+	[ [ '--rate-limit', '2147483648' ], 2, qr/invalid value "2147483648" for --rate-limit/, '--rate-limit over int4' ],
+	[ [ '--rate-limit', '9' x 40 ], 2, qr/invalid value "9+" for --rate-limit/, 'a huge --rate-limit' ],
+	[ [ '--burst', '-1' ], 2, qr/invalid value "-1" for --burst/, 'a negative --burst' ],
+	[ [ '--no-burst=yes' ], 2, qr/update-key: option "--no-burst" does not take a value/, 'a flag with a value' ],
+	[ [ '--name', '' ], 6, qr/name must not be empty/, 'an empty --name' ],
+	[ [ '--name', $long ], 6, qr/name is too long/, 'a huge --name' ],
+	[ [ '--allowed-ips', 'not-a-cidr' ], 6, qr/invalid input syntax for type cidr/, 'a bad CIDR' ],
+	[ [ '--expires-at', '' ], 6, qr/invalid input syntax for type timestamp/, 'an empty --expires-at' ],
+	[ [ '--expires-at', '2001-01-01' ], 6, qr/expires_at must be in the future/, '--expires-at in the past' ])
+{
+	$r = hk('auth', 'update-key', $cprefix, @{ $bad->[0] });
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, $bad->[1], $bad->[2], "update-key: $bad->[3]");
+}
+fails_like(hk('auth', 'update-key', 'hk_live_AAAAAAAA', '--name', 'x'), 5,
+	qr/api key hk_live_AAAAAAAA does not exist/, 'update-key of an unknown key');
+fails_like(hk('auth', 'update-key', 'hk_live_', '--name', 'x'), 2, qr/invalid key reference/,
+	'update-key of a malformed key reference');
+fails_like(hk('auth', 'update-key', $prefix3, '--name', 'x'), 1, qr/cannot update revoked api key/,
+	'update-key of a revoked key');
+fails_like(hk('auth', 'update-key', '--name', 'x'), 2, qr/missing KEY_ID_OR_PREFIX argument/,
+	'update-key without a key');
+is(sql("SELECT name || ' ' || rate_limit_per_hour FROM hokusai_auth.keys WHERE id = '$cid'"),
+	'renamed 2', 'refused update-key changed nothing');
+
+# rate-limit-reset: carol's key allows 2 requests an hour now, and one
+# (from 192.168.1.1 above) is in the window
+is(HokusaiTest::status($node, $ckey), 'ok', 'rate limit: request 2 of 2');
+is(HokusaiTest::status($node, $ckey), 'rate_limited', 'rate limit: request 3 is refused');
+$r = hk('auth', 'rate-limit-reset', $cprefix);
+push @printed, @$r[ 1, 2 ];
+is_deeply($r, [ 0, "reset the rate limit of api key $cprefix: it can use its full quota again\n", '' ],
+	'rate-limit-reset');
+is(HokusaiTest::status($node, $ckey), 'ok', 'after rate-limit-reset the key works again');
+$r = hk('auth', 'rate-limit-reset', $cid, '--json');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'rate-limit-reset --json by id: exit 0');
+$j = decode_json($r->[1]);
+is_deeply([ $j->{id}, $j->{key_prefix}, $j->{had_windows} ], [ $cid, $cprefix, JSON::PP::true ],
+	'rate-limit-reset --json');
+is( sql(
+		"SELECT count(*) FROM hokusai_auth.audit_log
+		 WHERE api_key_id = '$cid' AND details->'changes'->>'rate_limit_reset' = 'true'"),
+	2, 'rate-limit-reset is audited');
+fails_like(hk('auth', 'rate-limit-reset', 'hk_test_ZZZZZZZZ'), 5, qr/does not exist/,
+	'rate-limit-reset of an unknown key');
+fails_like(hk('auth', 'rate-limit-reset'), 2, qr/missing KEY_ID_OR_PREFIX/, 'rate-limit-reset without a key');
+fails_like(hk('auth', 'rate-limit-reset', $cprefix, $prefix5), 2, qr/too many arguments/,
+	'rate-limit-reset with two keys');
+
+# list-users
+$r = hk('auth', 'list-users');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'list-users: exit 0');
+like($r->[1], qr/\AUSERNAME\s+EMAIL\s+STATUS\s+ACTIVE KEYS\s+CREATED\s+ID\n/, 'list-users: header');
+like($r->[1], qr/^alice\s+alice\@example\.com\s+active\s+\d+\s+\S+ \S+\s+\Q$alice_id\E$/m, 'list-users: alice');
+like($r->[1], qr/^carol\s+-\s+active\s+1\s/m, 'list-users: carol, one active key');
+$j = decode_json(ok_run('list-users --json', 'auth', 'list-users', '--json'));
+my ($carol) = grep { $_->{username} eq 'carol' } @$j;
+is_deeply([ $carol->{id}, $carol->{is_active}, $carol->{active_keys}, $carol->{email} ],
+	[ $carol_id, JSON::PP::true, 1, undef ], 'list-users --json: carol');
+fails_like(hk('auth', 'list-users', 'carol'), 2, qr/unexpected argument/, 'list-users with an argument');
+
+# deactivate-user: the keys stay, refused
+$r = hk('auth', 'deactivate-user', 'carol');
+push @printed, @$r[ 1, 2 ];
+is_deeply($r, [ 0, "deactivated user carol: its 1 active api keys are refused while the user is inactive (they are not revoked), and it cannot get new keys\n", '' ],
+	'deactivate-user says what happens to the keys');
+isnt(HokusaiTest::status($node, $ckey), 'ok', 'the key of an inactive user is refused');
+is(sql("SELECT revoked_at IS NULL FROM hokusai_auth.api_keys WHERE id = '$cid'"), 't',
+	'deactivate-user revokes nothing');
+fails_like(hk('auth', 'create-key', '--user', 'carol', '--name', 'x'), 1, qr/is not active/,
+	'no new key for an inactive user');
+$j = decode_json(ok_run('deactivate-user again --json', 'auth', 'deactivate-user', $carol_id, '--json'));
+is_deeply($j, { id => $carol_id, username => 'carol', deactivated => JSON::PP::false, active_keys => 1 },
+	'deactivate-user twice: --json says deactivated false');
+is(hk('auth', 'deactivate-user', 'carol')->[1],
+	"user carol was already inactive; nothing changed (its 1 active api keys are refused)\n",
+	'deactivate-user twice: nothing changed');
+like(ok_run('list-users after', 'auth', 'list-users'), qr/^carol\s+-\s+inactive\s/m, 'list-users: carol inactive');
+for my $bad ([ 'nobody', 'an unknown user' ], [ '', 'an empty user' ], [ $long, 'a huge user name' ],
+	[ '00000000-0000-0000-0000-000000000000', 'an unknown user id' ])
+{
+	$r = hk('auth', 'deactivate-user', $bad->[0]);
+	my $shown = substr($bad->[0], 0, 100) . (length($bad->[0]) > 100 ? '...' : '');
+	fails_like($r, 5, qr/user "\Q$shown\E" does not exist/, "deactivate-user of $bad->[1]");
+}
+fails_like(hk('auth', 'deactivate-user'), 2, qr/missing USER argument/, 'deactivate-user without a user');
+is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'only carol is inactive');
+
+# audit
+$r = hk('auth', 'audit', '--key', $cprefix);
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'audit --key: exit 0') or diag($r->[2]);
+like($r->[1], qr/\AID\s+AT\s+ACTION\s+KEY\s+USER\s+ACTOR\s+DETAILS\n/, 'audit: header');
+like($r->[1], qr/^\d+\s+\S+ \S+\s+create\s+\Q$cprefix\E\s+carol\s+\S+\s+\{/m, 'audit: the create row');
+is(scalar(() = $r->[1] =~ /^\d+\s/mg), 5, 'audit --key: only that key\'s rows (create, 2 updates, 2 resets)');
+$r = hk('auth', 'audit', '--key', $cid, '--limit', '2', '--json');
+push @printed, @$r[ 1, 2 ];
+$j = decode_json($r->[1]);
+is(scalar @$j, 2, 'audit --limit 2');
+ok($j->[0]{id} < $j->[1]{id}, 'audit: the newest rows, oldest first');
+is_deeply([ map { $_->{api_key_id} } @$j ], [ $cid, $cid ], 'audit --json: api_key_id');
+is($j->[1]{details}{changes}{rate_limit_reset}, JSON::PP::true, 'audit --json: details are JSON');
+$r = hk('auth', 'audit', '--json');
+push @printed, @$r[ 1, 2 ];
+$j = decode_json($r->[1]);
+ok(@$j > 5 && @$j <= 50, 'audit: at most 50 rows by default');
+for my $bad ([ [ '--limit', '0' ], 2, qr/invalid value "0" for --limit/, '--limit 0' ],
+	[ [ '--limit', '-5' ], 2, qr/invalid value "-5" for --limit/, 'a negative --limit' ],
+	[ [ '--limit', '9' x 30 ], 2, qr/invalid value "9+" for --limit/, 'a huge --limit' ],
+	[ [ '--limit', '' ], 2, qr/invalid value "" for --limit/, 'an empty --limit' ],
+	[ [ '--key', '' ], 2, qr/invalid key reference/, 'an empty --key' ],
+	[ [ '--key', 'hk_live_AAAAAAAA' ], 5, qr/api key hk_live_AAAAAAAA does not exist/, 'an unknown --key' ],
+	[ [ '--verify', '--key', $cprefix ], 2, qr/--verify checks the whole chain/, '--verify with --key' ],
+	[ [ '--verify', '--limit', '3' ], 2, qr/--verify checks the whole chain/, '--verify with --limit' ],
+	[ [ 'extra' ], 2, qr/unexpected argument/, 'an argument' ])
+{
+	$r = hk('auth', 'audit', @{ $bad->[0] });
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, $bad->[1], $bad->[2], "audit: $bad->[3]");
+}
+
+# audit --verify: seals, then checks; a tampered row is named
+$r = hk('auth', 'audit', '--verify');
+push @printed, @$r[ 1, 2 ];
+is($r->[0], 0, 'audit --verify: exit 0') or diag($r->[2]);
+like($r->[1], qr/\Aaudit chain intact \(\d+ rows sealed now\)\n\z/, 'audit --verify: intact');
+is(sql('SELECT count(*) FROM hokusai_auth.audit_log WHERE seq IS NULL'), 0, 'audit --verify sealed every row');
+$j = decode_json(ok_run('audit --verify --json', 'auth', 'audit', '--verify', '--json'));
+is_deeply($j, { intact => JSON::PP::true, sealed_now => 0 }, 'audit --verify --json');
+my $victim = sql("SELECT id FROM hokusai_auth.audit_log WHERE api_key_id = '$cid' ORDER BY id LIMIT 1");
+my $orig = sql("SELECT details::text FROM hokusai_auth.audit_log WHERE id = $victim");
+sql("SET session_replication_role = replica;
+	 UPDATE hokusai_auth.audit_log SET details = details || '{\"tampered\": true}' WHERE id = $victim");
+fails_like(hk('auth', 'audit', '--verify'), 8,
+	qr/audit chain broken: the first row that fails the check is hokusai_auth\.audit_log id $victim\n/,
+	'audit --verify of a tampered row');
+sql("SET session_replication_role = replica;
+	 UPDATE hokusai_auth.audit_log SET details = \$hk\$$orig\$hk\$::jsonb WHERE id = $victim");
+ok_run('audit --verify after the repair', 'auth', 'audit', '--verify');
+
+# full keys where a key reference is expected: refused, never echoed
+my $csecret = substr($ckey, 16);
+for my $cmd ([ 'update-key', $ckey, '--name', 'x' ], [ 'rate-limit-reset', $ckey ], [ 'audit', '--key', $ckey ])
+{
+	$r = hk('auth', @$cmd);
+	push @printed, @$r[ 1, 2 ];
+	fails_like($r, 2, qr/a full API key was given.*use its key_prefix \Q$cprefix\E/, "$cmd->[0] with a full key");
+}
+is(scalar(grep { /$key_re/ } @printed), 0, 'no key printed by the new commands, on stdout or stderr');
+is(scalar(grep { /\Q$csecret\E|\$2[aby]\$/ } @printed), 0, 'no secret and no hash printed by the new commands');
+$keys_before = key_count();
+
+###########################################################################
 # Permission denied: a role without grants
 ###########################################################################
 
@@ -440,8 +684,123 @@ fails_like(hk_opt(\%nopriv, 'auth', 'revoke-key', $prefix5, '--yes'), 4, qr/perm
 	'revoke-key without privileges');
 fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/,
 	'usage without privileges');
+for my $cmd ([ 'update-key', $prefix5, '--name', 'x' ], [ 'list-users' ], [ 'deactivate-user', 'alice' ],
+	[ 'audit' ], [ 'audit', '--verify' ], [ 'rate-limit-reset', $prefix5 ])
+{
+	fails_like(hk_opt(\%nopriv, 'auth', @$cmd), 4, qr/permission denied/, "$cmd->[0] without privileges");
+}
+is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'no user deactivated without privileges');
 is(key_count(), $keys_before, 'no key created without privileges');
 is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
+
+###########################################################################
+# Connection options like psql's: -h -p -U -d (also a connection string),
+# -w -W, before or after the command; -h is the host, never help
+###########################################################################
+
+# the libpq environment points nowhere: only the options can connect
+my $nowhere = PostgreSQL::Test::Cluster::get_free_port();
+my %nowhere = (env => { PGHOST => '/nonexistent', PGPORT => $nowhere, PGDATABASE => 'nodb',
+		PGUSER => 'nobody' });
+my @conn = ('-h', $node->host, '-p', $node->port, '-U', $osuser, '-d', 'postgres');
+$r = hk_opt(\%nowhere, @conn, 'auth', 'create-key', '--user', 'alice', '--name', 'from -h');
+is($r->[0], 0, '-h -p -U -d before auth: exit 0') or diag($r->[2]);
+like($r->[1], qr/\A$key_re\n\z/, 'KEY=$(hokusai -h HOST ... auth create-key): only the key on stdout');
+$r = hk_opt(\%nowhere, 'auth', 'list-keys', '--user', 'alice', '--host', $node->host,
+	'--port=' . $node->port, '--username', $osuser, '--dbname=postgres');
+is($r->[0], 0, '--host --port --username --dbname after the command: exit 0') or diag($r->[2]);
+like($r->[1], qr/^\S+\s+from -h\s+alice\s/m, 'long connection options connect');
+$r = hk_opt(\%nowhere, '-d', "host=" . $node->host . " port=" . $node->port
+	  . " dbname=postgres user=$osuser", 'auth', 'list-keys');
+is($r->[0], 0, '-d takes a connection string') or diag($r->[2]);
+$r = hk_opt(\%nowhere, '-d', 'postgresql:///postgres?host=' . $node->host . '&port=' . $node->port
+	  . "&user=$osuser", '-w', 'auth', 'show-key', $prefix5);
+is($r->[0], 0, '-d takes a URI; -w with no password needed') or diag($r->[2]);
+$r = hk_opt(\%nowhere, @conn, 'auth', 'list-keys', '-h', '/nonexistent');
+fails_like($r, 3, qr/could not connect/, 'the last -h counts, after the command too');
+
+for my $bad ([ [ '-h' ], qr/option "-h" requires a host name: -h is --host, as in psql; for help use -\? or --help/, '-h alone' ],
+	[ [ 'auth', 'list-keys', '-h' ], qr/list-keys: option "-h" requires a host name.*-\? or --help/, '-h alone after the command' ],
+	[ [ '-h', '', 'auth', 'list-keys' ], qr/option -h\/--host requires a non-empty value/, 'empty -h' ],
+	[ [ '-U', '', 'auth', 'list-keys' ], qr/option -U\/--username requires a non-empty value/, 'empty -U' ],
+	[ [ 'auth', 'list-keys', '--dbname=' ], qr/option -d\/--dbname requires a non-empty value/, 'empty --dbname' ],
+	[ [ '--dsn', '', 'auth', 'list-keys' ], qr/option --dsn requires a non-empty value/, 'empty --dsn' ],
+	[ [ '-p', '0', 'auth', 'list-keys' ], qr/invalid port "0"/, 'port 0' ],
+	[ [ '-p', '65536', 'auth', 'list-keys' ], qr/invalid port "65536"/, 'port 65536' ],
+	[ [ '-p', '99999999999999999999', 'auth', 'list-keys' ], qr/invalid port "9+"/, 'huge port' ],
+	[ [ 'auth', 'list-keys', '--port', '5432x' ], qr/invalid port "5432x"/, 'port with junk' ],
+	[ [ 'auth', 'list-keys', '-p' ], qr/option "-p" requires an argument/, '-p alone' ])
+{
+	fails_like(hk_opt(\%nowhere, @{ $bad->[0] }), 2, $bad->[1], $bad->[2]);
+}
+$r = hk('auth', 'list-keys', '-?');
+is($r->[0], 0, 'auth list-keys -?: exit 0');
+like($r->[1], qr/\AUsage: hokusai auth list-keys/, 'auth list-keys -? shows its help');
+$r = hk('auth', '-?');
+like($r->[1], qr/\AUsage: hokusai auth COMMAND/, 'auth -? shows the commands');
+
+# A database without the extension: named, with what to do
+sql('CREATE DATABASE cli_noext');
+fails_like(hk('-d', 'cli_noext', 'auth', 'list-keys'), 3,
+	qr/database "cli_noext" does not have the hokusai_auth extension: run CREATE EXTENSION hokusai_auth CASCADE as a superuser/,
+	'a database without hokusai_auth');
+unlike(hk('-d', 'cli_noext', 'auth', 'show-key', $prefix5)->[2], qr/relation/,
+	'no "relation does not exist" for a missing extension');
+
+# Passwords: a role that must give one over the socket
+sql(q{CREATE ROLE regress_cli_pw LOGIN SUPERUSER PASSWORD 'pw-s3cret-value'});
+{
+	my $hba = $node->data_dir . '/pg_hba.conf';
+	my $old = slurp_file($hba);
+	open(my $fh, '>', $hba) or die "could not write $hba: $!";
+	print $fh "local all regress_cli_pw scram-sha-256\n", $old;
+	close $fh;
+	$node->reload;
+}
+my %pw = (env => { PGUSER => 'regress_cli_pw' });
+fails_like(hk_opt(\%pw, '-w', 'auth', 'list-keys'), 3,
+	qr/could not connect to database "postgres" as user "regress_cli_pw": the server asks for a password, and -w\/--no-password forbids asking; set PGPASSWORD or use a password file/,
+	'-w when the server asks for a password');
+$r = hk_opt({ env => { PGUSER => 'regress_cli_pw', PGPASSWORD => 'pw-s3cret-value' } },
+	'-w', 'auth', 'list-keys');
+is($r->[0], 0, '-w with PGPASSWORD: exit 0') or diag($r->[2]);
+fails_like(hk_opt({ env => { PGUSER => 'regress_cli_pw', PGPASSWORD => 'wrong' } }, 'auth', 'list-keys'),
+	3, qr/password authentication failed for user "regress_cli_pw"/, 'a wrong PGPASSWORD');
+
+SKIP:
+{
+	skip 'IO::Pty is not installed', 9 unless eval { require IO::Pty; 1 };
+
+	# stdin and stdout on a pseudo-terminal, the controlling terminal: the
+	# prompt is written to /dev/tty, so it shows on stdout here
+	my $prompted = sub {
+		my ($answer, @args) = @_;
+		local %ENV = (%ENV, PGHOST => $node->host, PGPORT => $node->port,
+			PGDATABASE => 'postgres', PGUSER => 'regress_cli_pw');
+		delete $ENV{PGPASSWORD};
+		my ($in, $o, $e) = ('', '', '');
+		my $h = IPC::Run::start([ $bin, @args ], '<pty<', \$in, '>pty>', \$o, '2>', \$e,
+			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+		$h->pump while $o !~ /Password[^:]*: / && $h->pumpable;
+		$in .= "$answer\n";
+		$h->finish;
+		return [ $h->result(0), $o, $e ];
+	};
+	$r = $prompted->('pw-s3cret-value', 'auth', 'list-keys', '--user', 'alice');
+	is($r->[0], 0, 'asked for the password on the terminal: exit 0') or diag($r->[2]);
+	like($r->[1], qr/\APassword for user regress_cli_pw: /, 'the prompt names the user');
+	like($r->[1], qr/^\S+\s+from -h\s+alice\s/m, 'connected with the typed password');
+	unlike($r->[1], qr/pw-s3cret/, 'the password is not echoed');
+	$r = $prompted->('wrong', 'auth', 'list-keys');
+	is($r->[0], 3, 'a wrong typed password: exit 3');
+	like($r->[2], qr/\Ahokusai: could not connect: .*password authentication failed/, 'a wrong typed password: message');
+	$r = $prompted->('pw-s3cret-value', '-W', '-U', 'regress_cli_pw', 'auth', 'show-key', $prefix5);
+	is($r->[0], 0, '-W asks before connecting: exit 0') or diag($r->[2]);
+	like($r->[1], qr/\APassword for user regress_cli_pw: .*^key_prefix\s+\Q$prefix5\E/ms,
+		'-W: the prompt, then the key');
+	unlike($r->[1], qr/pw-s3cret/, '-W: the password is not echoed');
+}
+$keys_before = key_count();
 
 ###########################################################################
 # --dsn, and a server that is down
@@ -637,11 +996,22 @@ trust_ok('show-key', 'auth', 'show-key', $trust_prefix);
 trust_ok('usage', 'auth', 'usage', $trust_prefix, '--since', '1h');
 trust_ok('usage --until', '--json', 'auth', 'usage', $trust_prefix, '--since', '2000-01-01',
 	'--until', '1s');
+trust_ok('update-key', 'auth', 'update-key', $trust_prefix, '--name', 'trusted 2', '--expires-at',
+	'2999-01-01', '--rate-limit', '50', '--no-burst', '--allowed-ips', '10.0.0.0/8,2001:db8::/32');
+trust_ok('update-key --no-*', 'auth', 'update-key', $trust_prefix, '--no-expiry', '--burst', '3',
+	'--no-allowed-ips');
+trust_ok('rate-limit-reset', 'auth', 'rate-limit-reset', $trust_prefix);
+trust_ok('list-users', 'auth', 'list-users');
+trust_ok('list-users --json', 'auth', 'list-users', '--json');
+trust_ok('audit', 'auth', 'audit');
+trust_ok('audit --key --limit --json', 'auth', 'audit', '--key', $trust_prefix, '--limit', '3', '--json');
+trust_ok('audit --verify', 'auth', 'audit', '--verify');
 trust_ok('rotate-key', 'auth', 'rotate-key', $trust_prefix, '--grace', '1h');
 trust_ok('revoke-key', 'auth', 'revoke-key', $trust_prefix, '--yes', '--reason', 'trust test');
 trust_ok('create-key by user id', 'auth', 'create-key', '--user',
 	trust_sql("SELECT id FROM hokusai_auth.users WHERE username OPERATOR(pg_catalog.=) 'trust_user'"),
 	'--name', 'by id', '--env', 'test', '--expires-at', '2999-01-01T00:00:00Z');
+trust_ok('deactivate-user', 'auth', 'deactivate-user', 'trust_user');
 is(trust_sql("SELECT rolsuper FROM pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'regress_cli_evil'"),
 	'f', 'planted search_path: the planting role did not become a superuser');
 my $log = slurp_file($node->logfile, $log_offset);

@@ -26,97 +26,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/text.h"
-
+#include "admin.h"
 #include "commands.h"
 #include "conn.h"
+#include "lookup.h"
 #include "output.h"
 #include "parse.h"
 #include "report.h"
-
-/*
- * Key columns as list-keys, show-key and --json show them (no key_hash:
- * hokusai_auth.keys does not have it).  Table column numbers follow.
- */
-#define KEY_COLUMNS \
-	"k.id, k.key_prefix, k.user_id, u.username, k.name, k.environment, " \
-	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
-	"k.rate_limit_per_hour, k.burst_limit, " \
-	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from"
-
-enum
-{
-	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
-	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
-};
-
-/*
- * A user given by id (a uuid) or username; sets its id and username, or
- * ends with "not found".
- */
-static void
-resolve_user(PGconn *conn, const char *arg, char **id, char **username)
-{
-	PGresult   *res;
-	const char *values[1] = {arg};
-
-	if (hk_looks_like_uuid(arg))
-		res = run_query(conn,
-						"SELECT u.id, u.username FROM hokusai_auth.users u"
-						" WHERE u.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
-						1, values);
-	else
-		res = run_query(conn,
-						"SELECT u.id, u.username FROM hokusai_auth.users u"
-						" WHERE u.username OPERATOR(pg_catalog.=) $1::pg_catalog.text",
-						1, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "user \"%s\" does not exist", arg);
-	*id = strdup(PQgetvalue(res, 0, 0));
-	*username = strdup(PQgetvalue(res, 0, 1));
-	PQclear(res);
-}
-
-/* The condition on hokusai_auth.keys k that picks the key of query_key() */
-#define KEY_MATCHES \
-	"k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid" \
-	" OR k.key_prefix OPERATOR(pg_catalog.=) $2::pg_catalog.text"
-
-/*
- * Run a query about the command's key argument, or end with "not found"
- * when it returns no row.  The query picks the key with KEY_MATCHES; its
- * $1 and $2 are set here (the argument as a uuid or as a key_prefix, the
- * other NULL), the caller sets values[2..nparams).
- */
-static PGresult *
-query_key(PGconn *conn, const CommandLine *cl, const char *sql, int nparams,
-		  const char **values)
-{
-	PGresult   *res;
-
-	values[0] = cl->key_kind == KEYREF_ID ? cl->argument : NULL;
-	values[1] = cl->key_kind == KEYREF_PREFIX ? cl->argument : NULL;
-	res = run_query(conn, sql, nparams, values);
-	if (PQntuples(res) == 0)
-		fail(EXIT_NOT_FOUND, "api key %s does not exist", cl->argument);
-	return res;
-}
-
-/* The command's key argument, with its owner's username and successor */
-static PGresult *
-find_key(PGconn *conn, const CommandLine *cl)
-{
-	const char *values[2];
-
-	return query_key(conn, cl,
-					 "SELECT " KEY_COLUMNS ", "
-					 "(SELECT r.id FROM hokusai_auth.keys r"
-					 " WHERE r.rotated_from OPERATOR(pg_catalog.=) k.id LIMIT 1) AS replaced_by"
-					 " FROM hokusai_auth.keys k"
-					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-					 " WHERE " KEY_MATCHES,
-					 2, values);
-}
 
 /*
  * A new key on stdout, flushed before any note on stderr: the key alone
@@ -146,7 +62,7 @@ static void
 create_user(const CommandLine *cl)
 {
 	const char *values[2] = {cl->argument, cl->value[OPT_EMAIL]};
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *res;
 
 	res = run_query(conn,
@@ -192,7 +108,7 @@ create_key(const CommandLine *cl)
 	if (expires_in)
 		interval = duration_param("--expires-in", expires_in, false);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
 	run_command(conn, "BEGIN");
 	resolve_user(conn, cl->value[OPT_USER], &user_id, &username);
 	values[0] = user_id;
@@ -251,7 +167,7 @@ list_keys(const CommandLine *cl)
 		"CREATED", "EXPIRES", "LAST USED", "ID"
 	};
 	const char *all = cl->value[OPT_ALL] ? "true" : "false";
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *res;
 
 	if (cl->value[OPT_USER])
@@ -295,7 +211,7 @@ list_keys(const CommandLine *cl)
 static void
 show_key(const CommandLine *cl)
 {
-	PGresult   *res = find_key(connect_db(cl->common.dsn), cl);
+	PGresult   *res = find_key(open_db(cl), cl);
 
 	print_row(res, cl->common.json);
 	PQclear(res);
@@ -318,7 +234,7 @@ revoke_key(const CommandLine *cl)
 		fail(EXIT_USAGE, "%s: standard input is not a terminal, so there is no one to confirm; pass --yes to revoke",
 			 cl->command);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
 	key = find_key(conn, cl);
 	if (!yes)
 	{
@@ -365,7 +281,7 @@ static void
 rotate_key(const CommandLine *cl)
 {
 	const char *values[2];
-	PGconn	   *conn = connect_db(cl->common.dsn);
+	PGconn	   *conn = open_db(cl);
 	PGresult   *key;
 	PGresult   *res;
 	PGresult   *old;
@@ -399,8 +315,10 @@ rotate_key(const CommandLine *cl)
 /*
  * usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]
  *
- * One aggregate over hokusai_auth.api_key_usage; the key's row is the
- * outer side, so an unknown key gives no row and a quiet key gives zeros.
+ * hokusai_auth.usage_summary(), the one implementation that SQL and HTTP
+ * use too (raw events and hourly rollups), with its column names; the key
+ * and the bounds come first, as in the HTTP response (until: now when not
+ * given).  An unknown key gives no row.
  */
 static void
 usage(const CommandLine *cl)
@@ -409,36 +327,35 @@ usage(const CommandLine *cl)
 	PGconn	   *conn;
 	PGresult   *res;
 
+	check_time_range(cl->command, cl->value[OPT_SINCE], cl->value[OPT_UNTIL]);
 	time_param(cl->value[OPT_SINCE], &values[2], &values[3]);
 	time_param(cl->value[OPT_UNTIL], &values[4], &values[5]);
 
-	conn = connect_db(cl->common.dsn);
+	conn = open_db(cl);
+	if (cl->value[OPT_SINCE] && cl->value[OPT_UNTIL])
+	{
+		/* a timestamp is read by the server, in the session's time zone */
+		res = run_query(conn,
+						"SELECT coalesce($1::pg_catalog.timestamptz,"
+						" pg_catalog.now() OPERATOR(pg_catalog.-) $2::pg_catalog.interval)"
+						" OPERATOR(pg_catalog.>) coalesce($3::pg_catalog.timestamptz,"
+						" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval)",
+						4, values + 2);
+		if (PQgetvalue(res, 0, 0)[0] == 't')
+			fail_empty_range(cl->command, cl->value[OPT_SINCE], cl->value[OPT_UNTIL]);
+		PQclear(res);
+	}
 	res = query_key(conn, cl,
 					"WITH b AS (SELECT"
 					" coalesce($3::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.-) $4::pg_catalog.interval) AS since,"
 					" coalesce($5::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.-) $6::pg_catalog.interval) AS until)"
-					" SELECT k.id AS key_id, k.key_prefix, b.since, b.until,"
-					" pg_catalog.count(u.id) AS requests,"
-					" pg_catalog.count(u.id) FILTER"
-					" (WHERE u.status_code OPERATOR(pg_catalog.>=) 400) AS errors,"
-					" pg_catalog.round(pg_catalog.avg(u.response_time_ms), 2) AS avg_response_time_ms,"
-					" pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p50_response_time_ms,"
-					" pg_catalog.percentile_cont(0.95::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p95_response_time_ms,"
-					" pg_catalog.percentile_cont(0.99::pg_catalog.float8) WITHIN GROUP"
-					" (ORDER BY u.response_time_ms::pg_catalog.float8) AS p99_response_time_ms,"
-					" pg_catalog.min(u.\"timestamp\") AS first_request_at,"
-					" pg_catalog.max(u.\"timestamp\") AS last_request_at"
-					" FROM hokusai_auth.keys k CROSS JOIN b"
-					" LEFT JOIN hokusai_auth.api_key_usage u"
-					" ON u.api_key_id OPERATOR(pg_catalog.=) k.id"
-					" AND (b.since IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.>=) b.since)"
-					" AND (b.until IS NULL OR u.\"timestamp\" OPERATOR(pg_catalog.<) b.until)"
-					" WHERE " KEY_MATCHES
-					" GROUP BY k.id, k.key_prefix, b.since, b.until",
+					" SELECT k.id AS key_id, k.key_prefix, b.since,"
+					" coalesce(b.until, pg_catalog.now()) AS until, s.*"
+					" FROM hokusai_auth.keys k CROSS JOIN b,"
+					" LATERAL hokusai_auth.usage_summary(k.id, b.since, b.until) s"
+					" WHERE " KEY_MATCHES,
 					6, values);
 	print_row(res, cl->common.json);
 	PQclear(res);
@@ -462,6 +379,15 @@ static const struct
 	{{"revoke-key", OPTION_SET(OPT_REASON) | OPTION_SET(OPT_YES), KEY_ARGUMENT}, revoke_key},
 	{{"rotate-key", OPTION_SET(OPT_GRACE), KEY_ARGUMENT}, rotate_key},
 	{{"usage", OPTION_SET(OPT_SINCE) | OPTION_SET(OPT_UNTIL), KEY_ARGUMENT}, usage},
+	{{"update-key",
+			OPTION_SET(OPT_NAME) | OPTION_SET(OPT_EXPIRES_AT) | OPTION_SET(OPT_NO_EXPIRY) |
+			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) | OPTION_SET(OPT_NO_BURST) |
+			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS),
+		KEY_ARGUMENT}, update_key},
+	{{"list-users", 0, NULL}, list_users},
+	{{"deactivate-user", 0, "USER"}, deactivate_user},
+	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
+	{{"rate-limit-reset", 0, KEY_ARGUMENT}, rate_limit_reset},
 };
 
 /*

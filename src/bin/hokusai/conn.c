@@ -3,9 +3,13 @@
  * conn.c
  *	  Connecting, running statements, and turning failures into exit codes.
  *
- * The connection comes from --dsn (a connection string or URI) or, without
- * it, from the standard libpq environment (PGHOST, PGPORT, PGDATABASE,
- * PGUSER, PGSERVICE, PGPASSFILE, ...).  Every failure is reduced to one
+ * The connection comes from the options -h, -p, -U and -d (a database name
+ * or a connection string; --dsn is the same) and, for what they leave out,
+ * from the standard libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER,
+ * PGSERVICE, PGPASSFILE, ...).  A password is asked for on the terminal as
+ * psql asks: with -W before connecting, otherwise only when the server
+ * wants one and none was given, and never with -w.  A database without
+ * the extension is reported as such (EXIT_CONNECT).  Every failure is reduced to one
  * line: the server's primary message (PG_DIAG_MESSAGE_PRIMARY), or the
  * first line of libpq's message when there is no server error; notices
  * are dropped.  The exit code follows the SQLSTATE:
@@ -34,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 
 #include "conn.h"
 #include "report.h"
@@ -66,40 +71,114 @@ first_line(const char *msg)
 }
 
 /*
- * Connect with dsn (NULL: the libpq environment), empty the search_path
- * and fix the date style; any failure ends the program.
+ * Ask for user's password (NULL: not known yet) on the terminal (/dev/tty),
+ * without echo, as psql does; NULL when there is no terminal.
+ */
+static char *
+read_password(const char *user)
+{
+	static char buf[1024];
+	FILE	   *tty = fopen("/dev/tty", "r+");
+	struct termios saved;
+	struct termios quiet;
+	bool		restore;
+	bool		got;
+
+	if (tty == NULL)
+		return NULL;
+	restore = tcgetattr(fileno(tty), &saved) == 0;
+	if (restore)
+	{
+		quiet = saved;
+		quiet.c_lflag &= ~ECHO;
+		quiet.c_lflag |= ECHONL;
+		/* TCSANOW: keep what was typed ahead */
+		tcsetattr(fileno(tty), TCSANOW, &quiet);
+	}
+	if (user)
+		fprintf(tty, "Password for user %s: ", user);
+	else
+		fputs("Password: ", tty);
+	fflush(tty);
+	got = fgets(buf, sizeof(buf), tty) != NULL;
+	if (restore)
+		tcsetattr(fileno(tty), TCSANOW, &saved);
+	else
+		fputc('\n', tty);
+	fclose(tty);
+	if (!got)
+		buf[0] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return buf;
+}
+
+/* One attempt with the given password (NULL: libpq's own sources) */
+static PGconn *
+try_connect(const char *host, const char *port, const char *user,
+			const char *dbname, const char *password)
+{
+	/* as psql: a connection string in dbname overrides the rest */
+	const char *keywords[] = {"host", "port", "user", "password", "dbname",
+	"fallback_application_name", NULL};
+	const char *values[] = {host, port, user, password, dbname, "hokusai", NULL};
+	PGconn	   *conn = PQconnectdbParams(keywords, values, 1);
+
+	if (conn == NULL)
+		fail(EXIT_CONNECT, "could not connect: out of memory");
+	return conn;
+}
+
+/*
+ * Connect (a NULL option: the libpq environment and defaults), asking for
+ * a password as psql does: first with always_prompt, or on a terminal when
+ * the server asks for one and none was given, unless never_prompt.  Then
+ * check that the database has hokusai_auth, empty the search_path and fix
+ * the date style.  Any failure ends the program.
  */
 PGconn *
-connect_db(const char *dsn)
+connect_db(const char *host, const char *port, const char *user,
+		   const char *dbname, bool never_prompt, bool always_prompt)
 {
-	const char *keywords[3];
-	const char *values[3];
-	int			n = 0;
+	char	   *password = NULL;
 	PGresult   *res;
 
 	/* fail() exits: close the connection then, so the server sees a goodbye */
 	atexit(disconnect_db);
-	if (dsn)
-	{
-		keywords[n] = "dbname";
-		values[n++] = dsn;
-	}
-	keywords[n] = "fallback_application_name";
-	values[n++] = "hokusai";
-	keywords[n] = NULL;
-	values[n] = NULL;
+	if (always_prompt &&
+		(password = read_password(user)) == NULL)
+		fail(EXIT_USAGE, "-W/--password: there is no terminal to ask for the password on");
 
-	db = PQconnectdbParams(keywords, values, 1);
-	if (db == NULL)
-		fail(EXIT_CONNECT, "could not connect: out of memory");
-	if (PQstatus(db) != CONNECTION_OK)
-		fail(EXIT_CONNECT, "could not connect: %s",
-			 first_line(PQerrorMessage(db)));
+	for (;;)
+	{
+		db = try_connect(host, port, user, dbname, password);
+		if (PQstatus(db) == CONNECTION_OK)
+			break;
+		if (!PQconnectionNeedsPassword(db) || password != NULL)
+			fail(EXIT_CONNECT, "could not connect: %s",
+				 first_line(PQerrorMessage(db)));
+		if (never_prompt)
+			fail(EXIT_CONNECT, "could not connect to database \"%s\" as user \"%s\": the server asks for a password, and -w/--no-password forbids asking; set PGPASSWORD or use a password file",
+				 PQdb(db), PQuser(db));
+		if ((password = read_password(PQuser(db))) == NULL)
+			fail(EXIT_CONNECT, "could not connect to database \"%s\" as user \"%s\": the server asks for a password, and there is no terminal to ask on; set PGPASSWORD or use a password file",
+				 PQdb(db), PQuser(db));
+		PQfinish(db);
+	}
+	if (password)
+		memset(password, 0, strlen(password));
 	PQsetNoticeProcessor(db, ignore_notice, NULL);
 
 	/* first of all: nothing on search_path but pg_catalog (see the banner) */
 	res = run_query(db, "SELECT pg_catalog.set_config('search_path', '', false)",
 					0, NULL);
+	PQclear(res);
+
+	/* a database without the extension: say so, not "relation ... does not exist" */
+	res = run_query(db, "SELECT pg_catalog.to_regnamespace('hokusai_auth') IS NULL",
+					0, NULL);
+	if (PQgetvalue(res, 0, 0)[0] == 't')
+		fail(EXIT_CONNECT, "database \"%s\" does not have the hokusai_auth extension: run CREATE EXTENSION hokusai_auth CASCADE as a superuser in it, or connect to another database (-d)",
+			 PQdb(db));
 	PQclear(res);
 
 	/* timestamps in one unambiguous form, whatever the server's default */

@@ -12,7 +12,11 @@
 
 #include "libpq-fe.h"
 
-extern PGconn *connect_db(const char *dsn);
+#include <stdbool.h>
+
+extern PGconn *connect_db(const char *host, const char *port, const char *user,
+						  const char *dbname, bool never_prompt,
+						  bool always_prompt);
 extern PGresult *run_query(PGconn *conn, const char *sql, int nparams,
 						   const char *const *values);
 extern void run_command(PGconn *conn, const char *sql);

@@ -15,16 +15,25 @@
 #include "help.h"
 
 static const char common_help[] =
+"Connection options (before or after the command; like psql's):\n"
+"  -h, --host=HOST          database server host or socket directory\n"
+"  -p, --port=PORT          database server port\n"
+"  -U, --username=USER      database user name\n"
+"  -d, --dbname=DBNAME      database name, or a connection string or URI\n"
+"  --dsn=DSN                the same as -d\n"
+"  -w, --no-password        never ask for a password\n"
+"  -W, --password           ask for a password before connecting\n"
+"What they leave out comes from the libpq environment (PGHOST, PGPORT,\n"
+"PGDATABASE, PGUSER, PGPASSWORD, PGSERVICE, PGPASSFILE, ...).  Without -w,\n"
+"a password is asked for on the terminal when the server wants one.\n\n"
 "Options every command accepts:\n"
-"  --dsn DSN     libpq connection string or URI; without it the libpq\n"
-"                environment is used (PGHOST, PGPORT, PGDATABASE, PGUSER,\n"
-"                PGSERVICE, PGPASSFILE, ...)\n"
-"  --json        print the result as JSON on stdout, for scripts\n"
-"  -h, --help    show this help and exit\n";
+"  --json                   print the result as JSON on stdout, for scripts\n"
+"  -?, --help               show this help and exit\n";
 
 static const char exit_help[] =
-"Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect,\n"
-"4 permission denied, 5 unknown user or key, 6 invalid value, 7 not confirmed.\n";
+"Exit codes: 0 ok, 1 server error, 2 usage error, 3 cannot connect (or no\n"
+"hokusai_auth in the database), 4 permission denied, 5 unknown user or key,\n"
+"6 invalid value, 7 not confirmed, 8 audit chain broken.\n";
 
 static const char commands_help[] =
 "Commands:\n"
@@ -36,7 +45,14 @@ static const char commands_help[] =
 "  show-key    KEY_ID_OR_PREFIX\n"
 "  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
 "  rotate-key  KEY_ID_OR_PREFIX [--grace DURATION]\n"
-"  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n";
+"  usage       KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n"
+"  update-key  KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]\n"
+"              [--rate-limit N] [--burst N | --no-burst]\n"
+"              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
+"  list-users\n"
+"  deactivate-user USER\n"
+"  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
+"  rate-limit-reset KEY_ID_OR_PREFIX\n";
 
 /* hokusai --help */
 void
@@ -44,9 +60,9 @@ print_main_help(void)
 {
 	printf("hokusai manages hokusai_auth API keys in a PostgreSQL database.\n\n"
 		   "Usage:\n"
-		   "  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGUMENTS]\n"
+		   "  hokusai [CONNECTION OPTIONS] [--json] auth COMMAND [OPTIONS] [ARGUMENTS]\n"
 		   "  hokusai auth COMMAND --help\n"
-		   "  hokusai --help | --version\n\n"
+		   "  hokusai -? | --help | --version\n\n"
 		   "%s\n%s\n%s", commands_help, common_help, exit_help);
 }
 
@@ -105,10 +121,43 @@ static const CommandHelp command_help[] = {
 		"  --grace DURATION  how long the old key still works (default 0s, at most 30d)\n"},
 	{"usage",
 		"Usage: hokusai auth usage KEY_ID_OR_PREFIX [--since TIME] [--until TIME]\n\n"
-		"Summarise a key's recorded requests: count, errors (status >= 400),\n"
-		"average and p50/p95/p99 response times, first and last request.\n\n"
+		"Summarise a key's requests with hokusai_auth.usage_summary(), as SQL and\n"
+		"HTTP do: requests, errors, average, p50/p95/p99 and max response times,\n"
+		"by status and by endpoint.\n\n"
 		"  --since TIME      from this timestamp, or this long ago (7d)\n"
 		"  --until TIME      up to (not including) this timestamp, or this long ago\n"},
+	{"update-key",
+		"Usage: hokusai auth update-key KEY_ID_OR_PREFIX [OPTIONS]\n\n"
+		"Change an active key's settings (hokusai_auth.update_key()); what is not\n"
+		"given stays as it is.  Prints the key as show-key does.\n\n"
+		"  --name NAME             what the key is for\n"
+		"  --expires-at TIME       new expiry (a timestamp in the future)\n"
+		"  --no-expiry             remove the expiry\n"
+		"  --rate-limit N          requests per hour\n"
+		"  --burst N               requests per rolling second\n"
+		"  --no-burst              remove the burst limit\n"
+		"  --allowed-ips CIDR,...  allow only these networks (replaces the list)\n"
+		"  --no-allowed-ips        allow every address\n"},
+	{"list-users",
+		"Usage: hokusai auth list-users\n\n"
+		"List the owners of API keys: active or inactive, and how many active keys\n"
+		"each has.\n"},
+	{"deactivate-user",
+		"Usage: hokusai auth deactivate-user USER\n\n"
+		"Deactivate a user (a username or a user id).  Its keys are not revoked, but\n"
+		"every one of them is refused while the user is inactive, and the user\n"
+		"cannot get new keys.\n"},
+	{"audit",
+		"Usage: hokusai auth audit [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n\n"
+		"Show the newest rows of the audit log, oldest first; or check its hash chain.\n\n"
+		"  --key KEY_ID_OR_PREFIX  only this key's rows\n"
+		"  --limit N               at most N rows (default 50)\n"
+		"  --verify                seal the committed rows, then check the whole\n"
+		"                          chain: exit 0 when intact, 8 naming the first\n"
+		"                          broken row\n"},
+	{"rate-limit-reset",
+		"Usage: hokusai auth rate-limit-reset KEY_ID_OR_PREFIX\n\n"
+		"Clear a key's rate-limit windows: it can use its full quota again.\n"},
 	{NULL, NULL}
 };
 

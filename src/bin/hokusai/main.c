@@ -3,20 +3,23 @@
  * main.c
  *	  hokusai: the command-line tool of hokusai_auth.
  *
- *	  hokusai [--dsn DSN] [--json] auth COMMAND [OPTIONS] [ARGS]
+ *	  hokusai [CONNECTION OPTIONS] [--json] auth COMMAND [OPTIONS] [ARGS]
  *
  * The tool is a thin libpq client of the hokusai_auth SQL interface.  Every
  * value travels as a PQexecParams parameter, every operation is one
  * statement or one transaction, and every failure ends the program with one
  * line on stderr and one of the exit codes of report.h (docs/cli.md).
  *
- * This file owns the options that come before the command group (--dsn,
- * --json, --help, --version) and hands the command to commands.c.  Each
+ * This file reads the options that come before the command group (those
+ * every command accepts, parse.c, and --version) and hands the command to
+ * commands.c.  Each
  * module has one header declaring what it exports, and the modules depend
  * one way only, downwards in this list:
  *
  *	main.c			options before the command group, --version
  *	commands.c		the "auth" commands and their table by name
+ *	admin.c			update-key, list-users, deactivate-user, audit, rate-limit-reset
+ *	lookup.c		the connection by the options, the user or key an argument names
  *	conn.c			the connection and the statements sent on it
  *	output.c		tables and records on stdout, and JSON
  *	parse.c			a command's options and arguments, checked before connecting
@@ -41,46 +44,33 @@ int
 main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"dsn", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
+		COMMON_LONG_OPTIONS,
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
 	};
-	CommonOptions common = {NULL, false};
+	CommonOptions common = {0};
 	const char *group;
 	const char *name;
+	bool		help;
 	int			c;
 	int			rc;
 
 	opterr = 0;
 	/* '+': stop at the first non-option, the command group */
-	while ((c = getopt_long(argc, argv, "+:hV", long_options, NULL)) != -1)
+	while ((c = next_common_option(argc, argv, "+" COMMON_SHORT_OPTIONS "V",
+								   long_options, &common, &help)) != -1)
 	{
-		switch (c)
+		if (help)
 		{
-			case 'd':
-				common.dsn = optarg;
-				break;
-			case 'j':
-				common.json = true;
-				break;
-			case 'h':
-				print_main_help();
-				return EXIT_OK;
-			case 'V':
-				printf("hokusai (hokusai_auth) %s\n", HOKUSAI_VERSION);
-				return EXIT_OK;
-			case ':':
-				fail(EXIT_USAGE, "option \"%s\" requires an argument",
-					 argv[optind - 1]);
-			default:
-				if (optopt)
-					fail(EXIT_USAGE, "unrecognized option \"-%c\" (see \"hokusai --help\")",
-						 optopt);
-				fail(EXIT_USAGE, "unrecognized option \"%.*s\" (see \"hokusai --help\")",
-					 (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
+			print_main_help();
+			return EXIT_OK;
 		}
+		if (c == 'V')
+		{
+			printf("hokusai (hokusai_auth) %s\n", HOKUSAI_VERSION);
+			return EXIT_OK;
+		}
+		bad_option(c, argv, "", "hokusai");
 	}
 
 	if (optind >= argc)
@@ -99,7 +89,7 @@ main(int argc, char **argv)
 	if (optind >= argc)
 		fail(EXIT_USAGE, "missing auth command (see \"hokusai auth --help\")");
 	name = argv[optind];
-	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-?") == 0 ||
 		strcmp(name, "help") == 0)
 	{
 		print_auth_help();

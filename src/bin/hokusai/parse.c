@@ -38,20 +38,14 @@
 
 #define MAX_DURATION_SECS	(100LL * 366 * 86400)	/* about a century */
 
-/* getopt_long codes: the common options, then OPT_FIRST + CommandOption */
-enum
-{
-	OPT_DSN = 256,
-	OPT_JSON,
-	OPT_FIRST
-};
-
 /* How an option's value is checked and kept in CommandLine.value */
 typedef enum OptionKind
 {
 	OPTION_FLAG,				/* no value; kept as "true" once given */
 	OPTION_TEXT,				/* kept as given; the last one counts */
 	OPTION_LIST,				/* each one kept, as a quoted array literal */
+	OPTION_CSV,					/* comma-separated, each element kept as
+								 * OPTION_LIST does */
 	OPTION_COUNT,				/* a positive integer, checked at once */
 	OPTION_INTERVAL				/* a duration, zero allowed, checked at once;
 								 * kept as an interval ("N seconds") */
@@ -79,13 +73,20 @@ static const struct
 	[OPT_GRACE] = {"grace", OPTION_INTERVAL},
 	[OPT_SINCE] = {"since", OPTION_TEXT},
 	[OPT_UNTIL] = {"until", OPTION_TEXT},
+	[OPT_NO_EXPIRY] = {"no-expiry", OPTION_FLAG},
+	[OPT_NO_BURST] = {"no-burst", OPTION_FLAG},
+	[OPT_ALLOWED_IPS] = {"allowed-ips", OPTION_CSV},
+	[OPT_NO_ALLOWED_IPS] = {"no-allowed-ips", OPTION_FLAG},
+	[OPT_KEY] = {"key", OPTION_TEXT},
+	[OPT_LIMIT] = {"limit", OPTION_COUNT},
+	[OPT_VERIFY] = {"verify", OPTION_FLAG},
 };
 
 /*
  * Classify a KEY_ID_OR_PREFIX argument, or end the program with a usage
  * error.  Neither message repeats the argument: it might be a secret.
  */
-static KeyRefKind
+KeyRefKind
 parse_key_ref(const char *command, const char *arg)
 {
 	if (hk_looks_like_uuid(arg))
@@ -197,6 +198,29 @@ time_param(const char *value, const char **timestamp, const char **ago)
 		*timestamp = value;
 }
 
+/* --since after --until: a usage error */
+void
+fail_empty_range(const char *command, const char *since, const char *until)
+{
+	fail(EXIT_USAGE, "%s: --since %s is after --until %s: the range is empty",
+		 command, since, until);
+}
+
+/*
+ * --since after --until is a usage error: checked here when both are
+ * durations; the caller asks the server when either is a timestamp.
+ */
+void
+check_time_range(const char *command, const char *since, const char *until)
+{
+	long long	since_ago;
+	long long	until_ago;
+
+	if (since && until && parse_duration(since, &since_ago) &&
+		parse_duration(until, &until_ago) && since_ago < until_ago)
+		fail_empty_range(command, since, until);
+}
+
 /* A count option: a positive int, kept as its decimal text */
 static char *
 count_param(const char *option, const char *value)
@@ -257,43 +281,141 @@ append_array_element(char **array, const char *element)
 }
 
 /*
- * The next option that is specific to the command; --dsn, --json and
- * --help are handled here, as are unknown options and missing arguments.
+ * Keep one of the options every command accepts (COMMON_LONG_OPTIONS),
+ * also before the command group; false when c is not one of them.  A
+ * connection option may not be empty: libpq would take that as "not given".
+ */
+static bool
+common_option(int c, CommonOptions *common)
+{
+	const char **slot;
+
+	switch (c)
+	{
+		case 'h':
+			slot = &common->host;
+			break;
+		case 'p':
+			slot = &common->port;
+			break;
+		case 'U':
+			slot = &common->username;
+			break;
+		case 'd':
+		case OPT_DSN:
+			slot = &common->dbname;
+			break;
+		case 'w':
+			common->prompt = PROMPT_NEVER;
+			return true;
+		case 'W':
+			common->prompt = PROMPT_ALWAYS;
+			return true;
+		case OPT_JSON:
+			common->json = true;
+			return true;
+		default:
+			return false;
+	}
+	if (optarg[0] == '\0')
+		fail(EXIT_USAGE, "option %s requires a non-empty value",
+			 c == 'h' ? "-h/--host" : c == 'p' ? "-p/--port" :
+			 c == 'U' ? "-U/--username" : c == 'd' ? "-d/--dbname" : "--dsn");
+	if (c == 'p')
+	{
+		char	   *end;
+		long		port;
+
+		errno = 0;
+		port = strtol(optarg, &end, 10);
+		if (!isdigit((unsigned char) optarg[0]) || *end != '\0' || errno != 0 ||
+			port < 1 || port > 65535)
+			fail(EXIT_USAGE, "invalid port \"%s\": expected a number from 1 to 65535",
+				 optarg);
+	}
+	*slot = optarg;
+	return true;
+}
+
+/*
+ * End with a usage error for what getopt_long returned as c (':' or '?'):
+ * a missing value or an unknown option.  context is "" or "COMMAND: ",
+ * help the command that shows the options.
+ */
+void
+bad_option(int c, char **argv, const char *context, const char *help)
+{
+	if (c == ':' && optopt == 'h')
+		fail(EXIT_USAGE, "%soption \"-h\" requires a host name: -h is --host, as in psql; for help use -? or --help",
+			 context);
+	if (c == ':')
+		fail(EXIT_USAGE, "%soption \"%s\" requires an argument",
+			 context, argv[optind - 1]);
+	if (c == '?' && optopt >= 256)
+		fail(EXIT_USAGE, "%soption \"%.*s\" does not take a value",
+			 context, (int) strcspn(argv[optind - 1], "="), argv[optind - 1]);
+	if (optopt && optopt < 256)
+		fail(EXIT_USAGE, "%sunrecognized option \"-%c\" (see \"%s --help\")",
+			 context, optopt, help);
+	/* without any "=value": it might be a password */
+	fail(EXIT_USAGE, "%sunrecognized option \"%.*s\" (see \"%s --help\")",
+		 context, (int) strcspn(argv[optind - 1], "="), argv[optind - 1], help);
+}
+
+/*
+ * The next option getopt_long finds in argv by shortopts (at least
+ * COMMON_SHORT_OPTIONS) and opts (at least COMMON_LONG_OPTIONS), after keeping the common ones in *common: -1 at the end, ':' or
+ * '?' for a mistake (see bad_option()), or another option's code.  *help
+ * is set and '?' returned for -? and --help.
+ */
+int
+next_common_option(int argc, char **argv, const char *shortopts,
+				   const struct option *opts, CommonOptions *common, bool *help)
+{
+	int			c;
+
+	*help = false;
+	do
+	{
+		optopt = 0;				/* glibc leaves it alone for a known option */
+		c = getopt_long(argc, argv, shortopts, opts, NULL);
+	} while (common_option(c, common));
+	/* "-?" is a known option; an unknown one sets optopt, or starts "--" */
+	if (c == OPT_HELP ||
+		(c == '?' && optopt == 0 && strncmp(argv[optind - 1], "--", 2) != 0))
+	{
+		*help = true;
+		return '?';
+	}
+	return c;
+}
+
+/*
+ * The next option that is specific to the command; the common options,
+ * -?/--help, unknown options and missing arguments are handled here.
  */
 static int
 next_option(int argc, char **argv, const struct option *opts,
 			CommonOptions *common)
 {
-	for (;;)
-	{
-		int			c = getopt_long(argc, argv, ":h", opts, NULL);
+	bool		help;
+	int			c = next_common_option(argc, argv, COMMON_SHORT_OPTIONS, opts,
+									   common, &help);
+	char		context[128];
+	char		usage[128];
 
-		switch (c)
-		{
-			case OPT_DSN:
-				common->dsn = optarg;
-				break;
-			case OPT_JSON:
-				common->json = true;
-				break;
-			case 'h':
-				print_command_help(argv[0]);
-				exit(EXIT_OK);
-			case ':':
-				fail(EXIT_USAGE, "%s: option \"%s\" requires an argument",
-					 argv[0], argv[optind - 1]);
-			case '?':
-				if (optopt && optopt < 256)
-					fail(EXIT_USAGE, "%s: unrecognized option \"-%c\" (see \"hokusai auth %s --help\")",
-						 argv[0], optopt, argv[0]);
-				/* without any "=value": it might be a password */
-				fail(EXIT_USAGE, "%s: unrecognized option \"%.*s\" (see \"hokusai auth %s --help\")",
-					 argv[0], (int) strcspn(argv[optind - 1], "="),
-					 argv[optind - 1], argv[0]);
-			default:
-				return c;
-		}
+	if (help)
+	{
+		print_command_help(argv[0]);
+		exit(EXIT_OK);
 	}
+	if (c == ':' || c == '?')
+	{
+		snprintf(context, sizeof(context), "%s: ", argv[0]);
+		snprintf(usage, sizeof(usage), "hokusai auth %s", argv[0]);
+		bad_option(c, argv, context, usage);
+	}
+	return c;
 }
 
 /* Exactly one positional argument, named what in messages */
@@ -346,6 +468,14 @@ keep_option(CommandLine *cl, CommandOption opt, char *arg)
 		case OPTION_LIST:
 			append_array_element(value, arg);
 			break;
+		case OPTION_CSV:
+			if (arg[0] == '\0' || arg[0] == ',' || arg[strlen(arg) - 1] == ',' ||
+				strstr(arg, ",,"))
+				fail(EXIT_USAGE, "invalid value for %s: expected CIDR,CIDR,... without empty elements",
+					 option_label(opt));
+			for (char *elem = strtok(arg, ","); elem; elem = strtok(NULL, ","))
+				append_array_element(value, elem);
+			break;
 		case OPTION_COUNT:
 			*value = count_param(option_label(opt), arg);
 			break;
@@ -364,12 +494,10 @@ void
 parse_command_line(int argc, char **argv, const CommandSyntax *syntax,
 				   CommandLine *cl)
 {
-	struct option opts[3 + NUM_COMMAND_OPTIONS + 1] = {
-		{"dsn", required_argument, NULL, OPT_DSN},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'}
+	struct option opts[NUM_COMMON_LONG_OPTIONS + NUM_COMMAND_OPTIONS + 1] = {
+		COMMON_LONG_OPTIONS
 	};
-	int			n = 3;
+	int			n = NUM_COMMON_LONG_OPTIONS;
 	int			c;
 
 	for (int opt = 0; opt < NUM_COMMAND_OPTIONS; opt++)

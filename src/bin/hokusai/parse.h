@@ -11,14 +11,53 @@
 #ifndef HOKUSAI_PARSE_H
 #define HOKUSAI_PARSE_H
 
+#include <getopt.h>
 #include <stdbool.h>
+
+#include "report.h"
+
+/* When to ask for a password (-w, -W, neither) */
+typedef enum PasswordPrompt
+{
+	PROMPT_IF_NEEDED,			/* on a terminal, when the server asks */
+	PROMPT_NEVER,				/* -w, --no-password */
+	PROMPT_ALWAYS				/* -W, --password */
+} PasswordPrompt;
 
 /* Options every command accepts, also before the command group */
 typedef struct CommonOptions
 {
-	const char *dsn;			/* --dsn, or NULL for the libpq environment */
+	const char *host;			/* -h, --host */
+	const char *port;			/* -p, --port */
+	const char *username;		/* -U, --username */
+	const char *dbname;			/* -d, --dbname, --dsn: a name or a
+								 * connection string; NULL: libpq's default */
+	PasswordPrompt prompt;		/* -w, -W */
 	bool		json;			/* --json */
 } CommonOptions;
+
+/* getopt_long codes of the common options that have no short form */
+enum
+{
+	OPT_DSN = 256,
+	OPT_JSON,
+	OPT_HELP,
+	OPT_FIRST					/* OPT_FIRST + CommandOption: command options */
+};
+
+/* The common options for getopt_long: short ones, then long ones */
+#define COMMON_SHORT_OPTIONS ":h:p:U:d:wW?"
+#define COMMON_LONG_OPTIONS \
+	{"host", required_argument, NULL, 'h'}, \
+	{"port", required_argument, NULL, 'p'}, \
+	{"username", required_argument, NULL, 'U'}, \
+	{"dbname", required_argument, NULL, 'd'}, \
+	{"dsn", required_argument, NULL, OPT_DSN}, \
+	{"no-password", no_argument, NULL, 'w'}, \
+	{"password", no_argument, NULL, 'W'}, \
+	{"json", no_argument, NULL, OPT_JSON}, \
+	{"help", no_argument, NULL, OPT_HELP}
+#define NUM_COMMON_LONG_OPTIONS 9
 
 /* The options of the commands besides the common ones (names in parse.c) */
 typedef enum CommandOption
@@ -39,6 +78,13 @@ typedef enum CommandOption
 	OPT_GRACE,
 	OPT_SINCE,
 	OPT_UNTIL,
+	OPT_NO_EXPIRY,
+	OPT_NO_BURST,
+	OPT_ALLOWED_IPS,
+	OPT_NO_ALLOWED_IPS,
+	OPT_KEY,
+	OPT_LIMIT,
+	OPT_VERIFY,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
@@ -67,19 +113,29 @@ typedef enum KeyRefKind
 typedef struct CommandLine
 {
 	const char *command;		/* the command's name */
-	CommonOptions common;		/* --dsn and --json, before or after it */
+	CommonOptions common;		/* before or after it */
 	const char *argument;		/* the positional argument, if it takes one */
 	KeyRefKind	key_kind;		/* what it is, if it is a KEY_ARGUMENT */
 	char	   *value[NUM_COMMAND_OPTIONS]; /* each option as parse.c keeps
 											 * it; NULL when not given */
 } CommandLine;
 
+extern int	next_common_option(int argc, char **argv, const char *shortopts,
+							   const struct option *opts, CommonOptions *common,
+							   bool *help);
+extern void bad_option(int c, char **argv, const char *context,
+					   const char *help) NORETURN;
+extern KeyRefKind parse_key_ref(const char *command, const char *arg);
 extern void parse_command_line(int argc, char **argv,
 							   const CommandSyntax *syntax, CommandLine *cl);
 extern void require_option(const CommandLine *cl, CommandOption opt);
 extern char *duration_param(const char *option, const char *value,
 							bool allow_zero);
 extern char *interval_param(long long seconds);
+extern void fail_empty_range(const char *command, const char *since,
+							 const char *until) NORETURN;
+extern void check_time_range(const char *command, const char *since,
+							 const char *until);
 extern void time_param(const char *value, const char **timestamp,
 					   const char **ago);
 

@@ -22,6 +22,7 @@
 #define EXIT_NOT_FOUND		5	/* unknown user or key (P0002) */
 #define EXIT_INVALID		6	/* the server rejected a value (22xxx, 23xxx) */
 #define EXIT_CANCELLED		7	/* the operator declined the confirmation */
+#define EXIT_AUDIT_BROKEN	8	/* audit --verify: the hash chain is broken */
 
 #define NORETURN __attribute__((noreturn))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
