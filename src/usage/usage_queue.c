@@ -86,6 +86,7 @@ typedef struct HkUsageShared
 	Latch	   *worker_latch;	/* ring_lock; NULL when no worker */
 	int			worker_pid;		/* ring_lock */
 	pg_atomic_uint32 worker_dbid;	/* InvalidOid until the worker connects */
+	pg_atomic_uint32 missing_db_reported;	/* 1: the worker said its database is missing */
 	pg_atomic_uint64 stats[HK_NUM_USTATS];
 	HkTouchSlot touches[HK_TOUCH_SLOTS];
 	HkUsageEvent ring[FLEXIBLE_ARRAY_MEMBER];
@@ -142,6 +143,7 @@ hk_usage_shmem_startup(void)
 	memset(usage, 0, offsetof(HkUsageShared, ring));
 	usage->capacity = hk_usage_queue_size;
 	pg_atomic_init_u32(&usage->worker_dbid, InvalidOid);
+	pg_atomic_init_u32(&usage->missing_db_reported, 0);
 	for (i = 0; i < HK_NUM_USTATS; i++)
 		pg_atomic_init_u64(&usage->stats[i], 0);
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
@@ -360,6 +362,32 @@ hk_usage_worker_attach(void)
 	LWLockRelease(ring_lock);
 	pg_atomic_write_u32(&usage->worker_dbid, MyDatabaseId);
 	before_shmem_exit(worker_detach, (Datum) 0);
+}
+
+/*
+ * The worker's database is missing: true the first time since the worker
+ * last connected (say so then), false after that (stay quiet).
+ */
+bool
+hk_usage_missing_db_first_report(void)
+{
+	uint32		expected = 0;
+
+	return pg_atomic_compare_exchange_u32(&usage->missing_db_reported, &expected, 1);
+}
+
+/* Has the worker said its database is missing (and not connected since)? */
+bool
+hk_usage_missing_db_reported(void)
+{
+	return pg_atomic_read_u32(&usage->missing_db_reported) != 0;
+}
+
+/* The worker has connected: a database that goes missing later is said again. */
+void
+hk_usage_missing_db_clear(void)
+{
+	pg_atomic_write_u32(&usage->missing_db_reported, 0);
 }
 
 /* Copy up to max events from the tail, without consuming them. */

@@ -97,6 +97,9 @@ extern void hk_usage_queue_state(uint32 *capacity, uint64 *queued,
 
 /* For the worker (the only consumer). */
 extern void hk_usage_worker_attach(void);
+extern bool hk_usage_missing_db_first_report(void);
+extern bool hk_usage_missing_db_reported(void);
+extern void hk_usage_missing_db_clear(void);
 extern int	hk_usage_peek(HkUsageEvent *buf, int max);
 extern void hk_usage_advance(int n);
 extern int	hk_usage_take_touches(HkUsageTouch *buf, int max);

@@ -46,6 +46,11 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -69,11 +74,83 @@
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
 
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
 static volatile sig_atomic_t got_sigterm = false;
 
 static MemoryContext cycle_cxt = NULL;
 static TimestampTz next_cycle = 0;
 static bool shutting_down = false;
+
+/*
+ * emit_log_hook while connecting: the first "database does not exist" since
+ * the worker last connected gets a hint; the repeats are not logged.
+ */
+static void
+quiet_missing_database(ErrorData *edata)
+{
+	if (edata->elevel == FATAL && edata->sqlerrcode == ERRCODE_UNDEFINED_DATABASE)
+	{
+		if (hk_usage_missing_db_first_report())
+			edata->hint = psprintf("The hokusai_auth worker connects to hokusai_auth.database. "
+								   "Create that database (and CREATE EXTENSION hokusai_auth in it) "
+								   "or set hokusai_auth.database and restart; the worker tries again "
+								   "every %d seconds and says nothing more until it connects.",
+								   HK_RESTART_SECONDS);
+		else
+			edata->output_to_server = false;
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * Is there a database of this name?  A heap scan of the shared catalog
+ * pg_database, which a process connected to no database can read (as the
+ * autovacuum launcher does); its index it cannot open.
+ */
+static bool
+database_exists(const char *name)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
+	HeapTuple	tup;
+	bool		found = false;
+
+	while (!found && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), name) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The worker's database was missing at its last start: connected to no
+ * database, look for it every HK_RESTART_SECONDS without a word, and once
+ * it is there exit, to be started again and connect to it.
+ */
+static void
+wait_for_database(void)
+{
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("hokusai_auth usage worker");
+	for (;;)
+	{
+		bool		exists;
+
+		StartTransactionCommand();
+		exists = database_exists(hk_database);
+		CommitTransactionCommand();
+		if (exists || got_sigterm)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 HK_RESTART_SECONDS * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	hk_usage_missing_db_clear();
+	proc_exit(1);
+}
 
 /* Register the worker with the postmaster (from _PG_init). */
 void
@@ -138,7 +215,18 @@ hk_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
+	/*
+	 * A hokusai_auth.database that does not exist ends this process with
+	 * FATAL: say so once, with what to do (quiet_missing_database), and
+	 * from the next start on wait for it quietly (wait_for_database).
+	 */
+	if (hk_usage_missing_db_reported())
+		wait_for_database();
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = quiet_missing_database;
 	BackgroundWorkerInitializeConnection(hk_database, NULL, 0);
+	emit_log_hook = prev_emit_log_hook;
+	hk_usage_missing_db_clear();
 	/* Before anything runs in the database: see trust.c. */
 	hk_worker_pin_settings();
 	hk_usage_worker_attach();
