@@ -416,6 +416,18 @@ BEGIN
 	END IF;
 	prune_cmd := pg_catalog.format('SELECT hokusai_auth.prune_usage(CAST(%L AS pg_catalog.interval))',
 								   retention::text);
+	-- Without background workers pg_cron runs each job over a libpq
+	-- connection to cron.host: over TCP that needs a password the server's
+	-- OS user can find, or every job fails with "connection failed".
+	IF coalesce(pg_catalog.current_setting('cron.use_background_workers', true), 'off')
+		   OPERATOR(pg_catalog.<>) 'on'
+	   AND pg_catalog.left(coalesce(pg_catalog.current_setting('cron.host', true), 'localhost'), 1)
+		   OPERATOR(pg_catalog.<>) '/' THEN
+		RAISE WARNING 'pg_cron will run these jobs over a TCP connection to %',
+			coalesce(pg_catalog.current_setting('cron.host', true), 'localhost')
+			USING DETAIL = pg_catalog.format('cron.use_background_workers is off, so each job connects as %s with libpq; unless pg_hba.conf lets that in without a password, or the server''s OS user has it in ~/.pgpass, every job fails with "connection failed" (see cron.job_run_details).', current_user),
+				  HINT = 'Set cron.use_background_workers = on (and raise max_worker_processes), or cron.host to the socket directory (for example /var/run/postgresql), and restart.';
+	END IF;
 	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
 		USING 'hokusai_auth.rollup', rollup_schedule, rollup_cmd;
 	EXECUTE 'SELECT cron.schedule($1, $2, $3)'

@@ -73,4 +73,19 @@ is(q1('SELECT hokusai_auth.unschedule_housekeeping()'), '2', 'unschedule removes
 is(q1("SELECT count(*) FROM cron.job WHERE jobname LIKE 'hokusai_auth.%'"), '0', 'no jobs left');
 
 $node->stop;
+# pg_cron without background workers connects over TCP: schedule_housekeeping()
+# says that every job will fail without a password it can find.
+my $tcp = HokusaiTest::new_node('cron_tcp',
+	extra_conf => "shared_preload_libraries = 'pg_cron,hokusai_auth'\n"
+	  . "cron.database_name = 'postgres'\n"
+	  . "cron.use_background_workers = off\n");
+$tcp->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
+($ret, $out, $err) = $tcp->psql('postgres',
+	"SELECT count(*) FROM hokusai_auth.schedule_housekeeping(rollup_schedule => '0 0 1 1 *', prune_schedule => '0 0 1 1 *')");
+is($ret, 0, 'schedule_housekeeping() without background workers still installs the jobs');
+like($err, qr/WARNING:  pg_cron will run these jobs over a TCP connection to localhost/,
+	'... and warns that they connect over TCP');
+like($err, qr/HINT:  Set cron\.use_background_workers = on/, '... with what to do');
+$tcp->stop;
+
 done_testing();
