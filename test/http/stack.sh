@@ -4,7 +4,8 @@
 # directory, listening on 127.0.0.1 only.  See docs/http.md.
 #
 #   stack.sh prepare DIR         write DIR/tls/{cert,key}.pem (self-signed, openssl),
-#                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf
+#                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf,
+#                                DIR/openapi.json (a copy of docs/openapi.json)
 #   stack.sh start DIR           start PostgREST and nginx in the background and wait
 #                                (at most HK_STACK_TIMEOUT s, default 30) until PostgREST's
 #                                admin /ready is 200 and nginx answers over HTTPS; exits
@@ -99,6 +100,8 @@ cmd_prepare()
 	if [ "${HK_PRE_REQUEST:-1}" = 0 ]; then
 		sed -i "s|^$pre|# no db-pre-request (baseline)|" "$dir/postgrest.conf"
 	fi
+	# The OpenAPI description nginx serves at /api/v1/auth/.
+	install -m 0644 "$HK_TOP/docs/openapi.json" "$dir/openapi.json"
 	render "$HK_HTTP_DIR/nginx.conf.in" "$dir/nginx.conf" \
 		"DIR=$dir" "WORKERS=${HK_NGINX_WORKERS:-1}" "PGRST_PORT=$HK_PGRST_PORT" \
 		"HTTP_PORT=$HK_HTTP_PORT" "HTTPS_PORT=$HK_HTTPS_PORT" \
@@ -230,5 +233,5 @@ case "${1:-}" in
 	jwt) cmd_jwt "${2:?DIR}" "${3:?SUB}" "${4:-}" ;;
 	postgrest) postgrest_bin || die "PostgREST not found" ;;
 	free-ports) cmd_free_ports "${2:-1}" ;;
-	*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,23p' "$0" >&2; exit 2 ;;
 esac

@@ -97,12 +97,15 @@ is($r->{headers}{location}, "https://127.0.0.1:$https_port/api/v1/auth/keys",
 
 $r = api('GET', '/');
 is($r->{status}, 200, 'GET /api/v1/auth/: OpenAPI description, no credentials needed');
-like($r->{json}{swagger} // '', qr/^2/, '... a Swagger 2.0 document');
-is($r->{json}{basePath}, '/api/v1/auth', '... with the public base path');
-ok(exists $r->{json}{paths}{'/keys'} && exists $r->{json}{paths}{'/rpc/create_key'}
-	  && exists $r->{json}{paths}{'/rpc/rotate_key'} && exists $r->{json}{paths}{'/rpc/key_usage'},
-	'... listing the keys view and the functions');
-ok(!grep({ /key_hash/ } keys %{ $r->{json}{definitions}{keys}{properties} || {} }),
+# docs/openapi.json, served by nginx (test/t/024_openapi.pl checks it in depth).
+like($r->{headers}{'content-type'} // '', qr{^application/openapi\+json}, '... as application/openapi+json');
+is($r->{json}{openapi} // '', '3.0.3', '... an OpenAPI 3.0.3 document');
+is($r->{json}{servers}[0]{url}, '/api/v1/auth', '... with the public base path');
+ok(exists $r->{json}{paths}{'/keys'} && exists $r->{json}{paths}{'/keys/{key_id}'}
+	  && exists $r->{json}{paths}{'/keys/{key_id}/rotate'} && exists $r->{json}{paths}{'/keys/{key_id}/usage'}
+	  && !grep({ m{^/rpc/} } keys %{ $r->{json}{paths} }),
+	'... listing the public routes, not PostgREST\'s /rpc/ paths');
+ok(!grep({ /key_hash/ } keys %{ $r->{json}{components}{schemas}{Key}{properties} || {} }),
 	'... and no key_hash column');
 like($r->{headers}{'strict-transport-security'} // '', qr/max-age/, 'HSTS header');
 
