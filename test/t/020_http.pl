@@ -191,6 +191,22 @@ SKIP:
 	like($r->{headers}{'x-ratelimit-remaining'}, qr/^\d+$/, 'X-RateLimit-Remaining');
 	like($r->{headers}{'x-ratelimit-reset'} // '', qr/^\d+$/, 'X-RateLimit-Reset');
 }
+# The rate-limit headers of a 200 (docs/http.md, "Rate-limit headers").
+{
+	my $h = $r->{headers};
+	my $now = time();
+	is($h->{'x-ratelimit-resource'}, 'hourly', '200: X-RateLimit-Resource hourly');
+	is($h->{'x-ratelimit-used'} + $h->{'x-ratelimit-remaining'}, $h->{'x-ratelimit-limit'},
+		'200: X-RateLimit-Used + Remaining = Limit');
+	ok($h->{'x-ratelimit-reset'} >= $now && $h->{'x-ratelimit-reset'} <= $now + 3661,
+		"200: X-RateLimit-Reset is an epoch time within the window ($h->{'x-ratelimit-reset'}, now $now)");
+	like($h->{'ratelimit-policy'} // '', qr/^"hourly";q=\d+;w=3600(?:, "burst";q=\d+;w=1)?$/,
+		'200: RateLimit-Policy names the hourly limit (and the burst limit when there is one)');
+	like($h->{ratelimit} // '', qr/^"hourly";r=$h->{'x-ratelimit-remaining'};t=\d+(?:, "burst";r=\d+;t=[0-2])?$/,
+		'200: RateLimit gives both limits\' remaining and reset');
+	my ($t) = ($h->{ratelimit} // '') =~ /t=(\d+)/;
+	ok(defined $t && $t > 0 && $t <= 3660, "200: RateLimit's hourly t is within the window ($t)");
+}
 
 $r = api('GET', '/keys', headers => [ bearer($bob_jwt) ]);
 is_deeply([ map { $_->{id} } @{ $r->{json} } ], [$bkey_id], "bob sees his key only");
@@ -368,6 +384,49 @@ like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... Retry-After in sec
 is($r->{headers}{'x-ratelimit-limit'}, '3', '... X-RateLimit-Limit');
 is($r->{headers}{'x-ratelimit-remaining'}, '0', '... X-RateLimit-Remaining 0');
 like($r->{headers}{'x-ratelimit-reset'} // '', qr/^[1-9]\d*$/, '... X-RateLimit-Reset');
+{
+	my $h = $r->{headers};
+	my $now = time();
+	is($h->{'x-ratelimit-resource'}, 'hourly', '... X-RateLimit-Resource hourly: the hourly limit refused');
+	is($h->{'x-ratelimit-used'}, '3', '... X-RateLimit-Used 3');
+	ok($h->{'x-ratelimit-reset'} > $now && $h->{'x-ratelimit-reset'} <= $now + 3661,
+		"... X-RateLimit-Reset an epoch time at most the window (+ one sub-bucket) away ($h->{'x-ratelimit-reset'}, now $now)");
+	ok($h->{'retry-after'} <= 3660 && $h->{'x-ratelimit-reset'} - $now <= $h->{'retry-after'} + 1,
+		'... Retry-After is the hourly wait, when X-RateLimit-Reset is');
+	like($h->{ratelimit} // '', qr/^"hourly";r=0;t=\d+(?:, "burst";r=\d+;t=\d)?$/, '... RateLimit: hourly r=0');
+	is($r->{json}{message}, 'hourly rate limit exceeded', '... the message names the hourly limit');
+	like($r->{json}{details} // '', qr/hourly limit of 3 requests/, '... so do the details');
+}
+# A burst refusal: one request per second.
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
+	body => '{"name": "bursty", "rate_limit_per_hour": 100, "burst_limit": 1}');
+my $q_key = $r->{json}{key};
+my $q_first = api('GET', '/keys?select=id', headers => [ xkey($q_key) ]);
+is($q_first->{headers}{'ratelimit-policy'}, '"hourly";q=100;w=3600, "burst";q=1;w=1',
+	'RateLimit-Policy of a key with a burst limit of 1');
+my $q_429;
+for (1 .. 5)
+{
+	$r = api('GET', '/keys?select=id', headers => [ xkey($q_key) ]);
+	if ($r->{status} == 429) { $q_429 = $r; last; }
+}
+ok($q_429, 'a second request within a second: 429');
+SKIP:
+{
+	skip 'no burst refusal', 9 unless $q_429;
+	my $h = $q_429->{headers};
+	my $now = time();
+	is($q_429->{json}{code}, 'rate_limited', 'burst 429: code rate_limited');
+	is($q_429->{json}{message}, 'burst limit exceeded', 'burst 429: the message names the burst limit');
+	like($q_429->{json}{details} // '', qr/burst limit of 1 requests per second/, 'burst 429: so do the details');
+	is($h->{'x-ratelimit-resource'}, 'burst', 'burst 429: X-RateLimit-Resource burst');
+	is($h->{'x-ratelimit-limit'}, '1', 'burst 429: X-RateLimit-Limit is the burst limit');
+	is($h->{'x-ratelimit-remaining'}, '0', 'burst 429: X-RateLimit-Remaining 0 (not the hourly 99)');
+	like($h->{'retry-after'} // '', qr/^[12]$/, 'burst 429: Retry-After 1 or 2 seconds');
+	ok($h->{'x-ratelimit-reset'} >= $now && $h->{'x-ratelimit-reset'} <= $now + 3,
+		"burst 429: X-RateLimit-Reset within the second ($h->{'x-ratelimit-reset'}, now $now)");
+	like($h->{ratelimit} // '', qr/^"hourly";r=\d+;t=\d+, "burst";r=0;t=[12]$/, 'burst 429: RateLimit burst r=0');
+}
 # A write is limited the same way.
 is(api('POST', '/keys', headers => [ xkey($l_key) ], body => '{"name": "x"}')->{status}, 429,
 	'a POST with the exhausted key: 429');
