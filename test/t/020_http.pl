@@ -128,6 +128,10 @@ $r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
 is($r->{status}, 201, 'POST /keys with a JWT: 201') or diag($r->{body});
 my $akey = $r->{json}{key};
 my $akey_id = $r->{json}{id};
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store (the key is in it)');
+is($r->{headers}{location}, "$base/keys/$akey_id", '... Location: the public URL of the new key');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location (PostgREST\'s internal paths)');
 like($akey // '', $key_re, '... the plaintext key is in the response');
 like($akey_id // '', $uuid_re, '... with the key id');
 is($r->{json}{key_prefix}, substr($akey // '', 0, 16), '... and its prefix');
@@ -279,8 +283,41 @@ is_error(api('DELETE', '/keys/00000000-0000-4000-8000-000000000000', headers => 
 	404, 'not_found', 'DELETE a key that does not exist');
 is_error(api('DELETE', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'invalid_field',
 	'DELETE with a malformed id');
-is_error(api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]), 405, 'method_not_allowed',
-	'GET /keys/{id}');
+# GET /keys/{id}: the key itself; another user's, or none, is 404.
+$r = api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 200, 'GET /keys/{id}: 200') or diag($r->{body});
+is(ref $r->{json} eq 'HASH' ? $r->{json}{id} : undef, $akey_id, '... one object, the key');
+ok(ref $r->{json} eq 'HASH' && !exists $r->{json}{key_hash} && !exists $r->{json}{key},
+	'... without key_hash or the key');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location');
+is(api('HEAD', "/keys/$akey_id", headers => [ xkey($akey) ])->{status}, 200, 'HEAD /keys/{id}: 200');
+is_error(api('GET', "/keys/$bkey_id", headers => [ xkey($akey) ]), 404, 'not_found',
+	"GET /keys/{id} of another user's key");
+is_error(api('GET', '/keys/00000000-0000-4000-8000-000000000000', headers => [ bearer($alice_jwt) ]),
+	404, 'not_found', 'GET /keys/{id} of a key that does not exist');
+is_error(api('GET', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'invalid_field',
+	'GET /keys/{id} with a malformed id');
+is_error(api('GET', "/keys/$akey_id"), 401, 'missing_credentials', 'GET /keys/{id} without credentials');
+$r = api('PUT', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is_error($r, 405, 'method_not_allowed', 'PUT /keys/{id}');
+is($r->{headers}{allow}, 'GET, HEAD, DELETE', '... Allow: GET, HEAD, DELETE');
+# The list keeps PostgREST's paging range.
+$r = api('GET', '/keys?select=id', headers => [ xkey($akey) ]);
+like($r->{headers}{'content-range'} // '', qr{^\d+-\d+/}, 'GET /keys keeps Content-Range (paging)');
+ok(!exists $r->{headers}{'content-location'}, '... but not Content-Location');
+
+# Bodies are JSON: curl -d's form type is a 415 with a hint.
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ], body => 'name=x', raw_type => 1);
+is_error($r, 415, 'unsupported_media_type', "POST /keys with curl -d's form Content-Type");
+like($r->{json}{hint} // '', qr{Content-Type: application/json}, '... the hint says what to send');
+is_error(api('POST', '/keys', headers => [ bearer($alice_jwt), 'Content-Type: text/plain' ],
+		body => '{"name": "x"}', raw_type => 1), 415, 'unsupported_media_type', 'POST /keys as text/plain');
+is(api('POST', '/keys', headers => [ bearer($alice_jwt), 'Content-Type: application/json; charset=utf-8' ],
+		body => '{"name": "charset"}', raw_type => 1)->{status}, 201, 'application/json; charset=utf-8: 201');
+is_error(api('POST', "/keys/$akey_id/rotate", headers => [ bearer($alice_jwt) ],
+		body => 'grace_seconds=5', raw_type => 1), 415, 'unsupported_media_type', 'rotate with a form body');
 
 ###########################################################################
 # Rotate, revoke
@@ -293,6 +330,10 @@ is_error($r, 400, 'unknown_field', 'rotate: unknown field');
 $r = api('POST', "/keys/$aci_id/rotate", headers => [ xkey($akey) ]);
 is($r->{status}, 201, 'rotate without a body: 201') or diag($r->{body});
 like($r->{json}{key} // '', qr/^hk_test_/, '... new plaintext key, same environment');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+is($r->{headers}{location}, "$base/keys/$r->{json}{id}", '... Location: the new key');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location');
 is($r->{json}{rotated_from}, $aci_id, '... rotated_from the old key');
 is($r->{json}{rate_limit_per_hour}, 500, '... same settings');
 my $rot_id = $r->{json}{id};
