@@ -389,6 +389,7 @@ is(sql("SELECT actor_sub FROM hokusai_auth.audit_log WHERE action = 'revoke' AND
 $r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
 	body => '{"name": "office", "allowed_ips": ["10.0.0.0/8"]}');
 my $ip_key = $r->{json}{key};
+my $ip_kid = $r->{json}{id};
 is_error(api('GET', '/keys', headers => [ xkey($ip_key) ]), 403, 'ip_denied',
 	'IP not allowed (client 127.0.0.1)');
 $r = api('GET', '/keys', headers => [ xkey($ip_key), 'X-Forwarded-For: 10.1.2.3' ]);
@@ -494,6 +495,68 @@ is_error(api('GET', "/keys/$akey_id/usage?limit=5", headers => [ xkey($akey) ]),
 is_error(api('GET', "/keys/$akey_id/usage"), 401, 'missing_credentials', 'usage without credentials');
 
 ###########################################################################
+# Refusals: counted in usage, kept out of the server log
+###########################################################################
+
+# A 429 storm writes nothing to the PostgreSQL log (log_statement = all
+# still logs the statements; no ERROR, DETAIL or STATEMENT line).
+my $log_offset = -s $node->logfile;
+my $storm = 30;
+my $storm_429 = 0;
+for (1 .. $storm)
+{
+	$storm_429++ if api('GET', '/keys?select=id', headers => [ xkey($l_key) ])->{status} == 429;
+}
+is($storm_429, $storm, "a storm of $storm requests over the limit: all 429");
+is_error(api('GET', '/keys', headers => [ xkey($ip_key) ]), 403, 'ip_denied', 'one more ip_denied');
+is_error(api('GET', '/keys', headers => [ 'X-API-Key: hk_live_' . ('A' x 46) ]), 401, 'malformed',
+	'one more 401');
+my $storm_log = substr(slurp_file($node->logfile), $log_offset);
+my @storm_errors = grep { /\b(?:ERROR|DETAIL|STATEMENT):/ } split /\n/, $storm_log;
+is(scalar @storm_errors, 0, 'the refusals wrote no ERROR, DETAIL or STATEMENT line to the server log')
+  or diag(join("\n", @storm_errors[0 .. ($#storm_errors < 5 ? $#storm_errors : 5)]));
+like($storm_log, qr/pre_request/, '... (the server did log the statements)');
+
+# Every answered request of a known key is in usage with its status,
+# refusals included; the worker writes them within a flush interval.
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) >= 1 + $storm FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$l_kid' AND status_code = 429"),
+	'usage: the 429s are recorded with status 429');
+is(sql("SELECT string_agg(status_code || ':' || n, ',' ORDER BY status_code) FROM "
+		  . "(SELECT status_code, count(*) n FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$l_kid' GROUP BY 1) s"),
+	'200:3,429:' . (2 + $storm), '... each once: 3 admitted, ' . (2 + $storm) . ' refused');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) >= 3 FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$ip_kid' AND status_code = 403"),
+	'usage: ip_denied requests are recorded with status 403');
+$r = api('GET', "/keys/$l_kid/usage", headers => [ bearer($alice_jwt) ]);
+is_deeply([ sort map { $_->{status_code} // $_->{status} // '' } @{ $r->{json}{by_status} || [] } ],
+	[ 200, 429 ], 'GET /keys/{id}/usage: by_status shows 200 and 429')
+  or diag($r->{body});
+
+###########################################################################
+# PostgREST or the database unavailable: 503 with Retry-After
+###########################################################################
+
+$node->stop;
+$r = api('GET', '/keys', headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'database stopped: 503') or diag($r->{body});
+is($r->{headers}{'retry-after'}, '5', '... Retry-After: 5');
+is(ref $r->{json} eq 'HASH' ? $r->{json}{code} : undef, 'unavailable', '... code unavailable');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+$http->{procs}[0]->kill_kill;
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ], body => '{"name": "x"}');
+is($r->{status}, 503, 'PostgREST stopped: 503') or diag($r->{body});
+is($r->{headers}{'retry-after'}, '5', '... Retry-After: 5');
+is(ref $r->{json} eq 'HASH' ? $r->{json}{code} : undef, 'unavailable', '... code unavailable');
+$r = api('DELETE', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'PostgREST stopped, DELETE /keys/{id}: 503');
+$r = api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'PostgREST stopped, GET /keys/{id}: 503');
+
+###########################################################################
 # Nothing leaked into logs
 ###########################################################################
 
@@ -509,5 +572,4 @@ unlike($server_log, qr/hk_(?:live|test)_[0-9A-Za-z]{46}/,
 like($server_log, qr/execute .*request\.headers/, '... (the server did log PostgREST\'s statements)');
 
 $http->stop;
-$node->stop;
 done_testing();
