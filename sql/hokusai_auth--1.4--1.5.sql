@@ -471,6 +471,130 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- 201 answers name the created key: Location /keys/{id} (nginx maps it to
+-- /api/v1/auth/keys/{id}).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth._http_location(key_id uuid)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	h	text := nullif(current_setting('response.headers', true), '');
+BEGIN
+	PERFORM set_config('response.headers',
+		(coalesce(h::jsonb, '[]') || jsonb_build_array(jsonb_build_object('Location', '/keys/' || key_id)))::text,
+		true);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hokusai_api.create_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['name', 'environment',
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata']);
+	caller	uuid := hokusai_auth._http_caller();
+	name	text := hokusai_auth._http_text(body, 'name', 200);
+	env		text := coalesce(hokusai_auth._http_text(body, 'environment', 4), 'live');
+	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
+	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
+	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
+	ips		cidr[];
+	meta	jsonb := body -> 'metadata';
+	item	jsonb;
+	nk		record;
+	k		hokusai_auth.keys;
+BEGIN
+	IF name IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'name is required');
+	END IF;
+	IF env NOT IN ('live', 'test') THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'environment must be "live" or "test"');
+	END IF;
+	IF expires IS NOT NULL AND expires <= now() THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'expires_at must be in the future');
+	END IF;
+	IF jsonb_typeof(body -> 'allowed_ips') = 'array' THEN
+		IF jsonb_array_length(body -> 'allowed_ips') NOT BETWEEN 1 AND 100 THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
+		END IF;
+		ips := '{}';
+		FOR item IN SELECT jsonb_array_elements(body -> 'allowed_ips') LOOP
+			IF jsonb_typeof(item) <> 'string' OR item #>> '{}' !~ '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
+				PERFORM hokusai_auth._http_error(400, 'invalid_field',
+					'allowed_ips must be an array of IP networks', NULL, 'For example ["10.0.0.0/8", "2001:db8::/32"].');
+			END IF;
+			BEGIN
+				ips := ips || (item #>> '{}')::cidr;
+			EXCEPTION WHEN invalid_text_representation OR invalid_binary_representation THEN
+				PERFORM hokusai_auth._http_error(400, 'invalid_field',
+					format('allowed_ips: "%s" is not a network', item #>> '{}'), NULL,
+					'Write networks with no bits set right of the mask, e.g. 10.0.0.0/8.');
+			END;
+		END LOOP;
+	ELSIF body ? 'allowed_ips' AND jsonb_typeof(body -> 'allowed_ips') <> 'null' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
+	END IF;
+	IF meta IS NULL OR jsonb_typeof(meta) = 'null' THEN
+		meta := '{}';
+	ELSIF jsonb_typeof(meta) <> 'object' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
+	ELSIF octet_length(meta::text) > 65536 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be at most 65536 bytes of JSON');
+	END IF;
+
+	nk := hokusai_auth.create_key(caller, name, environment => env, expires_at => expires,
+		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta);
+	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
+	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
+	RETURN jsonb_build_object('key', nk.key) || hokusai_auth._http_key_json(k);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hokusai_api.rotate_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['key_id', 'grace_seconds']);
+	caller	uuid := hokusai_auth._http_caller();
+	grace	integer := coalesce(hokusai_auth._http_int(body, 'grace_seconds', 0, 2592000), 0);
+	k		hokusai_auth.api_keys := hokusai_auth._http_own_key(
+				hokusai_auth._http_key_id(hokusai_auth._http_text(body, 'key_id', 64)));
+	nk		record;
+	r		hokusai_auth.keys;
+BEGIN
+	IF k.revoked_at IS NOT NULL OR NOT k.is_active
+	   OR (k.expires_at IS NOT NULL AND k.expires_at <= now())
+	   OR EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.rotated_from = k.id) THEN
+		PERFORM hokusai_auth._http_error(409, 'conflict',
+			'only an active key that has not been rotated can be rotated',
+			format('Key %s is %s.', k.key_prefix,
+				   CASE WHEN k.revoked_at IS NOT NULL OR NOT k.is_active THEN 'revoked'
+						WHEN k.expires_at <= now() THEN 'expired'
+						ELSE 'already rotated' END));
+	END IF;
+	nk := hokusai_auth.rotate_key(k.id, make_interval(secs => grace));
+	SELECT * INTO r FROM hokusai_auth.keys WHERE id = nk.id;
+	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
+	RETURN jsonb_build_object('key', nk.key,
+			'old_key_ends_at', (SELECT CASE WHEN o.revoked_at IS NOT NULL THEN o.revoked_at ELSE o.expires_at END
+								 FROM hokusai_auth.api_keys o WHERE o.id = k.id))
+		   || hokusai_auth._http_key_json(r);
+END
+$$;
+
+REVOKE ALL ON FUNCTION hokusai_auth._http_location(uuid) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Bound again, with names resolved in pg_catalog only: objects whose
 -- expressions were bound when an earlier version was installed, when the
 -- installing schema came first on search_path.  A look-alike planted there

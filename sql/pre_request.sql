@@ -45,8 +45,20 @@ BEGIN
 	FOR r IN SELECT * FROM subs ORDER BY length(val) DESC LOOP
 		s := replace(s, r.val, r.token);
 	END LOOP;
-	-- Seconds to wait depend on the clock: shown as <s> when positive.
+	-- Seconds to wait depend on the clock: shown as <s> when positive, and
+	-- so are RateLimit's t (seconds) and X-RateLimit-Reset (epoch seconds).
+	s := regexp_replace(s, ';t=[0-9]+', ';t=<s>', 'g');
 	RETURN regexp_replace(s, '"(Retry-After|X-RateLimit-Reset)": "[1-9][0-9]*"', '"\1": "<s>"', 'g');
+END
+$$;
+-- 1.3's headers: what 1.5 added (RateLimit, RateLimit-Policy,
+-- X-RateLimit-Used, X-RateLimit-Resource) left out, and X-RateLimit-Reset,
+-- seconds in 1.3 and an epoch time since, as <reset>.
+CREATE FUNCTION pg_temp.as13(s text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	s := regexp_replace(s, '\{"(RateLimit|RateLimit-Policy|X-RateLimit-Used|X-RateLimit-Resource)": "([^"\\]|\\.)*"\}(, )?', '', 'g');
+	s := regexp_replace(s, '"(RateLimit|RateLimit-Policy|X-RateLimit-Used|X-RateLimit-Resource)": "([^"\\]|\\.)*"(, )?', '', 'g');
+	RETURN pg_temp.norm(regexp_replace(s, '"X-RateLimit-Reset": "[0-9]+"', '"X-RateLimit-Reset": "<reset>"', 'g'));
 END
 $$;
 
@@ -174,13 +186,15 @@ INSERT INTO answers SELECT '1.4', n, pg_temp.request(r) FROM requests r ORDER BY
 -- The answers of 1.4.
 SELECT r.n, r.what, pg_temp.norm(a.answer) AS answer
   FROM requests r JOIN answers a ON a.n = r.n AND a.version = '1.4' ORDER BY r.n;
--- Where 1.3 and 1.4 differ: nowhere.
+-- Where 1.3 and 1.4 (today's C) differ, the rate-limit headers added
+-- since aside (pg_temp.as13): only in the text of the 429, which now says
+-- which limit refused.
 SELECT n, version, answer FROM (
-	(SELECT '1.3 only' AS version, n, pg_temp.norm(answer) AS answer FROM answers WHERE version = '1.3'
-	 EXCEPT SELECT '1.3 only', n, pg_temp.norm(answer) FROM answers WHERE version = '1.4')
+	(SELECT '1.3 only' AS version, n, pg_temp.as13(answer) AS answer FROM answers WHERE version = '1.3'
+	 EXCEPT SELECT '1.3 only', n, pg_temp.as13(answer) FROM answers WHERE version = '1.4')
 	UNION ALL
-	(SELECT '1.4 only', n, pg_temp.norm(answer) FROM answers WHERE version = '1.4'
-	 EXCEPT SELECT '1.4 only', n, pg_temp.norm(answer) FROM answers WHERE version = '1.3')) d
+	(SELECT '1.4 only', n, pg_temp.as13(answer) FROM answers WHERE version = '1.4'
+	 EXCEPT SELECT '1.4 only', n, pg_temp.as13(answer) FROM answers WHERE version = '1.3')) d
  ORDER BY n, version;
 -- No answer of either version contains a whole key.
 SELECT a.version, a.n FROM answers a, secrets s WHERE strpos(a.answer, s.key) > 0;
@@ -207,8 +221,9 @@ ROLLBACK;
 
 -- 1.4: a request with a valid key queues one usage event when its
 -- transaction ends (track_request), however often pre_request() ran in it;
--- a refused one queues none.  (This database is not the worker's: the
--- event is counted as other_database.)
+-- so does a refused one of a known key (here revoked: 401), but not one
+-- of a key nobody issued, which has no id to count it on.  (This database
+-- is not the worker's: the event is counted as other_database.)
 CREATE TEMP TABLE q AS SELECT enqueued + other_database AS events FROM hokusai_auth.usage_queue_stats();
 BEGIN;
 SELECT set_config('request.headers', pg_temp.h('x-forwarded-proto', 'https', 'x-api-key', :'k1'), true) IS NOT NULL AS set,
@@ -224,6 +239,20 @@ BEGIN;
 SELECT pg_temp.norm(pg_temp.request(r)) AS refused FROM requests r WHERE n = 36;
 COMMIT;
 SELECT (SELECT enqueued + other_database FROM hokusai_auth.usage_queue_stats()) - events AS queued_after_refusal FROM q;
+BEGIN;
+SELECT pg_temp.norm(pg_temp.request(r)) AS refused FROM requests r WHERE n = 35;
+COMMIT;
+SELECT (SELECT enqueued + other_database FROM hokusai_auth.usage_queue_stats()) - events AS queued_after_unknown FROM q;
+
+-- 1.4: a burst refusal says so: X-RateLimit-* describe the burst limit
+-- (X-RateLimit-Resource: burst), Retry-After is that limit's.
+SELECT id AS kq_id, key AS kq, key_prefix AS kq_prefix
+  FROM hokusai_auth.create_key(:'alice', 'burst of one', rate_limit_per_hour => 100, burst_limit => 1) \gset
+INSERT INTO subs VALUES (:'kq_id', '<kq_id>'), (:'kq_prefix', '<kq>');
+INSERT INTO requests (n, what, headers) VALUES
+	(61, 'burst of one, first', pg_temp.h('x-forwarded-proto', 'https', 'x-api-key', :'kq')),
+	(62, 'burst of one, second in the same second', pg_temp.h('x-forwarded-proto', 'https', 'x-api-key', :'kq'));
+SELECT n, pg_temp.norm(pg_temp.request(r)) AS answer FROM requests r WHERE n IN (61, 62) ORDER BY n;
 
 -- 1.4: the API role, as PostgREST's anonymous role would: only pre_request().
 BEGIN;

@@ -199,6 +199,23 @@ BEGIN
 END
 $$;
 
+-- The Location of a created key, /keys/{id}, added to response.headers
+-- (kept: pre_request()'s rate-limit headers); nginx rewrites it to the
+-- public path (proxy_redirect).
+CREATE FUNCTION hokusai_auth._http_location(key_id uuid)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	h	text := nullif(current_setting('response.headers', true), '');
+BEGIN
+	PERFORM set_config('response.headers',
+		(coalesce(h::jsonb, '[]') || jsonb_build_array(jsonb_build_object('Location', '/keys/' || key_id)))::text,
+		true);
+END
+$$;
+
 -- The caller's key row, locked; 404 when it does not exist or is someone
 -- else's (the two are indistinguishable on purpose).
 CREATE FUNCTION hokusai_auth._http_own_key(key_id uuid)
@@ -365,6 +382,7 @@ BEGIN
 		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta);
 	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
 	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
 	RETURN jsonb_build_object('key', nk.key) || hokusai_auth._http_key_json(k);
 END
 $$;
@@ -422,6 +440,7 @@ BEGIN
 	nk := hokusai_auth.rotate_key(k.id, make_interval(secs => grace));
 	SELECT * INTO r FROM hokusai_auth.keys WHERE id = nk.id;
 	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
 	RETURN jsonb_build_object('key', nk.key,
 			'old_key_ends_at', (SELECT CASE WHEN o.revoked_at IS NOT NULL THEN o.revoked_at ELSE o.expires_at END
 								 FROM hokusai_auth.api_keys o WHERE o.id = k.id))

@@ -28,10 +28,14 @@
 #include "http/postgrest.h"
 
 static const char *const header_names[HK_HDR_COUNT] = {
+	[HK_HDR_RATELIMIT] = "RateLimit",
 	[HK_HDR_RETRY_AFTER] = "Retry-After",
+	[HK_HDR_POLICY] = "RateLimit-Policy",
 	[HK_HDR_WWW_AUTHENTICATE] = "WWW-Authenticate",
+	[HK_HDR_USED] = "X-RateLimit-Used",
 	[HK_HDR_LIMIT] = "X-RateLimit-Limit",
 	[HK_HDR_RESET] = "X-RateLimit-Reset",
+	[HK_HDR_RESOURCE] = "X-RateLimit-Resource",
 	[HK_HDR_REMAINING] = "X-RateLimit-Remaining",
 };
 
@@ -124,6 +128,19 @@ hk_http_error(int status, const char *code, const char *message,
 	/* For track_request(), which records the status when the transaction ends. */
 	snprintf(status_text, sizeof(status_text), "%d", status);
 	hk_set_local("response.status", status_text);
+
+	/*
+	 * A refusal is an answer, not a server error: keep it out of the
+	 * server log.  The transaction is about to abort, which restores both
+	 * settings, so nothing else is silenced (docs/http.md, "Logging").
+	 */
+	if (status == 401 || status == 403 || status == 429)
+	{
+		(void) set_config_option("log_min_messages", "fatal", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		(void) set_config_option("log_min_error_statement", "fatal", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	}
 
 	ereport(ERROR,
 			(errcode(MAKE_SQLSTATE('P', 'G', 'R', 'S', 'T')),

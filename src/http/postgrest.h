@@ -19,10 +19,14 @@
  */
 typedef enum HkHeader
 {
+	HK_HDR_RATELIMIT,			/* RateLimit */
 	HK_HDR_RETRY_AFTER,			/* Retry-After */
+	HK_HDR_POLICY,				/* RateLimit-Policy */
 	HK_HDR_WWW_AUTHENTICATE,	/* WWW-Authenticate */
+	HK_HDR_USED,				/* X-RateLimit-Used */
 	HK_HDR_LIMIT,				/* X-RateLimit-Limit */
 	HK_HDR_RESET,				/* X-RateLimit-Reset */
+	HK_HDR_RESOURCE,			/* X-RateLimit-Resource */
 	HK_HDR_REMAINING,			/* X-RateLimit-Remaining */
 	HK_HDR_COUNT
 } HkHeader;

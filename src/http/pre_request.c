@@ -14,10 +14,12 @@
  *	   hokusai_auth.client_ip(forwarded_for)), into hokusai.client_ip;
  *	4. an X-API-Key: validated (validate/pipeline.c, with the client
  *	   address, kept as an HkCidr throughout); a refused key ends the
- *	   request with 401, 403 or 429.  A valid one must belong to the JWT's
- *	   subject when there is one; it sets hokusai.api_key_id,
- *	   hokusai.user_id, the X-RateLimit-* response headers, and queues one
- *	   usage event for the end of the transaction (usage/track.c);
+ *	   request with 401, 403 or 429.  Every request of a known key (its
+ *	   secret proven), refused or not, queues one usage event for the end
+ *	   of the transaction (usage/track.c), with the answer's status.  A
+ *	   valid key must belong to the JWT's subject when there is one; it
+ *	   sets hokusai.api_key_id, hokusai.user_id and the rate-limit response
+ *	   headers;
  *	5. else the JWT subject (request.jwt.claims' "sub") must be the uuid of
  *	   an active user, read as the schema's owner (PostgREST's roles cannot
  *	   read the users table); it sets hokusai.user_id;
@@ -44,6 +46,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -51,6 +54,7 @@
 #include "common/text.h"
 #include "http/client_ip.h"
 #include "http/postgrest.h"
+#include "ratelimit/limiter.h"
 #include "usage/track.h"
 #include "validate/cidr_datum.h"
 #include "validate/key_store.h"
@@ -114,12 +118,67 @@ jwt_subject(void)
 	return sub ? pnstrdup(sub, len) : NULL;
 }
 
-static void refuse_key(const HkValidation *v, HkHeaders *rl,
-					   const char *client_text) pg_attribute_noreturn();
+/* Unix epoch seconds of t, rounded up. */
+static int64
+epoch_seconds_ceil(TimestampTz t)
+{
+	return (t + USECS_PER_SEC - 1) / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
 
-/* End the request for a key that validation refused. */
+/* Seconds from now to t, rounded up; 0 when t is not later. */
+static int64
+seconds_until(TimestampTz t, TimestampTz now)
+{
+	return t <= now ? 0 : (t - now + USECS_PER_SEC - 1) / USECS_PER_SEC;
+}
+
+/*
+ * The rate-limit headers of a request that the limiter decided
+ * (docs/http.md, "Rate-limit headers"): the X-RateLimit-* fields as GitHub
+ * defines them, for the hourly quota, or for the burst limit when that is
+ * what refused the request; RateLimit-Policy and RateLimit (the IETF
+ * httpapi draft's structured fields) for both limits.
+ */
 static void
-refuse_key(const HkValidation *v, HkHeaders *rl, const char *client_text)
+rate_limit_headers(const HkLimiterDecision *d, HkHeaders *rl)
+{
+	bool		burst = d->limited_by == HK_LIMIT_BURST;
+
+	rl->value[HK_HDR_LIMIT] = psprintf("%d", burst ? d->burst_limit : d->limit);
+	rl->value[HK_HDR_REMAINING] = psprintf("%d", burst ? d->burst_remaining : d->remaining);
+	rl->value[HK_HDR_USED] = psprintf("%d", burst ? d->burst_used : d->hour_used);
+	rl->value[HK_HDR_RESET] = psprintf(INT64_FORMAT,
+									   epoch_seconds_ceil(burst ? d->burst_reset_at : d->hour_reset_at));
+	rl->value[HK_HDR_RESOURCE] = burst ? "burst" : "hourly";
+	if (d->burst_limit > 0)
+	{
+		rl->value[HK_HDR_POLICY] =
+			psprintf("\"hourly\";q=%d;w=3600, \"burst\";q=%d;w=1", d->limit, d->burst_limit);
+		rl->value[HK_HDR_RATELIMIT] =
+			psprintf("\"hourly\";r=%d;t=" INT64_FORMAT ", \"burst\";r=%d;t=" INT64_FORMAT,
+					 d->remaining, seconds_until(d->hour_reset_at, d->now),
+					 d->burst_remaining, seconds_until(d->burst_reset_at, d->now));
+	}
+	else
+	{
+		rl->value[HK_HDR_POLICY] = psprintf("\"hourly\";q=%d;w=3600", d->limit);
+		rl->value[HK_HDR_RATELIMIT] =
+			psprintf("\"hourly\";r=%d;t=" INT64_FORMAT,
+					 d->remaining, seconds_until(d->hour_reset_at, d->now));
+	}
+}
+
+static void refuse_key(const HkValidation *v, const HkLimiterDecision *d,
+					   HkHeaders *rl, const char *client_text) pg_attribute_noreturn();
+
+/*
+ * End the request for a key that validation refused.  d is the limiter's
+ * decision for a rate-limited key, else NULL.
+ */
+static void
+refuse_key(const HkValidation *v, const HkLimiterDecision *d, HkHeaders *rl,
+		   const char *client_text)
 {
 	/* Only a well-formed key has a key_prefix. */
 	const char *prefix = v->prefix;
@@ -129,9 +188,16 @@ refuse_key(const HkValidation *v, HkHeaders *rl, const char *client_text)
 	{
 		case HK_STATUS_RATE_LIMITED:
 			rl->value[HK_HDR_RETRY_AFTER] = int_text(Max(v->retry_after, 1));
-			hk_http_error(429, "rate_limited", "rate limit exceeded",
-						  psprintf("Key %s has used its requests for now.", prefix),
-						  "Retry after the number of seconds in Retry-After.",
+			if (d != NULL && d->limited_by == HK_LIMIT_BURST)
+				hk_http_error(429, "rate_limited", "burst limit exceeded",
+							  psprintf("Key %s has used its burst limit of %d requests per second.",
+									   prefix, d->burst_limit),
+							  "Retry after the number of seconds in Retry-After; X-RateLimit-Resource is burst.",
+							  rl);
+			hk_http_error(429, "rate_limited", "hourly rate limit exceeded",
+						  psprintf("Key %s has used its hourly limit of %d requests.",
+								   prefix, v->rate_limit),
+						  "Retry after the number of seconds in Retry-After; X-RateLimit-Resource is hourly.",
 						  rl);
 		case HK_STATUS_IP_DENIED:
 			hk_http_error(403, "ip_denied",
@@ -170,6 +236,8 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 				 const char *client_text, const char *sub)
 {
 	HkValidation v;
+	HkLimiterDecision d;
+	bool		have_decision = false;
 	HkHeaders	rl;
 	char	   *key_id;
 	char	   *user_id;
@@ -188,11 +256,34 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 		rl.value[HK_HDR_LIMIT] = int_text(v.rate_limit);
 	if (v.has_limits)
 	{
-		rl.value[HK_HDR_REMAINING] = int_text(v.remaining);
-		rl.value[HK_HDR_RESET] = int_text(v.reset_seconds);
+		/* The limiter decided this request in this backend just now. */
+		have_decision = hk_limiter_last(&v.key_id, &d);
+		if (have_decision)
+			rate_limit_headers(&d, &rl);
+		else
+		{
+			rl.value[HK_HDR_REMAINING] = int_text(v.remaining);
+			rl.value[HK_HDR_RESET] = int_text(v.reset_seconds);
+		}
 	}
+
+	/*
+	 * Every answered request of a known key is one usage event, refusals
+	 * included (their status is response.status, set by hk_http_error()):
+	 * queued when the transaction ends, commit or abort, in shared memory.
+	 * A key that is not known (malformed, unknown) has no id to count it on.
+	 */
+	if (v.known)
+	{
+		method = hk_setting("request.method");
+		path = hk_setting("request.path");
+		if (method != NULL && path != NULL)
+			endpoint = cstring_to_text(psprintf("%s %s", method, path));
+		hk_track_request(&v.key_id, endpoint);
+	}
+
 	if (v.status != HK_STATUS_OK)
-		refuse_key(&v, &rl, client ? client_text : NULL);
+		refuse_key(&v, have_decision ? &d : NULL, &rl, client ? client_text : NULL);
 
 	key_id = uuid_text(&v.key_id);
 	user_id = uuid_text(&v.user_id);
@@ -203,13 +294,6 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	hk_set_local("hokusai.api_key_id", key_id);
 	hk_set_local("hokusai.user_id", user_id);
 	hk_add_response_headers(&rl);
-
-	/* endpoint: request.method || ' ' || request.path, NULL if either is. */
-	method = hk_setting("request.method");
-	path = hk_setting("request.path");
-	if (method != NULL && path != NULL)
-		endpoint = cstring_to_text(psprintf("%s %s", method, path));
-	hk_track_request(&v.key_id, endpoint);
 }
 
 /* Step 5 of the banner: a JWT and no API key. */

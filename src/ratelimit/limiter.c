@@ -192,6 +192,11 @@ maybe_sweep(TimestampTz now)
 		limiter_sweep(now);
 }
 
+/* This backend's latest decision (hk_limiter_last()). */
+static bool last_valid = false;
+static pg_uuid_t last_key_id;
+static HkLimiterDecision last_decision;
+
 /* Decide one request of a key now, counting it when admitted. */
 void
 hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
@@ -218,10 +223,28 @@ hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
 		pg_atomic_fetch_add_u64(&limiter->created, 1);
 	if (d->admitted)
 		pg_atomic_fetch_add_u64(&limiter->admitted, 1);
-	else if (d->remaining == 0)
+	else if (d->limited_by == HK_LIMIT_HOURLY)
 		pg_atomic_fetch_add_u64(&limiter->rejected_hourly, 1);
 	else
 		pg_atomic_fetch_add_u64(&limiter->rejected_burst, 1);
+
+	last_key_id = *key_id;
+	last_decision = *d;
+	last_valid = true;
+}
+
+/*
+ * The decision of this backend's latest hk_limiter_admit() when it was for
+ * key_id: how pre_request() gets the figures of both windows for its
+ * headers after validation (validate/pipeline.c) decided the request.
+ */
+bool
+hk_limiter_last(const pg_uuid_t *key_id, HkLimiterDecision *d)
+{
+	if (!last_valid || memcmp(&last_key_id, key_id, sizeof(pg_uuid_t)) != 0)
+		return false;
+	*d = last_decision;
+	return true;
 }
 
 /*

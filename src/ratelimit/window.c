@@ -170,6 +170,22 @@ window_wait(const HkWindow *w, int64 limit, TimestampTz now)
 	return bucket_start(w, *w->newest + HK_RL_RING) - now;
 }
 
+/*
+ * When the window's total next goes down: when its oldest non-empty
+ * sub-bucket leaves (sub-bucket i leaves when i + 61 begins); now when it
+ * holds nothing.
+ */
+static TimestampTz
+window_next_drop(const HkWindow *w, TimestampTz now)
+{
+	int64		i;
+
+	for (i = *w->newest - HK_RL_SUBBUCKETS; i <= *w->newest; i++)
+		if (count_get(w, i) > 0)
+			return Max(bucket_start(w, i + HK_RL_RING), now);
+	return now;
+}
+
 /* Microseconds as whole seconds, rounded up; 0 for none. */
 static inline int32
 usecs_to_seconds_ceil(int64 us)
@@ -217,6 +233,18 @@ limiter_step(HkLimiterState *st, TimestampTz now, int32 per_hour,
 		(int32) (per_hour - st->hour_total);
 	d->reset_seconds = usecs_to_seconds_ceil(wait);
 	d->retry_after = d->admitted ? 0 : Max(d->reset_seconds, 1);
+
+	/* The same figures per window, for the HTTP headers. */
+	d->limited_by = d->admitted ? HK_LIMIT_NONE :
+		window_full(&hour, per_hour) ? HK_LIMIT_HOURLY : HK_LIMIT_BURST;
+	d->now = now;
+	d->hour_used = (int32) Min(st->hour_total, (uint32) PG_INT32_MAX);
+	d->hour_reset_at = window_next_drop(&hour, now);
+	d->burst_limit = Max(burst, 0);
+	d->burst_used = (int32) st->burst_total;
+	d->burst_remaining = burst > 0 && !window_full(&second, burst) ?
+		(int32) (burst - st->burst_total) : 0;
+	d->burst_reset_at = window_next_drop(&second, now);
 }
 
 /* An empty state: nothing counted in either window. */

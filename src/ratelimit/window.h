@@ -33,6 +33,14 @@ typedef struct HkLimiterState
 	uint16		burst[HK_RL_RING];
 } HkLimiterState;
 
+/* Which limit refused a request. */
+typedef enum HkLimitKind
+{
+	HK_LIMIT_NONE,				/* admitted */
+	HK_LIMIT_HOURLY,			/* the hourly quota is used up */
+	HK_LIMIT_BURST				/* the hourly quota is not, the burst is */
+} HkLimitKind;
+
 /* The outcome of one admission check, or of a look without one. */
 typedef struct HkLimiterDecision
 {
@@ -41,6 +49,21 @@ typedef struct HkLimiterDecision
 	int32		remaining;		/* hourly quota left after this request */
 	int32		reset_seconds;	/* until one more request will be admitted */
 	int32		retry_after;	/* seconds to wait, when not admitted */
+
+	/*
+	 * For the HTTP headers (docs/http.md): what each window holds and when
+	 * its remaining quota next goes up, i.e. when its oldest counted
+	 * sub-bucket leaves it (now when it holds nothing; at most one window
+	 * plus one sub-bucket after the newest count).
+	 */
+	HkLimitKind limited_by;
+	TimestampTz now;			/* the time of the decision */
+	int32		hour_used;		/* requests counted in the hourly ring */
+	TimestampTz hour_reset_at;
+	int32		burst_limit;	/* in force (at most 65535); 0: none */
+	int32		burst_used;		/* requests counted in the burst ring */
+	int32		burst_remaining;	/* 0 without a burst limit */
+	TimestampTz burst_reset_at;
 } HkLimiterDecision;
 
 extern void hk_limiter_state_init(HkLimiterState *st);

@@ -131,6 +131,10 @@ $r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
 is($r->{status}, 201, 'POST /keys with a JWT: 201') or diag($r->{body});
 my $akey = $r->{json}{key};
 my $akey_id = $r->{json}{id};
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store (the key is in it)');
+is($r->{headers}{location}, "$base/keys/$akey_id", '... Location: the public URL of the new key');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location (PostgREST\'s internal paths)');
 like($akey // '', $key_re, '... the plaintext key is in the response');
 like($akey_id // '', $uuid_re, '... with the key id');
 is($r->{json}{key_prefix}, substr($akey // '', 0, 16), '... and its prefix');
@@ -193,6 +197,22 @@ SKIP:
 	  unless defined $r->{headers}{'x-ratelimit-remaining'};
 	like($r->{headers}{'x-ratelimit-remaining'}, qr/^\d+$/, 'X-RateLimit-Remaining');
 	like($r->{headers}{'x-ratelimit-reset'} // '', qr/^\d+$/, 'X-RateLimit-Reset');
+}
+# The rate-limit headers of a 200 (docs/http.md, "Rate-limit headers").
+{
+	my $h = $r->{headers};
+	my $now = time();
+	is($h->{'x-ratelimit-resource'}, 'hourly', '200: X-RateLimit-Resource hourly');
+	is($h->{'x-ratelimit-used'} + $h->{'x-ratelimit-remaining'}, $h->{'x-ratelimit-limit'},
+		'200: X-RateLimit-Used + Remaining = Limit');
+	ok($h->{'x-ratelimit-reset'} >= $now && $h->{'x-ratelimit-reset'} <= $now + 3661,
+		"200: X-RateLimit-Reset is an epoch time within the window ($h->{'x-ratelimit-reset'}, now $now)");
+	like($h->{'ratelimit-policy'} // '', qr/^"hourly";q=\d+;w=3600(?:, "burst";q=\d+;w=1)?$/,
+		'200: RateLimit-Policy names the hourly limit (and the burst limit when there is one)');
+	like($h->{ratelimit} // '', qr/^"hourly";r=$h->{'x-ratelimit-remaining'};t=\d+(?:, "burst";r=\d+;t=[0-2])?$/,
+		'200: RateLimit gives both limits\' remaining and reset');
+	my ($t) = ($h->{ratelimit} // '') =~ /t=(\d+)/;
+	ok(defined $t && $t > 0 && $t <= 3660, "200: RateLimit's hourly t is within the window ($t)");
 }
 
 $r = api('GET', '/keys', headers => [ bearer($bob_jwt) ]);
@@ -266,8 +286,41 @@ is_error(api('DELETE', '/keys/00000000-0000-4000-8000-000000000000', headers => 
 	404, 'not_found', 'DELETE a key that does not exist');
 is_error(api('DELETE', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'invalid_field',
 	'DELETE with a malformed id');
-is_error(api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]), 405, 'method_not_allowed',
-	'GET /keys/{id}');
+# GET /keys/{id}: the key itself; another user's, or none, is 404.
+$r = api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 200, 'GET /keys/{id}: 200') or diag($r->{body});
+is(ref $r->{json} eq 'HASH' ? $r->{json}{id} : undef, $akey_id, '... one object, the key');
+ok(ref $r->{json} eq 'HASH' && !exists $r->{json}{key_hash} && !exists $r->{json}{key},
+	'... without key_hash or the key');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location');
+is(api('HEAD', "/keys/$akey_id", headers => [ xkey($akey) ])->{status}, 200, 'HEAD /keys/{id}: 200');
+is_error(api('GET', "/keys/$bkey_id", headers => [ xkey($akey) ]), 404, 'not_found',
+	"GET /keys/{id} of another user's key");
+is_error(api('GET', '/keys/00000000-0000-4000-8000-000000000000', headers => [ bearer($alice_jwt) ]),
+	404, 'not_found', 'GET /keys/{id} of a key that does not exist');
+is_error(api('GET', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'invalid_field',
+	'GET /keys/{id} with a malformed id');
+is_error(api('GET', "/keys/$akey_id"), 401, 'missing_credentials', 'GET /keys/{id} without credentials');
+$r = api('PUT', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is_error($r, 405, 'method_not_allowed', 'PUT /keys/{id}');
+is($r->{headers}{allow}, 'GET, HEAD, DELETE', '... Allow: GET, HEAD, DELETE');
+# The list keeps PostgREST's paging range.
+$r = api('GET', '/keys?select=id', headers => [ xkey($akey) ]);
+like($r->{headers}{'content-range'} // '', qr{^\d+-\d+/}, 'GET /keys keeps Content-Range (paging)');
+ok(!exists $r->{headers}{'content-location'}, '... but not Content-Location');
+
+# Bodies are JSON: curl -d's form type is a 415 with a hint.
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ], body => 'name=x', raw_type => 1);
+is_error($r, 415, 'unsupported_media_type', "POST /keys with curl -d's form Content-Type");
+like($r->{json}{hint} // '', qr{Content-Type: application/json}, '... the hint says what to send');
+is_error(api('POST', '/keys', headers => [ bearer($alice_jwt), 'Content-Type: text/plain' ],
+		body => '{"name": "x"}', raw_type => 1), 415, 'unsupported_media_type', 'POST /keys as text/plain');
+is(api('POST', '/keys', headers => [ bearer($alice_jwt), 'Content-Type: application/json; charset=utf-8' ],
+		body => '{"name": "charset"}', raw_type => 1)->{status}, 201, 'application/json; charset=utf-8: 201');
+is_error(api('POST', "/keys/$akey_id/rotate", headers => [ bearer($alice_jwt) ],
+		body => 'grace_seconds=5', raw_type => 1), 415, 'unsupported_media_type', 'rotate with a form body');
 
 ###########################################################################
 # Rotate, revoke
@@ -280,6 +333,10 @@ is_error($r, 400, 'unknown_field', 'rotate: unknown field');
 $r = api('POST', "/keys/$aci_id/rotate", headers => [ xkey($akey) ]);
 is($r->{status}, 201, 'rotate without a body: 201') or diag($r->{body});
 like($r->{json}{key} // '', qr/^hk_test_/, '... new plaintext key, same environment');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+is($r->{headers}{location}, "$base/keys/$r->{json}{id}", '... Location: the new key');
+ok(!exists $r->{headers}{'content-range'} && !exists $r->{headers}{'content-location'},
+	'... no Content-Range, no Content-Location');
 is($r->{json}{rotated_from}, $aci_id, '... rotated_from the old key');
 is($r->{json}{rate_limit_per_hour}, 500, '... same settings');
 my $rot_id = $r->{json}{id};
@@ -335,6 +392,7 @@ is(sql("SELECT actor_sub FROM hokusai_auth.audit_log WHERE action = 'revoke' AND
 $r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
 	body => '{"name": "office", "allowed_ips": ["10.0.0.0/8"]}');
 my $ip_key = $r->{json}{key};
+my $ip_kid = $r->{json}{id};
 is_error(api('GET', '/keys', headers => [ xkey($ip_key) ]), 403, 'ip_denied',
 	'IP not allowed (client 127.0.0.1)');
 $r = api('GET', '/keys', headers => [ xkey($ip_key), 'X-Forwarded-For: 10.1.2.3' ]);
@@ -371,6 +429,49 @@ like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... Retry-After in sec
 is($r->{headers}{'x-ratelimit-limit'}, '3', '... X-RateLimit-Limit');
 is($r->{headers}{'x-ratelimit-remaining'}, '0', '... X-RateLimit-Remaining 0');
 like($r->{headers}{'x-ratelimit-reset'} // '', qr/^[1-9]\d*$/, '... X-RateLimit-Reset');
+{
+	my $h = $r->{headers};
+	my $now = time();
+	is($h->{'x-ratelimit-resource'}, 'hourly', '... X-RateLimit-Resource hourly: the hourly limit refused');
+	is($h->{'x-ratelimit-used'}, '3', '... X-RateLimit-Used 3');
+	ok($h->{'x-ratelimit-reset'} > $now && $h->{'x-ratelimit-reset'} <= $now + 3661,
+		"... X-RateLimit-Reset an epoch time at most the window (+ one sub-bucket) away ($h->{'x-ratelimit-reset'}, now $now)");
+	ok($h->{'retry-after'} <= 3660 && $h->{'x-ratelimit-reset'} - $now <= $h->{'retry-after'} + 1,
+		'... Retry-After is the hourly wait, when X-RateLimit-Reset is');
+	like($h->{ratelimit} // '', qr/^"hourly";r=0;t=\d+(?:, "burst";r=\d+;t=\d)?$/, '... RateLimit: hourly r=0');
+	is($r->{json}{message}, 'hourly rate limit exceeded', '... the message names the hourly limit');
+	like($r->{json}{details} // '', qr/hourly limit of 3 requests/, '... so do the details');
+}
+# A burst refusal: one request per second.
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ],
+	body => '{"name": "bursty", "rate_limit_per_hour": 100, "burst_limit": 1}');
+my $q_key = $r->{json}{key};
+my $q_first = api('GET', '/keys?select=id', headers => [ xkey($q_key) ]);
+is($q_first->{headers}{'ratelimit-policy'}, '"hourly";q=100;w=3600, "burst";q=1;w=1',
+	'RateLimit-Policy of a key with a burst limit of 1');
+my $q_429;
+for (1 .. 5)
+{
+	$r = api('GET', '/keys?select=id', headers => [ xkey($q_key) ]);
+	if ($r->{status} == 429) { $q_429 = $r; last; }
+}
+ok($q_429, 'a second request within a second: 429');
+SKIP:
+{
+	skip 'no burst refusal', 9 unless $q_429;
+	my $h = $q_429->{headers};
+	my $now = time();
+	is($q_429->{json}{code}, 'rate_limited', 'burst 429: code rate_limited');
+	is($q_429->{json}{message}, 'burst limit exceeded', 'burst 429: the message names the burst limit');
+	like($q_429->{json}{details} // '', qr/burst limit of 1 requests per second/, 'burst 429: so do the details');
+	is($h->{'x-ratelimit-resource'}, 'burst', 'burst 429: X-RateLimit-Resource burst');
+	is($h->{'x-ratelimit-limit'}, '1', 'burst 429: X-RateLimit-Limit is the burst limit');
+	is($h->{'x-ratelimit-remaining'}, '0', 'burst 429: X-RateLimit-Remaining 0 (not the hourly 99)');
+	like($h->{'retry-after'} // '', qr/^[12]$/, 'burst 429: Retry-After 1 or 2 seconds');
+	ok($h->{'x-ratelimit-reset'} >= $now && $h->{'x-ratelimit-reset'} <= $now + 3,
+		"burst 429: X-RateLimit-Reset within the second ($h->{'x-ratelimit-reset'}, now $now)");
+	like($h->{ratelimit} // '', qr/^"hourly";r=\d+;t=\d+, "burst";r=0;t=[12]$/, 'burst 429: RateLimit burst r=0');
+}
 # A write is limited the same way.
 is(api('POST', '/keys', headers => [ xkey($l_key) ], body => '{"name": "x"}')->{status}, 429,
 	'a POST with the exhausted key: 429');
@@ -397,6 +498,68 @@ is_error(api('GET', "/keys/$akey_id/usage?limit=5", headers => [ xkey($akey) ]),
 is_error(api('GET', "/keys/$akey_id/usage"), 401, 'missing_credentials', 'usage without credentials');
 
 ###########################################################################
+# Refusals: counted in usage, kept out of the server log
+###########################################################################
+
+# A 429 storm writes nothing to the PostgreSQL log (log_statement = all
+# still logs the statements; no ERROR, DETAIL or STATEMENT line).
+my $log_offset = -s $node->logfile;
+my $storm = 30;
+my $storm_429 = 0;
+for (1 .. $storm)
+{
+	$storm_429++ if api('GET', '/keys?select=id', headers => [ xkey($l_key) ])->{status} == 429;
+}
+is($storm_429, $storm, "a storm of $storm requests over the limit: all 429");
+is_error(api('GET', '/keys', headers => [ xkey($ip_key) ]), 403, 'ip_denied', 'one more ip_denied');
+is_error(api('GET', '/keys', headers => [ 'X-API-Key: hk_live_' . ('A' x 46) ]), 401, 'malformed',
+	'one more 401');
+my $storm_log = substr(slurp_file($node->logfile), $log_offset);
+my @storm_errors = grep { /\b(?:ERROR|DETAIL|STATEMENT):/ } split /\n/, $storm_log;
+is(scalar @storm_errors, 0, 'the refusals wrote no ERROR, DETAIL or STATEMENT line to the server log')
+  or diag(join("\n", @storm_errors[0 .. ($#storm_errors < 5 ? $#storm_errors : 5)]));
+like($storm_log, qr/pre_request/, '... (the server did log the statements)');
+
+# Every answered request of a known key is in usage with its status,
+# refusals included; the worker writes them within a flush interval.
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) >= 1 + $storm FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$l_kid' AND status_code = 429"),
+	'usage: the 429s are recorded with status 429');
+is(sql("SELECT string_agg(status_code || ':' || n, ',' ORDER BY status_code) FROM "
+		  . "(SELECT status_code, count(*) n FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$l_kid' GROUP BY 1) s"),
+	'200:3,429:' . (2 + $storm), '... each once: 3 admitted, ' . (2 + $storm) . ' refused');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) >= 3 FROM hokusai_auth.api_key_usage "
+		  . "WHERE api_key_id = '$ip_kid' AND status_code = 403"),
+	'usage: ip_denied requests are recorded with status 403');
+$r = api('GET', "/keys/$l_kid/usage", headers => [ bearer($alice_jwt) ]);
+is_deeply([ sort map { $_->{status_code} // $_->{status} // '' } @{ $r->{json}{by_status} || [] } ],
+	[ 200, 429 ], 'GET /keys/{id}/usage: by_status shows 200 and 429')
+  or diag($r->{body});
+
+###########################################################################
+# PostgREST or the database unavailable: 503 with Retry-After
+###########################################################################
+
+$node->stop;
+$r = api('GET', '/keys', headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'database stopped: 503') or diag($r->{body});
+is($r->{headers}{'retry-after'}, '5', '... Retry-After: 5');
+is(ref $r->{json} eq 'HASH' ? $r->{json}{code} : undef, 'unavailable', '... code unavailable');
+is($r->{headers}{'cache-control'}, 'no-store', '... Cache-Control: no-store');
+$http->{procs}[0]->kill_kill;
+$r = api('POST', '/keys', headers => [ bearer($alice_jwt) ], body => '{"name": "x"}');
+is($r->{status}, 503, 'PostgREST stopped: 503') or diag($r->{body});
+is($r->{headers}{'retry-after'}, '5', '... Retry-After: 5');
+is(ref $r->{json} eq 'HASH' ? $r->{json}{code} : undef, 'unavailable', '... code unavailable');
+$r = api('DELETE', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'PostgREST stopped, DELETE /keys/{id}: 503');
+$r = api('GET', "/keys/$akey_id", headers => [ xkey($akey) ]);
+is($r->{status}, 503, 'PostgREST stopped, GET /keys/{id}: 503');
+
+###########################################################################
 # Nothing leaked into logs
 ###########################################################################
 
@@ -412,5 +575,4 @@ unlike($server_log, qr/hk_(?:live|test)_[0-9A-Za-z]{46}/,
 like($server_log, qr/execute .*request\.headers/, '... (the server did log PostgREST\'s statements)');
 
 $http->stop;
-$node->stop;
 done_testing();
