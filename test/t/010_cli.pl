@@ -840,7 +840,7 @@ is(key_count(), $keys_before, 'nothing happened while the server was down');
 
 sql('CREATE DATABASE cli_trust');
 $node->safe_psql('cli_trust', 'CREATE EXTENSION hokusai_auth CASCADE');
-$node->safe_psql('cli_trust', <<'EOSQL');
+$node->safe_psql('cli_trust', slurp_file('test/lib/plant_operator.sql') . <<'EOSQL');
 CREATE ROLE regress_cli_evil LOGIN;
 CREATE SCHEMA cli_evil AUTHORIZATION regress_cli_evil;
 SET ROLE regress_cli_evil;
@@ -857,33 +857,13 @@ BEGIN
 	RETURN true;
 END
 $$;
--- op(l, r): reports, then answers as OPERATOR(pg_catalog.op)
-CREATE FUNCTION cli_evil.plant_operator(op text, l text, r text) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $plant$
-DECLARE
-	result regtype;
-	fn text := format('op_%s', md5(format('%s %s %s', op, l, r)));
-BEGIN
-	EXECUTE format('SELECT pg_typeof(NULL::%s OPERATOR(pg_catalog.%s) NULL::%s)', l, op, r)
-		INTO result;
-	EXECUTE format($f$CREATE FUNCTION cli_evil.%I(%s, %s) RETURNS %s
-		LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $b$
-BEGIN
-	PERFORM cli_evil.ran(%L);
-	RETURN $1 OPERATOR(pg_catalog.%s) $2;
-END
-$b$$f$, fn, l, r, result, format('operator %s(%s, %s)', op, l, r), op);
-	EXECUTE format('CREATE OPERATOR cli_evil.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = cli_evil.%I)',
-		op, l, r, fn);
-END
-$plant$;
 DO $$
 BEGIN
-	PERFORM cli_evil.plant_operator(o, t, t)
+	PERFORM pg_temp.hk_plant_operator('cli_evil', o, t, t)
 	   FROM unnest(ARRAY['=', '<>', '<', '<=', '>', '>=']) o,
 			unnest(ARRAY['text', 'uuid', 'timestamptz', 'integer', 'bigint', 'boolean',
 						 'interval', 'jsonb', 'cidr']) t;
-	PERFORM cli_evil.plant_operator(o, l, r)
+	PERFORM pg_temp.hk_plant_operator('cli_evil', o, l, r)
 	   FROM (VALUES ('+', 'timestamptz', 'interval'), ('-', 'timestamptz', 'interval'),
 					('-', 'timestamptz', 'timestamptz'), ('||', 'text', 'text'),
 					('~', 'text', 'text')) v(o, l, r);

@@ -59,7 +59,7 @@ sql("SELECT hokusai_auth.setup_http_roles()");
 # The planted schema
 ###########################################################################
 
-$node->safe_psql('postgres', <<'EOSQL');
+$node->safe_psql('postgres', slurp_file('test/lib/plant_operator.sql') . <<'EOSQL');
 CREATE ROLE regress_http_evil LOGIN;
 CREATE SCHEMA http_evil AUTHORIZATION regress_http_evil;
 SET ROLE regress_http_evil;
@@ -80,26 +80,6 @@ BEGIN
 	RETURN true;
 END
 $$;
--- op(l, r): reports, then answers as OPERATOR(pg_catalog.op)
-CREATE FUNCTION http_evil.plant_operator(op text, l text, r text) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $plant$
-DECLARE
-	result regtype;
-	fn text := format('op_%s', md5(format('%s %s %s', op, l, r)));
-BEGIN
-	EXECUTE format('SELECT pg_typeof(NULL::%s OPERATOR(pg_catalog.%s) NULL::%s)', l, op, r)
-		INTO result;
-	EXECUTE format($f$CREATE FUNCTION http_evil.%I(%s, %s) RETURNS %s
-		LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $b$
-BEGIN
-	PERFORM http_evil.ran(%L);
-	RETURN $1 OPERATOR(pg_catalog.%s) $2;
-END
-$b$$f$, fn, l, r, result, format('operator %s(%s, %s)', op, l, r), op);
-	EXECUTE format('CREATE OPERATOR http_evil.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = http_evil.%I)',
-		op, l, r, fn);
-END
-$plant$;
 -- name(args): reports, then answers as pg_catalog.name(args)
 CREATE FUNCTION http_evil.plant_function(name text, args text, result text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $plant$
@@ -121,11 +101,11 @@ BEGIN
 	-- comparisons for every type the extension compares (the C code's
 	-- key_prefix = $1 and id = $1 among them); cidr and cidr[] match better
 	-- than the built-ins (inet, anyarray) even behind pg_catalog
-	PERFORM http_evil.plant_operator(o, t, t)
+	PERFORM pg_temp.hk_plant_operator('http_evil', o, t, t)
 	   FROM unnest(ARRAY['=', '<>', '<', '<=', '>', '>=']) o,
 			unnest(ARRAY['text', 'uuid', 'inet', 'cidr', 'timestamptz', 'bigint', 'integer',
 						 'boolean', 'jsonb', 'interval', 'cidr[]']) t;
-	PERFORM http_evil.plant_operator(o, l, r)
+	PERFORM pg_temp.hk_plant_operator('http_evil', o, l, r)
 	   FROM (VALUES ('~', 'text', 'text'), ('~*', 'text', 'text'), ('!~', 'text', 'text'),
 					('!~*', 'text', 'text'), ('||', 'text', 'text'), ('||', 'jsonb', 'jsonb'),
 					('->', 'jsonb', 'text'), ('->>', 'jsonb', 'text'), ('#>>', 'jsonb', 'text[]'),
