@@ -32,9 +32,10 @@ my $cmd = join("\n", @lines);
 $cmd =~ s{/etc/letsencrypt/live/api\.example\.com}{$tmp}g;
 $cmd =~ s{/etc/hokusai}{$tmp/etc-hokusai}g;
 $cmd =~ s{bash test/http/stack\.sh}{bash $stack};
-# nginx -t binds the listen sockets: unprivileged ports on loopback here.
+# nginx -t binds the listen sockets: unprivileged ports on a loopback
+# address other than the default (127.0.0.1), so the setting is seen.
 my ($https, $http) = split /\n/, `bash $stack free-ports 2`;
-$cmd =~ s/HK_LISTEN=0\.0\.0\.0/HK_LISTEN=127.0.0.1/ or die 'no HK_LISTEN in the document';
+$cmd =~ s/HK_LISTEN=0\.0\.0\.0/HK_LISTEN=127.0.0.2/ or die 'no HK_LISTEN in the document';
 $cmd =~ s/HK_HTTPS_PORT=443/HK_HTTPS_PORT=$https/ or die 'no HK_HTTPS_PORT=443 in the document';
 $cmd =~ s/HK_HTTP_PORT=80/HK_HTTP_PORT=$http/ or die 'no HK_HTTP_PORT=80 in the document';
 my ($out, $err) = ('', '');
@@ -45,8 +46,8 @@ my $dir = "$tmp/etc-hokusai";
 my $nginx = slurp_file("$dir/nginx.conf");
 my $pgrst = slurp_file("$dir/postgrest.conf");
 unlike(join("\n", grep { !/^\s*#/ } split /\n/, $nginx . "\n" . $pgrst), qr/@[A-Z_]+@/, 'no placeholder left');
-like($nginx, qr/^\s*listen 127\.0\.0\.1:$https ssl;$/m, 'nginx listens on the given address and port');
-like($nginx, qr/^\s*listen 127\.0\.0\.1:$http;$/m, '... and redirects plain HTTP there');
+like($nginx, qr/^\s*listen 127\.0\.0\.2:$https ssl;$/m, 'nginx listens on the given address and port');
+like($nginx, qr/^\s*listen 127\.0\.0\.2:$http;$/m, '... and redirects plain HTTP there');
 like($nginx, qr/^\s*server_name api\.example\.com;$/m, 'the server name');
 like($nginx, qr/^\s*ssl_certificate \Q$tmp\E\/fullchain\.pem;$/m, 'the real certificate');
 like($nginx, qr/^\s*ssl_certificate_key \Q$tmp\E\/privkey\.pem;$/m, '... and its key');
