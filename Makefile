@@ -1,7 +1,7 @@
 # hokusai_auth: PGXS build.  `make`, `make install`, `make installcheck`.
 EXTENSION = hokusai_auth
 MODULE_big = hokusai_auth
-EXTVERSION = 1.5
+EXTVERSION = 1.6
 
 OBJS = \
 	src/hokusai_auth.o \
