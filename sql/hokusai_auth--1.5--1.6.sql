@@ -102,6 +102,13 @@ CREATE OR REPLACE VIEW hokusai_api.keys WITH (security_invoker = true, security_
 COMMENT ON VIEW hokusai_api.keys IS
 	'The caller''s API keys, without hashes; status is active, disabled, expired or revoked';
 
+-- The audit trail records the new operations (disable_key(), enable_key(),
+-- add_credits(), set_user_limits()).
+ALTER TABLE hokusai_auth.audit_log DROP CONSTRAINT audit_log_action_check;
+ALTER TABLE hokusai_auth.audit_log ADD CONSTRAINT audit_log_action_check
+	CHECK (action IN ('create', 'revoke', 'rotate', 'update', 'expire',
+					  'disable', 'enable', 'add_credits', 'set_user_limits'));
+
 ------------------------------------------------------------------------------
 -- validate_key(): a named result type, cost and required_scopes.
 ------------------------------------------------------------------------------
@@ -545,6 +552,20 @@ END
 $$;
 COMMENT ON FUNCTION hokusai_auth.setup_admin_role(text) IS
 	'Create and grant a role for key administrators: manage keys, read everything but key_hash, write no table directly';
+
+------------------------------------------------------------------------------
+-- Authorization: scopes, disable and enable, require_scope(), the caller of
+-- the current request (sql/install/authorization.sql).
+------------------------------------------------------------------------------
+
+
+
+------------------------------------------------------------------------------
+-- Metering: credits with refills, add_credits(), set_user_limits()
+-- (sql/install/metering.sql).
+------------------------------------------------------------------------------
+
+
 
 ------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.

@@ -2,7 +2,8 @@
 
    Built by make: sql/hokusai_auth--1.6.sql is the files of sql/install/
    concatenated in the order the Makefile lists (schema, keys, audit, cache,
-   ratelimit, usage, http, roles, backups).  Edit those files, never the
+   ratelimit, authorization, metering, usage, http, roles,
+   backups).  Edit those files, never the
    built script.  Every object is defined once, in its 1.6 form.  A database
    installed at an earlier version reaches the same objects through the
    update scripts, which are frozen as shipped; the migration regression
