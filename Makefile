@@ -24,9 +24,16 @@ OBJS = \
 	src/validate/stats.o \
 	src/validate/throttle.o \
 	src/validate/validate_sql.o \
+	src/ratelimit/admit.o \
 	src/ratelimit/limiter.o \
 	src/ratelimit/ratelimit_sql.o \
+	src/ratelimit/replay_sql.o \
 	src/ratelimit/window.o \
+	src/metering/balance.o \
+	src/metering/credits.o \
+	src/metering/credits_scan.o \
+	src/metering/credits_sql.o \
+	src/metering/credits_xact.o \
 	src/http/client_ip.o \
 	src/http/postgrest.o \
 	src/http/pre_request.o \
@@ -35,6 +42,7 @@ OBJS = \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
+	src/worker/credits_writer.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
@@ -59,7 +67,7 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request trust
+REGRESS = install keys validate bad_input audit cache ratelimit metering client_ip usage privileges migration pre_request trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

@@ -64,7 +64,7 @@ SELECT t.what, pg_temp.try(format(t.stmt, :'erin_q')) AS result FROM (VALUES
 	('zero limit', $$SELECT hokusai_auth.create_key(%s, 'k', rate_limit_per_hour => 0)$$),
 	('negative limit', $$SELECT hokusai_auth.create_key(%s, 'k', rate_limit_per_hour => -5)$$),
 	('limit overflow', $$SELECT hokusai_auth.create_key(%s, 'k', rate_limit_per_hour => '3000000000')$$),
-	('zero burst', $$SELECT hokusai_auth.create_key(%s, 'k', burst_limit => 0)$$),
+	('negative burst', $$SELECT hokusai_auth.create_key(%s, 'k', burst_limit => -1)$$),
 	('bad cidr', $$SELECT hokusai_auth.create_key(%s, 'k', allowed_ips => '{10.0.0.300/8}')$$),
 	('host bits', $$SELECT hokusai_auth.create_key(%s, 'k', allowed_ips => '{10.0.0.1/8}')$$),
 	('not cidr', $$SELECT hokusai_auth.create_key(%s, 'k', allowed_ips => '{example.com}')$$),

@@ -16,6 +16,7 @@
 #include "storage/shmem.h"
 
 #include "hokusai_auth.h"
+#include "metering/credits.h"
 #include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
@@ -38,6 +39,7 @@ hk_shmem_request(void)
 	hk_stats_shmem_request();
 	hk_throttle_shmem_request();
 	hk_limiter_shmem_request();
+	hk_credits_shmem_request();
 	hk_usage_shmem_request();
 }
 
@@ -53,6 +55,7 @@ hk_shmem_startup(void)
 	hk_stats_shmem_startup();
 	hk_throttle_shmem_startup();
 	hk_limiter_shmem_startup();
+	hk_credits_shmem_startup();
 	hk_usage_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	shmem_ready = true;

@@ -38,7 +38,9 @@ CREATE TRIGGER api_keys_invalidate_truncate AFTER TRUNCATE ON hokusai_auth.api_k
 
 CREATE TRIGGER users_invalidate_update AFTER UPDATE ON hokusai_auth.users
 	FOR EACH ROW
-	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active OR OLD.id IS DISTINCT FROM NEW.id)
+	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active OR OLD.id IS DISTINCT FROM NEW.id
+		  OR OLD.rate_limit_per_hour IS DISTINCT FROM NEW.rate_limit_per_hour
+		  OR OLD.burst_limit IS DISTINCT FROM NEW.burst_limit)
 	EXECUTE FUNCTION hokusai_auth._invalidate_cache('user');
 CREATE TRIGGER users_invalidate_delete AFTER DELETE ON hokusai_auth.users
 	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._invalidate_cache('user');

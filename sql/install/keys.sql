@@ -126,9 +126,10 @@ BEGIN
 		RAISE EXCEPTION 'rate_limit_per_hour must be positive'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF burst_limit IS NOT NULL AND burst_limit <= 0 THEN
-		RAISE EXCEPTION 'burst_limit must be positive'
-			USING ERRCODE = 'invalid_parameter_value';
+	IF burst_limit IS NOT NULL AND burst_limit < 0 THEN
+		RAISE EXCEPTION 'burst_limit must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use 0 for no burst limit, NULL for hokusai_auth.default_burst_limit.';
 	END IF;
 	IF allowed_ips IS NOT NULL THEN
 		IF cardinality(allowed_ips) = 0 THEN
@@ -261,6 +262,8 @@ CREATE FUNCTION hokusai_auth._insert_key(user_id uuid, name text, environment te
 DECLARE
 	nk		record;
 	attempt integer;
+	m		record := hokusai_auth._credits_of_new_key(_insert_key.rotated_from,
+				_insert_key.credits, _insert_key.refill_interval);
 BEGIN
 	-- A key_prefix collision (8 base62 characters) is astronomically rare;
 	-- draw again rather than fail.
@@ -269,14 +272,16 @@ BEGIN
 		INSERT INTO hokusai_auth.api_keys
 			(key_hash, key_prefix, user_id, name, environment, expires_at,
 			 rate_limit_per_hour, burst_limit, allowed_ips, metadata, rotated_from,
-			 scopes, credits_remaining, refill_amount, refill_interval)
+			 scopes, credits_remaining, refill_amount, refill_interval,
+			 credits_key_id, credits_initial, credits_refilled_at)
 		VALUES
 			(nk.key_hash, nk.key_prefix, _insert_key.user_id, _insert_key.name,
 			 _insert_key.environment, _insert_key.expires_at,
 			 _insert_key.rate_limit_per_hour, _insert_key.burst_limit,
 			 _insert_key.allowed_ips, _insert_key.metadata, _insert_key.rotated_from,
 			 _insert_key.scopes, _insert_key.credits, _insert_key.refill_amount,
-			 _insert_key.refill_interval)
+			 _insert_key.refill_interval, m.credits_key_id, m.credits_initial,
+			 m.credits_refilled_at)
 		ON CONFLICT DO NOTHING
 		RETURNING api_keys.id INTO id;
 		IF id IS NOT NULL THEN
@@ -335,12 +340,15 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_credit_settings(credits, refill_amount, refill_interval);
 	PERFORM hokusai_auth._active_user(user_id);
 
+	-- A refill without credits starts full.
 	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
 		coalesce(rate_limit_per_hour, hokusai_auth._default_rate_limit_per_hour()),
 		burst_limit, allowed_ips, coalesce(metadata, '{}'), NULL,
-		coalesce(scopes, '{}'), credits, refill_amount, refill_interval);
+		coalesce(scopes, '{}'), coalesce(credits, refill_amount), refill_amount,
+		refill_interval);
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
@@ -421,9 +429,11 @@ BEGIN
 		expires_at := pg_catalog.now() OPERATOR(pg_catalog.+)
 			(k.expires_at OPERATOR(pg_catalog.-) k.created_at);
 	END IF;
+	-- The new key spends the old one's balance (shared during the grace
+	-- period); its row shows the live balance.
 	nk := hokusai_auth._insert_key(k.user_id, k.name, k.environment, expires_at,
 		k.rate_limit_per_hour, k.burst_limit, k.allowed_ips, k.metadata, k.id,
-		k.scopes, k.credits_remaining, k.refill_amount, k.refill_interval);
+		k.scopes, hokusai_auth._credits_live(k), k.refill_amount, k.refill_interval);
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
@@ -543,6 +553,10 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Update the key that replaced it.';
 	END IF;
+	IF NOT clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL) THEN
+		PERFORM hokusai_auth._check_credit_settings(NULL,
+			coalesce(refill_amount, k.refill_amount), coalesce(refill_interval, k.refill_interval));
+	END IF;
 
 	IF name IS NOT NULL AND name IS DISTINCT FROM k.name THEN
 		changes := changes || jsonb_build_object('name', name);
@@ -595,6 +609,9 @@ BEGIN
 			refill_interval = CASE WHEN clear_refill THEN NULL
 								   ELSE coalesce(update_key.refill_interval, a.refill_interval) END
 		 WHERE a.id = k.id;
+		IF changes ? 'refill_interval' THEN
+			PERFORM hokusai_auth._credits_refill_changed(k.id);
+		END IF;
 		-- Keep the audit trail free of the values of metadata: it may be large.
 		PERFORM hokusai_auth._audit('update', k.id, k.user_id,
 			jsonb_build_object('key_prefix', k.key_prefix, 'changes', changes));

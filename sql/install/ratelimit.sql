@@ -21,33 +21,64 @@ CREATE FUNCTION hokusai_auth._rate_limit_inspect(key_id uuid, per_hour integer, 
 	AS 'MODULE_PATHNAME', 'hk_sql_rate_limit_inspect'
 	LANGUAGE C VOLATILE;
 
+CREATE FUNCTION hokusai_auth._user_limit_inspect(user_id uuid, per_hour integer, burst integer,
+	OUT tracked boolean, OUT hour_count bigint, OUT burst_count bigint,
+	OUT remaining integer, OUT reset_seconds integer)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_user_limit_inspect'
+	LANGUAGE C VOLATILE;
+
+-- Tests only: the all-or-nothing admission of validate_key() (credits, the
+-- key's limits, the user's limits) replayed on private states, with every
+-- counter after every call (sql/ratelimit.sql checks them against an exact
+-- log).
+CREATE FUNCTION hokusai_auth._admission_replay(at timestamptz[], key_no integer[],
+	cost integer[], key_per_hour integer, key_burst integer,
+	user_per_hour integer, user_burst integer, credits bigint,
+	refill_amount bigint DEFAULT NULL, refill_interval text DEFAULT NULL,
+	OUT i integer, OUT status text, OUT key_hour bigint, OUT key_burst_count bigint,
+	OUT user_hour bigint, OUT user_burst_count bigint, OUT credits_left bigint,
+	OUT refills bigint)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'hk_sql_admission_replay'
+	LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION hokusai_auth._admission_replay(timestamptz[], integer[], integer[], integer, integer, integer, integer, bigint, bigint, text) IS
+	'Tests only: validate_key''s all-or-nothing admission replayed on given calls, with every counter after each';
+
 CREATE FUNCTION hokusai_auth._rate_limit_reset(key_id uuid)
 	RETURNS boolean
 	AS 'MODULE_PATHNAME', 'hk_sql_rate_limit_reset'
 	LANGUAGE C VOLATILE;
 
--- One key's current windows, without counting a request.
+-- One key's current windows, its owner's and its credits, without
+-- counting a request.
 CREATE FUNCTION hokusai_auth.rate_limit_status(key_id uuid,
 	OUT rate_limit_per_hour integer, OUT burst_limit integer,
 	OUT requests_last_hour bigint, OUT requests_last_second bigint,
-	OUT remaining integer, OUT reset_seconds integer, OUT tracked boolean)
+	OUT remaining integer, OUT reset_seconds integer, OUT tracked boolean,
+	OUT credits_remaining bigint, OUT refill_amount bigint, OUT refill_interval text,
+	OUT next_refill_at timestamptz, OUT user_rate_limit_per_hour integer,
+	OUT user_burst_limit integer, OUT user_requests_last_hour bigint,
+	OUT user_requests_last_second bigint, OUT user_remaining integer)
 	RETURNS record
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	k		hokusai_auth.api_keys;
+	u		hokusai_auth.users;
 	burst	integer;
 	s		record;
+	c		record;
 BEGIN
 	PERFORM hokusai_auth._check_not_null(rate_limit_status.key_id, 'key_id');
-	SELECT * INTO k FROM hokusai_auth.api_keys a WHERE a.id = rate_limit_status.key_id;
+	SELECT * INTO k FROM hokusai_auth.api_keys a WHERE a.id OPERATOR(pg_catalog.=) rate_limit_status.key_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'api key % does not exist', rate_limit_status.key_id
 			USING ERRCODE = 'no_data_found';
 	END IF;
 	burst := coalesce(k.burst_limit,
-					  current_setting('hokusai_auth.default_burst_limit')::integer);
+					  pg_catalog.current_setting('hokusai_auth.default_burst_limit')::integer);
 	s := hokusai_auth._rate_limit_inspect(k.id, k.rate_limit_per_hour, burst);
 	rate_limit_per_hour := k.rate_limit_per_hour;
 	burst_limit := nullif(burst, 0);
@@ -56,11 +87,29 @@ BEGIN
 	remaining := s.remaining;
 	reset_seconds := s.reset_seconds;
 	tracked := s.tracked;
+	IF k.credits_remaining IS NOT NULL THEN
+		c := hokusai_auth._credits_status(coalesce(k.credits_key_id, k.id),
+										  k.refill_amount, k.refill_interval);
+		credits_remaining := coalesce(c.balance, k.credits_remaining);
+		refill_amount := k.refill_amount;
+		refill_interval := k.refill_interval;
+		next_refill_at := c.next_refill_at;
+	END IF;
+	SELECT * INTO u FROM hokusai_auth.users x WHERE x.id OPERATOR(pg_catalog.=) k.user_id;
+	IF u.rate_limit_per_hour IS NOT NULL OR u.burst_limit IS NOT NULL THEN
+		s := hokusai_auth._user_limit_inspect(u.id, coalesce(u.rate_limit_per_hour, 0),
+											  coalesce(u.burst_limit, 0));
+		user_rate_limit_per_hour := u.rate_limit_per_hour;
+		user_burst_limit := u.burst_limit;
+		user_requests_last_hour := s.hour_count;
+		user_requests_last_second := s.burst_count;
+		user_remaining := s.remaining;
+	END IF;
 	RETURN;
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.rate_limit_status(uuid) IS
-	'A key''s requests in its current windows, remaining quota and seconds until it can be used again';
+	'A key''s requests in its current windows, remaining quota, seconds until it can be used again, its live credits and the limits its owner''s keys share';
 
 -- Forget a key's windows (administrators only); audited.
 CREATE FUNCTION hokusai_auth.rate_limit_reset(key_id uuid)
@@ -98,11 +147,4 @@ CREATE FUNCTION hokusai_auth.rate_limit_stats(
 COMMENT ON FUNCTION hokusai_auth.rate_limit_stats() IS
 	'Rate limiter counters since server start and the keys it tracks now';
 
--- Every counter of the extension in one row.
-CREATE VIEW hokusai_auth.stats AS
-	SELECT c.*, r.admitted AS rate_admitted, r.rejected_hourly AS rate_rejected_hourly,
-		   r.rejected_burst AS rate_rejected_burst, r.entries AS rate_entries,
-		   r.created AS rate_entries_created, r.reclaimed AS rate_entries_reclaimed,
-		   r.entry_bytes AS rate_entry_bytes
-	  FROM hokusai_auth.cache_stats() c, hokusai_auth.rate_limit_stats() r;
-COMMENT ON VIEW hokusai_auth.stats IS 'Key cache and rate limiter counters';
+

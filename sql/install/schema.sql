@@ -42,9 +42,16 @@ CREATE TABLE hokusai_auth.users (
 		CONSTRAINT users_email_check
 		CHECK (length(email) <= 254 AND email ~ '^[^[:space:][:cntrl:]@]+@[^[:space:][:cntrl:]@]+$'),
 	created_at	timestamptz NOT NULL DEFAULT now(),
-	is_active	boolean NOT NULL DEFAULT true
+	is_active	boolean NOT NULL DEFAULT true,
+	-- 1.6: limits shared by the user's keys (set_user_limits(), metering.sql)
+	rate_limit_per_hour integer
+		CONSTRAINT users_rate_limit_check CHECK (rate_limit_per_hour > 0),
+	burst_limit integer
+		CONSTRAINT users_burst_limit_check CHECK (burst_limit > 0)
 );
 COMMENT ON TABLE hokusai_auth.users IS 'Owners of API keys';
+COMMENT ON COLUMN hokusai_auth.users.rate_limit_per_hour IS 'Requests per rolling hour for all of the user''s keys together; NULL: no shared limit';
+COMMENT ON COLUMN hokusai_auth.users.burst_limit IS 'Requests per rolling second for all of the user''s keys together; NULL: no shared limit';
 
 CREATE TABLE hokusai_auth.api_keys (
 	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -70,6 +77,9 @@ CREATE TABLE hokusai_auth.api_keys (
 	credits_remaining	bigint,
 	refill_amount		bigint,
 	refill_interval		text,
+	credits_key_id		uuid REFERENCES hokusai_auth.api_keys (id),
+	credits_initial		bigint,
+	credits_refilled_at timestamptz,
 	CONSTRAINT api_keys_environment_check CHECK (environment IN ('live', 'test')),
 	CONSTRAINT api_keys_key_prefix_check
 		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]{8}$'
@@ -77,7 +87,7 @@ CREATE TABLE hokusai_auth.api_keys (
 	CONSTRAINT api_keys_key_hash_check CHECK (key_hash ~ '^\$2a\$[0-9]{2}\$.{53}$'),
 	CONSTRAINT api_keys_name_check CHECK (length(name) BETWEEN 1 AND 200),
 	CONSTRAINT api_keys_rate_limit_check CHECK (rate_limit_per_hour > 0),
-	CONSTRAINT api_keys_burst_limit_check CHECK (burst_limit > 0),
+	CONSTRAINT api_keys_burst_limit_check CHECK (burst_limit >= 0),
 	CONSTRAINT api_keys_metadata_check CHECK (jsonb_typeof(metadata) = 'object'),
 	CONSTRAINT api_keys_credits_check CHECK (credits_remaining >= 0),
 	CONSTRAINT api_keys_refill_check
@@ -89,12 +99,17 @@ CREATE INDEX api_keys_user_id_idx ON hokusai_auth.api_keys (user_id);
 CREATE INDEX api_keys_expires_at_idx ON hokusai_auth.api_keys (expires_at)
 	WHERE is_active AND expires_at IS NOT NULL;
 COMMENT ON TABLE hokusai_auth.api_keys IS 'API keys: only the bcrypt hash and the displayable prefix are stored';
-COMMENT ON COLUMN hokusai_auth.api_keys.burst_limit IS 'Requests per rolling second; NULL follows hokusai_auth.default_burst_limit';
+COMMENT ON COLUMN hokusai_auth.api_keys.burst_limit IS 'Requests per rolling second; 0: none; NULL follows hokusai_auth.default_burst_limit';
 COMMENT ON COLUMN hokusai_auth.api_keys.scopes IS 'What the key may do: names of [a-z0-9_.:-], a trailing * matches any suffix';
 COMMENT ON COLUMN hokusai_auth.api_keys.disabled_at IS 'Set while the key is switched off by disable_key(); enable_key() clears it';
 COMMENT ON COLUMN hokusai_auth.api_keys.credits_remaining IS 'Balance as last written back from shared memory; NULL: unlimited';
 COMMENT ON COLUMN hokusai_auth.api_keys.refill_amount IS 'Balance set at the start of each refill_interval';
 COMMENT ON COLUMN hokusai_auth.api_keys.refill_interval IS 'day, week (from Monday) or month, in UTC; NULL: no refill';
+COMMENT ON COLUMN hokusai_auth.api_keys.credits_key_id IS 'The key whose credit balance this key spends (set by rotate_key(): old and new key share one balance); NULL: its own';
+COMMENT ON COLUMN hokusai_auth.api_keys.credits_initial IS 'The first balance: credits.low is 10% of it when there is no refill';
+COMMENT ON COLUMN hokusai_auth.api_keys.credits_refilled_at IS 'Start of the period the balance was last refilled in, as last written back';
+CREATE INDEX api_keys_credits_key_id_idx ON hokusai_auth.api_keys (credits_key_id)
+	WHERE credits_key_id IS NOT NULL;
 
 -- Raw usage events, written by the background worker (usage.sql).
 CREATE TABLE hokusai_auth.api_key_usage (

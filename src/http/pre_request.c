@@ -14,7 +14,8 @@
  *	   hokusai_auth.client_ip(forwarded_for)), into hokusai.client_ip;
  *	4. an X-API-Key: validated (validate/pipeline.c, with the client
  *	   address, kept as an HkCidr throughout); a refused key ends the
- *	   request with 401, 403 or 429.  Every request of a known key (its
+ *	   request with 401, 402 (credits exhausted, see refuse_key()), 403 or
+ *	   429.  Every request of a known key (its
  *	   secret proven), refused or not, queues one usage event for the end
  *	   of the transaction (usage/track.c), with the answer's status.  A
  *	   valid key must belong to the JWT's subject when there is one; it
@@ -54,7 +55,7 @@
 #include "common/text.h"
 #include "http/client_ip.h"
 #include "http/postgrest.h"
-#include "ratelimit/limiter.h"
+#include "ratelimit/admit.h"
 #include "usage/track.h"
 #include "validate/cidr_datum.h"
 #include "validate/key_store.h"
@@ -138,60 +139,106 @@ seconds_until(TimestampTz t, TimestampTz now)
  * (docs/http.md, "Rate-limit headers"): the X-RateLimit-* fields as GitHub
  * defines them, for the hourly quota, or for the burst limit when that is
  * what refused the request; RateLimit-Policy and RateLimit (the IETF
- * httpapi draft's structured fields) for both limits.
+ * httpapi draft's structured fields) for both limits.  d is the key's
+ * windows, or the owner's (user set) when the limits shared by the user's
+ * keys refused the request: the names are then user_hourly and user_burst.
  */
 static void
-rate_limit_headers(const HkLimiterDecision *d, HkHeaders *rl)
+rate_limit_headers(const HkLimiterDecision *d, HkHeaders *rl, bool user)
 {
 	bool		burst = d->limited_by == HK_LIMIT_BURST;
+	const char *hourly_name = user ? "user_hourly" : "hourly";
+	const char *burst_name = user ? "user_burst" : "burst";
 
 	rl->value[HK_HDR_LIMIT] = psprintf("%d", burst ? d->burst_limit : d->limit);
 	rl->value[HK_HDR_REMAINING] = psprintf("%d", burst ? d->burst_remaining : d->remaining);
 	rl->value[HK_HDR_USED] = psprintf("%d", burst ? d->burst_used : d->hour_used);
 	rl->value[HK_HDR_RESET] = psprintf(INT64_FORMAT,
 									   epoch_seconds_ceil(burst ? d->burst_reset_at : d->hour_reset_at));
-	rl->value[HK_HDR_RESOURCE] = burst ? "burst" : "hourly";
-	if (d->burst_limit > 0)
+	rl->value[HK_HDR_RESOURCE] = burst ? burst_name : hourly_name;
+	if (d->burst_limit > 0 && d->limit > 0)
 	{
 		rl->value[HK_HDR_POLICY] =
-			psprintf("\"hourly\";q=%d;w=3600, \"burst\";q=%d;w=1", d->limit, d->burst_limit);
+			psprintf("\"%s\";q=%d;w=3600, \"%s\";q=%d;w=1", hourly_name, d->limit,
+					 burst_name, d->burst_limit);
 		rl->value[HK_HDR_RATELIMIT] =
-			psprintf("\"hourly\";r=%d;t=" INT64_FORMAT ", \"burst\";r=%d;t=" INT64_FORMAT,
-					 d->remaining, seconds_until(d->hour_reset_at, d->now),
-					 d->burst_remaining, seconds_until(d->burst_reset_at, d->now));
+			psprintf("\"%s\";r=%d;t=" INT64_FORMAT ", \"%s\";r=%d;t=" INT64_FORMAT,
+					 hourly_name, d->remaining, seconds_until(d->hour_reset_at, d->now),
+					 burst_name, d->burst_remaining, seconds_until(d->burst_reset_at, d->now));
+	}
+	else if (d->limit > 0)
+	{
+		rl->value[HK_HDR_POLICY] = psprintf("\"%s\";q=%d;w=3600", hourly_name, d->limit);
+		rl->value[HK_HDR_RATELIMIT] =
+			psprintf("\"%s\";r=%d;t=" INT64_FORMAT, hourly_name,
+					 d->remaining, seconds_until(d->hour_reset_at, d->now));
 	}
 	else
 	{
-		rl->value[HK_HDR_POLICY] = psprintf("\"hourly\";q=%d;w=3600", d->limit);
+		/* A user's limits may be a burst limit alone. */
+		rl->value[HK_HDR_POLICY] = psprintf("\"%s\";q=%d;w=1", burst_name, d->burst_limit);
 		rl->value[HK_HDR_RATELIMIT] =
-			psprintf("\"hourly\";r=%d;t=" INT64_FORMAT,
-					 d->remaining, seconds_until(d->hour_reset_at, d->now));
+			psprintf("\"%s\";r=%d;t=" INT64_FORMAT, burst_name,
+					 d->burst_remaining, seconds_until(d->burst_reset_at, d->now));
 	}
 }
 
-static void refuse_key(const HkValidation *v, const HkLimiterDecision *d,
+static void refuse_key(const HkValidation *v, const HkAdmitResult *adm,
 					   HkHeaders *rl, const char *client_text) pg_attribute_noreturn();
 
 /*
- * End the request for a key that validation refused.  d is the limiter's
- * decision for a rate-limited key, else NULL.
+ * End the request for a key that validation refused.  adm is the
+ * admission of a rate-limited or credits_exhausted key, else NULL.
+ *
+ * Credits exhausted is 402 Payment Required: the key may not make this
+ * request until its balance grows (a refill, add_credits()), which waiting
+ * a few seconds will not bring about; a 429 would invite clients and
+ * proxies to retry on a timer, and 403 says the request is forbidden
+ * outright.  RFC 9110 reserves 402 "for future use", and APIs that sell
+ * usage have made it the answer for a used-up balance.  Retry-After is
+ * sent when a refill is coming: the seconds until it.
  */
 static void
-refuse_key(const HkValidation *v, const HkLimiterDecision *d, HkHeaders *rl,
+refuse_key(const HkValidation *v, const HkAdmitResult *adm, HkHeaders *rl,
 		   const char *client_text)
 {
 	/* Only a well-formed key has a key_prefix. */
 	const char *prefix = v->prefix;
 	const char *message;
+	HkRefusal	refused = adm != NULL ? adm->refused_by : HK_REFUSED_KEY_HOURLY;
 
 	switch (v->status)
 	{
+		case HK_STATUS_CREDITS_EXHAUSTED:
+			if (v->retry_after > 0)
+				rl->value[HK_HDR_RETRY_AFTER] = int_text(v->retry_after);
+			hk_http_error(402, "credits_exhausted", "API key credits exhausted",
+						  psprintf("Key %s has " INT64_FORMAT " credits left, fewer than this request costs.",
+								   prefix, v->credits_remaining),
+						  v->retry_after > 0 ?
+						  "Retry after the number of seconds in Retry-After, when the key's credits are refilled, or ask for more credits." :
+						  "Ask for more credits: the key has no refill.",
+						  rl);
 		case HK_STATUS_RATE_LIMITED:
 			rl->value[HK_HDR_RETRY_AFTER] = int_text(Max(v->retry_after, 1));
-			if (d != NULL && d->limited_by == HK_LIMIT_BURST)
+			if (refused == HK_REFUSED_USER_HOURLY || refused == HK_REFUSED_USER_BURST)
+				hk_http_error(429, "rate_limited",
+							  refused == HK_REFUSED_USER_BURST ?
+							  "the user's burst limit exceeded" :
+							  "the user's hourly rate limit exceeded",
+							  refused == HK_REFUSED_USER_BURST ?
+							  psprintf("The keys of the owner of key %s have used their shared burst limit of %d requests per second.",
+									   prefix, adm->user.burst_limit) :
+							  psprintf("The keys of the owner of key %s have used their shared hourly limit of %d requests.",
+									   prefix, adm->user.limit),
+							  refused == HK_REFUSED_USER_BURST ?
+							  "Retry after the number of seconds in Retry-After; X-RateLimit-Resource is user_burst." :
+							  "Retry after the number of seconds in Retry-After; X-RateLimit-Resource is user_hourly.",
+							  rl);
+			if (refused == HK_REFUSED_KEY_BURST)
 				hk_http_error(429, "rate_limited", "burst limit exceeded",
 							  psprintf("Key %s has used its burst limit of %d requests per second.",
-									   prefix, d->burst_limit),
+									   prefix, adm->key.burst_limit),
 							  "Retry after the number of seconds in Retry-After; X-RateLimit-Resource is burst.",
 							  rl);
 			hk_http_error(429, "rate_limited", "hourly rate limit exceeded",
@@ -237,7 +284,7 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 {
 	HkRequest	req;
 	HkValidation v;
-	HkLimiterDecision d;
+	HkAdmitResult adm;
 	bool		have_decision = false;
 	HkHeaders	rl;
 	char	   *key_id;
@@ -263,9 +310,14 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	if (v.has_limits)
 	{
 		/* The limiter decided this request in this backend just now. */
-		have_decision = hk_limiter_last(&v.key_id, &d);
+		have_decision = hk_admit_last(&v.key_id, &adm);
 		if (have_decision)
-			rate_limit_headers(&d, &rl);
+		{
+			bool		user = adm.refused_by == HK_REFUSED_USER_HOURLY ||
+				adm.refused_by == HK_REFUSED_USER_BURST;
+
+			rate_limit_headers(user ? &adm.user : &adm.key, &rl, user);
+		}
 		else
 		{
 			rl.value[HK_HDR_REMAINING] = int_text(v.remaining);
@@ -289,7 +341,7 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	}
 
 	if (v.status != HK_STATUS_OK)
-		refuse_key(&v, have_decision ? &d : NULL, &rl, client ? client_text : NULL);
+		refuse_key(&v, have_decision ? &adm : NULL, &rl, client ? client_text : NULL);
 
 	key_id = uuid_text(&v.key_id);
 	user_id = uuid_text(&v.user_id);

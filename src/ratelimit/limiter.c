@@ -1,26 +1,37 @@
 /*-------------------------------------------------------------------------
  *
  * limiter.c
- *	  Where the rate limits' counting state lives: one entry per key in a
- *	  dshash table in a DSA area, decided by ratelimit/window.c.
+ *	  Where the rate limits' counting state lives: one entry per key, and
+ *	  one per user with limits shared by the user's keys, in two dshash
+ *	  tables in a DSA area, decided by ratelimit/window.c and
+ *	  ratelimit/admit.c.
  *
- * Storage.  Entries live in a dshash table in a DSA area, so memory
- * follows the keys in use, not all keys.  The area and the table are
+ * Storage.  Entries live in dshash tables in a DSA area, so memory follows
+ * the keys and users in use, not all of them.  The area and the tables are
  * created by the first backend that needs them; their handles sit in a
- * small fixed struct in the main shared memory.  An entry is created on a
- * key's first request and removed by a periodic sweep once all its counts
- * have left both windows.  State starts empty at every server start.
+ * small fixed struct in the main shared memory.  An entry is created on
+ * first use and removed by a periodic sweep once all its counts have left
+ * both windows.  State starts empty at every server start.
  *
  * Locking rules:
  *
  *	- HkLimiterShared.lock (its own named tranche) is taken exclusively
- *	  only to create the area and table, or to read their handles; never
+ *	  only to create the area and tables, or to read their handles; never
  *	  together with a dshash lock.
  *	- An entry is read and changed only while dshash holds its partition
  *	  lock: exclusively for admission, reset and the sweep, shared for
- *	  inspection.  Concurrent requests on one key are therefore serialised
- *	  and cannot over-admit.  No other lock is taken, and nothing that can
- *	  raise an ERROR is done, while a partition lock is held.
+ *	  inspection.  Concurrent requests on one key (or user) are therefore
+ *	  serialised and cannot over-admit.
+ *	- An admission holds at most one lock of each table, taken in this
+ *	  order: the user table's, the key table's, then a credit balance's
+ *	  (metering/credits.c).  Everything else takes one partition lock at a
+ *	  time and nothing more, so there is no deadlock.  Two locks of the
+ *	  same table are never held at once (dshash forbids it: a resize takes
+ *	  them all).
+ *	- Nothing that can raise an ERROR is done while a partition lock is
+ *	  held, except dshash_find_or_insert() running out of shared memory when
+ *	  an entry is created: then the abort releases the locks, and nothing
+ *	  has been counted yet.
  *	- The statistics and the sweep time are atomics.
  *
  *-------------------------------------------------------------------------
@@ -45,7 +56,7 @@
 typedef struct HkLimiterKey
 {
 	Oid			dbid;
-	pg_uuid_t	key_id;
+	pg_uuid_t	id;				/* key id, or user id */
 } HkLimiterKey;
 
 typedef struct HkLimiterEntry
@@ -59,10 +70,9 @@ typedef struct HkLimiterShared
 	LWLock	   *lock;
 	int			tranche_id;
 	dsa_handle	area_handle;
-	dshash_table_handle table_handle;
+	dshash_table_handle table_handles[HK_LIMITER_KINDS];
 	pg_atomic_uint64 admitted;
-	pg_atomic_uint64 rejected_hourly;
-	pg_atomic_uint64 rejected_burst;
+	pg_atomic_uint64 rejected[HK_REFUSAL_KINDS];
 	pg_atomic_uint64 created;
 	pg_atomic_uint64 reclaimed;
 	pg_atomic_uint64 last_sweep;
@@ -70,7 +80,7 @@ typedef struct HkLimiterShared
 
 static HkLimiterShared *limiter = NULL;
 static dsa_area *limiter_area = NULL;
-static dshash_table *limiter_table = NULL;
+static dshash_table *limiter_tables[HK_LIMITER_KINDS];
 
 static const dshash_parameters limiter_params = {
 	.key_size = sizeof(HkLimiterKey),
@@ -96,6 +106,7 @@ void
 hk_limiter_shmem_startup(void)
 {
 	bool		found;
+	int			i;
 
 	limiter = ShmemInitStruct("hokusai_auth rate limiter", sizeof(HkLimiterShared), &found);
 	if (found)
@@ -105,21 +116,22 @@ hk_limiter_shmem_startup(void)
 	limiter->tranche_id = LWLockNewTrancheId();
 	limiter->area_handle = DSM_HANDLE_INVALID;
 	pg_atomic_init_u64(&limiter->admitted, 0);
-	pg_atomic_init_u64(&limiter->rejected_hourly, 0);
-	pg_atomic_init_u64(&limiter->rejected_burst, 0);
+	for (i = 0; i < HK_REFUSAL_KINDS; i++)
+		pg_atomic_init_u64(&limiter->rejected[i], 0);
 	pg_atomic_init_u64(&limiter->created, 0);
 	pg_atomic_init_u64(&limiter->reclaimed, 0);
 	pg_atomic_init_u64(&limiter->last_sweep, 0);
 }
 
-/* Attach this backend to the area and table, creating them on first use. */
+/* Attach this backend to the area and tables, creating them on first use. */
 static void
 limiter_attach(void)
 {
 	dshash_parameters params = limiter_params;
 	MemoryContext old;
+	int			i;
 
-	if (limiter_table != NULL)
+	if (limiter_tables[HK_LIMITER_KEY] != NULL)
 		return;
 	hk_require_preload();
 	if (limiter == NULL)
@@ -134,39 +146,43 @@ limiter_attach(void)
 		limiter_area = dsa_create(limiter->tranche_id);
 		dsa_pin(limiter_area);
 		dsa_pin_mapping(limiter_area);
-		limiter_table = dshash_create(limiter_area, &params, NULL);
-		limiter->table_handle = dshash_get_hash_table_handle(limiter_table);
+		for (i = 0; i < HK_LIMITER_KINDS; i++)
+		{
+			limiter_tables[i] = dshash_create(limiter_area, &params, NULL);
+			limiter->table_handles[i] = dshash_get_hash_table_handle(limiter_tables[i]);
+		}
 		limiter->area_handle = dsa_get_handle(limiter_area);
 	}
 	else
 	{
 		limiter_area = dsa_attach(limiter->area_handle);
 		dsa_pin_mapping(limiter_area);
-		limiter_table = dshash_attach(limiter_area, &params,
-									  limiter->table_handle, NULL);
+		for (i = 0; i < HK_LIMITER_KINDS; i++)
+			limiter_tables[i] = dshash_attach(limiter_area, &params,
+											  limiter->table_handles[i], NULL);
 	}
 	LWLockRelease(limiter->lock);
 	MemoryContextSwitchTo(old);
 }
 
-/* The table key of a key id in this database. */
+/* The table key of a key id (or user id) in this database. */
 static void
-limiter_key(const pg_uuid_t *key_id, HkLimiterKey *key)
+limiter_key(const pg_uuid_t *id, HkLimiterKey *key)
 {
 	memset(key, 0, sizeof(*key));
 	key->dbid = MyDatabaseId;
-	key->key_id = *key_id;
+	key->id = *id;
 }
 
-/* Remove entries whose counts have all left both windows. */
+/* Remove a table's entries whose counts have all left both windows. */
 static void
-limiter_sweep(TimestampTz now)
+limiter_sweep(dshash_table *table, TimestampTz now)
 {
 	dshash_seq_status status;
 	HkLimiterEntry *e;
 	uint64		removed = 0;
 
-	dshash_seq_init(&status, limiter_table, true);
+	dshash_seq_init(&status, table, true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
 		if (hk_limiter_state_idle(&e->state, now))
@@ -179,122 +195,126 @@ limiter_sweep(TimestampTz now)
 	pg_atomic_fetch_add_u64(&limiter->reclaimed, removed);
 }
 
-/* Sweep at most once per SWEEP_INTERVAL, in whichever backend wins. */
-static void
-maybe_sweep(TimestampTz now)
+/*
+ * Before an admission: attach, and sweep at most once per SWEEP_INTERVAL,
+ * in whichever backend wins.  Takes no lock when it returns.
+ */
+void
+hk_limiter_prepare(TimestampTz now)
 {
-	uint64		last = pg_atomic_read_u64(&limiter->last_sweep);
+	uint64		last;
 
+	limiter_attach();
+	last = pg_atomic_read_u64(&limiter->last_sweep);
 	if ((uint64) now - last < (uint64) SWEEP_INTERVAL)
 		return;
 	/* One backend wins the right to sweep. */
 	if (pg_atomic_compare_exchange_u64(&limiter->last_sweep, &last, (uint64) now))
-		limiter_sweep(now);
+	{
+		limiter_sweep(limiter_tables[HK_LIMITER_KEY], now);
+		limiter_sweep(limiter_tables[HK_LIMITER_USER], now);
+	}
 }
 
-/* This backend's latest decision (hk_limiter_last()). */
-static bool last_valid = false;
-static pg_uuid_t last_key_id;
-static HkLimiterDecision last_decision;
-
-/* Decide one request of a key now, counting it when admitted. */
-void
-hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
-				 HkLimiterDecision *d)
+/*
+ * Lock the entry of a key (or user) exclusively, creating it empty on
+ * first use, and return its state; hk_limiter_unlock() releases it.  See
+ * the banner for the order of locks.
+ */
+HkLimiterState *
+hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id)
 {
 	HkLimiterKey key;
 	HkLimiterEntry *e;
 	bool		found;
-	TimestampTz now;
 
-	limiter_attach();
-	limiter_key(key_id, &key);
-
-	now = GetCurrentTimestamp();
-	maybe_sweep(now);
-
-	e = dshash_find_or_insert(limiter_table, &key, &found);
+	limiter_key(id, &key);
+	e = dshash_find_or_insert(limiter_tables[kind], &key, &found);
 	if (!found)
+	{
 		hk_limiter_state_init(&e->state);
-	hk_limiter_decide(&e->state, now, per_hour, burst, d);
-	dshash_release_lock(limiter_table, e);
-
-	if (!found)
 		pg_atomic_fetch_add_u64(&limiter->created, 1);
-	if (d->admitted)
-		pg_atomic_fetch_add_u64(&limiter->admitted, 1);
-	else if (d->limited_by == HK_LIMIT_HOURLY)
-		pg_atomic_fetch_add_u64(&limiter->rejected_hourly, 1);
-	else
-		pg_atomic_fetch_add_u64(&limiter->rejected_burst, 1);
-
-	last_key_id = *key_id;
-	last_decision = *d;
-	last_valid = true;
+	}
+	return &e->state;
 }
 
-/*
- * The decision of this backend's latest hk_limiter_admit() when it was for
- * key_id: how pre_request() gets the figures of both windows for its
- * headers after validation (validate/pipeline.c) decided the request.
- */
-bool
-hk_limiter_last(const pg_uuid_t *key_id, HkLimiterDecision *d)
+/* Release the lock of hk_limiter_lock(). */
+void
+hk_limiter_unlock(HkLimiterKind kind, HkLimiterState *st)
 {
-	if (!last_valid || memcmp(&last_key_id, key_id, sizeof(pg_uuid_t)) != 0)
-		return false;
-	*d = last_decision;
-	return true;
+	HkLimiterEntry *e = (HkLimiterEntry *) ((char *) st - offsetof(HkLimiterEntry, state));
+
+	dshash_release_lock(limiter_tables[kind], e);
+}
+
+/* Count an admission's outcome. */
+void
+hk_limiter_note(HkRefusal refusal)
+{
+	if (refusal == HK_REFUSED_NONE)
+		pg_atomic_fetch_add_u64(&limiter->admitted, 1);
+	else
+		pg_atomic_fetch_add_u64(&limiter->rejected[refusal], 1);
 }
 
 /*
- * Copy a key's state into *st, without counting anything; false (and an
- * empty *st) when the key is not tracked.
+ * Copy a key's (or user's) state into *st, without counting anything;
+ * false (and an empty *st) when it is not tracked.
  */
 bool
-hk_limiter_lookup(const pg_uuid_t *key_id, HkLimiterState *st)
+hk_limiter_lookup(HkLimiterKind kind, const pg_uuid_t *id, HkLimiterState *st)
 {
 	HkLimiterKey key;
 	HkLimiterEntry *e;
 
 	limiter_attach();
-	limiter_key(key_id, &key);
+	limiter_key(id, &key);
 	hk_limiter_state_init(st);
-	e = dshash_find(limiter_table, &key, false);
+	e = dshash_find(limiter_tables[kind], &key, false);
 	if (e == NULL)
 		return false;
 	*st = e->state;
-	dshash_release_lock(limiter_table, e);
+	dshash_release_lock(limiter_tables[kind], e);
 	return true;
 }
 
-/* Forget a key's state; false when it was not tracked. */
+/* Forget a key's (or user's) state; false when it was not tracked. */
 bool
-hk_limiter_forget(const pg_uuid_t *key_id)
+hk_limiter_forget(HkLimiterKind kind, const pg_uuid_t *id)
 {
 	HkLimiterKey key;
 
 	limiter_attach();
-	limiter_key(key_id, &key);
-	return dshash_delete_key(limiter_table, &key);
+	limiter_key(id, &key);
+	return dshash_delete_key(limiter_tables[kind], &key);
 }
 
-/* The counters, the number of keys tracked and the size of an entry. */
+/* Entries of a table, in every database. */
+static int64
+count_entries(dshash_table *table)
+{
+	dshash_seq_status status;
+	int64		n = 0;
+
+	dshash_seq_init(&status, table, false);
+	while (dshash_seq_next(&status) != NULL)
+		n++;
+	dshash_seq_term(&status);
+	return n;
+}
+
+/* The counters, the number of keys and users tracked and an entry's size. */
 void
 hk_limiter_stats(HkLimiterStats *stats)
 {
-	dshash_seq_status status;
+	int			i;
 
 	limiter_attach();
-	stats->entries = 0;
-	dshash_seq_init(&status, limiter_table, false);
-	while (dshash_seq_next(&status) != NULL)
-		stats->entries++;
-	dshash_seq_term(&status);
-
+	stats->entries = count_entries(limiter_tables[HK_LIMITER_KEY]);
+	stats->user_entries = count_entries(limiter_tables[HK_LIMITER_USER]);
 	stats->admitted = pg_atomic_read_u64(&limiter->admitted);
-	stats->rejected_hourly = pg_atomic_read_u64(&limiter->rejected_hourly);
-	stats->rejected_burst = pg_atomic_read_u64(&limiter->rejected_burst);
+	for (i = 0; i < HK_REFUSAL_KINDS; i++)
+		stats->rejected[i] = pg_atomic_read_u64(&limiter->rejected[i]);
 	stats->created = pg_atomic_read_u64(&limiter->created);
 	stats->reclaimed = pg_atomic_read_u64(&limiter->reclaimed);
 	stats->entry_bytes = (int32) sizeof(HkLimiterEntry);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * limiter.h
- *	  Per-key rate-limit state in dynamic shared memory.
+ *	  Rate-limit state in dynamic shared memory: per key, and per user for
+ *	  the limits shared by a user's keys.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,13 +15,35 @@
 
 #include "ratelimit/window.h"
 
-/* What rate_limit_stats() shows. */
+/* Whose windows: a key's own limits, or the limits of its owner. */
+typedef enum HkLimiterKind
+{
+	HK_LIMITER_KEY,
+	HK_LIMITER_USER
+} HkLimiterKind;
+
+#define HK_LIMITER_KINDS 2
+
+/* What refused a call (ratelimit/admit.c); in the order they are reported. */
+typedef enum HkRefusal
+{
+	HK_REFUSED_NONE,			/* admitted */
+	HK_REFUSED_CREDITS,			/* fewer credits left than the cost */
+	HK_REFUSED_KEY_HOURLY,
+	HK_REFUSED_KEY_BURST,
+	HK_REFUSED_USER_HOURLY,
+	HK_REFUSED_USER_BURST
+} HkRefusal;
+
+#define HK_REFUSAL_KINDS (HK_REFUSED_USER_BURST + 1)
+
+/* What rate_limit_stats() and metering_stats() show. */
 typedef struct HkLimiterStats
 {
 	uint64		admitted;
-	uint64		rejected_hourly;
-	uint64		rejected_burst;
+	uint64		rejected[HK_REFUSAL_KINDS]; /* [HK_REFUSED_NONE] unused */
 	int64		entries;		/* keys tracked now */
+	int64		user_entries;	/* users tracked now */
 	uint64		created;
 	uint64		reclaimed;
 	int32		entry_bytes;	/* size of one tracked key */
@@ -29,12 +52,18 @@ typedef struct HkLimiterStats
 extern void hk_limiter_shmem_request(void);
 extern void hk_limiter_shmem_startup(void);
 
-/* Check and count one request for a key; burst <= 0 means no burst limit. */
-extern void hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
-							 HkLimiterDecision *d);
-extern bool hk_limiter_last(const pg_uuid_t *key_id, HkLimiterDecision *d);
-extern bool hk_limiter_lookup(const pg_uuid_t *key_id, HkLimiterState *st);
-extern bool hk_limiter_forget(const pg_uuid_t *key_id);
+/*
+ * Admission (ratelimit/admit.c): attach and sweep, then lock the entries a
+ * call needs, the user's before the key's, creating them on first use.
+ */
+extern void hk_limiter_prepare(TimestampTz now);
+extern HkLimiterState *hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id);
+extern void hk_limiter_unlock(HkLimiterKind kind, HkLimiterState *st);
+extern void hk_limiter_note(HkRefusal refusal);
+
+extern bool hk_limiter_lookup(HkLimiterKind kind, const pg_uuid_t *id,
+							  HkLimiterState *st);
+extern bool hk_limiter_forget(HkLimiterKind kind, const pg_uuid_t *id);
 extern void hk_limiter_stats(HkLimiterStats *stats);
 
 #endif							/* HK_LIMITER_H */

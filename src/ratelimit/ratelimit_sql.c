@@ -2,9 +2,9 @@
  *
  * ratelimit_sql.c
  *	  The SQL functions of the rate limits: _rate_limit_replay() (the
- *	  algorithm on given timestamps, for tests), _rate_limit_inspect()
- *	  (behind rate_limit_status()), _rate_limit_reset() and
- *	  rate_limit_stats().
+ *	  algorithm on given timestamps, for tests), _rate_limit_inspect() and
+ *	  _user_limit_inspect() (behind rate_limit_status()),
+ *	  _rate_limit_reset() and rate_limit_stats().
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +23,7 @@
 
 PG_FUNCTION_INFO_V1(hk_sql_rate_limit_replay);
 PG_FUNCTION_INFO_V1(hk_sql_rate_limit_inspect);
+PG_FUNCTION_INFO_V1(hk_sql_user_limit_inspect);
 PG_FUNCTION_INFO_V1(hk_sql_rate_limit_reset);
 PG_FUNCTION_INFO_V1(hk_sql_rate_limit_stats);
 
@@ -104,14 +105,11 @@ hk_sql_rate_limit_replay(PG_FUNCTION_ARGS)
 }
 
 /*
- * hokusai_auth._rate_limit_inspect(key_id uuid, per_hour integer, burst integer)
- *	returns (tracked, hour_count, burst_count, remaining, reset_seconds)
- *
- * Internal: the SQL function rate_limit_status() passes the key's limits.
- * Looks without counting.
+ * The windows of a key (or user) as (tracked, hour_count, burst_count,
+ * remaining, reset_seconds), looking without counting.
  */
-Datum
-hk_sql_rate_limit_inspect(PG_FUNCTION_ARGS)
+static Datum
+inspect(FunctionCallInfo fcinfo, HkLimiterKind kind)
 {
 	HkLimiterState st;
 	HkLimiterDecision d;
@@ -119,15 +117,15 @@ hk_sql_rate_limit_inspect(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[5];
 	bool		nulls[5] = {0};
-	int32		per_hour = arg_limit(fcinfo, 1, "per_hour", false);
+	int32		per_hour = arg_limit(fcinfo, 1, "per_hour", kind == HK_LIMITER_USER);
 	int32		burst = arg_limit(fcinfo, 2, "burst", true);
 	TimestampTz now = GetCurrentTimestamp();
-	pg_uuid_t  *key_id = arg_key_id(fcinfo);
+	pg_uuid_t  *id = arg_key_id(fcinfo);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	tracked = hk_limiter_lookup(key_id, &st);
+	tracked = hk_limiter_lookup(kind, id, &st);
 	hk_limiter_peek(&st, now, per_hour, burst, &d);
 
 	values[0] = BoolGetDatum(tracked);
@@ -135,14 +133,40 @@ hk_sql_rate_limit_inspect(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(st.burst_total);
 	values[3] = Int32GetDatum(d.remaining);
 	values[4] = Int32GetDatum(d.reset_seconds);
+	nulls[3] = per_hour == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * hokusai_auth._rate_limit_inspect(key_id uuid, per_hour integer, burst integer)
+ *	returns (tracked, hour_count, burst_count, remaining, reset_seconds)
+ *
+ * Internal: the SQL function rate_limit_status() passes the key's limits.
+ */
+Datum
+hk_sql_rate_limit_inspect(PG_FUNCTION_ARGS)
+{
+	return inspect(fcinfo, HK_LIMITER_KEY);
+}
+
+/*
+ * hokusai_auth._user_limit_inspect(user_id uuid, per_hour integer, burst integer)
+ *	returns (tracked, hour_count, burst_count, remaining, reset_seconds)
+ *
+ * The same for the limits a user's keys share; per_hour 0 is none
+ * (remaining is then NULL).
+ */
+Datum
+hk_sql_user_limit_inspect(PG_FUNCTION_ARGS)
+{
+	return inspect(fcinfo, HK_LIMITER_USER);
 }
 
 /* hokusai_auth._rate_limit_reset(key_id uuid) returns boolean */
 Datum
 hk_sql_rate_limit_reset(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(hk_limiter_forget(arg_key_id(fcinfo)));
+	PG_RETURN_BOOL(hk_limiter_forget(HK_LIMITER_KEY, arg_key_id(fcinfo)));
 }
 
 /*
@@ -162,8 +186,8 @@ hk_sql_rate_limit_stats(PG_FUNCTION_ARGS)
 	hk_limiter_stats(&s);
 
 	values[0] = Int64GetDatum(s.admitted);
-	values[1] = Int64GetDatum(s.rejected_hourly);
-	values[2] = Int64GetDatum(s.rejected_burst);
+	values[1] = Int64GetDatum(s.rejected[HK_REFUSED_KEY_HOURLY]);
+	values[2] = Int64GetDatum(s.rejected[HK_REFUSED_KEY_BURST]);
 	values[3] = Int64GetDatum(s.entries);
 	values[4] = Int64GetDatum(s.created);
 	values[5] = Int64GetDatum(s.reclaimed);

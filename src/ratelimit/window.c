@@ -12,23 +12,29 @@
  * sub-bucket of older requests, so the limiter never admits more than the
  * limit in any rolling window, and it may refuse early by at most one
  * sub-bucket (1/60 of the window).  Rejected requests are not counted.
+ * Checking and counting are separate steps (hk_limiter_check(),
+ * hk_limiter_count()) so that ratelimit/admit.c can check every limit of a
+ * call before it counts any.
+ *
+ * A request may cost more than one unit (validate_key()'s cost): it is
+ * admitted when the sum plus its cost stays within the limit, and counts
+ * its cost.  Counts are 32-bit, so every limit up to 2^31 - 1 is enforced
+ * exactly (1.5 kept burst counts in 16 bits and silently enforced burst
+ * limits above 65535 as 65535).
  *
  * The two windows differ only in the length of a sub-bucket (60 s, and
  * 1/60 s, which is not a whole number of microseconds: lengths are kept as
- * fractions) and in the width of their counts; HkWindow views either one
- * of a HkLimiterState the same way.
+ * fractions); HkWindow views either one of a HkLimiterState the same way.
  *
  * Everything here is pure: the same code decides live requests on shared
  * entries (limiter.c) and, for tests, replays timestamps on a private state
- * (_rate_limit_replay()).
+ * (_rate_limit_replay(), _admission_replay()).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "ratelimit/window.h"
-
-#define BURST_MAX			PG_UINT16_MAX	/* per-sub-bucket counts are uint16 */
 
 /*
  * One window of a HkLimiterState.  A sub-bucket lasts sub_num / sub_den
@@ -40,11 +46,10 @@ typedef struct HkWindow
 	int64		sub_den;
 	int64	   *newest;			/* index of the newest sub-bucket */
 	uint32	   *total;			/* sum of the ring */
-	uint32	   *wide;			/* the ring when its counts are 32-bit */
-	uint16	   *narrow;			/* the ring when its counts are 16-bit */
+	uint32	   *ring;			/* the counts */
 } HkWindow;
 
-/* The hourly window of st: 60-second sub-buckets, 32-bit counts. */
+/* The hourly window of st: 60-second sub-buckets. */
 static HkWindow
 hour_window(HkLimiterState *st)
 {
@@ -53,13 +58,13 @@ hour_window(HkLimiterState *st)
 		.sub_den = 1,
 		.newest = &st->hour_bucket,
 		.total = &st->hour_total,
-		.wide = st->hour,
+		.ring = st->hour,
 	};
 
 	return w;
 }
 
-/* The one-second window of st: 1/60-second sub-buckets, 16-bit counts. */
+/* The one-second window of st: 1/60-second sub-buckets. */
 static HkWindow
 burst_window(HkLimiterState *st)
 {
@@ -68,7 +73,7 @@ burst_window(HkLimiterState *st)
 		.sub_den = HK_RL_SUBBUCKETS,
 		.newest = &st->burst_bucket,
 		.total = &st->burst_total,
-		.narrow = st->burst,
+		.ring = st->burst,
 	};
 
 	return w;
@@ -99,17 +104,14 @@ ring_slot(int64 b)
 static inline uint32
 count_get(const HkWindow *w, int64 b)
 {
-	return w->wide ? w->wide[ring_slot(b)] : w->narrow[ring_slot(b)];
+	return w->ring[ring_slot(b)];
 }
 
 /* Set the count of sub-bucket b. */
 static inline void
 count_set(HkWindow *w, int64 b, uint32 v)
 {
-	if (w->wide)
-		w->wide[ring_slot(b)] = v;
-	else
-		w->narrow[ring_slot(b)] = (uint16) v;
+	w->ring[ring_slot(b)] = v;
 }
 
 /* Move the ring forward to sub-bucket b, dropping what fell out. */
@@ -135,28 +137,32 @@ window_advance(HkWindow *w, int64 b)
 	*w->newest = b;
 }
 
-/* Count one admitted request in the newest sub-bucket. */
+/*
+ * Count cost admitted units in the newest sub-bucket.  Admission checked
+ * that the total stays within the limit (< 2^31), so nothing overflows.
+ */
 static void
-window_count(HkWindow *w)
+window_count(HkWindow *w, int32 cost)
 {
-	count_set(w, *w->newest, count_get(w, *w->newest) + 1);
-	(*w->total)++;
+	count_set(w, *w->newest, count_get(w, *w->newest) + (uint32) cost);
+	*w->total += (uint32) cost;
 }
 
-/* Is the window at its limit (limit > 0)? */
+/* Is there room for cost more units under limit (limit > 0)? */
 static inline bool
-window_full(const HkWindow *w, int32 limit)
+window_room(const HkWindow *w, int32 limit, int32 cost)
 {
-	return *w->total >= (uint32) limit;
+	return (int64) *w->total + cost <= (int64) limit;
 }
 
 /*
  * Microseconds until enough of the oldest sub-buckets leave the window for
- * its total to drop below limit.  Sub-bucket i leaves when sub-bucket
- * i + 61 begins.
+ * cost more units to fit under limit.  Sub-bucket i leaves when sub-bucket
+ * i + 61 begins.  A cost above the limit never fits: the wait is then until
+ * the window is empty.
  */
 static int64
-window_wait(const HkWindow *w, int64 limit, TimestampTz now)
+window_wait(const HkWindow *w, int64 limit, int32 cost, TimestampTz now)
 {
 	int64		freed = 0;
 	int64		i;
@@ -164,7 +170,7 @@ window_wait(const HkWindow *w, int64 limit, TimestampTz now)
 	for (i = *w->newest - HK_RL_SUBBUCKETS; i <= *w->newest; i++)
 	{
 		freed += count_get(w, i);
-		if ((int64) *w->total - freed < limit)
+		if ((int64) *w->total - freed + cost <= limit)
 			return bucket_start(w, i + HK_RL_RING) - now;
 	}
 	return bucket_start(w, *w->newest + HK_RL_RING) - now;
@@ -195,58 +201,6 @@ usecs_to_seconds_ceil(int64 us)
 	return (int32) Min((us + USECS_PER_SEC - 1) / USECS_PER_SEC, PG_INT32_MAX);
 }
 
-/*
- * Bring both windows to time now and decide whether a request would be
- * admitted, counting it when count is set; then fill in the figures.
- * per_hour > 0; burst <= 0 means no burst limit.
- */
-static void
-limiter_step(HkLimiterState *st, TimestampTz now, int32 per_hour,
-			 int32 burst, bool count, HkLimiterDecision *d)
-{
-	HkWindow	hour = hour_window(st);
-	HkWindow	second = burst_window(st);
-	int64		wait = 0;
-
-	if (burst > BURST_MAX)
-		burst = BURST_MAX;
-	/* A clock that stepped back counts into the newest sub-bucket. */
-	window_advance(&hour, window_bucket(&hour, now));
-	window_advance(&second, window_bucket(&second, now));
-
-	d->admitted = !window_full(&hour, per_hour) &&
-		!(burst > 0 && window_full(&second, burst));
-	if (d->admitted && count)
-	{
-		window_count(&hour);
-		window_count(&second);
-	}
-
-	/* How long until one more request would be admitted. */
-	if (window_full(&hour, per_hour))
-		wait = window_wait(&hour, per_hour, now);
-	if (burst > 0 && window_full(&second, burst))
-		wait = Max(wait, window_wait(&second, burst, now));
-
-	d->limit = per_hour;
-	d->remaining = window_full(&hour, per_hour) ? 0 :
-		(int32) (per_hour - st->hour_total);
-	d->reset_seconds = usecs_to_seconds_ceil(wait);
-	d->retry_after = d->admitted ? 0 : Max(d->reset_seconds, 1);
-
-	/* The same figures per window, for the HTTP headers. */
-	d->limited_by = d->admitted ? HK_LIMIT_NONE :
-		window_full(&hour, per_hour) ? HK_LIMIT_HOURLY : HK_LIMIT_BURST;
-	d->now = now;
-	d->hour_used = (int32) Min(st->hour_total, (uint32) PG_INT32_MAX);
-	d->hour_reset_at = window_next_drop(&hour, now);
-	d->burst_limit = Max(burst, 0);
-	d->burst_used = (int32) st->burst_total;
-	d->burst_remaining = burst > 0 && !window_full(&second, burst) ?
-		(int32) (burst - st->burst_total) : 0;
-	d->burst_reset_at = window_next_drop(&second, now);
-}
-
 /* An empty state: nothing counted in either window. */
 void
 hk_limiter_state_init(HkLimiterState *st)
@@ -255,14 +209,98 @@ hk_limiter_state_init(HkLimiterState *st)
 }
 
 /*
- * Decide one request at time now, counting it when admitted.  per_hour > 0;
- * burst <= 0 means no burst limit.
+ * Bring both windows to time now and say which one, if any, has no room for
+ * cost more units: the hourly quota first.  Counts nothing.  A clock that
+ * stepped back counts into the newest sub-bucket.  per_hour <= 0 means no
+ * hourly limit (a user's limits may have a burst limit alone).
+ */
+HkLimitKind
+hk_limiter_check(HkLimiterState *st, TimestampTz now, int32 per_hour,
+				 int32 burst, int32 cost)
+{
+	HkWindow	hour = hour_window(st);
+	HkWindow	second = burst_window(st);
+
+	window_advance(&hour, window_bucket(&hour, now));
+	window_advance(&second, window_bucket(&second, now));
+	if (per_hour > 0 && !window_room(&hour, per_hour, cost))
+		return HK_LIMIT_HOURLY;
+	if (burst > 0 && !window_room(&second, burst, cost))
+		return HK_LIMIT_BURST;
+	return HK_LIMIT_NONE;
+}
+
+/*
+ * Count cost units in both windows, right after hk_limiter_check() found
+ * room for them (at the same time now).
+ */
+void
+hk_limiter_count(HkLimiterState *st, int32 cost)
+{
+	HkWindow	hour = hour_window(st);
+	HkWindow	second = burst_window(st);
+
+	window_count(&hour, cost);
+	window_count(&second, cost);
+}
+
+/*
+ * The figures of both windows after a decision at time now (the windows
+ * already brought to now by hk_limiter_check()): the quota left, the wait
+ * until cost more units would fit, and the per-window figures of the HTTP
+ * headers.  admitted is the decision of the whole call, which other limits
+ * may have refused; limited_by is then this state's own verdict (none when
+ * the call was admitted).
+ */
+void
+hk_limiter_report(HkLimiterState *st, TimestampTz now, int32 per_hour,
+				  int32 burst, int32 cost, bool admitted, HkLimiterDecision *d)
+{
+	HkWindow	hour = hour_window(st);
+	HkWindow	second = burst_window(st);
+	bool		hour_room = per_hour <= 0 || window_room(&hour, per_hour, cost);
+	bool		burst_room = burst <= 0 || window_room(&second, burst, cost);
+	int64		wait = 0;
+
+	/* How long until cost more units would be admitted. */
+	if (!hour_room)
+		wait = window_wait(&hour, per_hour, cost, now);
+	if (!burst_room)
+		wait = Max(wait, window_wait(&second, burst, cost, now));
+
+	d->admitted = admitted;
+	d->limit = per_hour;
+	d->remaining = per_hour > 0 ?
+		(int32) Max((int64) per_hour - (int64) st->hour_total, 0) : 0;
+	d->reset_seconds = usecs_to_seconds_ceil(wait);
+	d->retry_after = admitted ? 0 : Max(d->reset_seconds, 1);
+
+	/* The same figures per window, for the HTTP headers. */
+	d->limited_by = admitted || (hour_room && burst_room) ? HK_LIMIT_NONE :
+		!hour_room ? HK_LIMIT_HOURLY : HK_LIMIT_BURST;
+	d->now = now;
+	d->hour_used = (int32) Min(st->hour_total, (uint32) PG_INT32_MAX);
+	d->hour_reset_at = window_next_drop(&hour, now);
+	d->burst_limit = Max(burst, 0);
+	d->burst_used = (int32) Min(st->burst_total, (uint32) PG_INT32_MAX);
+	d->burst_remaining = burst > 0 ?
+		(int32) Max((int64) burst - (int64) st->burst_total, 0) : 0;
+	d->burst_reset_at = window_next_drop(&second, now);
+}
+
+/*
+ * Decide one request of one unit at time now, counting it when admitted.
+ * per_hour > 0; burst <= 0 means no burst limit.
  */
 void
 hk_limiter_decide(HkLimiterState *st, TimestampTz now, int32 per_hour,
 				  int32 burst, HkLimiterDecision *d)
 {
-	limiter_step(st, now, per_hour, burst, true, d);
+	bool		admitted = hk_limiter_check(st, now, per_hour, burst, 1) == HK_LIMIT_NONE;
+
+	if (admitted)
+		hk_limiter_count(st, 1);
+	hk_limiter_report(st, now, per_hour, burst, 1, admitted, d);
 }
 
 /*
@@ -273,7 +311,9 @@ void
 hk_limiter_peek(HkLimiterState *st, TimestampTz now, int32 per_hour,
 				int32 burst, HkLimiterDecision *d)
 {
-	limiter_step(st, now, per_hour, burst, false, d);
+	bool		admitted = hk_limiter_check(st, now, per_hour, burst, 1) == HK_LIMIT_NONE;
+
+	hk_limiter_report(st, now, per_hour, burst, 1, admitted, d);
 }
 
 /* Have all of the state's counts left both windows by time now? */

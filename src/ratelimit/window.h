@@ -18,10 +18,11 @@
 #define HK_RL_RING			(HK_RL_SUBBUCKETS + 1)
 
 /*
- * The counting state of one key: a ring of sub-bucket counts per window.
- * Pure data, so the same code runs on shared entries and in simulations.
- * Burst counts are 16-bit (a burst limit is at most 65535), which keeps a
- * shared entry at 420 bytes.
+ * The counting state of one key (or one user): a ring of sub-bucket counts
+ * per window.  Pure data, so the same code runs on shared entries and in
+ * simulations.  Counts are 32-bit: a window never holds more than its
+ * limit, and every limit the columns accept (up to 2^31 - 1) is enforced
+ * exactly.
  */
 typedef struct HkLimiterState
 {
@@ -30,7 +31,7 @@ typedef struct HkLimiterState
 	uint32		hour_total;		/* sum of hour[] */
 	uint32		burst_total;	/* sum of burst[] */
 	uint32		hour[HK_RL_RING];
-	uint16		burst[HK_RL_RING];
+	uint32		burst[HK_RL_RING];
 } HkLimiterState;
 
 /* Which limit refused a request. */
@@ -60,13 +61,27 @@ typedef struct HkLimiterDecision
 	TimestampTz now;			/* the time of the decision */
 	int32		hour_used;		/* requests counted in the hourly ring */
 	TimestampTz hour_reset_at;
-	int32		burst_limit;	/* in force (at most 65535); 0: none */
+	int32		burst_limit;	/* in force; 0: none */
 	int32		burst_used;		/* requests counted in the burst ring */
 	int32		burst_remaining;	/* 0 without a burst limit */
 	TimestampTz burst_reset_at;
 } HkLimiterDecision;
 
 extern void hk_limiter_state_init(HkLimiterState *st);
+
+/*
+ * The steps of one admission (ratelimit/admit.c): bring both windows to
+ * time now and say which one has no room for cost more units; count them;
+ * fill in the figures.  per_hour <= 0 means no hourly limit (users' limits
+ * only: a key always has one), burst <= 0 no burst limit.
+ */
+extern HkLimitKind hk_limiter_check(HkLimiterState *st, TimestampTz now,
+									int32 per_hour, int32 burst, int32 cost);
+extern void hk_limiter_count(HkLimiterState *st, int32 cost);
+extern void hk_limiter_report(HkLimiterState *st, TimestampTz now,
+							  int32 per_hour, int32 burst, int32 cost,
+							  bool admitted, HkLimiterDecision *d);
+
 extern void hk_limiter_decide(HkLimiterState *st, TimestampTz now,
 							  int32 per_hour, int32 burst,
 							  HkLimiterDecision *d);

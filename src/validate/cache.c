@@ -91,6 +91,13 @@ typedef struct HkCacheEntry
 	uint8		flags;
 	uint8		n_allowed;
 	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
+	/* metering */
+	bool		has_credits;
+	uint8		refill_interval;
+	int32		user_rate_limit_per_hour;
+	int32		user_burst_limit;
+	pg_uuid_t	credits_key;
+	int64		refill_amount;
 } HkCacheEntry;
 
 StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
@@ -297,6 +304,13 @@ hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
 		if (st->n_allowed > 0)
 			memcpy(st->allowed, e->allowed, sizeof(HkCidr) * e->n_allowed);
 		*ips_overflow = (e->flags & HKE_IPS_OVERFLOW) != 0;
+		/* metering */
+		st->has_credits = e->has_credits;
+		st->credits_key = e->credits_key;
+		st->refill_amount = e->refill_amount;
+		st->refill_interval = e->refill_interval;
+		st->user_rate_limit_per_hour = e->user_rate_limit_per_hour;
+		st->user_burst_limit = e->user_burst_limit;
 		result = HK_CACHE_HIT;
 		break;
 	}
@@ -403,6 +417,13 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 			if (st->n_allowed > 0)
 				memcpy(e->allowed, st->allowed, sizeof(HkCidr) * st->n_allowed);
 		}
+		/* metering */
+		e->has_credits = st->has_credits;
+		e->credits_key = st->credits_key;
+		e->refill_amount = st->refill_amount;
+		e->refill_interval = st->refill_interval;
+		e->user_rate_limit_per_hour = st->user_rate_limit_per_hour;
+		e->user_burst_limit = st->user_burst_limit;
 	}
 	LWLockRelease(set_lock(set));
 }

@@ -31,15 +31,18 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "hokusai_auth.h"
 #include "common/key_format.h"
+#include "metering/balance.h"
 #include "validate/cidr_datum.h"
 #include "validate/key_store.h"
 
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_plan_15 = NULL;
 
 /*
  * Every object and operator is schema-qualified, and the query runs with
@@ -47,15 +50,29 @@ static SPIPlanPtr lookup_plan = NULL;
  * search_path runs with the owner's rights.  The rows' xmin tell whether
  * this transaction wrote them (see hk_key_store_lookup).
  */
+#define LOOKUP_COLUMNS \
+"SELECT k.id, k.user_id, k.key_hash," \
+"       k.is_active AND k.revoked_at IS NULL AND u.is_active," \
+"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips," \
+"       k.revoked_at IS NOT NULL OR NOT u.is_active," \
+"       k.xmin, u.xmin,"
+#define LOOKUP_FROM \
+"  FROM " HK_SCHEMA ".api_keys k" \
+"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id" \
+" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1"
+
 static const char lookup_query[] =
-"SELECT k.id, k.user_id, k.key_hash,"
-"       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
-"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips,"
-"       k.revoked_at IS NOT NULL OR NOT u.is_active,"
-"       k.xmin, u.xmin"
-"  FROM " HK_SCHEMA ".api_keys k"
-"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1";
+LOOKUP_COLUMNS
+"       k.credits_remaining IS NOT NULL, coalesce(k.credits_key_id, k.id),"
+"       k.refill_amount, k.refill_interval, u.rate_limit_per_hour, u.burst_limit"
+LOOKUP_FROM;
+
+/* The same before the update to 1.6 (see schema_has_metering()). */
+static const char lookup_query_15[] =
+LOOKUP_COLUMNS
+"       false, k.id, NULL::pg_catalog.int8, NULL::pg_catalog.text,"
+"       NULL::pg_catalog.int4, NULL::pg_catalog.int4"
+LOOKUP_FROM;
 
 /* The role that owns the hokusai_auth schema: key rows are read as it. */
 static Oid
@@ -194,6 +211,42 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	st->revoked = !isnull && DatumGetBool(d);
 	row->own_write = xmin_is_ours(tup, desc, 10) || xmin_is_ours(tup, desc, 11);
+	/* metering */
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	st->has_credits = !isnull && DatumGetBool(d);
+	memcpy(&st->credits_key, DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull)),
+		   sizeof(pg_uuid_t));
+	d = SPI_getbinval(tup, desc, 14, &isnull);
+	st->refill_amount = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 15, &isnull);
+	st->refill_interval = HK_REFILL_NONE;
+	if (!isnull)
+	{
+		HkRefillInterval iv;
+
+		if (hk_refill_parse(TextDatumGetCString(d), &iv))
+			st->refill_interval = (uint8) iv;
+	}
+	if (st->refill_amount <= 0)
+		st->refill_interval = HK_REFILL_NONE;
+	d = SPI_getbinval(tup, desc, 16, &isnull);
+	st->user_rate_limit_per_hour = isnull ? 0 : Max(DatumGetInt32(d), 0);
+	d = SPI_getbinval(tup, desc, 17, &isnull);
+	st->user_burst_limit = isnull ? 0 : Max(DatumGetInt32(d), 0);
+}
+
+/*
+ * Has api_keys the columns of metering (1.6)?  The 1.6 library also answers
+ * validate_key() in a database still at 1.5 until ALTER EXTENSION UPDATE;
+ * there every key is unmetered and no user has limits.  Two syscache
+ * lookups, on a cache miss only.
+ */
+static bool
+schema_has_metering(void)
+{
+	Oid			rel = get_relname_relid("api_keys", get_namespace_oid(HK_SCHEMA, false));
+
+	return OidIsValid(rel) && get_attnum(rel, "credits_key_id") != InvalidAttrNumber;
 }
 
 /*
@@ -214,8 +267,11 @@ hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write)
 	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
 
 	*own_write = false;
-	if (!read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
-						   read_key_row, &row))
+	if (!(schema_has_metering() ?
+		  read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
+							read_key_row, &row) :
+		  read_row_as_owner(&lookup_plan_15, lookup_query_15, TEXTOID, arg,
+							read_key_row, &row)))
 		return NULL;
 	*own_write = row.own_write;
 	return row.hash;
@@ -277,4 +333,41 @@ hk_user_is_active(const pg_uuid_t *user_id)
 							 UUIDOID, UUIDPGetDatum(user_id),
 							 read_is_active, &active);
 	return active;
+}
+
+/* RowReader for a balance: credits_remaining, credits_initial, credits_refilled_at. */
+static void
+read_credits(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	HkCreditRow *row = (HkCreditRow *) arg;
+	bool		isnull;
+	Datum		d;
+
+	d = SPI_getbinval(tup, desc, 1, &isnull);
+	row->balance = isnull ? -1 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	row->initial = isnull ? row->balance : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	row->refilled_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * The credit balance of the key whose id is key_id, as its row has it (read
+ * as the owner, with the latest snapshot, like a key's row).  False when
+ * there is no such row or it has no balance (credits_remaining NULL).
+ */
+bool
+hk_key_store_credits(const pg_uuid_t *key_id, HkCreditRow *row)
+{
+	static SPIPlanPtr plan = NULL;
+
+	row->balance = -1;
+	if (!read_row_as_owner(&plan,
+						   "SELECT k.credits_remaining, k.credits_initial, k.credits_refilled_at"
+						   "  FROM " HK_SCHEMA ".api_keys k"
+						   " WHERE k.id OPERATOR(pg_catalog.=) $1",
+						   UUIDOID, UUIDPGetDatum(key_id),
+						   read_credits, row))
+		return false;
+	return row->balance >= 0;
 }

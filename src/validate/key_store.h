@@ -32,10 +32,27 @@ typedef struct HkKeyState
 	int			n_allowed;
 	HkCidr	   *allowed;		/* n_allowed entries */
 	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
+	/* metering */
+	bool		has_credits;	/* credits_remaining is not NULL */
+	pg_uuid_t	credits_key;	/* the key whose balance it spends: its
+								 * credits_key_id, else itself */
+	int64		refill_amount;	/* 0 without a refill */
+	uint8		refill_interval;	/* HkRefillInterval */
+	int32		user_rate_limit_per_hour;	/* the owner's; 0: none */
+	int32		user_burst_limit;	/* the owner's; 0: none */
 } HkKeyState;
+
+/* A credit balance as its row has it (metering/credits.c loads it). */
+typedef struct HkCreditRow
+{
+	int64		balance;		/* credits_remaining */
+	int64		initial;		/* credits_initial, else the balance */
+	TimestampTz refilled_at;	/* credits_refilled_at; 0 when NULL */
+} HkCreditRow;
 
 extern char *hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write);
 extern void hk_key_store_allowed_ips(HkKeyState *st);
 extern bool hk_user_is_active(const pg_uuid_t *user_id);
+extern bool hk_key_store_credits(const pg_uuid_t *key_id, HkCreditRow *row);
 
 #endif							/* HK_KEY_STORE_H */

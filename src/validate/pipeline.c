@@ -19,9 +19,11 @@
  *	5. expiry, against the wall clock on every call: "expired";
  *	6. client address against allowed_ips: "ip_denied".  A key with an
  *	   allow-list is denied when the caller gives no address;
- *	7. the key's rate limits (ratelimit/): "rate_limited".  Only a call
- *	   that gets this far counts against the key's quota, and only if it is
- *	   admitted.
+ *	7. the key's credits and rate limits and its owner's limits, all or
+ *	   nothing (ratelimit/admit.c): "credits_exhausted" when fewer credits
+ *	   are left than the call's cost, else "rate_limited".  Only a call that
+ *	   gets this far spends anything, its cost on every one of them, and
+ *	   only if all of them admit it.
  *
  * An admitted key's use is then noted for last_used_at and, with an
  * endpoint, queued as a usage event (usage/usage_queue.c).  Nothing here
@@ -37,7 +39,7 @@
 
 #include "hokusai_auth.h"
 #include "keys/bcrypt.h"
-#include "ratelimit/limiter.h"
+#include "ratelimit/admit.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
@@ -151,7 +153,7 @@ hk_validate(const HkRequest *req, HkValidation *res)
 	const text *endpoint = req->endpoint;
 	HkStatus	status;
 	HkKeyState	st;
-	HkLimiterDecision limit;
+	HkAdmitResult limit;
 	bool		known = false;
 	bool		touch_due = false;
 
@@ -182,11 +184,24 @@ hk_validate(const HkRequest *req, HkValidation *res)
 				status = key_check(&st, client);
 			if (status == HK_STATUS_OK)
 			{
-				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
+				HkAdmission a;
 
-				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
+				/* burst_limit NULL (-1) follows the default; 0 is none. */
+				a.key_id = st.key_id;
+				a.user_id = st.user_id;
+				a.key.per_hour = st.rate_limit_per_hour;
+				a.key.burst = st.burst_limit >= 0 ? st.burst_limit : hk_default_burst_limit;
+				a.user.per_hour = st.user_rate_limit_per_hour;
+				a.user.burst = st.user_burst_limit;
+				a.metered = st.has_credits;
+				a.credits_key = st.credits_key;
+				a.refill.amount = st.refill_amount;
+				a.refill.interval = (HkRefillInterval) st.refill_interval;
+				a.cost = req->cost;
+				hk_admit(&a, &limit);
 				if (!limit.admitted)
-					status = HK_STATUS_RATE_LIMITED;
+					status = limit.refused_by == HK_REFUSED_CREDITS ?
+						HK_STATUS_CREDITS_EXHAUSTED : HK_STATUS_RATE_LIMITED;
 			}
 		}
 	}
@@ -204,11 +219,14 @@ hk_validate(const HkRequest *req, HkValidation *res)
 		res->user_id = st.user_id;
 		res->rate_limit = st.rate_limit_per_hour;
 	}
-	res->has_limits = (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED);
+	res->has_limits = (status == HK_STATUS_OK || status == HK_STATUS_RATE_LIMITED ||
+					   status == HK_STATUS_CREDITS_EXHAUSTED);
 	if (res->has_limits)
 	{
 		res->remaining = limit.remaining;
 		res->reset_seconds = limit.reset_seconds;
 		res->retry_after = limit.retry_after;
+		res->has_credits = limit.has_credits;
+		res->credits_remaining = limit.credits_remaining;
 	}
 }

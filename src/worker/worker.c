@@ -21,7 +21,9 @@
  *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
- *	   are one transaction (housekeeping.c).
+ *	   are one transaction (housekeeping.c);
+ *	5. the credit balances changed in shared memory since their last
+ *	   write-back, to api_keys (credits_writer.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
  * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
@@ -60,10 +62,12 @@
 #include "storage/proc.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "storage/procarray.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
 #include "usage/usage_queue.h"
+#include "worker/credits_writer.h"
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
@@ -71,6 +75,7 @@
 #include "worker/worker.h"
 
 #define HK_RESTART_SECONDS	5
+#define HK_SHUTDOWN_WAIT_MS 10000
 
 PGDLLEXPORT void hk_worker_main(Datum main_arg);
 
@@ -183,6 +188,26 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/*
+ * At shutdown: wait (at most HK_SHUTDOWN_WAIT_MS) until no client session
+ * is connected to our database, so that credits they spend or give back
+ * before they exit are in the last write-back.  In a fast shutdown they
+ * are told to end when we are; in a smart one they are gone already.
+ */
+static void
+wait_for_sessions(void)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   HK_SHUTDOWN_WAIT_MS);
+
+	while (CountDBConnections(MyDatabaseId) > 0 && GetCurrentTimestamp() < until)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 20L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /* One cycle; expire is false for early and final flushes. */
 static void
 run_cycle(bool expire)
@@ -201,6 +226,7 @@ run_cycle(bool expire)
 	hk_worker_yields_start_cycle();
 	hk_worker_flush_events(cycle_cxt);
 	hk_worker_touch_and_expire(can_seal);
+	hk_worker_write_credits(cycle_cxt);
 	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
@@ -300,8 +326,9 @@ hk_worker_main(Datum main_arg)
 			next_cycle = TimestampTzPlusMilliseconds(now, hk_flush_interval);
 	}
 
-	/* Shutting down: write what is queued. */
+	/* Shutting down: write what is queued, once the sessions are gone. */
 	shutting_down = true;
+	wait_for_sessions();
 	run_cycle(false);
 	elog(LOG, "hokusai_auth usage worker shutting down");
 	proc_exit(1);

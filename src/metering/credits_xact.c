@@ -1,0 +1,265 @@
+/*-------------------------------------------------------------------------
+ *
+ * credits_xact.c
+ *	  One charge per committed transaction: credits spent by validations
+ *	  are noted per backend and given back if their transaction (or the
+ *	  subtransaction that spent them) aborts; add_credits() changes are
+ *	  applied to the live balance just before their transaction commits,
+ *	  and dropped if it aborts.
+ *
+ * Spends.  hk_credits_note_spend() records (balance, amount, refill_seq,
+ * nesting level), merged per balance and level.  At abort each is given
+ * back (metering/credits.c), unless the balance has been refilled since:
+ * the refill replaced the balance that was spent from.  A subtransaction
+ * that aborts gives back what it spent; one that commits hands its spends
+ * to its parent.  A PostgREST request whose statement fails after
+ * pre_request() admitted it therefore costs nothing.  Rate-limit units
+ * are not given back.  While a transaction has spends, its backend's slot
+ * in shared memory says since when (hk_credits_open_spend()): the sweep
+ * keeps the balances it may give back to.
+ *
+ * Adds.  add_credits() pins the balance in memory, writes the new value
+ * to the row and notes the change here; at XACT_EVENT_PRE_COMMIT, while
+ * the transaction still holds the row's lock, the change is applied to the
+ * live balance, so the worker, which must lock the row to write it back,
+ * never writes a balance without a committed add.  Should the commit fail
+ * after that, the abort takes the change back.  The pin ends with the
+ * transaction.
+ *
+ * PREPARE TRANSACTION is refused for a transaction that spent or added
+ * credits: its fate would be decided where these callbacks cannot see it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "metering/credits.h"
+#include "metering/credits_xact.h"
+
+typedef struct SpendNote
+{
+	pg_uuid_t	root;
+	int64		amount;
+	uint32		seq;
+	int			level;
+} SpendNote;
+
+typedef struct AddNote
+{
+	pg_uuid_t	root;
+	int64		delta;
+	HkRefill	refill;
+	int			level;
+	bool		applied;
+	int64		done;			/* the change applied */
+} AddNote;
+
+static SpendNote *spends = NULL;
+static int	nspends = 0;
+static int	maxspends = 0;
+static AddNote *adds = NULL;
+static int	nadds = 0;
+static int	maxadds = 0;
+static bool registered = false;
+
+static void credits_xact_callback(XactEvent event, void *arg);
+static void credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									 SubTransactionId parentSubid, void *arg);
+
+/* Register the callbacks on first use. */
+static void
+ensure_registered(void)
+{
+	if (registered)
+		return;
+	RegisterXactCallback(credits_xact_callback, NULL);
+	RegisterSubXactCallback(credits_subxact_callback, NULL);
+	registered = true;
+}
+
+/* Room for one more element of an array kept in TopMemoryContext. */
+static void *
+grow(void *array, int *max, Size elem)
+{
+	if (array == NULL)
+	{
+		*max = 8;
+		return MemoryContextAlloc(TopMemoryContext, elem * *max);
+	}
+	*max *= 2;
+	return repalloc(array, elem * *max);
+}
+
+/* Note credits spent from balance root (at refill_seq seq) in this transaction. */
+void
+hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	ensure_registered();
+	for (i = 0; i < nspends; i++)
+	{
+		SpendNote  *n = &spends[i];
+
+		if (n->level == level && n->seq == seq &&
+			memcmp(&n->root, root, sizeof(pg_uuid_t)) == 0)
+		{
+			n->amount += amount;
+			return;
+		}
+	}
+	if (nspends == maxspends)
+		spends = grow(spends, &maxspends, sizeof(SpendNote));
+	if (nspends == 0 && nadds == 0)
+		hk_credits_open_spend(GetCurrentTimestamp());
+	spends[nspends].root = *root;
+	spends[nspends].amount = amount;
+	spends[nspends].seq = seq;
+	spends[nspends].level = level;
+	nspends++;
+}
+
+/* Note an add_credits() change of a pinned balance, applied at commit. */
+void
+hk_credits_note_add(const pg_uuid_t *root, int64 delta, const HkRefill *r)
+{
+	ensure_registered();
+	if (nadds == maxadds)
+		adds = grow(adds, &maxadds, sizeof(AddNote));
+	if (nspends == 0 && nadds == 0)
+		hk_credits_open_spend(GetCurrentTimestamp());
+	adds[nadds].root = *root;
+	adds[nadds].delta = delta;
+	adds[nadds].refill = *r;
+	adds[nadds].level = GetCurrentTransactionNestLevel();
+	adds[nadds].applied = false;
+	adds[nadds].done = 0;
+	nadds++;
+}
+
+/* Give back the spends of level >= level and forget them. */
+static void
+give_back_from(int level)
+{
+	int			keep = 0;
+	int			i;
+
+	for (i = 0; i < nspends; i++)
+	{
+		if (spends[i].level >= level)
+			hk_credits_give_back(&spends[i].root, spends[i].amount, spends[i].seq);
+		else
+			spends[keep++] = spends[i];
+	}
+	nspends = keep;
+}
+
+/* Undo (if applied) and unpin the adds of level >= level; forget them. */
+static void
+drop_adds_from(int level)
+{
+	int			keep = 0;
+	int			i;
+
+	for (i = 0; i < nadds; i++)
+	{
+		AddNote    *n = &adds[i];
+
+		if (n->level >= level)
+		{
+			if (n->applied && n->done != 0)
+				(void) hk_credits_adjust(&n->root, -n->done, &n->refill);
+			hk_credits_unpin(&n->root);
+		}
+		else
+			adds[keep++] = *n;
+	}
+	nadds = keep;
+}
+
+/* The transaction is over: nothing noted is open any more. */
+static void
+forget_all(void)
+{
+	nspends = 0;
+	nadds = 0;
+	hk_credits_close_spend();
+}
+
+static void
+credits_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	if (nspends == 0 && nadds == 0)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			for (i = 0; i < nadds; i++)
+			{
+				AddNote    *n = &adds[i];
+
+				if (!n->applied)
+				{
+					n->done = hk_credits_adjust(&n->root, n->delta, &n->refill);
+					n->applied = true;
+					hk_credits_stat_add(HK_CSTAT_ADDED, 1);
+				}
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (i = 0; i < nadds; i++)
+				hk_credits_unpin(&adds[i].root);
+			forget_all();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			give_back_from(0);
+			drop_adds_from(0);
+			forget_all();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that has spent or added API key credits")));
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	if (nspends == 0 && nadds == 0)
+		return;
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			give_back_from(level);
+			drop_adds_from(level);
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (i = 0; i < nspends; i++)
+				if (spends[i].level >= level)
+					spends[i].level = level - 1;
+			for (i = 0; i < nadds; i++)
+				if (adds[i].level >= level)
+					adds[i].level = level - 1;
+			break;
+		default:
+			break;
+	}
+}

@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * credits_xact.h
+ *	  Credits and transactions: spends given back when their transaction
+ *	  aborts, add_credits() applied when its transaction commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_CREDITS_XACT_H
+#define HK_CREDITS_XACT_H
+
+#include "postgres.h"
+
+#include "utils/uuid.h"
+
+#include "metering/balance.h"
+
+extern void hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq);
+extern void hk_credits_note_add(const pg_uuid_t *root, int64 delta, const HkRefill *r);
+
+#endif							/* HK_CREDITS_XACT_H */

@@ -1,0 +1,232 @@
+/*-------------------------------------------------------------------------
+ *
+ * admit.c
+ *	  The admission of one call, all or nothing: its credits, its key's
+ *	  hourly and burst limits and its owner's hourly and burst limits are
+ *	  all checked first, and only when every one has room for the call's
+ *	  cost is anything counted, on all of them.  A refused call spends
+ *	  nothing on any limit (DESIGN.md section 12).
+ *
+ * Locks.  The states a call needs are locked together, in a fixed order:
+ * the owner's limiter entry (when the owner has limits), the key's limiter
+ * entry, the key's credit balance (when it is metered); see the banners of
+ * limiter.c and metering/credits.c.  So concurrent calls that share any of
+ * them are serialised: two clients on one key never spend more than its
+ * balance and are never refused while credits remain, and the keys of one
+ * user never pass the user's limits together.  A balance is loaded from its
+ * row (SQL) only with no lock held; on the hot path it is in memory and a
+ * call costs one more partition lock for a metered key, one more for a
+ * user with limits, and nothing more for others.
+ *
+ * Credits spent are noted for the transaction (metering/credits_xact.c),
+ * which gives them back if it aborts; rate-limit units are not given back:
+ * they protect capacity, which the call used either way.
+ *
+ * The decision itself (hk_admit_decide) is pure, so the tests replay it on
+ * private states (_admission_replay()).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+
+#include "metering/credits.h"
+#include "metering/credits_xact.h"
+#include "ratelimit/admit.h"
+
+#define HK_ADMIT_TRIES 3
+
+/* Seconds from now to t, rounded up; 0 when t is not later. */
+static int32
+seconds_until(TimestampTz t, TimestampTz now)
+{
+	if (t <= now)
+		return 0;
+	return (int32) Min((t - now + USECS_PER_SEC - 1) / USECS_PER_SEC, PG_INT32_MAX);
+}
+
+/*
+ * Decide a call on the given states at time now: check every limit, then
+ * (only if all have room) count the cost on every one, and fill in *r.
+ * s->key must be set; s->user and s->credits may be NULL.
+ */
+void
+hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+				HkAdmitResult *r)
+{
+	HkRefusal	refused = HK_REFUSED_NONE;
+	HkLimitKind kind;
+
+	memset(r, 0, sizeof(*r));
+
+	/* Check all: credits first (a refill due is applied first). */
+	if (s->credits != NULL)
+	{
+		r->refilled = hk_balance_refill(s->credits, &a->refill, now);
+		if (s->credits->balance < a->cost)
+			refused = HK_REFUSED_CREDITS;
+	}
+	kind = hk_limiter_check(s->key, now, a->key.per_hour, a->key.burst, a->cost);
+	if (refused == HK_REFUSED_NONE && kind != HK_LIMIT_NONE)
+		refused = kind == HK_LIMIT_HOURLY ? HK_REFUSED_KEY_HOURLY : HK_REFUSED_KEY_BURST;
+	if (s->user != NULL)
+	{
+		kind = hk_limiter_check(s->user, now, a->user.per_hour, a->user.burst, a->cost);
+		if (refused == HK_REFUSED_NONE && kind != HK_LIMIT_NONE)
+			refused = kind == HK_LIMIT_HOURLY ? HK_REFUSED_USER_HOURLY : HK_REFUSED_USER_BURST;
+	}
+
+	/* Then commit all, or nothing. */
+	r->admitted = refused == HK_REFUSED_NONE;
+	r->refused_by = refused;
+	if (r->admitted)
+	{
+		hk_limiter_count(s->key, a->cost);
+		if (s->user != NULL)
+			hk_limiter_count(s->user, a->cost);
+		if (s->credits != NULL)
+			r->crossed = hk_balance_spend(s->credits, &a->refill, a->cost, now);
+	}
+
+	/* The figures. */
+	hk_limiter_report(s->key, now, a->key.per_hour, a->key.burst, a->cost,
+					  r->admitted, &r->key);
+	r->remaining = r->key.remaining;
+	r->reset_seconds = r->key.reset_seconds;
+	if (s->user != NULL)
+	{
+		r->has_user = true;
+		hk_limiter_report(s->user, now, a->user.per_hour, a->user.burst, a->cost,
+						  r->admitted, &r->user);
+		if (a->user.per_hour > 0)
+			r->remaining = Min(r->remaining, r->user.remaining);
+		r->reset_seconds = Max(r->reset_seconds, r->user.reset_seconds);
+	}
+	if (s->credits != NULL)
+	{
+		r->has_credits = true;
+		r->credits_remaining = s->credits->balance;
+		r->refill_seq = s->credits->refill_seq;
+		if (a->refill.interval != HK_REFILL_NONE)
+			r->next_refill_at = s->credits->next_refill_at;
+		if (s->credits->balance < a->cost)
+			r->reset_seconds = Max(r->reset_seconds, r->next_refill_at != 0 ?
+								   seconds_until(r->next_refill_at, now) : 0);
+	}
+	if (r->admitted)
+		r->retry_after = 0;
+	else if (refused == HK_REFUSED_CREDITS && r->next_refill_at == 0)
+		r->retry_after = 0;		/* waiting does not help: add credits */
+	else
+		r->retry_after = Max(r->reset_seconds, 1);
+}
+
+/* This backend's latest admission (hk_admit_last()). */
+static bool last_valid = false;
+static pg_uuid_t last_key_id;
+static HkAdmitResult last_result;
+
+/*
+ * Decide a call now, on the shared states (see the banner for the locks),
+ * and note credits spent for the transaction.  A metered key whose balance
+ * cannot be found (its row gone) is refused: credits fail closed.
+ */
+void
+hk_admit(const HkAdmission *a, HkAdmitResult *r)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		has_user = a->user.per_hour > 0 || a->user.burst > 0;
+	HkAdmitStates s;
+	HkCreditEntry *ce = NULL;
+	int			tries = 0;
+
+	hk_limiter_prepare(now);
+	for (;;)
+	{
+		s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+		s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
+		s.credits = NULL;
+		if (!a->metered)
+			break;
+		ce = hk_credits_lock(&a->credits_key);
+		if (ce != NULL)
+		{
+			s.credits = &ce->b;
+			break;
+		}
+		/* Not in memory: load it with no lock held, then start again. */
+		hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+		if (s.user != NULL)
+			hk_limiter_unlock(HK_LIMITER_USER, s.user);
+		if (++tries >= HK_ADMIT_TRIES || !hk_credits_ensure(&a->credits_key))
+		{
+			HkAdmission closed = *a;
+
+			/* Fail closed: decide with an empty balance. */
+			HkBalance	empty;
+
+			hk_balance_init(&empty, 0, 0, 0);
+			closed.refill.interval = HK_REFILL_NONE;
+			s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+			s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
+			s.credits = &empty;
+			hk_admit_decide(&closed, &s, now, r);
+			hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+			if (s.user != NULL)
+				hk_limiter_unlock(HK_LIMITER_USER, s.user);
+			hk_limiter_note(r->refused_by);
+			goto done;
+		}
+	}
+
+	hk_admit_decide(a, &s, now, r);
+	if (ce != NULL)
+	{
+		if (r->refilled || (r->admitted && a->cost > 0))
+			hk_credits_changed(ce, now);
+		hk_credits_unlock(ce);
+	}
+	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+	if (s.user != NULL)
+		hk_limiter_unlock(HK_LIMITER_USER, s.user);
+
+	/* No lock held: count, and note the spend for the transaction. */
+	hk_limiter_note(r->refused_by);
+	if (a->metered)
+	{
+		if (r->refilled)
+			hk_credits_stat_add(HK_CSTAT_REFILLS, 1);
+		if (r->refused_by == HK_REFUSED_CREDITS)
+			hk_credits_stat_add(HK_CSTAT_REFUSED, 1);
+		if (r->crossed & HK_CREDIT_EVENT_LOW)
+			hk_credits_stat_add(HK_CSTAT_LOW, 1);
+		if (r->crossed & HK_CREDIT_EVENT_EXHAUSTED)
+			hk_credits_stat_add(HK_CSTAT_EXHAUSTED, 1);
+		if (r->admitted && a->cost > 0)
+		{
+			hk_credits_stat_add(HK_CSTAT_CHARGED, 1);
+			hk_credits_stat_add(HK_CSTAT_SPENT, (uint64) a->cost);
+			hk_credits_note_spend(&a->credits_key, a->cost, r->refill_seq);
+		}
+	}
+
+done:
+	last_key_id = a->key_id;
+	last_result = *r;
+	last_valid = true;
+}
+
+/*
+ * The result of this backend's latest hk_admit() when it was for key_id:
+ * how pre_request() gets the figures of every limit for its headers after
+ * validation (validate/pipeline.c) decided the request.
+ */
+bool
+hk_admit_last(const pg_uuid_t *key_id, HkAdmitResult *r)
+{
+	if (!last_valid || memcmp(&last_key_id, key_id, sizeof(pg_uuid_t)) != 0)
+		return false;
+	*r = last_result;
+	return true;
+}
