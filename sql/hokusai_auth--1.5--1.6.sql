@@ -734,7 +734,8 @@ CREATE FUNCTION hokusai_auth._credits_live(k hokusai_auth.api_keys)
 $$;
 
 -- After update_key() changed a key's refill: the keys that share its balance
--- refill alike, and a key without credits gets a balance, full.
+-- refill alike, from the next period on, and a key without credits gets a
+-- balance, full.
 CREATE FUNCTION hokusai_auth._credits_refill_changed(key_id uuid)
 	RETURNS void
 	LANGUAGE plpgsql VOLATILE
@@ -755,11 +756,14 @@ BEGIN
 		END IF;
 		RETURN;
 	END IF;
+	-- The new schedule starts with the next period (as for the live
+	-- balance, src/metering/balance.c).
 	UPDATE hokusai_auth.api_keys a
-	   SET refill_amount = k.refill_amount, refill_interval = k.refill_interval
-	 WHERE coalesce(a.credits_key_id, a.id) OPERATOR(pg_catalog.=) coalesce(k.credits_key_id, k.id)
-	   AND a.id OPERATOR(pg_catalog.<>) k.id
-	   AND (a.refill_amount, a.refill_interval) IS DISTINCT FROM (k.refill_amount, k.refill_interval);
+	   SET refill_amount = k.refill_amount, refill_interval = k.refill_interval,
+		   credits_refilled_at = CASE WHEN k.refill_interval IS NOT NULL THEN
+				hokusai_auth._refill_period_start(pg_catalog.now(), k.refill_interval)
+				ELSE a.credits_refilled_at END
+	 WHERE coalesce(a.credits_key_id, a.id) OPERATOR(pg_catalog.=) coalesce(k.credits_key_id, k.id);
 END
 $$;
 
@@ -1347,6 +1351,154 @@ END
 $$;
 COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean) IS
 	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes or refill; NULL leaves a setting as it is';
+
+-- http.sql: credits when a key is created, in the usage summary.
+CREATE FUNCTION hokusai_auth._http_bigint(body jsonb, field text, min_value bigint, max_value bigint)
+	RETURNS bigint
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v	jsonb := body -> field;
+BEGIN
+	IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(v) <> 'number' OR v::numeric <> trunc(v::numeric) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', format('%s must be an integer', field));
+	END IF;
+	IF v::numeric < min_value OR v::numeric > max_value THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			format('%s must be between %s and %s', field, min_value, max_value));
+	END IF;
+	RETURN v::numeric::bigint;
+END
+$$;
+
+CREATE FUNCTION hokusai_auth._http_credits(k hokusai_auth.api_keys)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	c	record;
+BEGIN
+	IF k.credits_remaining IS NULL THEN
+		RETURN NULL;
+	END IF;
+	c := hokusai_auth._credits_status(coalesce(k.credits_key_id, k.id), k.refill_amount,
+									  k.refill_interval);
+	RETURN jsonb_build_object('remaining', coalesce(c.balance, k.credits_remaining),
+							  'refill_amount', k.refill_amount,
+							  'refill_interval', k.refill_interval,
+							  'next_refill_at', c.next_refill_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hokusai_api.create_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['name', 'environment',
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'credits', 'refill_amount', 'refill_interval']);
+	caller	uuid := hokusai_auth._http_caller();
+	name	text := hokusai_auth._http_text(body, 'name', 200);
+	env		text := coalesce(hokusai_auth._http_text(body, 'environment', 4), 'live');
+	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
+	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
+	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
+	ips		cidr[];
+	meta	jsonb := body -> 'metadata';
+	credits bigint := hokusai_auth._http_bigint(body, 'credits', 0, 9223372036854775807);
+	refill	bigint := hokusai_auth._http_bigint(body, 'refill_amount', 1, 9223372036854775807);
+	refill_every text := hokusai_auth._http_text(body, 'refill_interval', 5);
+	item	jsonb;
+	nk		record;
+	k		hokusai_auth.keys;
+BEGIN
+	IF name IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'name is required');
+	END IF;
+	IF env NOT IN ('live', 'test') THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'environment must be "live" or "test"');
+	END IF;
+	IF expires IS NOT NULL AND expires <= now() THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'expires_at must be in the future');
+	END IF;
+	IF jsonb_typeof(body -> 'allowed_ips') = 'array' THEN
+		IF jsonb_array_length(body -> 'allowed_ips') NOT BETWEEN 1 AND 100 THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
+		END IF;
+		ips := '{}';
+		FOR item IN SELECT jsonb_array_elements(body -> 'allowed_ips') LOOP
+			IF jsonb_typeof(item) <> 'string' OR item #>> '{}' !~ '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
+				PERFORM hokusai_auth._http_error(400, 'invalid_field',
+					'allowed_ips must be an array of IP networks', NULL, 'For example ["10.0.0.0/8", "2001:db8::/32"].');
+			END IF;
+			BEGIN
+				ips := ips || (item #>> '{}')::cidr;
+			EXCEPTION WHEN invalid_text_representation OR invalid_binary_representation THEN
+				PERFORM hokusai_auth._http_error(400, 'invalid_field',
+					format('allowed_ips: "%s" is not a network', item #>> '{}'), NULL,
+					'Write networks with no bits set right of the mask, e.g. 10.0.0.0/8.');
+			END;
+		END LOOP;
+	ELSIF body ? 'allowed_ips' AND jsonb_typeof(body -> 'allowed_ips') <> 'null' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
+	END IF;
+	IF meta IS NULL OR jsonb_typeof(meta) = 'null' THEN
+		meta := '{}';
+	ELSIF jsonb_typeof(meta) <> 'object' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
+	ELSIF octet_length(meta::text) > 65536 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be at most 65536 bytes of JSON');
+	END IF;
+
+	IF (refill IS NULL) <> (refill_every IS NULL) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_amount and refill_interval must be given together');
+	END IF;
+	IF refill_every NOT IN ('day', 'week', 'month') THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_interval must be "day", "week" or "month"');
+	END IF;
+
+	nk := hokusai_auth.create_key(caller, name, environment => env, expires_at => expires,
+		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta,
+		credits => credits, refill_amount => refill, refill_interval => refill_every);
+	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
+	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
+	RETURN jsonb_build_object('key', nk.key) || hokusai_auth._http_key_json(k);
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.create_key(jsonb) IS
+	'Create an API key for the caller; the plaintext key is in this response only';
+
+CREATE OR REPLACE FUNCTION hokusai_auth._http_usage(key_id uuid, since timestamptz, "until" timestamptz)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k	hokusai_auth.api_keys;
+BEGIN
+	SELECT * INTO k FROM hokusai_auth.api_keys a
+	 WHERE a.id = _http_usage.key_id AND a.user_id = hokusai_auth._http_user_id();
+	IF NOT FOUND THEN
+		PERFORM hokusai_auth._http_error(404, 'not_found', 'api key not found');
+	END IF;
+	RETURN jsonb_build_object('key_id', k.id, 'key_prefix', k.key_prefix,
+							  'since', since, 'until', coalesce("until", now()))
+		   || to_jsonb(s)
+		   || jsonb_build_object('credits', hokusai_auth._http_credits(k))
+	  FROM hokusai_auth.usage_summary(k.id, since, "until") s;
+END
+$$;
 
 
 ------------------------------------------------------------------------------

@@ -171,6 +171,47 @@ SELECT hokusai_auth.rate_limit_reset('00000000-0000-0000-0000-000000000000');
 SELECT hokusai_auth.rate_limit_reset(NULL);
 SELECT admitted IS NOT NULL AS rate_limit_stats FROM hokusai_auth.rate_limit_stats();
 
+-- metering: credits and refills, the cost of a call, giving back at abort,
+-- add_credits(), a refill for a key without credits, the rotation of a
+-- metered key, the limits a user's keys share, and their errors
+SELECT id AS k_cr, key AS k_cr_key
+  FROM hokusai_auth.create_key(:'uid', 'metered', burst_limit => 1000, credits => 5,
+	refill_amount => 10, refill_interval => 'week') \gset
+SELECT id AS k_cr1, key AS k_cr1_key
+  FROM hokusai_auth.create_key(:'uid', 'one credit', burst_limit => 1000, credits => 1) \gset
+SELECT id AS k_ref FROM hokusai_auth.create_key(:'uid', 'refill later', burst_limit => 1000) \gset
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'k_cr_key', cost => 2);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'k_cr_key', cost => 2);
+SELECT status, credits_remaining, retry_after OPERATOR(pg_catalog.>) 0 AS waits_for_refill
+  FROM hokusai_auth.validate_key(:'k_cr_key', cost => 2);
+BEGIN;
+SELECT status FROM hokusai_auth.validate_key(:'k_cr_key', cost => 1);
+ROLLBACK;
+SELECT hokusai_auth.add_credits(:'k_cr', 3);
+SELECT hokusai_auth.add_credits(:'k_cr', -100);
+SELECT hokusai_auth.add_credits(:'k_cr', 7);
+SELECT hokusai_auth.add_credits(:'k_cr', 0);
+SELECT hokusai_auth.add_credits(:'k_plain', 1);
+SELECT hokusai_auth.add_credits('00000000-0000-0000-0000-000000000000', 1);
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'k_ref', refill_amount => 5, refill_interval => 'month');
+SELECT credits_remaining FROM hokusai_auth.update_key(:'k_ref', refill_amount => 5);
+SELECT credits_remaining, refill_interval
+  FROM hokusai_auth.update_key(:'k_cr', refill_amount => 20, refill_interval => 'day');
+SELECT id AS k_cr2, key AS k_cr2_key FROM hokusai_auth.rotate_key(:'k_cr', '1 minute') \gset
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'k_cr2_key', cost => 1);
+SELECT credits_remaining FROM hokusai_auth.update_key(:'k_cr2', refill_amount => 30, refill_interval => 'week');
+SELECT hokusai_auth.set_user_limits(:'uid', 100000, 1000);
+SELECT status FROM hokusai_auth.validate_key(:'k_cr2_key');
+SELECT credits_remaining IS NOT NULL AS has_credits, next_refill_at IS NOT NULL AS refills,
+	   user_rate_limit_per_hour, user_burst_limit,
+	   user_requests_last_hour OPERATOR(pg_catalog.>) 0 AS user_counted
+  FROM hokusai_auth.rate_limit_status(:'k_cr2');
+SELECT hokusai_auth.set_user_limits(:'uid', 0, NULL);
+SELECT hokusai_auth.set_user_limits(:'uid', NULL, NULL);
+SELECT hokusai_auth.set_user_limits('00000000-0000-0000-0000-000000000000', NULL, NULL);
+SELECT credits_spent IS NOT NULL AS metering_stats FROM hokusai_auth.metering_stats();
+
 -- usage: the request path (record_usage, track_request), the summaries
 SELECT hokusai_auth.record_usage(:'k_plain', '/trust/recorded', 12, 200) IS NOT NULL AS recorded;
 SELECT hokusai_auth.track_request(:'k_plain', '/trust/tracked');
@@ -235,7 +276,7 @@ SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(NULL),
 SELECT r OPERATOR(pg_catalog.->>) 'key' AS h_key, r OPERATOR(pg_catalog.->>) 'id' AS h_kid
   FROM hokusai_api.create_key('{"name": "over http", "environment": "test",
 	"expires_at": "2999-01-01T00:00:00Z", "rate_limit_per_hour": 100, "burst_limit": 100,
-	"metadata": {"via": "http"},
+	"metadata": {"via": "http"}, "credits": 1000, "refill_amount": 1000, "refill_interval": "day",
 	"allowed_ips": ["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}') r \gset
 SELECT current_user;
 COMMIT;
@@ -254,6 +295,16 @@ BEGIN;
 SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(NULL),
 	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
 SELECT hokusai_api.create_key('{"name": "x", "expires_at": "yesterday"}');
+ROLLBACK;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(NULL),
+	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
+SELECT hokusai_api.create_key('{"name": "x", "credits": -1}');
+ROLLBACK;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(NULL),
+	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
+SELECT hokusai_api.create_key('{"name": "x", "refill_amount": 5, "refill_interval": "hour"}');
 ROLLBACK;
 -- GET /keys with the new key: a cache miss, then hits that read allowed_ips again
 BEGIN READ ONLY;
@@ -282,6 +333,13 @@ SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'k_rl_key')) AS http;
 ROLLBACK;
 BEGIN READ ONLY;
 SELECT trust_lib.http('GET', '/keys', trust_lib.headers(NULL)) AS http;
+ROLLBACK;
+-- a metered key: its credit, then 402
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'k_cr1_key')) AS http;
+COMMIT;
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'k_cr1_key')) AS http;
 ROLLBACK;
 BEGIN READ ONLY;
 SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'k_plain_key', '203.0.113.9', 'http')) AS http;

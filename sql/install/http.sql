@@ -145,6 +145,29 @@ BEGIN
 END
 $$;
 
+-- A bigint member in [min_value, max_value] (NULL when absent or JSON null).
+CREATE FUNCTION hokusai_auth._http_bigint(body jsonb, field text, min_value bigint, max_value bigint)
+	RETURNS bigint
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v	jsonb := body -> field;
+BEGIN
+	IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(v) <> 'number' OR v::numeric <> trunc(v::numeric) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', format('%s must be an integer', field));
+	END IF;
+	IF v::numeric < min_value OR v::numeric > max_value THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			format('%s must be between %s and %s', field, min_value, max_value));
+	END IF;
+	RETURN v::numeric::bigint;
+END
+$$;
+
 -- An RFC 3339 / ISO 8601 timestamp member (NULL when absent or JSON null).
 CREATE FUNCTION hokusai_auth._http_timestamp(value text, field text)
 	RETURNS timestamptz
@@ -329,7 +352,8 @@ CREATE FUNCTION hokusai_api.create_key(jsonb)
 	AS $$
 DECLARE
 	body	jsonb := hokusai_auth._http_body($1, ARRAY['name', 'environment',
-				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata']);
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'credits', 'refill_amount', 'refill_interval']);
 	caller	uuid := hokusai_auth._http_caller();
 	name	text := hokusai_auth._http_text(body, 'name', 200);
 	env		text := coalesce(hokusai_auth._http_text(body, 'environment', 4), 'live');
@@ -338,6 +362,9 @@ DECLARE
 	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
 	ips		cidr[];
 	meta	jsonb := body -> 'metadata';
+	credits bigint := hokusai_auth._http_bigint(body, 'credits', 0, 9223372036854775807);
+	refill	bigint := hokusai_auth._http_bigint(body, 'refill_amount', 1, 9223372036854775807);
+	refill_every text := hokusai_auth._http_text(body, 'refill_interval', 5);
 	item	jsonb;
 	nk		record;
 	k		hokusai_auth.keys;
@@ -381,8 +408,18 @@ BEGIN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be at most 65536 bytes of JSON');
 	END IF;
 
+	IF (refill IS NULL) <> (refill_every IS NULL) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_amount and refill_interval must be given together');
+	END IF;
+	IF refill_every NOT IN ('day', 'week', 'month') THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_interval must be "day", "week" or "month"');
+	END IF;
+
 	nk := hokusai_auth.create_key(caller, name, environment => env, expires_at => expires,
-		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta);
+		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta,
+		credits => credits, refill_amount => refill, refill_interval => refill_every);
 	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
 	PERFORM set_config('response.status', '201', true);
 	PERFORM hokusai_auth._http_location(nk.id);
@@ -453,6 +490,28 @@ $$;
 COMMENT ON FUNCTION hokusai_api.rotate_key(jsonb) IS
 	'Replace one of the caller''s keys; the new plaintext key is in this response only';
 
+-- The credits of a key for the usage summary: the live balance and its
+-- refill; null when the key is not metered.
+CREATE FUNCTION hokusai_auth._http_credits(k hokusai_auth.api_keys)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	c	record;
+BEGIN
+	IF k.credits_remaining IS NULL THEN
+		RETURN NULL;
+	END IF;
+	c := hokusai_auth._credits_status(coalesce(k.credits_key_id, k.id), k.refill_amount,
+									  k.refill_interval);
+	RETURN jsonb_build_object('remaining', coalesce(c.balance, k.credits_remaining),
+							  'refill_amount', k.refill_amount,
+							  'refill_interval', k.refill_interval,
+							  'next_refill_at', c.next_refill_at);
+END
+$$;
+
 -- The usage summary of one of the caller's keys (hokusai_auth.usage_summary,
 -- which reads as the owner: the ownership check is repeated here).
 CREATE FUNCTION hokusai_auth._http_usage(key_id uuid, since timestamptz, "until" timestamptz)
@@ -471,6 +530,7 @@ BEGIN
 	RETURN jsonb_build_object('key_id', k.id, 'key_prefix', k.key_prefix,
 							  'since', since, 'until', coalesce("until", now()))
 		   || to_jsonb(s)
+		   || jsonb_build_object('credits', hokusai_auth._http_credits(k))
 	  FROM hokusai_auth.usage_summary(k.id, since, "until") s;
 END
 $$;

@@ -142,7 +142,8 @@ CREATE FUNCTION hokusai_auth._credits_live(k hokusai_auth.api_keys)
 $$;
 
 -- After update_key() changed a key's refill: the keys that share its balance
--- refill alike, and a key without credits gets a balance, full.
+-- refill alike, from the next period on, and a key without credits gets a
+-- balance, full.
 CREATE FUNCTION hokusai_auth._credits_refill_changed(key_id uuid)
 	RETURNS void
 	LANGUAGE plpgsql VOLATILE
@@ -163,11 +164,14 @@ BEGIN
 		END IF;
 		RETURN;
 	END IF;
+	-- The new schedule starts with the next period (as for the live
+	-- balance, src/metering/balance.c).
 	UPDATE hokusai_auth.api_keys a
-	   SET refill_amount = k.refill_amount, refill_interval = k.refill_interval
-	 WHERE coalesce(a.credits_key_id, a.id) OPERATOR(pg_catalog.=) coalesce(k.credits_key_id, k.id)
-	   AND a.id OPERATOR(pg_catalog.<>) k.id
-	   AND (a.refill_amount, a.refill_interval) IS DISTINCT FROM (k.refill_amount, k.refill_interval);
+	   SET refill_amount = k.refill_amount, refill_interval = k.refill_interval,
+		   credits_refilled_at = CASE WHEN k.refill_interval IS NOT NULL THEN
+				hokusai_auth._refill_period_start(pg_catalog.now(), k.refill_interval)
+				ELSE a.credits_refilled_at END
+	 WHERE coalesce(a.credits_key_id, a.id) OPERATOR(pg_catalog.=) coalesce(k.credits_key_id, k.id);
 END
 $$;
 

@@ -12,8 +12,9 @@
  * first operation on the balance after that moment.  A refill sets, it
  * does not add, so a key that was idle across several periods gets one
  * refill, not several.  A balance that has never been refilled counts as
- * refilled in the period it is first seen in: the credits it was created
- * with are that period's.
+ * refilled in the period it is first seen in (the credits it was created
+ * with are that period's), and so does one whose refill interval changes:
+ * the new schedule starts with the next period.
  *
  * Events.  A spend (or a negative add) that takes the balance from above
  * 10% of refill_amount (of the first balance, without a refill) to 10% or
@@ -132,21 +133,35 @@ hk_refill_name(HkRefillInterval iv)
 	return NULL;
 }
 
-/* A balance as read from its row; refilled_at 0 when NULL. */
+/*
+ * A balance as read from its row: refilled_at 0 when NULL; interval the
+ * row's refill_interval, whose schedule the row's refilled_at is on.
+ */
 void
-hk_balance_init(HkBalance *b, int64 balance, int64 initial, TimestampTz refilled_at)
+hk_balance_init(HkBalance *b, int64 balance, int64 initial, TimestampTz refilled_at,
+				HkRefillInterval interval)
 {
 	memset(b, 0, sizeof(*b));
 	b->balance = Max(balance, 0);
 	b->initial = Max(initial, 0);
 	b->refilled_at = refilled_at;
 	b->next_interval = HK_REFILL_NONE;
+	if (interval != HK_REFILL_NONE && refilled_at != 0)
+	{
+		b->next_refill_at =
+			hk_refill_period_next(hk_refill_period_start(refilled_at, interval), interval);
+		b->next_interval = (uint8) interval;
+	}
 }
 
 /*
  * Apply a refill that is due at time now (see the banner).  Returns whether
- * the balance changed (a refill, or the first anchoring of refilled_at),
- * which the write-back must then record.
+ * the balance changed (a refill, or the anchoring of refilled_at), which the
+ * write-back must then record.
+ *
+ * A balance first seen with a refill (refilled_at unset), or whose refill
+ * interval has changed since, is anchored in the current period without a
+ * refill: a new schedule starts with the next period.
  */
 bool
 hk_balance_refill(HkBalance *b, const HkRefill *r, TimestampTz now)
@@ -154,18 +169,16 @@ hk_balance_refill(HkBalance *b, const HkRefill *r, TimestampTz now)
 	bool		changed = false;
 
 	if (r->interval == HK_REFILL_NONE || r->amount <= 0)
+	{
+		b->next_interval = HK_REFILL_NONE;
 		return false;
+	}
 	if (b->next_interval != (uint8) r->interval)
 	{
-		if (b->refilled_at == 0)
-		{
-			b->refilled_at = hk_refill_period_start(now, r->interval);
-			changed = true;
-		}
-		b->next_refill_at =
-			hk_refill_period_next(hk_refill_period_start(b->refilled_at, r->interval),
-								  r->interval);
+		b->refilled_at = hk_refill_period_start(now, r->interval);
+		b->next_refill_at = hk_refill_period_next(b->refilled_at, r->interval);
 		b->next_interval = (uint8) r->interval;
+		changed = true;
 	}
 	if (now >= b->next_refill_at)
 	{

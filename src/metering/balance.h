@@ -57,7 +57,7 @@ extern bool hk_refill_parse(const char *s, HkRefillInterval *iv);
 extern const char *hk_refill_name(HkRefillInterval iv);
 
 extern void hk_balance_init(HkBalance *b, int64 balance, int64 initial,
-							TimestampTz refilled_at);
+							TimestampTz refilled_at, HkRefillInterval interval);
 extern bool hk_balance_refill(HkBalance *b, const HkRefill *r, TimestampTz now);
 extern int64 hk_balance_threshold(const HkBalance *b, const HkRefill *r);
 extern uint8 hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost,

@@ -274,7 +274,8 @@ hk_credits_ensure(const pg_uuid_t *root)
 				dshash_delete_entry(hk_credits_tab, e);
 				continue;
 			}
-			hk_balance_init(&e->b, row.balance, row.initial, row.refilled_at);
+			hk_balance_init(&e->b, row.balance, row.initial, row.refilled_at,
+							(HkRefillInterval) row.refill_interval);
 			e->version = e->flushed = 1;
 			e->changed_at = GetCurrentTimestamp();
 			e->pins = 0;

@@ -166,7 +166,7 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 			/* Fail closed: decide with an empty balance. */
 			HkBalance	empty;
 
-			hk_balance_init(&empty, 0, 0, 0);
+			hk_balance_init(&empty, 0, 0, 0, HK_REFILL_NONE);
 			closed.refill.interval = HK_REFILL_NONE;
 			s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
 			s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);

@@ -145,7 +145,7 @@ hk_sql_admission_replay(PG_FUNCTION_ARGS)
 	{
 		hk_limiter_state_init(&keys[i]);
 		hk_balance_init(&balances[i], metered ? PG_GETARG_INT64(7) : 0,
-						metered ? PG_GETARG_INT64(7) : 0, 0);
+						metered ? PG_GETARG_INT64(7) : 0, 0, HK_REFILL_NONE);
 	}
 	hk_limiter_state_init(&user);
 

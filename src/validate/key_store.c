@@ -335,7 +335,10 @@ hk_user_is_active(const pg_uuid_t *user_id)
 	return active;
 }
 
-/* RowReader for a balance: credits_remaining, credits_initial, credits_refilled_at. */
+/*
+ * RowReader for a balance: credits_remaining, credits_initial,
+ * credits_refilled_at, refill_interval.
+ */
 static void
 read_credits(HeapTuple tup, TupleDesc desc, void *arg)
 {
@@ -349,6 +352,15 @@ read_credits(HeapTuple tup, TupleDesc desc, void *arg)
 	row->initial = isnull ? row->balance : DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	row->refilled_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	row->refill_interval = HK_REFILL_NONE;
+	if (!isnull)
+	{
+		HkRefillInterval iv;
+
+		if (hk_refill_parse(TextDatumGetCString(d), &iv))
+			row->refill_interval = (uint8) iv;
+	}
 }
 
 /*
@@ -363,7 +375,8 @@ hk_key_store_credits(const pg_uuid_t *key_id, HkCreditRow *row)
 
 	row->balance = -1;
 	if (!read_row_as_owner(&plan,
-						   "SELECT k.credits_remaining, k.credits_initial, k.credits_refilled_at"
+						   "SELECT k.credits_remaining, k.credits_initial, k.credits_refilled_at,"
+						   "       k.refill_interval"
 						   "  FROM " HK_SCHEMA ".api_keys k"
 						   " WHERE k.id OPERATOR(pg_catalog.=) $1",
 						   UUIDOID, UUIDPGetDatum(key_id),

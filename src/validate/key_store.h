@@ -48,6 +48,7 @@ typedef struct HkCreditRow
 	int64		balance;		/* credits_remaining */
 	int64		initial;		/* credits_initial, else the balance */
 	TimestampTz refilled_at;	/* credits_refilled_at; 0 when NULL */
+	uint8		refill_interval;	/* HkRefillInterval of refilled_at */
 } HkCreditRow;
 
 extern char *hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write);
