@@ -192,7 +192,8 @@ write_rows(Datum *ids, pg_uuid_t *owners, int nrows, HTAB *balances)
 		write_plan = hk_worker_keep_plan(
 			"UPDATE " HK_SCHEMA ".api_keys a"
 			"   SET credits_remaining = d.balance, credits_refilled_at = d.refilled_at"
-			"  FROM pg_catalog.unnest($1, $2, $3) AS d(id, balance, refilled_at)"
+			"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+			"                 pg_catalog.unnest($3)) AS d(id, balance, refilled_at)"
 			" WHERE a.id OPERATOR(pg_catalog.=) d.id", 3, argtypes);
 	}
 	ret = SPI_execute_plan(write_plan, args, NULL, false, 0);

@@ -16,14 +16,16 @@
  *	   (and drops new ones once full) until then;
  *	2. the events queued when the cycle began, in batches of up to
  *	   HK_BATCH, one transaction each, in bulk or through SQL; they leave
- *	   the queue only once committed (flush.c, usage_writer.c);
+ *	   the queue only once committed (flush.c, usage_writer.c); then the
+ *	   credit balances changed in shared memory since their last
+ *	   write-back, to api_keys (credits_writer.c), which waits for no row
+ *	   lock and so comes before steps 3 and 4, which may (up to
+ *	   lock_timeout, for a key row another transaction holds);
  *	3. last_used_at: the touch table and the batches' keys, merged to the
  *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
- *	   are one transaction (housekeeping.c);
- *	5. the credit balances changed in shared memory since their last
- *	   write-back, to api_keys (credits_writer.c).
+ *	   are one transaction (housekeeping.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
  * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
@@ -31,7 +33,9 @@
  * asked for it and it has not run yet (that cycle yielded or failed, or
  * found no extension or a server in recovery).  SIGHUP reloads the
  * configuration; SIGTERM (server shutdown, pg_terminate_backend) runs a
- * last flush and exits; the postmaster restarts the worker
+ * last flush, once the other sessions of its database have ended (for at
+ * most HK_SHUTDOWN_WAIT_MS: the credits they spend or give back until then
+ * must be in the last write-back), and exits; the postmaster restarts the worker
  * HK_RESTART_SECONDS after it dies for any other reason, or after a crash
  * restart of the server.  An error in a cycle outside a batch is logged and
  * the next cycle runs as usual.
@@ -225,8 +229,8 @@ run_cycle(bool expire)
 	MemoryContextSwitchTo(cycle_cxt);
 	hk_worker_yields_start_cycle();
 	hk_worker_flush_events(cycle_cxt);
-	hk_worker_touch_and_expire(can_seal);
 	hk_worker_write_credits(cycle_cxt);
+	hk_worker_touch_and_expire(can_seal);
 	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }

@@ -87,7 +87,7 @@ like($r->[1], qr/Exit codes:/, '--help lists the exit codes');
 $r = hk('auth', '--help');
 is($r->[0], 0, 'auth --help: exit 0');
 for my $cmd (qw(create-user create-key list-keys show-key revoke-key rotate-key usage
-	update-key list-users deactivate-user audit rate-limit-reset))
+	update-key list-users deactivate-user audit rate-limit-reset add-credits set-user-limits))
 {
 	like($r->[1], qr/^  \Q$cmd\E(?: |$)/m, "auth --help lists $cmd");
 	my $h = hk('auth', $cmd, '--help');
@@ -670,6 +670,68 @@ is(scalar(grep { /\Q$csecret\E|\$2[aby]\$/ } @printed), 0, 'no secret and no has
 $keys_before = key_count();
 
 ###########################################################################
+# Metering: create-key --credits --refill, add-credits, update-key --refill,
+# set-user-limits, credits in list-keys and show-key
+###########################################################################
+
+ok_run('create-user dave', 'auth', 'create-user', 'dave');
+$r = hk('auth', 'create-key', '--user', 'dave', '--name', 'metered', '--credits', '50',
+	'--refill', '1000/day', '--burst', '0');
+my ($dkey) = $r->[1] =~ /\A($key_re)\n\z/;
+ok($dkey, 'create-key --credits --refill --burst 0') or diag($r->[2]);
+my $dprefix = substr($dkey // '', 0, 16);
+is(sql("SELECT format('%s|%s|%s|%s', credits_remaining, refill_amount, refill_interval, burst_limit) "
+	  . "FROM hokusai_auth.api_keys WHERE key_prefix = '$dprefix'"),
+	'50|1000|day|0', '... stored the credits, the refill and no burst limit');
+$r = hk('auth', 'list-keys', '--user', 'dave');
+like($r->[1], qr/\A[^\n]*CREDITS/, 'list-keys has a CREDITS column');
+like($r->[1], qr/^\Q$dprefix\E .* 50 /m, '... showing the balance');
+$r = hk('auth', 'show-key', $dprefix);
+like($r->[1], qr/^credits_remaining\s+50$/m, 'show-key shows credits_remaining');
+like($r->[1], qr/^refill_interval\s+day$/m, '... and the refill');
+is(ok_run('add-credits', 'auth', 'add-credits', $dprefix, '--credits', '25'),
+	"api key $dprefix has 75 credits\n", 'add-credits prints the new balance');
+$j = decode_json(ok_run('add-credits --json', '--json', 'auth', 'add-credits', $dprefix, '--credits', '-100'));
+is($j->{credits_remaining}, 0, 'add-credits --json with a negative amount: never below zero');
+is($j->{amount}, -100, '... the amount asked for');
+$r = hk('auth', 'update-key', $dprefix, '--refill', '20/week');
+is($r->[0], 0, 'update-key --refill') or diag($r->[2]);
+like($r->[1], qr/^refill_amount\s+20$/m, '... the new amount');
+$r = hk('auth', 'update-key', $dprefix, '--no-refill');
+like($r->[1], qr/^refill_interval\s+-$/m, 'update-key --no-refill');
+$j = decode_json(ok_run('set-user-limits --json', '--json', 'auth', 'set-user-limits', 'dave',
+		'--rate-limit', '500', '--burst', '20'));
+is($j->{rate_limit_per_hour}, 500, 'set-user-limits --rate-limit');
+is(sql("SELECT rate_limit_per_hour || '|' || burst_limit FROM hokusai_auth.users WHERE username = 'dave'"),
+	'500|20', '... stored on the user');
+is(ok_run('set-user-limits with none', 'auth', 'set-user-limits', 'dave'),
+	"the keys of user dave share no hourly limit and no burst limit\n",
+	'set-user-limits without limits removes them');
+for my $bad (
+	[ [ 'create-key', '--user', 'dave', '--name', 'x', '--credits', '-1' ], 2,
+		qr/invalid value "-1" for --credits/, 'negative --credits' ],
+	[ [ 'create-key', '--user', 'dave', '--name', 'x', '--credits', 'lots' ], 2,
+		qr/invalid value "lots" for --credits/, 'non-numeric --credits' ],
+	[ [ 'create-key', '--user', 'dave', '--name', 'x', '--credits', '99999999999999999999' ], 2,
+		qr/for --credits/, '--credits past a bigint' ],
+	[ [ 'create-key', '--user', 'dave', '--name', 'x', '--refill', '100/hour' ], 2,
+		qr/invalid value "100\/hour" for --refill: use N\/day, N\/week or N\/month/, 'a bad --refill' ],
+	[ [ 'create-key', '--user', 'dave', '--name', 'x', '--refill', '0/day' ], 2,
+		qr/for --refill/, 'a zero --refill' ],
+	[ [ 'add-credits', $dprefix ], 2, qr/--credits/, 'add-credits without --credits' ],
+	[ [ 'add-credits', $dprefix, '--credits', '0' ], 6, qr/amount must not be zero/, 'add-credits 0' ],
+	[ [ 'add-credits', $cprefix, '--credits', '5' ], 1, qr/has no credit balance|revoked|expired/,
+		'add-credits to a key without credits' ],
+	[ [ 'update-key', $dprefix, '--refill', '5/day', '--no-refill' ], 2,
+		qr/--refill and --no-refill cannot be used together/, '--refill with --no-refill' ],
+	[ [ 'set-user-limits', 'nobody' ], 5, qr/nobody/, 'set-user-limits of an unknown user' ],
+	[ [ 'set-user-limits', 'dave', '--burst', '0' ], 6, qr/burst_limit must be positive/,
+		'set-user-limits --burst 0' ])
+{
+	fails_like(hk('auth', @{ $bad->[0] }), $bad->[1], $bad->[2], "metering: $bad->[3]");
+}
+
+###########################################################################
 # Permission denied: a role without grants
 ###########################################################################
 
@@ -981,6 +1043,11 @@ trust_ok('update-key', 'auth', 'update-key', $trust_prefix, '--name', 'trusted 2
 trust_ok('update-key --no-*', 'auth', 'update-key', $trust_prefix, '--no-expiry', '--burst', '3',
 	'--no-allowed-ips');
 trust_ok('rate-limit-reset', 'auth', 'rate-limit-reset', $trust_prefix);
+trust_ok('update-key --refill', 'auth', 'update-key', $trust_prefix, '--refill', '100/month');
+trust_ok('add-credits', 'auth', 'add-credits', $trust_prefix, '--credits', '5');
+trust_ok('update-key --no-refill', 'auth', 'update-key', $trust_prefix, '--no-refill');
+trust_ok('set-user-limits', 'auth', 'set-user-limits', 'trust_user', '--rate-limit', '100000');
+trust_ok('set-user-limits none', 'auth', 'set-user-limits', 'trust_user');
 trust_ok('list-users', 'auth', 'list-users');
 trust_ok('list-users --json', 'auth', 'list-users', '--json');
 trust_ok('audit', 'auth', 'audit');

@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "conn.h"
 #include "lookup.h"
+#include "metering.h"
 #include "output.h"
 #include "report.h"
 
@@ -46,6 +47,7 @@ refuse_both(const CommandLine *cl, CommandOption a, const char *a_label,
  * update-key KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]
  *			  [--rate-limit N] [--burst N | --no-burst]
  *			  [--allowed-ips CIDR,... | --no-allowed-ips]
+ *			  [--refill N/day|week|month | --no-refill]
  *
  * hokusai_auth.update_key(): a setting not given stays as it is; the
  * --no-* options are its clear_* flags.  Prints the key as show-key does.
@@ -55,10 +57,11 @@ update_key(const CommandLine *cl)
 {
 	static const CommandOption changes[] = {
 		OPT_NAME, OPT_EXPIRES_AT, OPT_NO_EXPIRY, OPT_RATE_LIMIT, OPT_BURST,
-		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS
+		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS, OPT_REFILL, OPT_NO_REFILL
 	};
 	bool		any = false;
-	const char *values[9];
+	const char *values[12];
+	RefillParam refill = refill_param(cl);
 	PGconn	   *conn;
 	PGresult   *key;
 	PGresult   *res;
@@ -66,6 +69,7 @@ update_key(const CommandLine *cl)
 	refuse_both(cl, OPT_EXPIRES_AT, "--expires-at", OPT_NO_EXPIRY, "--no-expiry");
 	refuse_both(cl, OPT_BURST, "--burst", OPT_NO_BURST, "--no-burst");
 	refuse_both(cl, OPT_ALLOWED_IPS, "--allowed-ips", OPT_NO_ALLOWED_IPS, "--no-allowed-ips");
+	refuse_both(cl, OPT_REFILL, "--refill", OPT_NO_REFILL, "--no-refill");
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
 		any |= cl->value[changes[i]] != NULL;
 	if (!any)
@@ -84,6 +88,9 @@ update_key(const CommandLine *cl)
 	values[6] = flag_param(cl, OPT_NO_EXPIRY);
 	values[7] = flag_param(cl, OPT_NO_BURST);
 	values[8] = flag_param(cl, OPT_NO_ALLOWED_IPS);
+	values[9] = refill.amount;
+	values[10] = refill.interval;
+	values[11] = flag_param(cl, OPT_NO_REFILL);
 	res = run_query(conn,
 					"SELECT " KEY_COLUMNS
 					" FROM hokusai_auth.update_key(key_id => $1::pg_catalog.uuid,"
@@ -91,9 +98,11 @@ update_key(const CommandLine *cl)
 					" rate_limit_per_hour => $4::pg_catalog.int4, burst_limit => $5::pg_catalog.int4,"
 					" allowed_ips => $6::pg_catalog.cidr[], clear_expires_at => $7::pg_catalog.bool,"
 					" clear_burst_limit => $8::pg_catalog.bool,"
-					" clear_allowed_ips => $9::pg_catalog.bool) k"
+					" clear_allowed_ips => $9::pg_catalog.bool,"
+					" refill_amount => $10::pg_catalog.int8, refill_interval => $11::pg_catalog.text,"
+					" clear_refill => $12::pg_catalog.bool) k"
 					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id",
-					9, values);
+					12, values);
 	run_command(conn, "COMMIT");
 	print_row(res, cl->common.json);
 	PQclear(res);

@@ -30,6 +30,7 @@
 #include "commands.h"
 #include "conn.h"
 #include "lookup.h"
+#include "metering.h"
 #include "output.h"
 #include "parse.h"
 #include "report.h"
@@ -83,6 +84,7 @@ create_user(const CommandLine *cl)
  * create-key --user USER --name NAME [--env live|test]
  *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
  *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
+ *			  [--credits N] [--refill N/day|week|month]
  */
 static void
 create_key(const CommandLine *cl)
@@ -92,7 +94,9 @@ create_key(const CommandLine *cl)
 	char	   *interval = NULL;
 	char	   *user_id;
 	char	   *username;
-	const char *values[9];
+	const char *values[12];
+	const char *credits = credits_param(cl, false);
+	RefillParam refill = refill_param(cl);
 	PGconn	   *conn;
 	PGresult   *res;
 	PGresult   *info;
@@ -120,6 +124,9 @@ create_key(const CommandLine *cl)
 	values[6] = cl->value[OPT_BURST];
 	values[7] = cl->value[OPT_ALLOW_IP];
 	values[8] = cl->value[OPT_METADATA];
+	values[9] = credits;
+	values[10] = refill.amount;
+	values[11] = refill.interval;
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.create_key("
@@ -128,13 +135,16 @@ create_key(const CommandLine *cl)
 					" expires_at => coalesce($4::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.+) $5::pg_catalog.interval),"
 					" rate_limit_per_hour => $6::pg_catalog.int4, burst_limit => $7::pg_catalog.int4,"
-					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb)",
-					9, values);
+					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb,"
+					" credits => $10::pg_catalog.int8, refill_amount => $11::pg_catalog.int8,"
+					" refill_interval => $12::pg_catalog.text)",
+					12, values);
 	values[0] = PQgetvalue(res, 0, 0);
 	info = run_query(conn,
 					 "SELECT k.user_id, u.username, k.name, k.environment,"
 					 " k.rate_limit_per_hour, k.burst_limit,"
-					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata"
+					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata,"
+					 " k.credits_remaining, k.refill_amount, k.refill_interval"
 					 " FROM hokusai_auth.keys k"
 					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 					 " WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
@@ -160,11 +170,11 @@ list_keys(const CommandLine *cl)
 {
 	static const int cols[] = {
 		COL_PREFIX, COL_NAME, COL_USERNAME, COL_ENV, COL_STATUS,
-		COL_CREATED, COL_EXPIRES, COL_LAST_USED, COL_ID
+		COL_CREATED, COL_EXPIRES, COL_LAST_USED, COL_CREDITS, COL_ID
 	};
 	static const char *const headers[] = {
 		"PREFIX", "NAME", "USER", "ENV", "STATUS",
-		"CREATED", "EXPIRES", "LAST USED", "ID"
+		"CREATED", "EXPIRES", "LAST USED", "CREDITS", "ID"
 	};
 	const char *all = cl->value[OPT_ALL] ? "true" : "false";
 	PGconn	   *conn = open_db(cl);
@@ -372,7 +382,8 @@ static const struct
 			OPTION_SET(OPT_USER) | OPTION_SET(OPT_NAME) | OPTION_SET(OPT_ENV) |
 			OPTION_SET(OPT_EXPIRES_IN) | OPTION_SET(OPT_EXPIRES_AT) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) |
-			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA),
+			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA) |
+			OPTION_SET(OPT_CREDITS) | OPTION_SET(OPT_REFILL),
 		NULL}, create_key},
 	{{"list-keys", OPTION_SET(OPT_USER) | OPTION_SET(OPT_ALL), NULL}, list_keys},
 	{{"show-key", 0, KEY_ARGUMENT}, show_key},
@@ -382,12 +393,16 @@ static const struct
 	{{"update-key",
 			OPTION_SET(OPT_NAME) | OPTION_SET(OPT_EXPIRES_AT) | OPTION_SET(OPT_NO_EXPIRY) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) | OPTION_SET(OPT_NO_BURST) |
-			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS),
+			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS) |
+			OPTION_SET(OPT_REFILL) | OPTION_SET(OPT_NO_REFILL),
 		KEY_ARGUMENT}, update_key},
 	{{"list-users", 0, NULL}, list_users},
 	{{"deactivate-user", 0, "USER"}, deactivate_user},
 	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
 	{{"rate-limit-reset", 0, KEY_ARGUMENT}, rate_limit_reset},
+	{{"add-credits", OPTION_SET(OPT_CREDITS), KEY_ARGUMENT}, add_credits},
+	{{"set-user-limits", OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST), "USER"},
+		set_user_limits},
 };
 
 /*

@@ -41,6 +41,7 @@ static const char commands_help[] =
 "  create-key  --user USER --name NAME [--env live|test]\n"
 "              [--expires-in DURATION | --expires-at TIME] [--rate-limit N]\n"
 "              [--burst N] [--allow-ip CIDR ...] [--metadata JSON]\n"
+"              [--credits N] [--refill N/day|week|month]\n"
 "  list-keys   [--user USER] [--all]\n"
 "  show-key    KEY_ID_OR_PREFIX\n"
 "  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
@@ -49,10 +50,13 @@ static const char commands_help[] =
 "  update-key  KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]\n"
 "              [--rate-limit N] [--burst N | --no-burst]\n"
 "              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
+"              [--refill N/day|week|month | --no-refill]\n"
 "  list-users\n"
 "  deactivate-user USER\n"
 "  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
-"  rate-limit-reset KEY_ID_OR_PREFIX\n";
+"  rate-limit-reset KEY_ID_OR_PREFIX\n"
+"  add-credits KEY_ID_OR_PREFIX --credits N\n"
+"  set-user-limits USER [--rate-limit N] [--burst N]\n";
 
 /* hokusai --help */
 void
@@ -96,9 +100,13 @@ static const CommandHelp command_help[] = {
 		"  --expires-at TIME      expiry as a timestamp (2030-01-01 00:00:00+00)\n"
 		"  --rate-limit N         requests per hour (default: the server's\n"
 		"                         hokusai_auth.default_rate_limit_per_hour)\n"
-		"  --burst N              requests per rolling second\n"
+		"  --burst N              requests per rolling second (0: no burst limit)\n"
 		"  --allow-ip CIDR        allow only this network; repeat for more\n"
-		"  --metadata JSON        a JSON object stored with the key\n"},
+		"  --metadata JSON        a JSON object stored with the key\n"
+		"  --credits N            a balance of N credits, which calls spend\n"
+		"                         (default: not metered)\n"
+		"  --refill N/INTERVAL    set the balance to N at the start of each UTC\n"
+		"                         day, week (Monday) or month: 1000/day\n"},
 	{"list-keys",
 		"Usage: hokusai auth list-keys [--user USER] [--all]\n\n"
 		"List active keys (never their hashes), of one user or of everyone.\n\n"
@@ -134,10 +142,14 @@ static const CommandHelp command_help[] = {
 		"  --expires-at TIME       new expiry (a timestamp in the future)\n"
 		"  --no-expiry             remove the expiry\n"
 		"  --rate-limit N          requests per hour\n"
-		"  --burst N               requests per rolling second\n"
-		"  --no-burst              remove the burst limit\n"
+		"  --burst N               requests per rolling second (0: no burst limit)\n"
+		"  --no-burst              follow the server's default burst limit again\n"
 		"  --allowed-ips CIDR,...  allow only these networks (replaces the list)\n"
-		"  --no-allowed-ips        allow every address\n"},
+		"  --no-allowed-ips        allow every address\n"
+		"  --refill N/INTERVAL     refill the credits to N each UTC day, week or\n"
+		"                          month, from the next one (a key without credits\n"
+		"                          gets N now)\n"
+		"  --no-refill             stop refilling (the balance stays)\n"},
 	{"list-users",
 		"Usage: hokusai auth list-users\n\n"
 		"List the owners of API keys: active or inactive, and how many active keys\n"
@@ -158,6 +170,18 @@ static const CommandHelp command_help[] = {
 	{"rate-limit-reset",
 		"Usage: hokusai auth rate-limit-reset KEY_ID_OR_PREFIX\n\n"
 		"Clear a key's rate-limit windows: it can use its full quota again.\n"},
+	{"add-credits",
+		"Usage: hokusai auth add-credits KEY_ID_OR_PREFIX --credits N\n\n"
+		"Add N credits to a key's balance (negative N takes credits away, never\n"
+		"below zero) and print the new balance.  The key must have credits.\n\n"
+		"  --credits N       how many\n"},
+	{"set-user-limits",
+		"Usage: hokusai auth set-user-limits USER [--rate-limit N] [--burst N]\n\n"
+		"Set the limits all of a user's keys share (a username or a user id),\n"
+		"checked with each key's own: exactly those given, a limit left out is\n"
+		"none.\n\n"
+		"  --rate-limit N    requests per hour for all the keys together\n"
+		"  --burst N         requests per rolling second for all the keys together\n"},
 	{NULL, NULL}
 };
 

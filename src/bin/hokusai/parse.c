@@ -47,6 +47,7 @@ typedef enum OptionKind
 	OPTION_CSV,					/* comma-separated, each element kept as
 								 * OPTION_LIST does */
 	OPTION_COUNT,				/* a positive integer, checked at once */
+	OPTION_COUNT_OR_ZERO,		/* the same, or 0 */
 	OPTION_INTERVAL				/* a duration, zero allowed, checked at once;
 								 * kept as an interval ("N seconds") */
 } OptionKind;
@@ -64,7 +65,7 @@ static const struct
 	[OPT_EXPIRES_IN] = {"expires-in", OPTION_TEXT},	/* create-key checks it */
 	[OPT_EXPIRES_AT] = {"expires-at", OPTION_TEXT},
 	[OPT_RATE_LIMIT] = {"rate-limit", OPTION_COUNT},
-	[OPT_BURST] = {"burst", OPTION_COUNT},
+	[OPT_BURST] = {"burst", OPTION_COUNT_OR_ZERO},	/* 0: no burst limit */
 	[OPT_ALLOW_IP] = {"allow-ip", OPTION_LIST},
 	[OPT_METADATA] = {"metadata", OPTION_TEXT},
 	[OPT_ALL] = {"all", OPTION_FLAG},
@@ -80,6 +81,9 @@ static const struct
 	[OPT_KEY] = {"key", OPTION_TEXT},
 	[OPT_LIMIT] = {"limit", OPTION_COUNT},
 	[OPT_VERIFY] = {"verify", OPTION_FLAG},
+	[OPT_CREDITS] = {"credits", OPTION_TEXT},	/* metering.c checks it */
+	[OPT_REFILL] = {"refill", OPTION_TEXT},	/* metering.c checks it */
+	[OPT_NO_REFILL] = {"no-refill", OPTION_FLAG},
 };
 
 /*
@@ -221,9 +225,9 @@ check_time_range(const char *command, const char *since, const char *until)
 		fail_empty_range(command, since, until);
 }
 
-/* A count option: a positive int, kept as its decimal text */
+/* A count option: a positive int (or 0 if allowed), kept as its decimal text */
 static char *
-count_param(const char *option, const char *value)
+count_param(const char *option, const char *value, bool allow_zero)
 {
 	char	   *end;
 	long		n;
@@ -232,9 +236,9 @@ count_param(const char *option, const char *value)
 	errno = 0;
 	n = strtol(value, &end, 10);
 	if (!isdigit((unsigned char) value[0]) || *end != '\0' || errno != 0 ||
-		n <= 0 || n > INT_MAX)
-		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected a positive integer",
-			 value, option);
+		n < (allow_zero ? 0 : 1) || n > INT_MAX)
+		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected a %s integer",
+			 value, option, allow_zero ? "non-negative" : "positive");
 	buf = malloc(16);
 	if (buf == NULL)
 		fail(EXIT_SERVER, "out of memory");
@@ -477,7 +481,10 @@ keep_option(CommandLine *cl, CommandOption opt, char *arg)
 				append_array_element(value, elem);
 			break;
 		case OPTION_COUNT:
-			*value = count_param(option_label(opt), arg);
+			*value = count_param(option_label(opt), arg, false);
+			break;
+		case OPTION_COUNT_OR_ZERO:
+			*value = count_param(option_label(opt), arg, true);
 			break;
 		case OPTION_INTERVAL:
 			*value = duration_param(option_label(opt), arg, true);

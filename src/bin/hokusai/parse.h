@@ -85,6 +85,9 @@ typedef enum CommandOption
 	OPT_KEY,
 	OPT_LIMIT,
 	OPT_VERIFY,
+	OPT_CREDITS,
+	OPT_REFILL,
+	OPT_NO_REFILL,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
