@@ -107,7 +107,7 @@ for my $path (sort glob("$docs/*.md"))
 }
 
 # Files whose examples this test relies on must keep having some.
-for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md))
+for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md metering.md))
 {
 	ok(exists $stdout{$file}, "docs/$file has sql examples");
 }
@@ -125,6 +125,16 @@ output_has('ratelimit.md', qr/4\|rate_limited\|0\|t\|t/, 'the fourth request in 
 output_has('ratelimit.md', qr/3\|ok\|0\|t\|f/, 'the third uses the last of the quota');
 output_has('ratelimit.md', qr/3\|10\|3\|3\|0\|t\|t/, 'rate_limit_status shows the windows');
 output_has('ratelimit.md', qr/ok\|2/, 'after a reset the quota is back');
+
+# metering.md
+output_has('metering.md', qr/6\|ok\|1\|0/, 'a call spends its cost');
+output_has('metering.md', qr/4\|credits_exhausted\|1\|0/, 'a call costing more than is left is refused, spends nothing');
+output_has('metering.md', qr/100\|30/, 'credits given back at rollback, rate-limit units kept');
+output_has('metering.md', qr/60\|100\|day\|t/, 'a daily refill, next at midnight UTC');
+output_has('metering.md', qr/5\|second\|rate_limited\|0/, "the user's limit refuses a key with room");
+output_has('metering.md', qr/2\|4\|4\|0/, "the refused call counted on neither the key nor the user");
+output_has('metering.md', qr/new\|40\nold\|30/, 'rotation: old and new key share one balance');
+output_has('metering.md', qr/t\|t\|t\|t/, 'the counters move');
 
 # keys.md
 output_has('keys.md', qr/t\|hk_test_DOCS0001\|f\|/, 'example key is well formed');

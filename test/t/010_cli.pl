@@ -174,7 +174,7 @@ my $prefix3 = substr($key3, 0, 16);
 ###########################################################################
 
 my $out = ok_run('list-keys', 'auth', 'list-keys');
-like($out, qr/\APREFIX\s+NAME\s+USER\s+ENV\s+STATUS\s+CREATED\s+EXPIRES\s+LAST USED\s+ID\n/,
+like($out, qr/\APREFIX\s+NAME\s+USER\s+ENV\s+STATUS\s+CREATED\s+EXPIRES\s+LAST USED\s+CREDITS\s+ID\n/,
 	'list-keys prints a table header');
 like($out, qr/^\Q$prefix1\E\s+ci deploy\s+alice\s+live\s+active\s/m, 'list-keys row for alice');
 like($out, qr/^\Q$prefix3\E\s+bob key\s+bob\s+live\s+active\s/m, 'list-keys row for bob');
@@ -401,8 +401,8 @@ fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--env', '
 	2, qr/invalid value "prod" for --env/, 'bad --env');
 fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--rate-limit', 'lots'),
 	2, qr/invalid value "lots" for --rate-limit/, 'bad --rate-limit');
-fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--burst', '0'),
-	2, qr/invalid value "0" for --burst/, 'bad --burst');
+fails_like(hk('auth', 'create-key', '--user', 'alice', '--name', 'x', '--burst', '-1'),
+	2, qr/invalid value "-1" for --burst: expected a non-negative integer/, 'bad --burst');
 fails_like(hk('auth', 'create-key', '--name', 'x'), 2, qr/--user is required/, 'missing --user');
 fails_like(hk('auth', 'create-key', '--user', 'alice'), 2, qr/--name is required/, 'missing --name');
 fails_like(hk('auth', 'create-key', '--user', 'alice', '--name'), 2,
