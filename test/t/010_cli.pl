@@ -670,6 +670,31 @@ is(scalar(grep { /\Q$csecret\E|\$2[aby]\$/ } @printed), 0, 'no secret and no has
 $keys_before = key_count();
 
 ###########################################################################
+# Permission denied: a role without grants
+###########################################################################
+
+sql('CREATE ROLE nopriv LOGIN');
+my %nopriv = (env => { PGUSER => 'nopriv' });
+fails_like(hk_opt(\%nopriv, 'auth', 'list-keys'), 4, qr/permission denied/, 'list-keys without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'create-key', '--user', 'alice', '--name', 'x'), 4,
+	qr/permission denied/, 'create-key without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'create-user', 'mallory'), 4, qr/permission denied/,
+	'create-user without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'revoke-key', $prefix5, '--yes'), 4, qr/permission denied/,
+	'revoke-key without privileges');
+fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/,
+	'usage without privileges');
+for my $cmd ([ 'update-key', $prefix5, '--name', 'x' ], [ 'list-users' ], [ 'deactivate-user', 'alice' ],
+	[ 'audit' ], [ 'audit', '--verify' ], [ 'rate-limit-reset', $prefix5 ],
+	[ 'add-credits', $prefix5, '--credits', '1' ], [ 'set-user-limits', 'alice', '--rate-limit', '1' ])
+{
+	fails_like(hk_opt(\%nopriv, 'auth', @$cmd), 4, qr/permission denied/, "$cmd->[0] without privileges");
+}
+is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'no user deactivated without privileges');
+is(key_count(), $keys_before, 'no key created without privileges');
+is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
+
+###########################################################################
 # Metering: create-key --credits --refill, add-credits, update-key --refill,
 # set-user-limits, credits in list-keys and show-key
 ###########################################################################
@@ -730,30 +755,6 @@ for my $bad (
 {
 	fails_like(hk('auth', @{ $bad->[0] }), $bad->[1], $bad->[2], "metering: $bad->[3]");
 }
-
-###########################################################################
-# Permission denied: a role without grants
-###########################################################################
-
-sql('CREATE ROLE nopriv LOGIN');
-my %nopriv = (env => { PGUSER => 'nopriv' });
-fails_like(hk_opt(\%nopriv, 'auth', 'list-keys'), 4, qr/permission denied/, 'list-keys without privileges');
-fails_like(hk_opt(\%nopriv, 'auth', 'create-key', '--user', 'alice', '--name', 'x'), 4,
-	qr/permission denied/, 'create-key without privileges');
-fails_like(hk_opt(\%nopriv, 'auth', 'create-user', 'mallory'), 4, qr/permission denied/,
-	'create-user without privileges');
-fails_like(hk_opt(\%nopriv, 'auth', 'revoke-key', $prefix5, '--yes'), 4, qr/permission denied/,
-	'revoke-key without privileges');
-fails_like(hk_opt(\%nopriv, 'auth', 'usage', $prefix5), 4, qr/permission denied/,
-	'usage without privileges');
-for my $cmd ([ 'update-key', $prefix5, '--name', 'x' ], [ 'list-users' ], [ 'deactivate-user', 'alice' ],
-	[ 'audit' ], [ 'audit', '--verify' ], [ 'rate-limit-reset', $prefix5 ])
-{
-	fails_like(hk_opt(\%nopriv, 'auth', @$cmd), 4, qr/permission denied/, "$cmd->[0] without privileges");
-}
-is(sql("SELECT count(*) FROM hokusai_auth.users WHERE NOT is_active"), 1, 'no user deactivated without privileges');
-is(key_count(), $keys_before, 'no key created without privileges');
-is(HokusaiTest::status($node, $key5, '10.0.0.1'), 'ok', 'no key revoked without privileges');
 
 ###########################################################################
 # Connection options like psql's: -h -p -U -d (also a connection string),
