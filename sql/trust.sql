@@ -191,7 +191,9 @@ SELECT hokusai_auth.add_credits(:'k_cr', 3);
 SELECT hokusai_auth.add_credits(:'k_cr', -100);
 SELECT hokusai_auth.add_credits(:'k_cr', 7);
 SELECT hokusai_auth.add_credits(:'k_cr', 0);
+\set VERBOSITY sqlstate
 SELECT hokusai_auth.add_credits(:'k_plain', 1);
+\set VERBOSITY terse
 SELECT hokusai_auth.add_credits('00000000-0000-0000-0000-000000000000', 1);
 SELECT credits_remaining, refill_amount, refill_interval
   FROM hokusai_auth.update_key(:'k_ref', refill_amount => 5, refill_interval => 'month');
