@@ -208,11 +208,22 @@ hk_credit_key(Oid dbid, Oid nspid, const pg_uuid_t *root, HkCreditKey *key)
 	key->key_id = *root;
 }
 
-/* The table key of a balance of this backend's database. */
-static void
-my_key(const pg_uuid_t *root, HkCreditKey *key)
+/*
+ * The table key of a balance of this backend's database (a catalog lookup
+ * the first time: not at commit or abort).
+ */
+void
+hk_credits_key_of(const pg_uuid_t *root, HkCreditKey *key)
 {
 	hk_credit_key(MyDatabaseId, hk_credits_nspid(), root, key);
+}
+
+/* Lock the entry of a balance by its key exclusively; NULL when absent. */
+static HkCreditEntry *
+lock_key(const HkCreditKey *key)
+{
+	hk_credits_attach();
+	return dshash_find(hk_credits_tab, key, true);
 }
 
 void
@@ -249,7 +260,7 @@ hk_credits_ensure(const pg_uuid_t *root)
 	int			attempt;
 
 	hk_credits_attach();
-	my_key(root, &key);
+	hk_credits_key_of(root, &key);
 	for (attempt = 0; attempt < HK_LOAD_TRIES; attempt++)
 	{
 		uint64		generation = pg_atomic_read_u64(&hk_credits_sh->generation);
@@ -298,7 +309,7 @@ hk_credits_lock(const pg_uuid_t *root)
 	HkCreditKey key;
 
 	hk_credits_attach();
-	my_key(root, &key);
+	hk_credits_key_of(root, &key);
 	return dshash_find(hk_credits_tab, &key, true);
 }
 
@@ -313,9 +324,9 @@ hk_credits_unlock(HkCreditEntry *e)
  * balance was refilled since (refill_seq moved on: the refill replaced it).
  */
 void
-hk_credits_give_back(const pg_uuid_t *root, int64 amount, uint32 seq)
+hk_credits_give_back(const HkCreditKey *key, int64 amount, uint32 seq)
 {
-	HkCreditEntry *e = hk_credits_lock(root);
+	HkCreditEntry *e = lock_key(key);
 
 	if (e == NULL)
 		return;					/* cannot happen: the sweep waits for us */
@@ -357,9 +368,9 @@ hk_credits_pin(const pg_uuid_t *root, const HkRefill *r, HkBalance *b)
 
 /* Add delta to a pinned balance (see hk_balance_add); the change made. */
 int64
-hk_credits_adjust(const pg_uuid_t *root, int64 delta, const HkRefill *r)
+hk_credits_adjust(const HkCreditKey *key, int64 delta, const HkRefill *r)
 {
-	HkCreditEntry *e = hk_credits_lock(root);
+	HkCreditEntry *e = lock_key(key);
 	TimestampTz now = GetCurrentTimestamp();
 	int64		done;
 
@@ -373,9 +384,9 @@ hk_credits_adjust(const pg_uuid_t *root, int64 delta, const HkRefill *r)
 
 /* Release a pin of hk_credits_pin(). */
 void
-hk_credits_unpin(const pg_uuid_t *root)
+hk_credits_unpin(const HkCreditKey *key)
 {
-	HkCreditEntry *e = hk_credits_lock(root);
+	HkCreditEntry *e = lock_key(key);
 
 	if (e == NULL)
 		return;

@@ -74,13 +74,17 @@ extern void hk_credits_changed(HkCreditEntry *e, TimestampTz now);
 extern void hk_credits_stat_add(HkCreditStat s, uint64 n);
 extern uint64 hk_credits_stat(HkCreditStat s);
 
-/* Transactions (credits_xact.c). */
-extern void hk_credits_give_back(const pg_uuid_t *root, int64 amount, uint32 seq);
+/*
+ * Transactions (credits_xact.c).  What runs at commit or abort names the
+ * balance by its whole key: no catalog lookup is allowed there.
+ */
+extern void hk_credits_key_of(const pg_uuid_t *root, HkCreditKey *key);
+extern void hk_credits_give_back(const HkCreditKey *key, int64 amount, uint32 seq);
 extern bool hk_credits_pin(const pg_uuid_t *root, const HkRefill *r,
 						   HkBalance *b);
-extern int64 hk_credits_adjust(const pg_uuid_t *root, int64 delta,
+extern int64 hk_credits_adjust(const HkCreditKey *key, int64 delta,
 							   const HkRefill *r);
-extern void hk_credits_unpin(const pg_uuid_t *root);
+extern void hk_credits_unpin(const HkCreditKey *key);
 extern void hk_credits_open_spend(TimestampTz since);
 extern void hk_credits_close_spend(void);
 

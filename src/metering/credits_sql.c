@@ -109,6 +109,7 @@ hk_sql_credits_add(PG_FUNCTION_ARGS)
 	HkRefill	r;
 	HkBalance	b;
 	int64		new_balance;
+	HkCreditKey key;
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {0};
@@ -124,9 +125,10 @@ hk_sql_credits_add(PG_FUNCTION_ARGS)
 	/* Without shared memory there is no live balance: the row is it. */
 	if (!hk_shmem_ready() || !hk_credits_pin(root, &r, &b))
 		PG_RETURN_NULL();
+	hk_credits_key_of(root, &key);
 	if (amount > 0 && b.balance > PG_INT64_MAX - amount)
 	{
-		hk_credits_unpin(root);
+		hk_credits_unpin(&key);
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("credits would exceed the largest balance"),
@@ -134,7 +136,7 @@ hk_sql_credits_add(PG_FUNCTION_ARGS)
 						   b.balance, PG_INT64_MAX - b.balance)));
 	}
 	new_balance = (amount < 0 && amount < -b.balance) ? 0 : b.balance + amount;
-	hk_credits_note_add(root, new_balance - b.balance, &r);
+	hk_credits_note_add(&key, new_balance - b.balance, &r);
 	values[0] = Int64GetDatum(b.balance);
 	values[1] = Int64GetDatum(new_balance);
 	values[2] = TimestampTzGetDatum(b.refilled_at);

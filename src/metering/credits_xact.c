@@ -8,7 +8,9 @@
  *	  and dropped if it aborts.
  *
  * Spends.  hk_credits_note_spend() records (balance, amount, refill_seq,
- * nesting level), merged per balance and level.  At abort each is given
+ * nesting level), merged per balance and level; the balance by its whole
+ * key (database, schema, key), as nothing may look at the catalogs when
+ * the transaction ends.  At abort each is given
  * back (metering/credits.c), unless the balance has been refilled since:
  * the refill replaced the balance that was spent from.  A subtransaction
  * that aborts gives back what it spent; one that commits hands its spends
@@ -42,7 +44,7 @@
 
 typedef struct SpendNote
 {
-	pg_uuid_t	root;
+	HkCreditKey key;
 	int64		amount;
 	uint32		seq;
 	int			level;
@@ -50,7 +52,7 @@ typedef struct SpendNote
 
 typedef struct AddNote
 {
-	pg_uuid_t	root;
+	HkCreditKey key;
 	int64		delta;
 	HkRefill	refill;
 	int			level;
@@ -94,9 +96,9 @@ grow(void *array, int *max, Size elem)
 	return repalloc(array, elem * *max);
 }
 
-/* Note credits spent from balance root (at refill_seq seq) in this transaction. */
+/* Note credits spent from a balance (at refill_seq seq) in this transaction. */
 void
-hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq)
+hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq)
 {
 	int			level = GetCurrentTransactionNestLevel();
 	int			i;
@@ -107,7 +109,7 @@ hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq)
 		SpendNote  *n = &spends[i];
 
 		if (n->level == level && n->seq == seq &&
-			memcmp(&n->root, root, sizeof(pg_uuid_t)) == 0)
+			memcmp(&n->key, key, sizeof(HkCreditKey)) == 0)
 		{
 			n->amount += amount;
 			return;
@@ -117,7 +119,7 @@ hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq)
 		spends = grow(spends, &maxspends, sizeof(SpendNote));
 	if (nspends == 0 && nadds == 0)
 		hk_credits_open_spend(GetCurrentTimestamp());
-	spends[nspends].root = *root;
+	spends[nspends].key = *key;
 	spends[nspends].amount = amount;
 	spends[nspends].seq = seq;
 	spends[nspends].level = level;
@@ -126,14 +128,14 @@ hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq)
 
 /* Note an add_credits() change of a pinned balance, applied at commit. */
 void
-hk_credits_note_add(const pg_uuid_t *root, int64 delta, const HkRefill *r)
+hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r)
 {
 	ensure_registered();
 	if (nadds == maxadds)
 		adds = grow(adds, &maxadds, sizeof(AddNote));
 	if (nspends == 0 && nadds == 0)
 		hk_credits_open_spend(GetCurrentTimestamp());
-	adds[nadds].root = *root;
+	adds[nadds].key = *key;
 	adds[nadds].delta = delta;
 	adds[nadds].refill = *r;
 	adds[nadds].level = GetCurrentTransactionNestLevel();
@@ -152,7 +154,7 @@ give_back_from(int level)
 	for (i = 0; i < nspends; i++)
 	{
 		if (spends[i].level >= level)
-			hk_credits_give_back(&spends[i].root, spends[i].amount, spends[i].seq);
+			hk_credits_give_back(&spends[i].key, spends[i].amount, spends[i].seq);
 		else
 			spends[keep++] = spends[i];
 	}
@@ -173,8 +175,8 @@ drop_adds_from(int level)
 		if (n->level >= level)
 		{
 			if (n->applied && n->done != 0)
-				(void) hk_credits_adjust(&n->root, -n->done, &n->refill);
-			hk_credits_unpin(&n->root);
+				(void) hk_credits_adjust(&n->key, -n->done, &n->refill);
+			hk_credits_unpin(&n->key);
 		}
 		else
 			adds[keep++] = *n;
@@ -208,7 +210,7 @@ credits_xact_callback(XactEvent event, void *arg)
 
 				if (!n->applied)
 				{
-					n->done = hk_credits_adjust(&n->root, n->delta, &n->refill);
+					n->done = hk_credits_adjust(&n->key, n->delta, &n->refill);
 					n->applied = true;
 					hk_credits_stat_add(HK_CSTAT_ADDED, 1);
 				}
@@ -217,7 +219,7 @@ credits_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			for (i = 0; i < nadds; i++)
-				hk_credits_unpin(&adds[i].root);
+				hk_credits_unpin(&adds[i].key);
 			forget_all();
 			break;
 		case XACT_EVENT_ABORT:

@@ -14,8 +14,9 @@
 #include "utils/uuid.h"
 
 #include "metering/balance.h"
+#include "metering/credits.h"
 
-extern void hk_credits_note_spend(const pg_uuid_t *root, int64 amount, uint32 seq);
-extern void hk_credits_note_add(const pg_uuid_t *root, int64 delta, const HkRefill *r);
+extern void hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq);
+extern void hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r);
 
 #endif							/* HK_CREDITS_XACT_H */

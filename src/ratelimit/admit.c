@@ -139,6 +139,7 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 	bool		has_user = a->user.per_hour > 0 || a->user.burst > 0;
 	HkAdmitStates s;
 	HkCreditEntry *ce = NULL;
+	HkCreditKey credit_key;
 	int			tries = 0;
 
 	hk_limiter_prepare(now);
@@ -185,6 +186,7 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 	{
 		if (r->refilled || (r->admitted && a->cost > 0))
 			hk_credits_changed(ce, now);
+		credit_key = ce->key;
 		hk_credits_unlock(ce);
 	}
 	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
@@ -207,7 +209,7 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 		{
 			hk_credits_stat_add(HK_CSTAT_CHARGED, 1);
 			hk_credits_stat_add(HK_CSTAT_SPENT, (uint64) a->cost);
-			hk_credits_note_spend(&a->credits_key, a->cost, r->refill_seq);
+			hk_credits_note_spend(&credit_key, a->cost, r->refill_seq);
 		}
 	}
 
