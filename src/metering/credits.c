@@ -177,6 +177,17 @@ hk_credits_attach(void)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Has any backend made the balances' area yet?  While no key has been
+ * metered since the server started, the worker has nothing to do and
+ * creates nothing.
+ */
+bool
+hk_credits_exist(void)
+{
+	return hk_credits_sh != NULL && hk_credits_sh->area_handle != DSM_HANDLE_INVALID;
+}
+
 /* The schema may have been dropped and created again: look it up anew. */
 static void
 nsp_inval_callback(Datum arg, int cacheid, uint32 hashvalue)

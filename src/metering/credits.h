@@ -95,6 +95,7 @@ extern int64 hk_credits_count_entries(void);
 extern int	hk_credits_take_events(Oid dbid, Oid nspid, HkCreditEvent *out, int max);
 
 /* Write-back (worker/credits_writer.c). */
+extern bool hk_credits_exist(void);
 extern Oid	hk_credits_nspid(void);
 extern int	hk_credits_dirty(Oid dbid, Oid nspid, pg_uuid_t *roots, int max);
 extern bool hk_credits_snapshot(Oid dbid, Oid nspid, const pg_uuid_t *root,

@@ -91,14 +91,16 @@ hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 
 	/* The figures. */
 	hk_limiter_report(s->key, now, a->key.per_hour, a->key.burst, a->cost,
-					  r->admitted, &r->key);
+					  r->admitted, true, &r->key);
 	r->remaining = r->key.remaining;
 	r->reset_seconds = r->key.reset_seconds;
 	if (s->user != NULL)
 	{
 		r->has_user = true;
+		/* The HTTP headers show the user's windows only when they refused. */
 		hk_limiter_report(s->user, now, a->user.per_hour, a->user.burst, a->cost,
-						  r->admitted, &r->user);
+						  r->admitted, refused == HK_REFUSED_USER_HOURLY ||
+						  refused == HK_REFUSED_USER_BURST, &r->user);
 		if (a->user.per_hour > 0)
 			r->remaining = Min(r->remaining, r->user.remaining);
 		r->reset_seconds = Max(r->reset_seconds, r->user.reset_seconds);

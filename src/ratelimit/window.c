@@ -250,11 +250,13 @@ hk_limiter_count(HkLimiterState *st, int32 cost)
  * until cost more units would fit, and the per-window figures of the HTTP
  * headers.  admitted is the decision of the whole call, which other limits
  * may have refused; limited_by is then this state's own verdict (none when
- * the call was admitted).
+ * the call was admitted).  Without headers, the two reset times (a walk
+ * over each ring) are left at now.
  */
 void
 hk_limiter_report(HkLimiterState *st, TimestampTz now, int32 per_hour,
-				  int32 burst, int32 cost, bool admitted, HkLimiterDecision *d)
+				  int32 burst, int32 cost, bool admitted, bool headers,
+				  HkLimiterDecision *d)
 {
 	HkWindow	hour = hour_window(st);
 	HkWindow	second = burst_window(st);
@@ -280,12 +282,12 @@ hk_limiter_report(HkLimiterState *st, TimestampTz now, int32 per_hour,
 		!hour_room ? HK_LIMIT_HOURLY : HK_LIMIT_BURST;
 	d->now = now;
 	d->hour_used = (int32) Min(st->hour_total, (uint32) PG_INT32_MAX);
-	d->hour_reset_at = window_next_drop(&hour, now);
+	d->hour_reset_at = headers ? window_next_drop(&hour, now) : now;
 	d->burst_limit = Max(burst, 0);
 	d->burst_used = (int32) Min(st->burst_total, (uint32) PG_INT32_MAX);
 	d->burst_remaining = burst > 0 ?
 		(int32) Max((int64) burst - (int64) st->burst_total, 0) : 0;
-	d->burst_reset_at = window_next_drop(&second, now);
+	d->burst_reset_at = headers ? window_next_drop(&second, now) : now;
 }
 
 /*
@@ -300,7 +302,7 @@ hk_limiter_decide(HkLimiterState *st, TimestampTz now, int32 per_hour,
 
 	if (admitted)
 		hk_limiter_count(st, 1);
-	hk_limiter_report(st, now, per_hour, burst, 1, admitted, d);
+	hk_limiter_report(st, now, per_hour, burst, 1, admitted, true, d);
 }
 
 /*
@@ -313,7 +315,7 @@ hk_limiter_peek(HkLimiterState *st, TimestampTz now, int32 per_hour,
 {
 	bool		admitted = hk_limiter_check(st, now, per_hour, burst, 1) == HK_LIMIT_NONE;
 
-	hk_limiter_report(st, now, per_hour, burst, 1, admitted, d);
+	hk_limiter_report(st, now, per_hour, burst, 1, admitted, true, d);
 }
 
 /* Have all of the state's counts left both windows by time now? */

@@ -80,7 +80,7 @@ extern HkLimitKind hk_limiter_check(HkLimiterState *st, TimestampTz now,
 extern void hk_limiter_count(HkLimiterState *st, int32 cost);
 extern void hk_limiter_report(HkLimiterState *st, TimestampTz now,
 							  int32 per_hour, int32 burst, int32 cost,
-							  bool admitted, HkLimiterDecision *d);
+							  bool admitted, bool headers, HkLimiterDecision *d);
 
 extern void hk_limiter_decide(HkLimiterState *st, TimestampTz now,
 							  int32 per_hour, int32 burst,

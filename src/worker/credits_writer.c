@@ -260,11 +260,16 @@ write_batch(Oid nspid, pg_uuid_t *roots, int n)
 void
 hk_worker_write_credits(MemoryContext cxt)
 {
-	MemoryContext batch_cxt = AllocSetContextCreate(cxt, "hokusai_auth worker credits",
-													ALLOCSET_DEFAULT_SIZES);
-	pg_uuid_t  *roots = MemoryContextAlloc(cxt, sizeof(pg_uuid_t) * HK_CREDITS_BATCH);
+	MemoryContext batch_cxt;
+	pg_uuid_t  *roots;
 	Oid			nspid = InvalidOid;
 	int			rounds = 0;
+
+	if (!hk_credits_exist())
+		return;
+	batch_cxt = AllocSetContextCreate(cxt, "hokusai_auth worker credits",
+									  ALLOCSET_DEFAULT_SIZES);
+	roots = MemoryContextAlloc(cxt, sizeof(pg_uuid_t) * HK_CREDITS_BATCH);
 
 	/* The schema's oid needs a transaction; the worker checked it exists. */
 	StartTransactionCommand();

@@ -56,5 +56,20 @@ mp=$(printf '%s\n' "${plain[@]}" | median)
 mm=$(printf '%s\n' "${metered[@]}" | median)
 printf 'median: no metering %.0f TPS, credits + user limits %.0f TPS: %+.1f%% (target: no worse than -5%%)\n' \
 	"$mp" "$mm" "$(echo "($mm / $mp - 1) * 100" | bc -l)"
+# In one backend, without the client round trip: microseconds per call.
+per_call() { q -v key="$1" <<'SQL'
+SELECT round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / 200000, 3)
+  FROM (SELECT clock_timestamp() AS t0) t,
+       LATERAL (SELECT count(*) FROM generate_series(1, 200000) i,
+                LATERAL hokusai_auth.validate_key(left(:'key' || i, 54)) v WHERE v.valid) c;
+SQL
+}
+pu=(); mu=()
+for r in $(seq 1 "$ROUNDS"); do
+	if (( r % 2 )); then p=$(per_call "$PLAIN"); m=$(per_call "$METERED"); else m=$(per_call "$METERED"); p=$(per_call "$PLAIN"); fi
+	pu+=("$p"); mu+=("$m")
+done
+printf 'in-process, 200000 calls in one statement, median of %d: no metering %s us/call, credits + user limits %s us/call\n' \
+	"$ROUNDS" "$(printf '%s\n' "${pu[@]}" | median)" "$(printf '%s\n' "${mu[@]}" | median)"
 q -c "SELECT 'credits spent: ' || credits_spent || ', balances in memory: ' || credit_entries
 	|| ', users tracked: ' || user_entries FROM hokusai_auth.metering_stats()"
