@@ -37,7 +37,8 @@
  * the last write-back: at most one flush_interval of spending.
  *
  * Sweep.  An entry whose balance is written back, that no add_credits() has
- * pinned, unchanged for HK_CREDITS_IDLE and since before every transaction
+ * pinned, that holds no crossing the events outbox has not taken,
+ * unchanged for HK_CREDITS_IDLE and since before every transaction
  * still open that has spent credits (open_since[]: an aborting transaction
  * must find the entry to give back to) is removed; so is every entry of a
  * schema that no longer exists.

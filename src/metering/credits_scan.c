@@ -141,8 +141,9 @@ oldest_open_spend(TimestampTz now)
 
 /*
  * Remove the balances of a database that may leave memory (see "Sweep" in
- * the banner): those of its current schema that are written back, unpinned
- * and idle, and all of those of a schema that is gone.  Returns how many.
+ * credits.c): those of its current schema that are written back, unpinned,
+ * idle and hold no crossing not yet taken, and all of those of a schema
+ * that is gone.  Returns how many.
  */
 int64
 hk_credits_sweep(Oid dbid, Oid nspid, TimestampTz now)
@@ -159,7 +160,8 @@ hk_credits_sweep(Oid dbid, Oid nspid, TimestampTz now)
 		if (e->key.dbid != dbid)
 			continue;
 		if (e->key.nspid == nspid &&
-			(e->version != e->flushed || e->pins > 0 || e->changed_at >= before))
+			(e->version != e->flushed || e->pins > 0 || e->b.events != 0 ||
+			 e->changed_at >= before))
 			continue;
 		dshash_delete_current(&status);
 		/* Under the partition lock: see "Loading" in the banner. */
