@@ -57,7 +57,10 @@
  *	  except dshash_find_or_insert() running out of shared memory in a load
  *	  (no other lock held then, and the entry is not yet initialised:
  *	  loads insert and initialise under one lock hold).
- *	- The counters, the generation and open_since[] are atomics.
+ *	- The counters, the generation and open_since[] are atomics, except
+ *	  the calls and credits spent, which the hot path counts in the entry
+ *	  it holds locked (one atomic fewer per call); the sweep adds an
+ *	  entry's counts to the atomics when it removes it.
  *
  *-------------------------------------------------------------------------
  */
@@ -108,7 +111,7 @@ static Size
 credits_shmem_size(void)
 {
 	return add_size(offsetof(HkCreditsShared, open_since),
-					mul_size(MaxBackends, sizeof(pg_atomic_uint64)));
+					mul_size(MaxBackends, sizeof(HkOpenSince)));
 }
 
 /* From shmem_request_hook: the fixed struct and its lock. */
@@ -138,7 +141,7 @@ hk_credits_shmem_startup(void)
 		pg_atomic_init_u64(&hk_credits_sh->stats[i], 0);
 	hk_credits_sh->nslots = MaxBackends;
 	for (i = 0; i < hk_credits_sh->nslots; i++)
-		pg_atomic_init_u64(&hk_credits_sh->open_since[i], 0);
+		pg_atomic_init_u64(&hk_credits_sh->open_since[i].since, 0);
 }
 
 /* Attach this backend to the area and table, creating them on first use. */
@@ -302,6 +305,7 @@ hk_credits_ensure(const pg_uuid_t *root)
 			e->version = e->flushed = 1;
 			e->changed_at = GetCurrentTimestamp();
 			e->pins = 0;
+			e->charged = e->spent = 0;
 			pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_LOADED], 1);
 		}
 		dshash_release_lock(hk_credits_tab, e);
@@ -412,7 +416,7 @@ void
 hk_credits_open_spend(TimestampTz since)
 {
 	if (MyBackendId >= 1 && MyBackendId <= hk_credits_sh->nslots)
-		pg_atomic_write_u64(&hk_credits_sh->open_since[MyBackendId - 1], (uint64) since);
+		pg_atomic_write_u64(&hk_credits_sh->open_since[MyBackendId - 1].since, (uint64) since);
 }
 
 /* This backend's transaction has ended. */
@@ -420,7 +424,7 @@ void
 hk_credits_close_spend(void)
 {
 	if (MyBackendId >= 1 && MyBackendId <= hk_credits_sh->nslots)
-		pg_atomic_write_u64(&hk_credits_sh->open_since[MyBackendId - 1], 0);
+		pg_atomic_write_u64(&hk_credits_sh->open_since[MyBackendId - 1].since, 0);
 }
 
 /*

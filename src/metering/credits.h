@@ -33,13 +33,16 @@ typedef struct HkCreditEntry
 	uint64		flushed;		/* the version the table has */
 	TimestampTz changed_at;
 	int32		pins;			/* add_credits() calls in progress */
+	uint64		charged;		/* calls that spent, since loaded */
+	uint64		spent;			/* credits they spent */
 } HkCreditEntry;
 
 /* Counters of credits_stats(). */
 typedef enum HkCreditStat
 {
-	HK_CSTAT_CHARGED,			/* calls that spent credits */
-	HK_CSTAT_SPENT,				/* credits spent */
+	HK_CSTAT_CHARGED,			/* calls that spent credits (with the
+								 * entries' own counts) */
+	HK_CSTAT_SPENT,				/* credits spent (the same) */
 	HK_CSTAT_REFUSED,			/* calls refused as credits_exhausted */
 	HK_CSTAT_GIVEN_BACK,		/* credits given back at abort */
 	HK_CSTAT_REFILLS,			/* refills applied */
@@ -73,6 +76,7 @@ extern void hk_credits_unlock(HkCreditEntry *e);
 extern void hk_credits_changed(HkCreditEntry *e, TimestampTz now);
 extern void hk_credits_stat_add(HkCreditStat s, uint64 n);
 extern uint64 hk_credits_stat(HkCreditStat s);
+extern void hk_credits_entry_counts(uint64 *charged, uint64 *spent);
 
 /*
  * Transactions (credits_xact.c).  What runs at commit or abort names the

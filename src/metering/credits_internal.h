@@ -18,6 +18,16 @@
 
 #include "metering/credits.h"
 
+/*
+ * A backend's slot: one cache line each, as every transaction that spends
+ * writes its own twice and backends must not contend for the line.
+ */
+typedef union HkOpenSince
+{
+	pg_atomic_uint64 since;
+	char		pad[PG_CACHE_LINE_SIZE];
+} HkOpenSince;
+
 typedef struct HkCreditsShared
 {
 	LWLock	   *lock;
@@ -28,7 +38,7 @@ typedef struct HkCreditsShared
 	pg_atomic_uint64 stats[HK_CSTAT_COUNT];
 	int			nslots;
 	/* per backend: since when its transaction has spent credits; 0: not */
-	pg_atomic_uint64 open_since[FLEXIBLE_ARRAY_MEMBER];
+	HkOpenSince open_since[FLEXIBLE_ARRAY_MEMBER];
 } HkCreditsShared;
 
 extern HkCreditsShared *hk_credits_sh;

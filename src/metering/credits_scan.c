@@ -22,6 +22,24 @@
 /* Balances unchanged for this long (and written back) may leave memory. */
 #define HK_CREDITS_IDLE		(10 * 60 * USECS_PER_SEC)
 
+/* The calls and credits spent counted in the entries in memory. */
+void
+hk_credits_entry_counts(uint64 *charged, uint64 *spent)
+{
+	dshash_seq_status status;
+	HkCreditEntry *e;
+
+	*charged = *spent = 0;
+	hk_credits_attach();
+	dshash_seq_init(&status, hk_credits_tab, false);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		*charged += e->charged;
+		*spent += e->spent;
+	}
+	dshash_seq_term(&status);
+}
+
 /* How many balances are in memory, in every database. */
 int64
 hk_credits_count_entries(void)
@@ -131,7 +149,7 @@ oldest_open_spend(TimestampTz now)
 
 	for (i = 0; i < hk_credits_sh->nslots; i++)
 	{
-		uint64		since = pg_atomic_read_u64(&hk_credits_sh->open_since[i]);
+		uint64		since = pg_atomic_read_u64(&hk_credits_sh->open_since[i].since);
 
 		if (since != 0 && (TimestampTz) since < oldest)
 			oldest = (TimestampTz) since;
@@ -163,8 +181,10 @@ hk_credits_sweep(Oid dbid, Oid nspid, TimestampTz now)
 			(e->version != e->flushed || e->pins > 0 || e->b.events != 0 ||
 			 e->changed_at >= before))
 			continue;
+		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_CHARGED], e->charged);
+		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_SPENT], e->spent);
 		dshash_delete_current(&status);
-		/* Under the partition lock: see "Loading" in the banner. */
+		/* Under the partition lock: see "Loading" in credits.c. */
 		pg_atomic_fetch_add_u64(&hk_credits_sh->generation, 1);
 		removed++;
 	}

@@ -193,13 +193,18 @@ hk_sql_metering_stats(PG_FUNCTION_ARGS)
 	Datum		values[HK_CSTAT_COUNT + 4];
 	bool		nulls[HK_CSTAT_COUNT + 4] = {0};
 	HkLimiterStats ls;
+	uint64		charged;
+	uint64		spent;
 	int			i;
 
 	hk_require_preload();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	hk_credits_entry_counts(&charged, &spent);
 	for (i = 0; i < HK_CSTAT_COUNT; i++)
 		values[i] = Int64GetDatum((int64) hk_credits_stat((HkCreditStat) i));
+	values[HK_CSTAT_CHARGED] = Int64GetDatum((int64) (hk_credits_stat(HK_CSTAT_CHARGED) + charged));
+	values[HK_CSTAT_SPENT] = Int64GetDatum((int64) (hk_credits_stat(HK_CSTAT_SPENT) + spent));
 	hk_limiter_stats(&ls);
 	values[i++] = Int64GetDatum(hk_credits_count_entries());
 	values[i++] = Int64GetDatum((int64) ls.rejected[HK_REFUSED_USER_HOURLY]);

@@ -118,7 +118,7 @@ hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq)
 	if (nspends == maxspends)
 		spends = grow(spends, &maxspends, sizeof(SpendNote));
 	if (nspends == 0 && nadds == 0)
-		hk_credits_open_spend(GetCurrentTimestamp());
+		hk_credits_open_spend(GetCurrentTransactionStartTimestamp());
 	spends[nspends].key = *key;
 	spends[nspends].amount = amount;
 	spends[nspends].seq = seq;
@@ -134,7 +134,7 @@ hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r)
 	if (nadds == maxadds)
 		adds = grow(adds, &maxadds, sizeof(AddNote));
 	if (nspends == 0 && nadds == 0)
-		hk_credits_open_spend(GetCurrentTimestamp());
+		hk_credits_open_spend(GetCurrentTransactionStartTimestamp());
 	adds[nadds].key = *key;
 	adds[nadds].delta = delta;
 	adds[nadds].refill = *r;

@@ -47,13 +47,14 @@ seconds_until(TimestampTz t, TimestampTz now)
 }
 
 /*
- * Decide a call on the given states at time now: check every limit, then
- * (only if all have room) count the cost on every one, and fill in *r.
- * s->key must be set; s->user and s->credits may be NULL.
+ * Check every limit of a call on the given states at time now, then (only
+ * if all have room) count the cost on every one: r's admitted, refused_by,
+ * refilled and crossed.  s->key must be set; s->user and s->credits may be
+ * NULL.
  */
-void
-hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
-				HkAdmitResult *r)
+static void
+admit_commit(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+			 HkAdmitResult *r)
 {
 	HkRefusal	refused = HK_REFUSED_NONE;
 	HkLimitKind kind;
@@ -88,8 +89,18 @@ hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 		if (s->credits != NULL)
 			r->crossed = hk_balance_spend(s->credits, &a->refill, a->cost, now);
 	}
+}
 
-	/* The figures. */
+/*
+ * The figures of a decision admit_commit() made, from the states as it
+ * left them (or copies of them: nothing here changes them).
+ */
+static void
+admit_report(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+			 HkAdmitResult *r)
+{
+	HkRefusal	refused = r->refused_by;
+
 	hk_limiter_report(s->key, now, a->key.per_hour, a->key.burst, a->cost,
 					  r->admitted, true, &r->key);
 	r->remaining = r->key.remaining;
@@ -124,6 +135,19 @@ hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 		r->retry_after = Max(r->reset_seconds, 1);
 }
 
+/*
+ * Decide a call on the given states at time now: check every limit, then
+ * (only if all have room) count the cost on every one, and fill in *r.
+ * s->key must be set; s->user and s->credits may be NULL.
+ */
+void
+hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+				HkAdmitResult *r)
+{
+	admit_commit(a, s, now, r);
+	admit_report(a, s, now, r);
+}
+
 /* This backend's latest admission (hk_admit_last()). */
 static bool last_valid = false;
 static pg_uuid_t last_key_id;
@@ -142,6 +166,10 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 	HkAdmitStates s;
 	HkCreditEntry *ce = NULL;
 	HkCreditKey credit_key;
+	HkAdmitStates copies = {NULL, NULL, NULL};
+	HkLimiterState key_copy;
+	HkLimiterState user_copy;
+	HkBalance	balance_copy;
 	int			tries = 0;
 
 	hk_limiter_prepare(now);
@@ -183,17 +211,37 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 		}
 	}
 
-	hk_admit_decide(a, &s, now, r);
+	/*
+	 * Under the locks only the decision; the figures are worked out from
+	 * copies once the locks are released, so the locks are held as briefly
+	 * as they can be.
+	 */
+	admit_commit(a, &s, now, r);
+	key_copy = *s.key;
+	copies.key = &key_copy;
+	if (s.user != NULL)
+	{
+		user_copy = *s.user;
+		copies.user = &user_copy;
+	}
 	if (ce != NULL)
 	{
 		if (r->refilled || (r->admitted && a->cost > 0))
 			hk_credits_changed(ce, now);
+		if (r->admitted && a->cost > 0)
+		{
+			ce->charged++;
+			ce->spent += (uint64) a->cost;
+		}
 		credit_key = ce->key;
+		balance_copy = ce->b;
+		copies.credits = &balance_copy;
 		hk_credits_unlock(ce);
 	}
 	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
 	if (s.user != NULL)
 		hk_limiter_unlock(HK_LIMITER_USER, s.user);
+	admit_report(a, &copies, now, r);
 
 	/* No lock held: count, and note the spend for the transaction. */
 	hk_limiter_note(r->refused_by);
@@ -208,11 +256,7 @@ hk_admit(const HkAdmission *a, HkAdmitResult *r)
 		if (r->crossed & HK_CREDIT_EVENT_EXHAUSTED)
 			hk_credits_stat_add(HK_CSTAT_EXHAUSTED, 1);
 		if (r->admitted && a->cost > 0)
-		{
-			hk_credits_stat_add(HK_CSTAT_CHARGED, 1);
-			hk_credits_stat_add(HK_CSTAT_SPENT, (uint64) a->cost);
 			hk_credits_note_spend(&credit_key, a->cost, r->refill_seq);
-		}
 	}
 
 done:
