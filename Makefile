@@ -17,6 +17,7 @@ OBJS = \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
 	src/validate/cache.o \
+	src/validate/cache_lookup.o \
 	src/validate/cidr_datum.o \
 	src/validate/invalidate.o \
 	src/validate/key_store.o \

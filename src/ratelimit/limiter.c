@@ -21,7 +21,9 @@
  *	  inspection.  Concurrent requests on one key are therefore serialised
  *	  and cannot over-admit.  No other lock is taken, and nothing that can
  *	  raise an ERROR is done, while a partition lock is held.
- *	- The statistics and the sweep time are atomics.
+ *	- The sweep time is an atomic.  The statistics are per-backend
+ *	  counters summed on read (validate/stats.c), so that no call writes a
+ *	  shared line of its own besides the key's entry and its partition lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +40,7 @@
 
 #include "hokusai_auth.h"
 #include "ratelimit/limiter.h"
+#include "validate/stats.h"
 
 #define SWEEP_INTERVAL		(60 * USECS_PER_SEC)
 #define LIMITER_TRANCHE		"hokusai_auth rate limiter"
@@ -60,11 +63,6 @@ typedef struct HkLimiterShared
 	int			tranche_id;
 	dsa_handle	area_handle;
 	dshash_table_handle table_handle;
-	pg_atomic_uint64 admitted;
-	pg_atomic_uint64 rejected_hourly;
-	pg_atomic_uint64 rejected_burst;
-	pg_atomic_uint64 created;
-	pg_atomic_uint64 reclaimed;
 	pg_atomic_uint64 last_sweep;
 } HkLimiterShared;
 
@@ -104,11 +102,6 @@ hk_limiter_shmem_startup(void)
 	limiter->lock = &(GetNamedLWLockTranche(LIMITER_TRANCHE))->lock;
 	limiter->tranche_id = LWLockNewTrancheId();
 	limiter->area_handle = DSM_HANDLE_INVALID;
-	pg_atomic_init_u64(&limiter->admitted, 0);
-	pg_atomic_init_u64(&limiter->rejected_hourly, 0);
-	pg_atomic_init_u64(&limiter->rejected_burst, 0);
-	pg_atomic_init_u64(&limiter->created, 0);
-	pg_atomic_init_u64(&limiter->reclaimed, 0);
 	pg_atomic_init_u64(&limiter->last_sweep, 0);
 }
 
@@ -176,7 +169,7 @@ limiter_sweep(TimestampTz now)
 		}
 	}
 	dshash_seq_term(&status);
-	pg_atomic_fetch_add_u64(&limiter->reclaimed, removed);
+	hk_stat_add_n(HK_STAT_RL_RECLAIMED, removed);
 }
 
 /* Sweep at most once per SWEEP_INTERVAL, in whichever backend wins. */
@@ -197,20 +190,21 @@ static bool last_valid = false;
 static pg_uuid_t last_key_id;
 static HkLimiterDecision last_decision;
 
-/* Decide one request of a key now, counting it when admitted. */
+/*
+ * Decide one request of a key at time now (the caller's one clock reading
+ * for the call), counting it when admitted.
+ */
 void
 hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
-				 HkLimiterDecision *d)
+				 TimestampTz now, HkLimiterDecision *d)
 {
 	HkLimiterKey key;
 	HkLimiterEntry *e;
 	bool		found;
-	TimestampTz now;
 
 	limiter_attach();
 	limiter_key(key_id, &key);
 
-	now = GetCurrentTimestamp();
 	maybe_sweep(now);
 
 	e = dshash_find_or_insert(limiter_table, &key, &found);
@@ -220,13 +214,13 @@ hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
 	dshash_release_lock(limiter_table, e);
 
 	if (!found)
-		pg_atomic_fetch_add_u64(&limiter->created, 1);
+		hk_stat_add(HK_STAT_RL_CREATED);
 	if (d->admitted)
-		pg_atomic_fetch_add_u64(&limiter->admitted, 1);
+		hk_stat_add(HK_STAT_RL_ADMITTED);
 	else if (d->limited_by == HK_LIMIT_HOURLY)
-		pg_atomic_fetch_add_u64(&limiter->rejected_hourly, 1);
+		hk_stat_add(HK_STAT_RL_REJECTED_HOURLY);
 	else
-		pg_atomic_fetch_add_u64(&limiter->rejected_burst, 1);
+		hk_stat_add(HK_STAT_RL_REJECTED_BURST);
 
 	last_key_id = *key_id;
 	last_decision = *d;
@@ -292,10 +286,10 @@ hk_limiter_stats(HkLimiterStats *stats)
 		stats->entries++;
 	dshash_seq_term(&status);
 
-	stats->admitted = pg_atomic_read_u64(&limiter->admitted);
-	stats->rejected_hourly = pg_atomic_read_u64(&limiter->rejected_hourly);
-	stats->rejected_burst = pg_atomic_read_u64(&limiter->rejected_burst);
-	stats->created = pg_atomic_read_u64(&limiter->created);
-	stats->reclaimed = pg_atomic_read_u64(&limiter->reclaimed);
+	stats->admitted = hk_stat_read(HK_STAT_RL_ADMITTED);
+	stats->rejected_hourly = hk_stat_read(HK_STAT_RL_REJECTED_HOURLY);
+	stats->rejected_burst = hk_stat_read(HK_STAT_RL_REJECTED_BURST);
+	stats->created = hk_stat_read(HK_STAT_RL_CREATED);
+	stats->reclaimed = hk_stat_read(HK_STAT_RL_RECLAIMED);
 	stats->entry_bytes = (int32) sizeof(HkLimiterEntry);
 }

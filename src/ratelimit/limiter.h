@@ -31,7 +31,7 @@ extern void hk_limiter_shmem_startup(void);
 
 /* Check and count one request for a key; burst <= 0 means no burst limit. */
 extern void hk_limiter_admit(const pg_uuid_t *key_id, int32 per_hour, int32 burst,
-							 HkLimiterDecision *d);
+							 TimestampTz now, HkLimiterDecision *d);
 extern bool hk_limiter_last(const pg_uuid_t *key_id, HkLimiterDecision *d);
 extern bool hk_limiter_lookup(const pg_uuid_t *key_id, HkLimiterState *st);
 extern bool hk_limiter_forget(const pg_uuid_t *key_id);

@@ -76,7 +76,8 @@ extern void hk_usage_shmem_startup(void);
  * endpoint is not NULL, queue a usage event.  Never blocks, never fails the
  * request.
  */
-extern void hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint);
+extern void hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint,
+								TimestampTz now);
 
 /*
  * Queue one event (endpoint already checked, at most

@@ -60,10 +60,12 @@ const char *const hk_status_names[] = {
  * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
  * true, *st describes the key, and *touch_due says whether this use should
  * be noted for last_used_at (always after a cache miss; after a hit, once
- * per HK_TOUCH_INTERVAL per key).
+ * per HK_TOUCH_INTERVAL per key).  *now is the call's clock reading; a
+ * miss reads the clock again after its bcrypt.
  */
 static bool
-key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
+key_authenticate(const char *key, TimestampTz *now, HkKeyState *st,
+				 bool *touch_due)
 {
 	uint8		digest[HK_DIGEST_LEN];
 	bool		use_cache = hk_cache_usable();
@@ -77,7 +79,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	if (use_cache)
 	{
 		*touch_due = false;
-		switch (hk_cache_lookup(digest, st, &ips_overflow, touch_due))
+		switch (hk_cache_lookup(digest, *now, st, &ips_overflow, touch_due))
 		{
 			case HK_CACHE_HIT:
 				if (ips_overflow)
@@ -103,6 +105,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	}
 	hk_stat_add(HK_STAT_BCRYPT);
 	verified = hk_bcrypt_verify(key, hash);
+	*now = GetCurrentTimestamp();
 	if (verified)
 		hk_throttle_release(key);
 	if (use_cache && !own_write)
@@ -117,12 +120,12 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 
 /* Steps 4 to 6 of the banner, for a key whose secret has been proven. */
 static HkStatus
-key_check(const HkKeyState *st, const HkCidr *client)
+key_check(const HkKeyState *st, const HkCidr *client, TimestampTz now)
 {
 	if (st->revoked)
 		return HK_STATUS_REVOKED;
 	/* Expired before inactive: the worker deactivates keys that expire. */
-	if (st->has_expiry && st->expires_at <= GetCurrentTimestamp())
+	if (st->has_expiry && st->expires_at <= now)
 		return HK_STATUS_EXPIRED;
 	if (!st->active)
 		return HK_STATUS_REVOKED;
@@ -149,6 +152,7 @@ hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
 	HkLimiterDecision limit;
 	bool		known = false;
 	bool		touch_due = false;
+	TimestampTz now = 0;		/* the call's one clock reading */
 
 	hk_require_preload();
 
@@ -169,17 +173,18 @@ hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
 			res->prefix[HK_PREFIX_LEN] = '\0';
 			memcpy(key, key_text, HK_KEY_LEN);
 			key[HK_KEY_LEN] = '\0';
-			known = key_authenticate(key, &st, &touch_due);
+			now = GetCurrentTimestamp();
+			known = key_authenticate(key, &now, &st, &touch_due);
 			sodium_memzero(key, sizeof(key));
 			if (!known)
 				status = HK_STATUS_UNKNOWN;
 			else
-				status = key_check(&st, client);
+				status = key_check(&st, client, now);
 			if (status == HK_STATUS_OK)
 			{
 				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
 
-				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, &limit);
+				hk_limiter_admit(&st.key_id, st.rate_limit_per_hour, burst, now, &limit);
 				if (!limit.admitted)
 					status = HK_STATUS_RATE_LIMITED;
 			}
@@ -189,7 +194,7 @@ hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
 	if (status == HK_STATUS_MALFORMED)
 		hk_stat_add(HK_STAT_MALFORMED);
 	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
-		hk_usage_note_valid(&st.key_id, endpoint);
+		hk_usage_note_valid(&st.key_id, endpoint, now);
 
 	res->status = status;
 	res->known = known;
