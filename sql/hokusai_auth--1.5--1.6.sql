@@ -568,6 +568,20 @@ COMMENT ON FUNCTION hokusai_auth.setup_admin_role(text) IS
 
 
 ------------------------------------------------------------------------------
+-- Usage at volume: per-minute aggregates, raw rows by sampling, time
+-- partitions (sql/install/usage.sql).
+------------------------------------------------------------------------------
+
+
+
+------------------------------------------------------------------------------
+-- Replicas: cache invalidation carried by the WAL, usage shipped from
+-- standbys (sql/install/cache.sql, sql/install/usage.sql).
+------------------------------------------------------------------------------
+
+
+
+------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.
 ------------------------------------------------------------------------------
 
