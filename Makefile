@@ -1,7 +1,7 @@
 # hokusai_auth: PGXS build.  `make`, `make install`, `make installcheck`.
 EXTENSION = hokusai_auth
 MODULE_big = hokusai_auth
-EXTVERSION = 1.5
+EXTVERSION = 1.6
 
 OBJS = \
 	src/hokusai_auth.o \
@@ -48,7 +48,8 @@ OBJS = \
 # update scripts are frozen as shipped: databases installed at an earlier
 # version walk them with ALTER EXTENSION ... UPDATE.
 INSTALL_SQL = $(addprefix sql/install/, schema.sql keys.sql audit.sql cache.sql \
-	ratelimit.sql usage.sql http.sql roles.sql backups.sql)
+	ratelimit.sql authorization.sql metering.sql usage.sql http.sql roles.sql \
+	backups.sql)
 DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"

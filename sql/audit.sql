@@ -16,7 +16,7 @@ SELECT hokusai_auth.revoke_key(:'r_id', 'rotated out');
 -- SECURITY DEFINER owner.
 CREATE ROLE hk_regress_operator;
 GRANT USAGE ON SCHEMA hokusai_auth TO hk_regress_operator;
-GRANT EXECUTE ON FUNCTION hokusai_auth.create_key(uuid, text, text, timestamptz, integer, integer, cidr[], jsonb)
+GRANT EXECUTE ON FUNCTION hokusai_auth.create_key
 	TO hk_regress_operator;
 SET ROLE hk_regress_operator;
 SELECT * FROM hokusai_auth.create_key(:'grace', 'by operator') \gset o_

@@ -167,7 +167,7 @@ SELECT hokusai_auth.setup_http_roles('regress_mig_cmp_auth', 'regress_mig_cmp_an
 SELECT hokusai_auth.setup_admin_role('regress_mig_cmp_admin');
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.extension_objects;
 
--- CREATE EXTENSION runs hokusai_auth--1.5.sql, built from sql/install/.
+-- CREATE EXTENSION runs hokusai_auth--1.6.sql, built from sql/install/.
 DROP EXTENSION hokusai_auth;
 CREATE EXTENSION hokusai_auth;
 SELECT hokusai_auth.setup_http_roles('regress_mig_cmp_auth', 'regress_mig_cmp_anon', 'regress_mig_cmp_api');
@@ -208,6 +208,30 @@ SELECT a.prev_hash = p.row_hash AS new_row_links_to_old
  WHERE a.api_key_id = :'j15_id' AND p.api_key_id = :'j14_id' AND p.action = 'revoke';
 SELECT status FROM hokusai_auth.validate_key(:'j14_key');
 DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth;
+
+-- 1.5 -> 1.6: until the update, the 1.6 library answers 1.5's validate_key()
+-- (three arguments, eight OUT columns); the update replaces it with the
+-- five-argument function returning hokusai_auth.validation, and a role that
+-- could run the old one can run the new one.
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth VERSION '1.5';
+CREATE ROLE regress_mig_validator;
+GRANT USAGE ON SCHEMA hokusai_auth TO regress_mig_validator;
+GRANT EXECUTE ON FUNCTION hokusai_auth.validate_key(text, inet, text) TO regress_mig_validator;
+SELECT hokusai_auth.create_user('kim') AS kim \gset
+SELECT * FROM hokusai_auth.create_key(:'kim', 'made on 1.5') \gset k15_
+SELECT valid, status, remaining IS NOT NULL AS has_remaining
+  FROM hokusai_auth.validate_key(:'k15_key', NULL, '/on-1.5');
+ALTER EXTENSION hokusai_auth UPDATE TO '1.6';
+SELECT has_function_privilege('regress_mig_validator',
+	'hokusai_auth.validate_key(text, inet, text, integer, text[])', 'EXECUTE') AS may_validate,
+       to_regprocedure('hokusai_auth.validate_key(text, inet, text)') AS old_validate_key;
+SELECT pg_typeof(hokusai_auth.validate_key(:'k15_key')) AS result_type;
+SELECT valid, status, credits_remaining FROM hokusai_auth.validate_key(:'k15_key');
+SELECT scopes, credits_remaining, status FROM hokusai_auth.list_keys(:'kim');
+DROP EXTENSION hokusai_auth;
+DROP ROLE regress_mig_validator;
 CREATE EXTENSION hokusai_auth;
 
 -- 1.3 -> 1.4: pre_request() becomes C, 1.3's PL/pgSQL helpers

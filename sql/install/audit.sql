@@ -23,7 +23,8 @@ CREATE TABLE hokusai_auth.audit_log (
 	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
 	action		text NOT NULL
 		CONSTRAINT audit_log_action_check
-		CHECK (action IN ('create', 'revoke', 'rotate', 'update', 'expire')),
+		CHECK (action IN ('create', 'revoke', 'rotate', 'update', 'expire',
+						  'disable', 'enable', 'add_credits', 'set_user_limits')),
 	api_key_id	uuid,
 	user_id		uuid,
 	actor_role	text NOT NULL,

@@ -12,7 +12,8 @@ CREATE FUNCTION hokusai_auth._invalidate_cache()
 	AS 'MODULE_PATHNAME', 'hk_sql_invalidate_trigger'
 	LANGUAGE C;
 
--- last_used_at, which the worker updates, is not among the columns watched.
+-- last_used_at and credits_remaining, which the worker writes back, are not
+-- among the columns watched.
 CREATE TRIGGER api_keys_invalidate_update AFTER UPDATE ON hokusai_auth.api_keys
 	FOR EACH ROW
 	WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active
@@ -21,6 +22,10 @@ CREATE TRIGGER api_keys_invalidate_update AFTER UPDATE ON hokusai_auth.api_keys
 		  OR OLD.rate_limit_per_hour IS DISTINCT FROM NEW.rate_limit_per_hour
 		  OR OLD.burst_limit IS DISTINCT FROM NEW.burst_limit
 		  OR OLD.allowed_ips IS DISTINCT FROM NEW.allowed_ips
+		  OR OLD.scopes IS DISTINCT FROM NEW.scopes
+		  OR OLD.disabled_at IS DISTINCT FROM NEW.disabled_at
+		  OR OLD.refill_amount IS DISTINCT FROM NEW.refill_amount
+		  OR OLD.refill_interval IS DISTINCT FROM NEW.refill_interval
 		  OR OLD.key_hash IS DISTINCT FROM NEW.key_hash
 		  OR OLD.key_prefix IS DISTINCT FROM NEW.key_prefix
 		  OR OLD.user_id IS DISTINCT FROM NEW.user_id

@@ -313,10 +313,13 @@ CREATE VIEW hokusai_api.keys WITH (security_invoker = true, security_barrier = t
 		   k.allowed_ips, k.metadata, k.revoked_at, k.rotated_from,
 		   CASE WHEN k.revoked_at IS NOT NULL OR NOT k.is_active THEN 'revoked'
 				WHEN k.expires_at <= now() THEN 'expired'
-				ELSE 'active' END AS status
+				WHEN k.disabled_at IS NOT NULL THEN 'disabled'
+				ELSE 'active' END AS status,
+		   k.scopes, k.disabled_at, k.credits_remaining, k.refill_amount,
+		   k.refill_interval
 	  FROM hokusai_auth.api_keys k;
 COMMENT ON VIEW hokusai_api.keys IS
-	'The caller''s API keys, without hashes; status is active, expired or revoked';
+	'The caller''s API keys, without hashes; status is active, disabled, expired or revoked';
 
 -- POST /api/v1/auth/keys
 CREATE FUNCTION hokusai_api.create_key(jsonb)

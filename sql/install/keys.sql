@@ -40,16 +40,30 @@ CREATE FUNCTION hokusai_auth.key_prefix(key text)
 COMMENT ON FUNCTION hokusai_auth.key_prefix(text) IS
 	'The displayable key_prefix of a well-formed key, NULL otherwise';
 
+-- What validate_key() returns.  A named type, not OUT parameters: the
+-- executor then finds the result's row descriptor in the type cache instead
+-- of building it again from pg_proc for every statement.
+CREATE TYPE hokusai_auth.validation AS (
+	valid				boolean,
+	status				text,
+	key_id				uuid,
+	user_id				uuid,
+	rate_limit			integer,
+	remaining			integer,
+	reset_seconds		integer,
+	retry_after			integer,
+	credits_remaining	bigint
+);
+COMMENT ON TYPE hokusai_auth.validation IS 'The result of validate_key()';
+
 CREATE FUNCTION hokusai_auth.validate_key(key text, client_ip inet DEFAULT NULL,
-	endpoint text DEFAULT NULL,
-	OUT valid boolean, OUT status text, OUT key_id uuid, OUT user_id uuid,
-	OUT rate_limit integer, OUT remaining integer, OUT reset_seconds integer,
-	OUT retry_after integer)
-	RETURNS record
+	endpoint text DEFAULT NULL, cost integer DEFAULT 1,
+	required_scopes text[] DEFAULT NULL)
+	RETURNS hokusai_auth.validation
 	AS 'MODULE_PATHNAME', 'hk_sql_validate_key'
 	LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION hokusai_auth.validate_key(text, inet, text) IS
-	'Check an API key: status ok, malformed, unknown, revoked, expired, ip_denied or rate_limited';
+COMMENT ON FUNCTION hokusai_auth.validate_key(text, inet, text, integer, text[]) IS
+	'Check an API key: status ok, malformed, unknown, revoked, expired, disabled, ip_denied, insufficient_scope, rate_limited or credits_exhausted';
 
 ------------------------------------------------------------------------------
 -- Input checks shared by the management functions.  Messages never repeat
@@ -238,6 +252,7 @@ $$;
 CREATE FUNCTION hokusai_auth._insert_key(user_id uuid, name text, environment text,
 	expires_at timestamptz, rate_limit_per_hour integer, burst_limit integer,
 	allowed_ips cidr[], metadata jsonb, rotated_from uuid,
+	scopes text[], credits bigint, refill_amount bigint, refill_interval text,
 	OUT id uuid, OUT key text, OUT key_prefix text)
 	RETURNS record
 	LANGUAGE plpgsql
@@ -253,12 +268,15 @@ BEGIN
 		nk := hokusai_auth._new_key(environment);
 		INSERT INTO hokusai_auth.api_keys
 			(key_hash, key_prefix, user_id, name, environment, expires_at,
-			 rate_limit_per_hour, burst_limit, allowed_ips, metadata, rotated_from)
+			 rate_limit_per_hour, burst_limit, allowed_ips, metadata, rotated_from,
+			 scopes, credits_remaining, refill_amount, refill_interval)
 		VALUES
 			(nk.key_hash, nk.key_prefix, _insert_key.user_id, _insert_key.name,
 			 _insert_key.environment, _insert_key.expires_at,
 			 _insert_key.rate_limit_per_hour, _insert_key.burst_limit,
-			 _insert_key.allowed_ips, _insert_key.metadata, _insert_key.rotated_from)
+			 _insert_key.allowed_ips, _insert_key.metadata, _insert_key.rotated_from,
+			 _insert_key.scopes, _insert_key.credits, _insert_key.refill_amount,
+			 _insert_key.refill_interval)
 		ON CONFLICT DO NOTHING
 		RETURNING api_keys.id INTO id;
 		IF id IS NOT NULL THEN
@@ -273,7 +291,11 @@ BEGIN
 					'rate_limit_per_hour', _insert_key.rate_limit_per_hour,
 					'burst_limit', _insert_key.burst_limit,
 					'allowed_ips', _insert_key.allowed_ips,
-					'rotated_from', _insert_key.rotated_from)));
+					'rotated_from', _insert_key.rotated_from,
+					'scopes', nullif(_insert_key.scopes, '{}'),
+					'credits', _insert_key.credits,
+					'refill_amount', _insert_key.refill_amount,
+					'refill_interval', _insert_key.refill_interval)));
 			RETURN;
 		END IF;
 	END LOOP;
@@ -288,7 +310,11 @@ CREATE FUNCTION hokusai_auth.create_key(user_id uuid, name text,
 	rate_limit_per_hour integer DEFAULT NULL,
 	burst_limit integer DEFAULT NULL,
 	allowed_ips cidr[] DEFAULT NULL,
-	metadata jsonb DEFAULT '{}')
+	metadata jsonb DEFAULT '{}',
+	scopes text[] DEFAULT '{}',
+	credits bigint DEFAULT NULL,
+	refill_amount bigint DEFAULT NULL,
+	refill_interval text DEFAULT NULL)
 	RETURNS record
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -313,13 +339,14 @@ BEGIN
 
 	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
 		coalesce(rate_limit_per_hour, hokusai_auth._default_rate_limit_per_hour()),
-		burst_limit, allowed_ips, coalesce(metadata, '{}'), NULL);
+		burst_limit, allowed_ips, coalesce(metadata, '{}'), NULL,
+		coalesce(scopes, '{}'), credits, refill_amount, refill_interval);
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.create_key(uuid, text, text, timestamptz, integer, integer, cidr[], jsonb) IS
+COMMENT ON FUNCTION hokusai_auth.create_key(uuid, text, text, timestamptz, integer, integer, cidr[], jsonb, text[], bigint, bigint, text) IS
 	'Issue a key; the plaintext key is returned here once and never stored';
 
 CREATE FUNCTION hokusai_auth.revoke_key(key_id uuid, reason text DEFAULT NULL)
@@ -395,7 +422,8 @@ BEGIN
 			(k.expires_at OPERATOR(pg_catalog.-) k.created_at);
 	END IF;
 	nk := hokusai_auth._insert_key(k.user_id, k.name, k.environment, expires_at,
-		k.rate_limit_per_hour, k.burst_limit, k.allowed_ips, k.metadata, k.id);
+		k.rate_limit_per_hour, k.burst_limit, k.allowed_ips, k.metadata, k.id,
+		k.scopes, k.credits_remaining, k.refill_amount, k.refill_interval);
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
@@ -428,10 +456,13 @@ CREATE VIEW hokusai_auth.keys AS
 		   CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
 				WHEN k.expires_at <= now() THEN 'expired'
 				WHEN NOT k.is_active THEN 'revoked'
-				ELSE 'active' END AS status
+				WHEN k.disabled_at IS NOT NULL THEN 'disabled'
+				ELSE 'active' END AS status,
+		   k.scopes, k.disabled_at, k.credits_remaining, k.refill_amount,
+		   k.refill_interval
 	  FROM hokusai_auth.api_keys k;
 COMMENT ON VIEW hokusai_auth.keys IS
-	'API keys without their hashes; status is active, expired or revoked';
+	'API keys without their hashes; status is active, disabled, expired or revoked';
 
 CREATE FUNCTION hokusai_auth.list_keys(user_id uuid)
 	RETURNS SETOF hokusai_auth.keys
@@ -464,7 +495,11 @@ CREATE FUNCTION hokusai_auth.update_key(key_id uuid,
 	metadata jsonb DEFAULT NULL,
 	clear_expires_at boolean DEFAULT false,
 	clear_burst_limit boolean DEFAULT false,
-	clear_allowed_ips boolean DEFAULT false)
+	clear_allowed_ips boolean DEFAULT false,
+	scopes text[] DEFAULT NULL,
+	refill_amount bigint DEFAULT NULL,
+	refill_interval text DEFAULT NULL,
+	clear_refill boolean DEFAULT false)
 	RETURNS SETOF hokusai_auth.keys
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -479,9 +514,11 @@ BEGIN
 	PERFORM hokusai_auth._check_not_null(clear_expires_at, 'clear_expires_at');
 	PERFORM hokusai_auth._check_not_null(clear_burst_limit, 'clear_burst_limit');
 	PERFORM hokusai_auth._check_not_null(clear_allowed_ips, 'clear_allowed_ips');
+	PERFORM hokusai_auth._check_not_null(clear_refill, 'clear_refill');
 	IF (clear_expires_at AND expires_at IS NOT NULL)
 	   OR (clear_burst_limit AND burst_limit IS NOT NULL)
-	   OR (clear_allowed_ips AND allowed_ips IS NOT NULL) THEN
+	   OR (clear_allowed_ips AND allowed_ips IS NOT NULL)
+	   OR (clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL)) THEN
 		RAISE EXCEPTION 'a setting cannot be both given and cleared'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -528,6 +565,18 @@ BEGIN
 	IF metadata IS NOT NULL AND metadata IS DISTINCT FROM k.metadata THEN
 		changes := changes || jsonb_build_object('metadata', true);
 	END IF;
+	IF scopes IS NOT NULL AND scopes IS DISTINCT FROM k.scopes THEN
+		changes := changes || jsonb_build_object('scopes', to_jsonb(scopes));
+	END IF;
+	IF clear_refill AND k.refill_interval IS NOT NULL THEN
+		changes := changes || jsonb_build_object('refill_amount', 'null'::jsonb,
+												 'refill_interval', 'null'::jsonb);
+	ELSIF (refill_amount IS NOT NULL AND refill_amount IS DISTINCT FROM k.refill_amount)
+	   OR (refill_interval IS NOT NULL AND refill_interval IS DISTINCT FROM k.refill_interval) THEN
+		changes := changes || jsonb_build_object(
+			'refill_amount', coalesce(refill_amount, k.refill_amount),
+			'refill_interval', coalesce(refill_interval, k.refill_interval));
+	END IF;
 
 	IF changes <> '{}' THEN
 		UPDATE hokusai_auth.api_keys a SET
@@ -539,7 +588,12 @@ BEGIN
 							   ELSE coalesce(update_key.burst_limit, a.burst_limit) END,
 			allowed_ips = CASE WHEN clear_allowed_ips THEN NULL
 							   ELSE coalesce(update_key.allowed_ips, a.allowed_ips) END,
-			metadata = coalesce(update_key.metadata, a.metadata)
+			metadata = coalesce(update_key.metadata, a.metadata),
+			scopes = coalesce(update_key.scopes, a.scopes),
+			refill_amount = CASE WHEN clear_refill THEN NULL
+								 ELSE coalesce(update_key.refill_amount, a.refill_amount) END,
+			refill_interval = CASE WHEN clear_refill THEN NULL
+								   ELSE coalesce(update_key.refill_interval, a.refill_interval) END
 		 WHERE a.id = k.id;
 		-- Keep the audit trail free of the values of metadata: it may be large.
 		PERFORM hokusai_auth._audit('update', k.id, k.user_id,
@@ -548,8 +602,8 @@ BEGIN
 	RETURN QUERY SELECT * FROM hokusai_auth.keys WHERE id = k.id;
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean) IS
-	'Change a key''s name, expiry, limits, allowed_ips or metadata; NULL leaves a setting as it is';
+COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean) IS
+	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes or refill; NULL leaves a setting as it is';
 
 -- Deactivate expired keys, with an audit row each (the background worker
 -- calls it every flush_interval).

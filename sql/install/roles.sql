@@ -58,7 +58,8 @@ BEGIN
 	-- security; never key_hash.
 	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '
 				   'expires_at, last_used_at, is_active, rate_limit_per_hour, burst_limit, '
-				   'allowed_ips, metadata, revoked_at, rotated_from) ON hokusai_auth.api_keys TO %I', api_user);
+				   'allowed_ips, metadata, revoked_at, rotated_from, scopes, disabled_at, '
+				   'credits_remaining, refill_amount, refill_interval) ON hokusai_auth.api_keys TO %I', api_user);
 	EXECUTE format('GRANT SELECT ON hokusai_auth.api_key_usage TO %I', api_user);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_auth._http_user_id(), hokusai_auth._http_error(integer, text, text, text, text, jsonb), '
 				   'hokusai_auth._http_caller(), hokusai_auth._http_key_id(text), '
@@ -109,7 +110,8 @@ BEGIN
 	END LOOP;
 	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '
 				   'expires_at, last_used_at, is_active, rate_limit_per_hour, burst_limit, '
-				   'allowed_ips, metadata, revoked_at, rotated_from) ON hokusai_auth.api_keys TO %I',
+				   'allowed_ips, metadata, revoked_at, rotated_from, scopes, disabled_at, '
+				   'credits_remaining, refill_amount, refill_interval) ON hokusai_auth.api_keys TO %I',
 				   admin);
 END
 $$;

@@ -1,9 +1,10 @@
-/* hokusai_auth 1.5: the install script.
+/* hokusai_auth 1.6: the install script.
 
-   Built by make: sql/hokusai_auth--1.5.sql is the files of sql/install/
+   Built by make: sql/hokusai_auth--1.6.sql is the files of sql/install/
    concatenated in the order the Makefile lists (schema, keys, audit, cache,
-   ratelimit, usage, http, roles, backups).  Edit those files, never the
-   built script.  Every object is defined once, in its 1.5 form.  A database
+   ratelimit, authorization, metering, usage, http, roles,
+   backups).  Edit those files, never the
+   built script.  Every object is defined once, in its 1.6 form.  A database
    installed at an earlier version reaches the same objects through the
    update scripts, which are frozen as shipped; the migration regression
    suite compares the two, object by object. */
@@ -62,6 +63,13 @@ CREATE TABLE hokusai_auth.api_keys (
 	metadata			jsonb NOT NULL DEFAULT '{}',
 	revoked_at			timestamptz,
 	rotated_from		uuid REFERENCES hokusai_auth.api_keys (id),
+	-- 1.6: authorization (docs/authorization.md) and metering
+	-- (docs/metering.md).
+	scopes				text[] NOT NULL DEFAULT '{}',
+	disabled_at			timestamptz,
+	credits_remaining	bigint,
+	refill_amount		bigint,
+	refill_interval		text,
 	CONSTRAINT api_keys_environment_check CHECK (environment IN ('live', 'test')),
 	CONSTRAINT api_keys_key_prefix_check
 		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]{8}$'
@@ -70,7 +78,11 @@ CREATE TABLE hokusai_auth.api_keys (
 	CONSTRAINT api_keys_name_check CHECK (length(name) BETWEEN 1 AND 200),
 	CONSTRAINT api_keys_rate_limit_check CHECK (rate_limit_per_hour > 0),
 	CONSTRAINT api_keys_burst_limit_check CHECK (burst_limit > 0),
-	CONSTRAINT api_keys_metadata_check CHECK (jsonb_typeof(metadata) = 'object')
+	CONSTRAINT api_keys_metadata_check CHECK (jsonb_typeof(metadata) = 'object'),
+	CONSTRAINT api_keys_credits_check CHECK (credits_remaining >= 0),
+	CONSTRAINT api_keys_refill_check
+		CHECK ((refill_interval IS NULL AND refill_amount IS NULL)
+			   OR (refill_interval IN ('day', 'week', 'month') AND refill_amount > 0))
 );
 CREATE UNIQUE INDEX api_keys_key_hash_idx ON hokusai_auth.api_keys (key_hash);
 CREATE INDEX api_keys_user_id_idx ON hokusai_auth.api_keys (user_id);
@@ -78,6 +90,11 @@ CREATE INDEX api_keys_expires_at_idx ON hokusai_auth.api_keys (expires_at)
 	WHERE is_active AND expires_at IS NOT NULL;
 COMMENT ON TABLE hokusai_auth.api_keys IS 'API keys: only the bcrypt hash and the displayable prefix are stored';
 COMMENT ON COLUMN hokusai_auth.api_keys.burst_limit IS 'Requests per rolling second; NULL follows hokusai_auth.default_burst_limit';
+COMMENT ON COLUMN hokusai_auth.api_keys.scopes IS 'What the key may do: names of [a-z0-9_.:-], a trailing * matches any suffix';
+COMMENT ON COLUMN hokusai_auth.api_keys.disabled_at IS 'Set while the key is switched off by disable_key(); enable_key() clears it';
+COMMENT ON COLUMN hokusai_auth.api_keys.credits_remaining IS 'Balance as last written back from shared memory; NULL: unlimited';
+COMMENT ON COLUMN hokusai_auth.api_keys.refill_amount IS 'Balance set at the start of each refill_interval';
+COMMENT ON COLUMN hokusai_auth.api_keys.refill_interval IS 'day, week (from Monday) or month, in UTC; NULL: no refill';
 
 -- Raw usage events, written by the background worker (usage.sql).
 CREATE TABLE hokusai_auth.api_key_usage (

@@ -235,6 +235,7 @@ static void
 authenticate_key(const char *key, int key_len, const HkCidr *client,
 				 const char *client_text, const char *sub)
 {
+	HkRequest	req;
 	HkValidation v;
 	HkLimiterDecision d;
 	bool		have_decision = false;
@@ -249,7 +250,12 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	 * No endpoint for the validation: the usage event is queued below, once,
 	 * with its response time and status, when the transaction ends.
 	 */
-	hk_validate(key, key_len, client, NULL, &v);
+	memset(&req, 0, sizeof(req));
+	req.key = key;
+	req.key_len = key_len;
+	req.client = client;
+	req.cost = 1;
+	hk_validate(&req, &v);
 
 	memset(&rl, 0, sizeof(rl));
 	if (v.known)

@@ -54,6 +54,9 @@ const char *const hk_status_names[] = {
 	[HK_STATUS_EXPIRED] = "expired",
 	[HK_STATUS_IP_DENIED] = "ip_denied",
 	[HK_STATUS_RATE_LIMITED] = "rate_limited",
+	[HK_STATUS_DISABLED] = "disabled",
+	[HK_STATUS_INSUFFICIENT_SCOPE] = "insufficient_scope",
+	[HK_STATUS_CREDITS_EXHAUSTED] = "credits_exhausted",
 };
 
 /*
@@ -137,16 +140,18 @@ key_check(const HkKeyState *st, const HkCidr *client, TimestampTz now)
 }
 
 /*
- * Validate a key (key_len bytes, not NUL-terminated; NULL for none) for a
- * client address (NULL when unknown): the checks of the banner, in order.
- * When the key is admitted, notes its use and, when endpoint is not NULL,
- * queues a usage event for it.  Never raises for a bad key: every
- * rejection is a status in *res.
+ * Validate the key of *req for its client address: the checks of the
+ * banner, in order.  When the key is admitted, notes its use and, when
+ * req->endpoint is not NULL, queues a usage event for it.  Never raises for
+ * a bad key: every rejection is a status in *res.
  */
 void
-hk_validate(const char *key_text, size_t key_len, const HkCidr *client,
-			const text *endpoint, HkValidation *res)
+hk_validate(const HkRequest *req, HkValidation *res)
 {
+	const char *key_text = req->key;
+	size_t		key_len = req->key_len;
+	const HkCidr *client = req->client;
+	const text *endpoint = req->endpoint;
 	HkStatus	status;
 	HkKeyState	st;
 	HkLimiterDecision limit;

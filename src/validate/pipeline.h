@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "utils/array.h"
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
@@ -25,10 +26,26 @@ typedef enum HkStatus
 	HK_STATUS_REVOKED,
 	HK_STATUS_EXPIRED,
 	HK_STATUS_IP_DENIED,
-	HK_STATUS_RATE_LIMITED
+	HK_STATUS_RATE_LIMITED,
+	HK_STATUS_DISABLED,
+	HK_STATUS_INSUFFICIENT_SCOPE,
+	HK_STATUS_CREDITS_EXHAUSTED
 } HkStatus;
 
+#define HK_NUM_STATUSES (HK_STATUS_CREDITS_EXHAUSTED + 1)
+
 extern const char *const hk_status_names[];
+
+/* One validation asked for: validate_key()'s arguments. */
+typedef struct HkRequest
+{
+	const char *key;			/* key_len bytes, not NUL-terminated; NULL: none */
+	size_t		key_len;
+	const HkCidr *client;		/* NULL when unknown */
+	const text *endpoint;		/* NULL: no usage event */
+	int32		cost;			/* credits and rate-limit units to spend */
+	ArrayType  *required_scopes;	/* text[]; NULL: none required */
+} HkRequest;
 
 /* What hk_validate() found: validate_key()'s result columns, and more. */
 typedef struct HkValidation
@@ -43,9 +60,10 @@ typedef struct HkValidation
 	int32		remaining;
 	int32		reset_seconds;
 	int32		retry_after;
+	bool		has_credits;	/* the key has a balance: the next is set */
+	int64		credits_remaining;
 } HkValidation;
 
-extern void hk_validate(const char *key, size_t key_len, const HkCidr *client,
-						const text *endpoint, HkValidation *res);
+extern void hk_validate(const HkRequest *req, HkValidation *res);
 
 #endif							/* HK_PIPELINE_H */

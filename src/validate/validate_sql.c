@@ -10,6 +10,7 @@
 #include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "hokusai_auth.h"
@@ -18,19 +19,24 @@
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
-#define VALIDATE_NATTS 8
+#define VALIDATE_NATTS 9
 
 /*
- * hokusai_auth.validate_key(key text, client_ip inet, endpoint text)
- *	returns (valid, status, key_id, user_id, rate_limit, remaining,
- *			 reset_seconds, retry_after)
+ * hokusai_auth.validate_key(key text, client_ip inet, endpoint text,
+ *							 cost integer, required_scopes text[])
+ *	returns hokusai_auth.validation (valid, status, key_id, user_id,
+ *			 rate_limit, remaining, reset_seconds, retry_after,
+ *			 credits_remaining)
  *
- * Never raises for a bad key: every rejection is a status.
+ * Never raises for a bad key: every rejection is a status.  A bad cost or
+ * scope list is the caller's mistake, not the key's: that raises.
  */
 Datum
 hk_sql_validate_key(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	HkRequest	req;
+	HkCidr		client;
 	HkValidation res;
 	Datum		values[VALIDATE_NATTS];
 	bool		nulls[VALIDATE_NATTS];
@@ -49,19 +55,41 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 	}
 
-	if (PG_ARGISNULL(0))
-		hk_validate(NULL, 0, NULL, NULL, &res);
-	else
+	/*
+	 * A database not yet updated to 1.6 calls this with the three arguments
+	 * and eight OUT columns of 1.5: no cost (one unit) and no scopes.
+	 */
+	memset(&req, 0, sizeof(req));
+	req.cost = 1;
+	if (PG_NARGS() >= 5)
+	{
+		if (PG_ARGISNULL(3))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("cost must not be null")));
+		req.cost = PG_GETARG_INT32(3);
+		if (req.cost < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cost must not be negative")));
+		if (!PG_ARGISNULL(4))
+			req.required_scopes = PG_GETARG_ARRAYTYPE_P(4);
+	}
+	if (!PG_ARGISNULL(0))
 	{
 		text	   *arg = PG_GETARG_TEXT_PP(0);
-		HkCidr		client;
 
+		req.key = VARDATA_ANY(arg);
+		req.key_len = VARSIZE_ANY_EXHDR(arg);
 		if (!PG_ARGISNULL(1))
+		{
 			hk_cidr_from_inet(PG_GETARG_INET_PP(1), &client);
-		hk_validate(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg),
-					PG_ARGISNULL(1) ? NULL : &client,
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &res);
+			req.client = &client;
+		}
+		if (!PG_ARGISNULL(2))
+			req.endpoint = PG_GETARG_TEXT_PP(2);
 	}
+	hk_validate(&req, &res);
 
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(res.status == HK_STATUS_OK);
@@ -85,6 +113,11 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		nulls[6] = false;
 		values[7] = Int32GetDatum(res.retry_after);
 		nulls[7] = false;
+	}
+	if (res.has_credits && tupdesc->natts > 8)
+	{
+		values[8] = Int64GetDatum(res.credits_remaining);
+		nulls[8] = false;
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
