@@ -22,6 +22,23 @@ PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 #define VALIDATE_NATTS 9
 
 /*
+ * The status column's values as text, made once per backend: a call copies
+ * one into its row instead of building it (a palloc and a strlen).
+ */
+static text *status_text[HK_NUM_STATUSES];
+
+static void
+make_status_texts(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	int			i;
+
+	for (i = 0; i < HK_NUM_STATUSES; i++)
+		status_text[i] = cstring_to_text(hk_status_names[i]);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * hokusai_auth.validate_key(key text, client_ip inet, endpoint text,
  *							 cost integer, required_scopes text[])
  *	returns hokusai_auth.validation (valid, status, key_id, user_id,
@@ -53,6 +70,8 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
 		fcinfo->flinfo->fn_extra = tupdesc;
 		MemoryContextSwitchTo(old);
+		if (status_text[0] == NULL)
+			make_status_texts();
 	}
 
 	/*
@@ -94,7 +113,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(res.status == HK_STATUS_OK);
 	nulls[0] = false;
-	values[1] = CStringGetTextDatum(hk_status_names[res.status]);
+	values[1] = PointerGetDatum(status_text[res.status]);
 	nulls[1] = false;
 	if (res.known)
 	{
