@@ -173,16 +173,25 @@ window_wait(const HkWindow *w, int64 limit, TimestampTz now)
 /*
  * When the window's total next goes down: when its oldest non-empty
  * sub-bucket leaves (sub-bucket i leaves when i + 61 begins); now when it
- * holds nothing.
+ * holds nothing.  On every call, so the ring is walked by slot, without a
+ * division per sub-bucket.
  */
 static TimestampTz
 window_next_drop(const HkWindow *w, TimestampTz now)
 {
-	int64		i;
+	int64		oldest = *w->newest - HK_RL_SUBBUCKETS;
+	int			slot = ring_slot(oldest);
+	int			i;
 
-	for (i = *w->newest - HK_RL_SUBBUCKETS; i <= *w->newest; i++)
-		if (count_get(w, i) > 0)
-			return Max(bucket_start(w, i + HK_RL_RING), now);
+	if (*w->total == 0)
+		return now;
+	for (i = 0; i < HK_RL_RING; i++)
+	{
+		if ((w->wide ? w->wide[slot] : w->narrow[slot]) > 0)
+			return Max(bucket_start(w, oldest + i + HK_RL_RING), now);
+		if (++slot == HK_RL_RING)
+			slot = 0;
+	}
 	return now;
 }
 
