@@ -40,6 +40,7 @@ typedef struct HkWindow
 	int64		sub_den;
 	int64	   *newest;			/* index of the newest sub-bucket */
 	uint32	   *total;			/* sum of the ring */
+	uint8	   *oldest;			/* ring slot of the oldest non-empty one */
 	uint32	   *wide;			/* the ring when its counts are 32-bit */
 	uint16	   *narrow;			/* the ring when its counts are 16-bit */
 } HkWindow;
@@ -53,6 +54,7 @@ hour_window(HkLimiterState *st)
 		.sub_den = 1,
 		.newest = &st->hour_bucket,
 		.total = &st->hour_total,
+		.oldest = &st->hour_oldest,
 		.wide = st->hour,
 	};
 
@@ -68,6 +70,7 @@ burst_window(HkLimiterState *st)
 		.sub_den = HK_RL_SUBBUCKETS,
 		.newest = &st->burst_bucket,
 		.total = &st->burst_total,
+		.oldest = &st->burst_oldest,
 		.narrow = st->burst,
 	};
 
@@ -112,6 +115,13 @@ count_set(HkWindow *w, int64 b, uint32 v)
 		w->narrow[ring_slot(b)] = (uint16) v;
 }
 
+/* The count in ring slot s. */
+static inline uint32
+slot_get(const HkWindow *w, int s)
+{
+	return w->wide ? w->wide[s] : w->narrow[s];
+}
+
 /* Move the ring forward to sub-bucket b, dropping what fell out. */
 static void
 window_advance(HkWindow *w, int64 b)
@@ -133,12 +143,24 @@ window_advance(HkWindow *w, int64 b)
 			count_set(w, i, 0);
 		}
 	*w->newest = b;
+
+	/* The oldest non-empty sub-bucket fell out: find the next one. */
+	if (*w->total > 0 && slot_get(w, *w->oldest) == 0)
+	{
+		int			s = *w->oldest;
+
+		for (i = 0; i < HK_RL_RING && slot_get(w, s) == 0; i++)
+			s = (s + 1) % HK_RL_RING;
+		*w->oldest = (uint8) s;
+	}
 }
 
 /* Count one admitted request in the newest sub-bucket. */
 static void
 window_count(HkWindow *w)
 {
+	if (*w->total == 0)
+		*w->oldest = (uint8) ring_slot(*w->newest);
 	count_set(w, *w->newest, count_get(w, *w->newest) + 1);
 	(*w->total)++;
 }
@@ -173,26 +195,20 @@ window_wait(const HkWindow *w, int64 limit, TimestampTz now)
 /*
  * When the window's total next goes down: when its oldest non-empty
  * sub-bucket leaves (sub-bucket i leaves when i + 61 begins); now when it
- * holds nothing.  On every call, so the ring is walked by slot, without a
- * division per sub-bucket.
+ * holds nothing.  On every call: the oldest non-empty sub-bucket is kept
+ * (*w->oldest), not searched for.
  */
 static TimestampTz
 window_next_drop(const HkWindow *w, TimestampTz now)
 {
-	int64		oldest = *w->newest - HK_RL_SUBBUCKETS;
-	int			slot = ring_slot(oldest);
-	int			i;
+	int			age;
 
 	if (*w->total == 0)
 		return now;
-	for (i = 0; i < HK_RL_RING; i++)
-	{
-		if ((w->wide ? w->wide[slot] : w->narrow[slot]) > 0)
-			return Max(bucket_start(w, oldest + i + HK_RL_RING), now);
-		if (++slot == HK_RL_RING)
-			slot = 0;
-	}
-	return now;
+	/* How many sub-buckets before the newest one the oldest is. */
+	age = (ring_slot(*w->newest) - *w->oldest + HK_RL_RING) % HK_RL_RING;
+	Assert(slot_get(w, *w->oldest) > 0);
+	return Max(bucket_start(w, *w->newest - age + HK_RL_RING), now);
 }
 
 /* Microseconds as whole seconds, rounded up; 0 for none. */

@@ -21,7 +21,10 @@
  * The counting state of one key: a ring of sub-bucket counts per window.
  * Pure data, so the same code runs on shared entries and in simulations.
  * Burst counts are 16-bit (a burst limit is at most 65535), which keeps a
- * shared entry at 420 bytes.
+ * shared entry at 416 bytes.  The ring slot of each window's oldest
+ * non-empty sub-bucket (meaningful while its total is not zero) fits in
+ * what was padding: the reset time of a window is then found without
+ * walking its ring.
  */
 typedef struct HkLimiterState
 {
@@ -31,6 +34,8 @@ typedef struct HkLimiterState
 	uint32		burst_total;	/* sum of burst[] */
 	uint32		hour[HK_RL_RING];
 	uint16		burst[HK_RL_RING];
+	uint8		hour_oldest;	/* ring slot of the oldest non-empty one */
+	uint8		burst_oldest;
 } HkLimiterState;
 
 /* Which limit refused a request. */
