@@ -5,8 +5,8 @@
  *
  * Layout.  One HkCacheShared struct followed by nsets * HK_CACHE_WAYS
  * entries.  An entry is found by a keyed BLAKE2b-256 digest of the whole key
- * (the 32-byte digest key is drawn at server start and lives only in shared
- * memory, so digests mean nothing outside this server run).  The digest picks
+ * (hk_key_digest; the 32-byte digest key is drawn at server start and lives
+ * only in shared memory, so digests mean nothing outside this server run).  The digest picks
  * a set of HK_CACHE_WAYS entries; a set belongs to one of HK_CACHE_PARTITIONS
  * partitions.  A full set evicts its least recently used entry.  Entries
  * are tagged with the database and the hokusai_auth schema they came from:
@@ -167,12 +167,38 @@ hk_cache_nspid(void)
 	return my_nspid;
 }
 
-/* The cache's lookup key for a key: its keyed BLAKE2b-256 digest. */
+/*
+ * The cache's lookup key for a key: its BLAKE2b-256 digest keyed by the
+ * server's secret, as a prefix: BLAKE2b-256(digest_key || key).  BLAKE2b
+ * has no length extension, so a secret prefix makes it a keyed function
+ * as its keyed mode does; but the keyed mode compresses the key as a block
+ * of its own, while the 32-byte secret and a 54-byte key fit in one
+ * 128-byte block: one compression per call instead of two (this was more
+ * than half of what a cache hit cost in the backend).
+ */
 void
 hk_key_digest(const char *key, size_t len, uint8 *digest)
 {
-	crypto_generichash(digest, HK_DIGEST_LEN, (const unsigned char *) key, len,
-					   hk_cache_shm->digest_key, sizeof(hk_cache_shm->digest_key));
+	unsigned char buf[128];
+	const size_t klen = sizeof(hk_cache_shm->digest_key);
+
+	if (len <= sizeof(buf) - klen)
+	{
+		memcpy(buf, hk_cache_shm->digest_key, klen);
+		memcpy(buf + klen, key, len);
+		crypto_generichash(digest, HK_DIGEST_LEN, buf, klen + len, NULL, 0);
+		sodium_memzero(buf, klen + len);
+	}
+	else
+	{
+		crypto_generichash_state state;
+
+		crypto_generichash_init(&state, NULL, 0, HK_DIGEST_LEN);
+		crypto_generichash_update(&state, hk_cache_shm->digest_key, klen);
+		crypto_generichash_update(&state, (const unsigned char *) key, len);
+		crypto_generichash_final(&state, digest, HK_DIGEST_LEN);
+		sodium_memzero(&state, sizeof(state));
+	}
 }
 
 /* The generation a fill must still see when it inserts. */
