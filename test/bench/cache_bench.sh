@@ -31,7 +31,7 @@ hk_bench_setup
 SECS=${1:-10}
 NK=16
 DIR=$(mktemp -d /tmp/hokusai-bench.XXXXXX)
-hk_cluster_start "$DIR" "${HK_BENCH_PORT:-55441}"
+hk_bench_cluster_start "$DIR" "${HK_BENCH_PORT:-55441}"
 trap 'hk_cluster_stop "$DIR"' EXIT
 
 q -c "CREATE EXTENSION hokusai_auth CASCADE"
@@ -79,33 +79,38 @@ declare -A expect=([select1]=none [noop]=none [hit]=hit [sha]=none [malformed]=m
 declare -A label=([select1]="SELECT 1 (floor)" [noop]="do-nothing C function, same signature"
 	[hit]="validate_key, cache hit" [sha]="SHA-256 unique-index lookup"
 	[malformed]="validate_key, malformed key")
-declare -A tps p99
+declare -A tps p99 cpu
 WORKLOADS=(select1 noop hit sha malformed)
-r_sel=() r_noop=() r_sha=() r_bad=()
+r_sel=() r_noop=() r_sha=() r_bad=() c_sel=() c_noop=() c_sha=() c_bad=()
 
 echo "pgbench -n -M prepared -c 2 -j 2 -T $SECS, $NK keys; $HK_BENCH_ROUNDS alternating rounds; $(nproc) CPUs; load average before: $(bench_load)"
 for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
-	declare -A this=()
+	declare -A this=() thisc=()
 	for w in $(bench_order "$round" "${WORKLOADS[@]}"); do
 		files=()
 		for i in $(seq 1 $NK); do files+=(-f "$scripts/$w.$i.sql"); done
-		read -r t _ p < <(bench_pgbench "${expect[$w]}" "${defs[@]}" "${files[@]}") ||
+		read -r t _ p c < <(bench_pgbench "${expect[$w]}" "${defs[@]}" "${files[@]}") ||
 			exit 1
 		[ -n "$t" ] || exit 1
-		tps[$w]+=" $t"; p99[$w]+=" $p"; this[$w]=$t
+		tps[$w]+=" $t"; p99[$w]+=" $p"; cpu[$w]+=" $c"; this[$w]=$t; thisc[$w]=$c
 	done
 	r_sel+=("$(echo "${this[hit]} / ${this[select1]}" | bc -l)")
 	r_noop+=("$(echo "${this[hit]} / ${this[noop]}" | bc -l)")
 	r_sha+=("$(echo "${this[hit]} / ${this[sha]}" | bc -l)")
 	r_bad+=("$(echo "${this[malformed]} / ${this[select1]}" | bc -l)")
+	c_sel+=("$(echo "${thisc[select1]} / ${thisc[hit]}" | bc -l)")
+	c_noop+=("$(echo "${thisc[noop]} / ${thisc[hit]}" | bc -l)")
+	c_sha+=("$(echo "${thisc[sha]} / ${thisc[hit]}" | bc -l)")
+	c_bad+=("$(echo "${thisc[select1]} / ${thisc[malformed]}" | bc -l)")
 	echo "round $round: $(for w in "${WORKLOADS[@]}"; do printf '%s %.0f  ' "$w" "${this[$w]}"; done)load $(bench_load)"
 done
 
 echo
-printf '%-40s %-28s %s\n' workload "TPS median [min-max]" "p99 ms median [min-max]"
+printf '%-40s %-24s %-22s %s\n' workload "TPS median [min-max]" "p99 ms" "CPU us per transaction"
 for w in "${WORKLOADS[@]}"; do
 	# shellcheck disable=SC2086
-	printf '%-40s %-28s %s\n' "${label[$w]}" "$(bench_fmt %.0f ${tps[$w]})" "$(bench_fmt %.3f ${p99[$w]})"
+	printf '%-40s %-24s %-22s %s\n' "${label[$w]}" "$(bench_fmt %.0f ${tps[$w]})" \
+		"$(bench_fmt %.3f ${p99[$w]})" "$(bench_fmt %.1f ${cpu[$w]})"
 done
 echo
 echo "ratios, median [min-max] of the per-round ratios:"
@@ -113,6 +118,12 @@ printf '  %-46s %s   (target >= 0.85)\n' "cache hit / SELECT 1" "$(bench_fmt %.3
 printf '  %-46s %s   (target >= 0.93)\n' "cache hit / do-nothing function" "$(bench_fmt %.3f "${r_noop[@]}")"
 printf '  %-46s %s   (target >= 1.05)\n' "cache hit / SHA-256 lookup" "$(bench_fmt %.3f "${r_sha[@]}")"
 printf '  %-46s %s   (target >= 0.9)\n' "malformed / SELECT 1" "$(bench_fmt %.3f "${r_bad[@]}")"
+echo "the same ratios from CPU time per transaction (server + pgbench; what TPS would be"
+echo "with the two CPUs to ourselves), baseline CPU / measured CPU:"
+printf '  %-46s %s\n' "cache hit vs SELECT 1" "$(bench_fmt %.3f "${c_sel[@]}")"
+printf '  %-46s %s\n' "cache hit vs do-nothing function" "$(bench_fmt %.3f "${c_noop[@]}")"
+printf '  %-46s %s\n' "cache hit vs SHA-256 lookup" "$(bench_fmt %.3f "${c_sha[@]}")"
+printf '  %-46s %s\n' "malformed vs SELECT 1" "$(bench_fmt %.3f "${c_bad[@]}")"
 echo "load average after: $(bench_load)"
 
 # In-process cost of a cache hit, limiter included: n calls in one statement

@@ -134,20 +134,21 @@ chmod 644 "$DIR"/*.sql
 
 echo
 echo "pgbench -n -M prepared -c 2 -j 2 -T $SECS per run; $HK_BENCH_ROUNDS alternating rounds; load average before: $(bench_load)"
-declare -A tps
-r_scale=() r_sel=()
+declare -A tps cpu
+r_scale=() r_sel=() c_scale=()
 for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
-	declare -A this=()
+	declare -A this=() thisc=()
 	for w in $(bench_order "$round" select1 lookup small large); do
 		case $w in
-		select1) read -r t _ _ < <(bench_pgbench none -f "$DIR/select1.sql") ;;
-		lookup) read -r t _ _ < <(bench_pgbench none -D n="$NKEYS" -f "$DIR/lookup.sql") ;;
-		small) read -r t _ _ < <(bench_pgbench hit -D n="$NSMALL" -f "$DIR/validate.sql") ;;
-		large) read -r t _ _ < <(bench_pgbench hit -D n="$NKEYS" -f "$DIR/validate.sql") ;;
+		select1) read -r t _ _ c < <(bench_pgbench none -f "$DIR/select1.sql") ;;
+		lookup) read -r t _ _ c < <(bench_pgbench none -D n="$NKEYS" -f "$DIR/lookup.sql") ;;
+		small) read -r t _ _ c < <(bench_pgbench hit -D n="$NSMALL" -f "$DIR/validate.sql") ;;
+		large) read -r t _ _ c < <(bench_pgbench hit -D n="$NKEYS" -f "$DIR/validate.sql") ;;
 		esac
 		[ -n "$t" ] || exit 1
-		tps[$w]+=" $t"; this[$w]=$t
+		tps[$w]+=" $t"; cpu[$w]+=" $c"; this[$w]=$t; thisc[$w]=$c
 	done
+	c_scale+=("$(echo "${thisc[small]} / ${thisc[large]}" | bc -l)")
 	r_scale+=("$(echo "${this[large]} / ${this[small]}" | bc -l)")
 	r_sel+=("$(echo "${this[small]} / ${this[select1]}" | bc -l)")
 	echo "round $round: $(for w in select1 lookup small large; do printf '%s %.0f  ' "$w" "${this[$w]}"; done)load $(bench_load)"
@@ -155,14 +156,16 @@ done
 echo
 # shellcheck disable=SC2086
 {
-printf '%-48s %s\n' workload "TPS median [min-max]"
-printf '%-48s %s\n' "SELECT 1 (floor)" "$(bench_fmt %.0f ${tps[select1]})"
-printf '%-48s %s\n' "key lookup only, random of $NKEYS rows" "$(bench_fmt %.0f ${tps[lookup]})"
-printf '%-48s %s\n' "lookup + validate_key hit, $NSMALL keys" "$(bench_fmt %.0f ${tps[small]})"
-printf '%-48s %s\n' "lookup + validate_key hit, $NKEYS keys" "$(bench_fmt %.0f ${tps[large]})"
+printf '%-48s %-24s %s\n' workload "TPS median [min-max]" "CPU us per transaction"
+printf '%-48s %-24s %s\n' "SELECT 1 (floor)" "$(bench_fmt %.0f ${tps[select1]})" "$(bench_fmt %.1f ${cpu[select1]})"
+printf '%-48s %-24s %s\n' "key lookup only, random of $NKEYS rows" "$(bench_fmt %.0f ${tps[lookup]})" "$(bench_fmt %.1f ${cpu[lookup]})"
+printf '%-48s %-24s %s\n' "lookup + validate_key hit, $NSMALL keys" "$(bench_fmt %.0f ${tps[small]})" "$(bench_fmt %.1f ${cpu[small]})"
+printf '%-48s %-24s %s\n' "lookup + validate_key hit, $NKEYS keys" "$(bench_fmt %.0f ${tps[large]})" "$(bench_fmt %.1f ${cpu[large]})"
 }
 printf '%d keys vs %d keys, median [min-max] of the per-round ratios: %s (target: within 5%%, >= 0.95)\n' \
 	"$NKEYS" "$NSMALL" "$(bench_fmt %.3f "${r_scale[@]}")"
+printf '%d keys vs %d keys from CPU time per transaction (CPU small / CPU large): %s\n' \
+	"$NKEYS" "$NSMALL" "$(bench_fmt %.3f "${c_scale[@]}")"
 printf '%d keys vs SELECT 1: %s\n' "$NSMALL" "$(bench_fmt %.3f "${r_sel[@]}")"
 echo "load average after: $(bench_load)"
 

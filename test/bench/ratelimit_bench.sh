@@ -24,7 +24,7 @@ NKEYS=1000
 PEER=$HK_TOP/../shared/peers/redis_sliding_log.lua
 DIR=$(mktemp -d /tmp/hokusai-rlbench.XXXXXX)
 REDIS_PORT=${HK_REDIS_PORT:-56379}
-hk_cluster_start "$DIR" "${HK_BENCH_PORT:-55452}"
+hk_bench_cluster_start "$DIR" "${HK_BENCH_PORT:-55452}"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 	--daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"
 cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; hk_cluster_stop "$DIR"; }
@@ -63,40 +63,46 @@ redis_rps()
 }
 
 echo "pgbench -n -M prepared -c 2 -j 2 -T $SECS; redis-benchmark -c 2; $HK_BENCH_ROUNDS alternating rounds; $(nproc) CPUs; load average before: $(bench_load)"
-declare -A tps
-r_pick=() r_noop=() r_redis=()
+declare -A tps cpu
+r_pick=() r_noop=() r_redis=() c_pick=() c_noop=()
 n_redis=100000
 for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
-	declare -A this=()
+	declare -A this=() thisc=()
 	for w in $(bench_order "$round" pick noop limited redis); do
+		c=0
 		case $w in
 		redis) t=$(redis_rps "$n_redis") ;;
-		limited) read -r t _ _ < <(bench_pgbench hit -f "$scripts/$w.sql") ;;
-		*) read -r t _ _ < <(bench_pgbench none -f "$scripts/$w.sql") ;;
+		limited) read -r t _ _ c < <(bench_pgbench hit -f "$scripts/$w.sql") ;;
+		*) read -r t _ _ c < <(bench_pgbench none -f "$scripts/$w.sql") ;;
 		esac
 		[ -n "$t" ] || exit 1
-		tps[$w]+=" $t"; this[$w]=$t
+		tps[$w]+=" $t"; cpu[$w]+=" $c"; this[$w]=$t; thisc[$w]=$c
 	done
 	# About as many Redis requests as validate_key calls in a run.
 	n_redis=$(awk "BEGIN { n = int(${this[limited]} * $SECS); print n < 100000 ? 100000 : n }")
 	r_pick+=("$(echo "${this[limited]} / ${this[pick]}" | bc -l)")
 	r_noop+=("$(echo "${this[limited]} / ${this[noop]}" | bc -l)")
 	r_redis+=("$(echo "${this[limited]} / ${this[redis]}" | bc -l)")
+	c_pick+=("$(echo "${thisc[pick]} / ${thisc[limited]}" | bc -l)")
+	c_noop+=("$(echo "${thisc[noop]} / ${thisc[limited]}" | bc -l)")
 	echo "round $round: $(for w in pick noop limited redis; do printf '%s %.0f  ' "$w" "${this[$w]}"; done)load $(bench_load)"
 done
 echo
 # shellcheck disable=SC2086
 {
-printf '%-58s %s\n' workload "per second, median [min-max]"
-printf '%-58s %s\n' "key pick alone: SELECT (ARRAY[$NKEYS keys])[:r] IS NOT NULL" "$(bench_fmt %.0f ${tps[pick]})"
-printf '%-58s %s\n' "do-nothing C function on the same pick" "$(bench_fmt %.0f ${tps[noop]})"
-printf '%-58s %s\n' "validate_key, hourly + burst limits, $NKEYS keys" "$(bench_fmt %.0f ${tps[limited]})"
+printf '%-58s %-24s %s\n' workload "per second, median [min-max]" "CPU us per transaction"
+printf '%-58s %-24s %s\n' "key pick alone: SELECT (ARRAY[$NKEYS keys])[:r] IS NOT NULL" "$(bench_fmt %.0f ${tps[pick]})" "$(bench_fmt %.1f ${cpu[pick]})"
+printf '%-58s %-24s %s\n' "do-nothing C function on the same pick" "$(bench_fmt %.0f ${tps[noop]})" "$(bench_fmt %.1f ${cpu[noop]})"
+printf '%-58s %-24s %s\n' "validate_key, hourly + burst limits, $NKEYS keys" "$(bench_fmt %.0f ${tps[limited]})" "$(bench_fmt %.1f ${cpu[limited]})"
 printf '%-58s %s\n' "Redis sorted-set sliding log (EVALSHA)" "$(bench_fmt %.0f ${tps[redis]})"
 }
 echo "ratios, median [min-max] of the per-round ratios:"
 printf '  %-52s %s   (target >= 0.8)\n' "validate_key / key pick alone (fair SELECT 1)" "$(bench_fmt %.3f "${r_pick[@]}")"
 printf '  %-52s %s\n' "validate_key / do-nothing function" "$(bench_fmt %.3f "${r_noop[@]}")"
 printf '  %-52s %s\n' "validate_key decisions / Redis decisions" "$(bench_fmt %.3f "${r_redis[@]}")"
+echo "the same from CPU time per transaction (server + pgbench), baseline CPU / measured CPU:"
+printf '  %-52s %s\n' "validate_key vs key pick alone" "$(bench_fmt %.3f "${c_pick[@]}")"
+printf '  %-52s %s\n' "validate_key vs do-nothing function" "$(bench_fmt %.3f "${c_noop[@]}")"
 echo "load average after: $(bench_load)"
 
 # Memory per active key.

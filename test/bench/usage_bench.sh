@@ -28,7 +28,7 @@ if [ "$PAIRS" -lt 5 ] && [ "${HK_BENCH_QUICK:-0}" != 1 ]; then
 	exit 2
 fi
 DIR=$(mktemp -d /tmp/hokusai-usage-bench.XXXXXX)
-hk_cluster_start "$DIR" "${HK_USAGE_BENCH_PORT:-55462}"
+hk_bench_cluster_start "$DIR" "${HK_USAGE_BENCH_PORT:-55462}"
 trap 'hk_cluster_stop "$DIR"' EXIT
 cat >> "$DIR/data/postgresql.conf" <<CONF
 shared_buffers = 512MB
