@@ -27,7 +27,7 @@ command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install va
 hk_bench_setup
 DIR=$(mktemp -d /tmp/hokusai-cgbench.XXXXXX)
 trap 'hk_cluster_stop "$DIR"' EXIT
-hk_cluster_start "$DIR" "${HK_BENCH_PORT:-55443}"
+hk_cluster_start "$DIR" "${HK_BENCH_PORT:-55444}"
 q -c "CREATE EXTENSION hokusai_auth CASCADE" >/dev/null
 hk_bench_noop_sql | q >/dev/null
 q -c "SET hokusai_auth.bcrypt_cost = 4;
