@@ -174,7 +174,10 @@ function describe(err) {
 	case 404:
 		return `Not found: ${detail || 'the server has no such key or route.'}`;
 	case 429: {
-		const wait = err.retryAfter ? ` Try again in ${err.retryAfter} second${err.retryAfter === 1 ? '' : 's'}.` : ' Try again later.';
+		const s = err.retryAfter;
+		let wait = ' Try again later.';
+		if (s && s < 120) wait = ` Try again in ${s} second${s === 1 ? '' : 's'}.`;
+		else if (s) wait = ` Try again in about ${Math.ceil(s / 60)} minutes.`;
 		return `Too many requests (429): ${b.message || 'the rate limit of the key you signed in with is used up'}.${wait}`;
 	}
 	case 503:
@@ -303,6 +306,7 @@ async function signIn(event) {
 // ---------------------------------------------------------------------------
 
 let keysById = new Map();
+let replacedBy = new Map();
 let selectedId = null;
 
 function limitsText(k) {
@@ -334,6 +338,8 @@ function renderKeys(keys) {
 	keysById = new Map(rows.map((k) => [k.id, k]));
 	const hasScopes = rows.some((k) => 'scopes' in k);
 	const hasCredits = rows.some((k) => 'credits_remaining' in k);
+	// Keys already replaced by a rotation (rotating one again is a 409).
+	replacedBy = new Map(rows.filter((k) => k.rotated_from).map((k) => [k.rotated_from, k]));
 	$('#keys-table').dataset.scopes = hasScopes ? 'shown' : 'absent';
 	for (const th of document.querySelectorAll('#keys-table th[data-col="scopes"]')) th.hidden = !hasScopes;
 	for (const th of document.querySelectorAll('#keys-table th[data-col="credits"]')) th.hidden = !hasCredits;
@@ -348,10 +354,11 @@ function keyRow(k, hasScopes, hasCredits) {
 	const status = statusOf(k);
 	const live = status === 'active' || status === 'disabled';
 	const label = `${k.key_prefix} (${k.name})`;
+	const successor = replacedBy.get(k.id);
 	const cell = (name, content, cls) => el('td', { 'data-label': name, class: cls }, content);
 	const actions = el('td', { class: 'row-actions', 'data-label': 'Actions' },
 		el('button', { type: 'button', class: 'secondary small', 'data-action': 'usage', 'aria-label': `Usage of ${label}`, text: 'Usage' }),
-		live && status === 'active' ? el('button', { type: 'button', class: 'secondary small', 'data-action': 'rotate', 'aria-label': `Rotate ${label}`, text: 'Rotate' }) : null,
+		live && status === 'active' && !successor ? el('button', { type: 'button', class: 'secondary small', 'data-action': 'rotate', 'aria-label': `Rotate ${label}`, text: 'Rotate' }) : null,
 		live ? el('button', {
 			type: 'button', class: 'secondary small', 'data-action': status === 'disabled' ? 'enable' : 'disable',
 			'aria-label': `${status === 'disabled' ? 'Enable' : 'Disable'} ${label}`, text: status === 'disabled' ? 'Enable' : 'Disable',
@@ -366,7 +373,8 @@ function keyRow(k, hasScopes, hasCredits) {
 		cell('Prefix', el('code', { text: k.key_prefix })),
 		cell('Name', k.name),
 		cell('Environment', k.environment),
-		cell('Status', el('span', { class: `status status-${status}`, text: status })),
+		cell('Status', el('span', {}, el('span', { class: `status status-${status}`, text: status }),
+			successor && live ? el('span', { class: 'note', text: ` replaced by ${successor.key_prefix}` }) : null)),
 		scopes,
 		cell('Limits', limitsText(k)),
 		hasCredits ? cell('Credits', creditsText(k) || '—') : null,
@@ -811,10 +819,22 @@ function renderChart(series, r) {
 	box.dataset.chartPoints = String(chart.data[0].length);
 }
 
-// Keep the chart as wide as its box.
+// Keep the chart as wide as its box: on a change of the box's width,
+// resized in the next frame (not inside the observer's callback, which
+// would be a resize loop).
 if (typeof ResizeObserver === 'function') {
-	new ResizeObserver(() => {
-		if (chart) chart.setSize({ width: Math.max(280, $('#chart').clientWidth), height: $('#chart').clientWidth < 500 ? 220 : 280 });
+	let lastWidth = 0;
+	let pending = false;
+	new ResizeObserver((entries) => {
+		const width = Math.round(entries[0].contentRect.width);
+		if (!chart || width === lastWidth || pending) return;
+		pending = true;
+		requestAnimationFrame(() => {
+			pending = false;
+			const w = Math.max(280, $('#chart').clientWidth);
+			lastWidth = Math.round($('#chart').clientWidth);
+			if (chart) chart.setSize({ width: w, height: w < 500 ? 220 : 280 });
+		});
 	}).observe($('#chart'));
 }
 

@@ -69,6 +69,10 @@ await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin }
 // page's: CSP does not apply to it).
 await context.addInitScript(() => {
 	window.__hkViolations = [];
+	// Errors the page's own handler catches (and shows as a notice).
+	window.__hkErrors = [];
+	window.addEventListener('error', (e) => { window.__hkErrors.push(String(e.message)); });
+	window.addEventListener('unhandledrejection', (e) => { window.__hkErrors.push(String(e.reason && e.reason.message ? e.reason.message : e.reason)); });
 	document.addEventListener('securitypolicyviolation', (e) => {
 		window.__hkViolations.push({ directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber });
 	});
@@ -80,8 +84,9 @@ page.on('pageerror', (e) => out.page_errors.push(String(e.message).replace(KEY_R
 page.on('request', (r) => { if (KEY_RE.test(r.url())) out.requests_with_key_in_url.push(r.method()); });
 
 async function collectViolations() {
-	const v = await page.evaluate(() => window.__hkViolations.splice(0));
-	out.violations.push(...v);
+	const v = await page.evaluate(() => [window.__hkViolations.splice(0), window.__hkErrors.splice(0)]);
+	out.violations.push(...v[0]);
+	out.page_errors.push(...v[1].map((m) => m.replace(KEY_RE, 'hk_<redacted>')));
 }
 
 async function frames() {
@@ -90,7 +95,7 @@ async function frames() {
 
 // Screenshots of the current screen at each width, and whether the page is
 // wider than the window there (horizontal scrolling).
-async function shot(name) {
+async function shot(name, element) {
 	for (const w of WIDTHS) {
 		await page.setViewportSize({ width: w, height: w < 500 ? 812 : 900 });
 		await frames();
@@ -100,7 +105,13 @@ async function shot(name) {
 		out.overflow.push({ screen: name, width: w, scroll_width: o.scroll, inner_width: o.inner });
 		if (input.shots) {
 			const file = path.join(input.shots, `${name}-${w}.png`);
-			await page.screenshot({ path: file, fullPage: true, mask: [page.locator('#secret-value')], maskColor: '#30363d' });
+			if (element) {
+				// A long page (the usage panel under a column of key cards
+				// at 375 px): that part only.
+				await page.locator(element).screenshot({ path: file });
+			} else {
+				await page.screenshot({ path: file, fullPage: true, mask: [page.locator('#secret-value')], maskColor: '#30363d' });
+			}
 			out.shots.push(file);
 		}
 	}
@@ -150,7 +161,13 @@ async function secretsInPage(secrets) {
 	}, secrets);
 }
 
+// A message from an earlier step must not be taken for this one's.
+async function clearNotice() {
+	await page.evaluate(() => { const n = document.querySelector('#notice'); n.hidden = true; n.textContent = ''; });
+}
+
 async function signIn(credential, remember = false) {
+	await clearNotice();
 	await page.locator('#credential').fill(credential);
 	if (remember) await page.locator('#remember').check();
 	await page.locator('#signin-submit').click();
@@ -245,7 +262,8 @@ try {
 	}
 
 	// Keyboard only: the credential field has the focus; Enter signs in.
-	const jwtSignIn = await step('sign in with a JWT, by keyboard', async () => {
+	await step('sign in with a JWT, by keyboard', async () => {
+		await clearNotice();
 		await page.locator('#credential').focus();
 		await page.keyboard.type(input.jwt, { delay: 0 });
 		await page.keyboard.press('Enter');
@@ -321,6 +339,7 @@ try {
 		// console/app.js); until then the console says the server lacks them.
 		await step('disable', async () => {
 			const row = await rowOf(rotated.slice(0, 16));
+			await clearNotice();
 			await row.locator('button[data-action="disable"]').click();
 			await page.waitForFunction((p) => {
 				const tr = [...document.querySelectorAll('#keys-body tr')].find((r) => r.querySelector('code').textContent === p);
@@ -334,7 +353,7 @@ try {
 			const row = await rowOf(rotated.slice(0, 16));
 			const b = row.locator('button[data-action="enable"]');
 			if (!(await b.count())) return { row: (await rows()).find((r) => r.prefix === rotated.slice(0, 16)), enable_button: false };
-			await page.evaluate(() => { document.querySelector('#notice').hidden = true; });
+			await clearNotice();
 			await b.click();
 			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
 			return { notice: await notice(), row: (await rows()).find((r) => r.prefix === rotated.slice(0, 16)), enable_button: true };
@@ -365,8 +384,8 @@ try {
 		for (const r of ['24h', '7d', '30d']) {
 			await step(`usage ${r}`, async () => {
 				const u = await openUsage(input.usage_key_id, r);
-				if (r === '24h') await shot('09-usage-24h');
-				if (r === '30d') await shot('10-usage-30d');
+				if (r === '24h') await shot('09-usage-24h', '#usage');
+				if (r === '30d') await shot('10-usage-30d', '#usage');
 				await page.locator('#usage-close').click();
 				return u;
 			});
@@ -401,13 +420,13 @@ try {
 			const r = await signIn(input.limited_key);	// request 1
 			const seen = [];
 			for (let i = 2; i <= 4 && r.view === 'keys'; i += 1) {
-				await page.evaluate(() => { document.querySelector('#notice').hidden = true; });
+				await clearNotice();
 				await page.locator('#refresh').click();
 				await page.waitForFunction(() => !document.querySelector('#notice').hidden);
 				seen.push(await notice());
 			}
 			await shot('13-rate-limited-429');
-			await signOut();
+			if (await page.locator('#sign-out').isVisible()) await signOut();
 			return { first: r, refreshes: seen };
 		});
 	}
@@ -417,5 +436,4 @@ try {
 	await collectViolations().catch(() => {});
 	await browser.close();
 }
-void jwtSignIn;
 process.stdout.write(`${JSON.stringify(out)}\n`);
