@@ -5,14 +5,19 @@
 //   node console_check.mjs full  < input.json > result.json
 //   node console_check.mjs demo  < input.json > result.json
 //
-// input.json (on standard input, so no secret is in argv or the
+// input.json, one line on standard input (so no secret is in argv or the
 // environment):
 //   { "url": "https://127.0.0.1:PORT/console/", "cacert": "cert.pem",
 //     "shots": "DIR" (screenshots; optional),
 //     "jwt": "...", "key": "hk_...", (sign-in credentials of one user)
 //     "limited_key": "hk_..." (3 requests an hour), "ip_key": "hk_..."
 //     (allowed_ips elsewhere), "unknown_key": "hk_...", (full only)
-//     "usage_key_id": "uuid" (a key with usage rows; full only) }
+//     "usage_key_id": "uuid" (a key with usage rows; full only),
+//     "sync": true (optional: stop at checkpoints, below) }
+// With sync, a line {"checkpoint": "created", "key": ...} (and "rotated",
+// with "key" and "old_key") is written when the key was shown and its
+// dialog closed, and the script goes on when standard input has another
+// line.
 //
 // It checks nothing itself: it does what a user does and writes what it saw
 // as one JSON object on standard output (the keys it was shown included:
@@ -25,6 +30,7 @@ import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const top = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -37,7 +43,17 @@ if (mode !== 'full' && mode !== 'demo') {
 	process.stderr.write('usage: node console_check.mjs full|demo < input.json\n');
 	process.exit(2);
 }
-const input = JSON.parse(fs.readFileSync(0, 'utf8'));
+// The input is the first line of standard input; with "sync": true, the
+// script stops at each checkpoint (a key was shown) until the caller, who
+// checks the key by SQL meanwhile, writes another line.
+const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const input = JSON.parse((await stdinLines.next()).value);
+async function checkpoint(name, data) {
+	if (!input.sync) return;
+	process.stdout.write(`${JSON.stringify({ checkpoint: name, ...data })}\n`);
+	const r = await stdinLines.next();
+	if (r.done) throw new Error(`standard input closed at checkpoint ${name}`);
+}
 const KEY_RE = /hk_(?:live|test)_[0-9A-Za-z]{46}/;
 const WIDTHS = [1440, 375];
 const out = { mode, steps: [], shots: [], overflow: [], console: [], violations: [], page_errors: [], requests_with_key_in_url: [] };
@@ -307,6 +323,7 @@ try {
 		created = t.key;
 		const prefix = t.key.slice(0, 16);
 		await (await rowOf(prefix)).waitFor();
+		await checkpoint('created', { key: t.key });
 		return {
 			on_create: onCreate, focus_in_dialog: focusInDialog, focus_back: focusBack, focus_after: focusAfter,
 			key: t.key, key_shape: KEY_RE.test(t.key), warning: t.warning, copied: t.copied,
@@ -329,6 +346,7 @@ try {
 			await t.d.waitFor({ state: 'hidden' });
 			rotated = t.key;
 			await (await rowOf(t.key.slice(0, 16))).waitFor();
+			await checkpoint('rotated', { key: t.key, old_key: created });
 			return {
 				key: t.key, notice: await notice(), after_close: await secretsInPage([created, t.key]),
 				rows: await rows(),
@@ -359,8 +377,9 @@ try {
 			return { notice: await notice(), row: (await rows()).find((r) => r.prefix === rotated.slice(0, 16)), enable_button: true };
 		});
 
+		// The old key, still working in its grace period, is revoked.
 		await step('revoke, cancelled then confirmed', async () => {
-			const prefix = rotated.slice(0, 16);
+			const prefix = created.slice(0, 16);
 			const row = await rowOf(prefix);
 			await row.locator('button[data-action="revoke"]').click();
 			await page.locator('#revoke-dialog').waitFor({ state: 'visible' });
@@ -437,3 +456,4 @@ try {
 	await browser.close();
 }
 process.stdout.write(`${JSON.stringify(out)}\n`);
+process.exit(0);

@@ -165,17 +165,40 @@ rmtree($shots);
 make_path($shots);
 chmod 0755, $shots;
 my $input = encode_json({
-	url => "$origin/console/", cacert => $cacert, shots => $shots,
+	url => "$origin/console/", cacert => $cacert, shots => $shots, sync => JSON::PP::true,
 	jwt => $jwt, key => $main_key, limited_key => $lim_key, ip_key => $ip_key,
 	unknown_key => $unknown, usage_key_id => $use_id });
-my ($out, $err) = ('', '');
-my $ran = IPC::Run::run([ 'node', "$top/test/http/console_check.mjs", 'full' ],
-	'<', \$input, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
-# Its standard error has progress lines only (never a key); its output has
-# the keys it was shown, and stays in memory.
+# The script stops at each checkpoint (a key was shown, its dialog closed)
+# until it gets another line: the key is checked by SQL meanwhile, while
+# it is as the console left it.  Its standard error has progress lines
+# only (never a key); its output has the keys it was shown, and stays in
+# memory.
+my ($in, $out, $err) = ("$input\n", '', '');
+my $browser = IPC::Run::start([ 'node', "$top/test/http/console_check.mjs", 'full' ],
+	'<', \$in, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
+my %at;
+sub checkpoint
+{
+	my ($name) = @_;
+	my $line;
+	eval {
+		$browser->pump until $out =~ s/^(\{"checkpoint":"\Q$name\E".*)\n//m and $line = $1;
+		1;
+	} or diag("the browser script stopped before checkpoint $name: $@");
+	$at{$name} = $line ? decode_json($line) : {};
+	return $at{$name};
+}
+my $c = checkpoint('created');
+is(check_key($c->{key}), 'true ok', 'create: the key the console showed validates by SQL');
+$in .= "continue\n";
+$c = checkpoint('rotated');
+is(check_key($c->{key}), 'true ok', 'rotate: the new key the console showed validates by SQL');
+is(check_key($c->{old_key}), 'true ok', '... and the old one still does (grace period)');
+$in .= "continue\n";
+my $ran = eval { $browser->finish };
 note($err);
-ok($ran, 'the browser script ran to the end') or diag("exit status $?");
-my $res = eval { decode_json($out) } || {};
+ok($ran, 'the browser script ran to the end') or diag("exit status $? $@");
+my $res = eval { decode_json((split /\n/, $out)[-1] // '') } || {};
 ok(ref $res->{steps} eq 'ARRAY', 'it reported what it saw') or BAIL_OUT('no result from the browser script');
 my %step = map { ($_->{name} => $_) } @{ $res->{steps} };
 for my $s (@{ $res->{steps} })
@@ -213,7 +236,7 @@ is($s->{storage}{in_dom}, 0, '... nor in the page');
 $s = $step{'create a key'};
 my $created = $s->{key} // '';
 like($created, qr/\Ahk_test_[0-9A-Za-z]{46}\z/, 'create: the dialog shows a new test key');
-is(check_key($created), 'true ok', '... which validates by SQL');
+is($at{created}{key} // '', $created, '... the key checked by SQL at the checkpoint');
 is(sql("SELECT name || ' ' || environment || ' ' || rate_limit_per_hour || ' ' || user_id FROM hokusai_auth.api_keys "
 	  . "WHERE key_prefix = '" . substr($created, 0, 16) . "'"), "made in the console test 500 $alice",
 	'... with the name, environment and limit of the form, for alice');
@@ -234,11 +257,13 @@ $s = $step{'rotate with grace'};
 my $rotated = $s->{key} // '';
 like($rotated, qr/\Ahk_test_[0-9A-Za-z]{46}\z/, 'rotate: the dialog shows the new key');
 isnt($rotated, $created, '... a different one');
-is(check_key($rotated), 'true ok', '... which validates by SQL');
-is(check_key($created), 'true ok', '... and the old key still does (grace)');
+# (The browser has done everything by now: the old key was revoked after
+# the rotation, the new one was disabled and enabled again.)
+is($at{rotated}{key} // '', $rotated, '... the key checked by SQL at the checkpoint');
+is(check_key($rotated), 'true ok', '... which still validates at the end (disabled and enabled again)');
 is(sql("SELECT expires_at BETWEEN now() + interval '55 minutes' AND now() + interval '61 minutes' "
 	  . "FROM hokusai_auth.api_keys WHERE key_prefix = '" . substr($created, 0, 16) . "'"), 't',
-	'... until one hour from now, the grace chosen');
+	'... the old key got the grace chosen: it expires in one hour');
 like($s->{notice} // '', qr/Key rotated: \Q${\ substr($rotated, 0, 16)}\E replaces \Q${\ substr($created, 0, 16)}\E\. The old key .* works until /,
 	'... and the page says so');
 is($s->{after_close}{in_dom}, 0, '... no key in the page after the dialog closes');
@@ -263,13 +288,17 @@ TODO:
 }
 like($step{disable}{notice} // '', qr/disabled|does not offer disabling/, 'disable: the page says what happened');
 
-# Revoke
+# Revoke: the old key, in its grace period.
+my $cp = substr($created, 0, 16);
 $s = $step{'revoke, cancelled then confirmed'};
 is($s->{focus}, 'Cancel', 'revoke: the confirmation opens with the focus on Cancel');
 is($s->{after_cancel}{status}, 'active', '... Enter there cancels: still active');
 is($s->{after}{status}, 'revoked', 'confirmed: the table shows it revoked');
-is(check_key($rotated), 'false revoked', '... and it is revoked by SQL');
-like($s->{notice} // '', qr/^Key \Q$rp\E revoked\.$/, '... the page says so');
+is(check_key($created), 'false revoked', '... and it is revoked by SQL');
+is(sql("SELECT string_agg(details->>'reason', ',') FROM hokusai_auth.audit_log "
+	  . "WHERE action LIKE 'revoke%' AND details->>'key_prefix' = '$cp'"), 'console test',
+	'... the reason given is in the audit log');
+like($s->{notice} // '', qr/^Key \Q$cp\E revoked\.$/, '... the page says so');
 
 # Usage: the points against SQL, for each range.
 for my $range ([ '24h', 24, 3600 ], [ '7d', 7, 86400 ], [ '30d', 30, 86400 ])
@@ -284,7 +313,7 @@ for my $range ([ '24h', 24, 3600 ], [ '7d', 7, 86400 ], [ '30d', 30, 86400 ])
 	is(scalar @{ $s->{series} || [] }, $n, "... and a table of $n rows");
 	my @t = map { $_->{t} / 1000 } @{ $s->{series} || [] };
 	my $want = sql(<<"SQL");
-SELECT string_agg(n || '/' || coalesce(p95::text, '-'), ' ' ORDER BY t)
+SELECT string_agg(n || '/' || coalesce(p95::float8::text, '-'), ' ' ORDER BY t)
   FROM unnest('{@{[ join ',', @t ]}}'::float8[]) t,
        LATERAL (SELECT count(*) n FROM hokusai_auth.api_key_usage
                  WHERE api_key_id = '$use_id' AND "timestamp" >= to_timestamp(t)
