@@ -582,6 +582,7 @@ $('#keys-body').addEventListener('click', (event) => {
 	case 'revoke':
 		$('#revoke-prefix').textContent = k.key_prefix;
 		$('#revoke-name').textContent = k.name;
+		$('#revoke-self').hidden = !(session.kind === 'key' && session.credential.slice(0, 16) === k.key_prefix);
 		$('#revoke-form').reset();
 		// Focus on Cancel: Enter alone does not revoke.
 		openDialog($('#revoke-dialog'), $('#revoke-dialog [data-close]'));
