@@ -259,7 +259,7 @@ if command -v nginx >/dev/null 2>&1 && bash "$HK_TOP/test/http/stack.sh" postgre
 	s=$(sql -A -t <<<"SELECT status FROM hokusai_auth.validate_key('$created_key')")
 	echo "-- the key the console showed, validated by SQL: $s"
 	[ "$s" = ok ] || fail "the key created in the console does not validate (status $s)"
-	echo "screenshots: $HTTP_DIR/console-screens/"
+	[ "$KEEP" -eq 1 ] && echo "screenshots of what it saw: $HTTP_DIR/console-screens/"
 else
 	say "HTTP section skipped: nginx or PostgREST (npm install --ignore-scripts) not available"
 fi
