@@ -259,7 +259,9 @@ if command -v nginx >/dev/null 2>&1 && bash "$HK_TOP/test/http/stack.sh" postgre
 	s=$(sql -A -t <<<"SELECT status FROM hokusai_auth.validate_key('$created_key')")
 	echo "-- the key the console showed, validated by SQL: $s"
 	[ "$s" = ok ] || fail "the key created in the console does not validate (status $s)"
-	[ "$KEEP" -eq 1 ] && echo "screenshots of what it saw: $HTTP_DIR/console-screens/"
+	if [ "$KEEP" -eq 1 ]; then
+		echo "screenshots of what it saw: $HTTP_DIR/console-screens/"
+	fi
 else
 	say "HTTP section skipped: nginx or PostgREST (npm install --ignore-scripts) not available"
 fi
