@@ -20,6 +20,12 @@
 # and prints instructions per row, and per call above the do-nothing
 # function (validate - noop: what hokusai_auth itself executes for a cache
 # hit, limiter included) and above the empty twin.
+#
+# Then the statements of cache_bench.sh as pgbench -M prepared runs them,
+# one execution of a prepared statement per line (EXECUTE p(key)), ROWS and
+# 2 x ROWS of them: what one statement costs inside the backend (executor
+# start-up, the function, the row; not the wire protocol or the kernel),
+# for SELECT 1, the do-nothing function, a cache hit and a malformed key.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${1:-10000}
@@ -71,3 +77,44 @@ printf 'validate_key call above the empty twin (the in-process figure of cache_b
 	$((per[validate] - per[empty]))
 printf 'do-nothing function above the empty twin (FunctionScan and the row): %d instructions per call\n' \
 	$((per[noop] - per[empty]))
+
+# stmt VARIANT N: instruction total of a session executing a prepared
+# statement N times.
+stmt()
+{
+	local prep arg out=$DIR/cgs.$1.$2 key
+	key=$(cat "$DIR/key")
+	case $1 in
+	select1) prep="PREPARE p(text) AS SELECT 1"; arg="'$key'" ;;
+	noop) prep="PREPARE p(text) AS SELECT valid FROM hk_bench.noop_validate(\$1)"; arg="'$key'" ;;
+	hit) prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"; arg="'$key'" ;;
+	malformed)	# the last character changed: a checksum failure
+		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"
+		if [ "${key: -1}" = A ]; then arg="'${key%?}B'"; else arg="'${key%?}A'"; fi ;;
+	esac
+	{
+		echo "SELECT status FROM hokusai_auth.validate_key('$key');"
+		echo "$prep;"
+		for ((i = 0; i < $2; i++)); do echo "EXECUTE p($arg);"; done
+	} > "$DIR/s.sql"
+	chmod 644 "$DIR/s.sql"
+	hk_as_user valgrind --tool=callgrind --callgrind-out-file="$out" \
+		"$HK_PGBIN/postgres" --single -D "$DIR/data" postgres < "$DIR/s.sql" > "$DIR/out" 2>&1
+	if grep -q 'ERROR' "$DIR/out"; then cat "$DIR/out" >&2; return 1; fi
+	callgrind_annotate "$out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
+}
+hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
+q -c "SELECT key FROM cg_keys" > "$DIR/key"
+hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
+declare -A st
+echo
+echo "one execution of a prepared statement (postgres --single, EXECUTE p(key) per line), instructions:"
+for v in select1 noop hit malformed; do
+	a=$(stmt $v "$ROWS"); b=$(stmt $v $((2 * ROWS)))
+	[ -n "$a" ] && [ -n "$b" ] || exit 1
+	st[$v]=$(( (b - a) / ROWS ))
+	printf '  %-10s %8d\n' "$v" "${st[$v]}"
+done
+printf 'ratios of instructions (baseline / measured): cache hit vs SELECT 1 %.3f, vs do-nothing function %.3f; malformed vs SELECT 1 %.3f\n' \
+	"$(echo "${st[select1]} / ${st[hit]}" | bc -l)" "$(echo "${st[noop]} / ${st[hit]}" | bc -l)" \
+	"$(echo "${st[select1]} / ${st[malformed]}" | bc -l)"
