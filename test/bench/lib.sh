@@ -143,6 +143,18 @@ bench_server_ticks()
 	echo "$t"
 }
 
+# Wait (at most 2 s) until the backends of a finished pgbench run have exited
+# and been reaped: only then is their CPU time in the postmaster's.
+bench_wait_backends()
+{
+	local pm i
+	pm=$(head -1 "$(q -c "SHOW data_directory")/postmaster.pid")
+	for i in $(seq 1 40); do
+		pgrep -P "$pm" -f 'postgres: .*(\[local\]|127\.0\.0\.1)' >/dev/null || return 0
+		sleep 0.05
+	done
+}
+
 # bench_pgbench EXPECT PGBENCH-ARGS...: one pgbench -n -M prepared -c 2 -j 2
 # run (-T "$SECS"), checked with bench_check EXPECT.  Prints
 # "tps txns p99_ms cpu_us": p99 from a 5% sample of the transactions'
@@ -160,8 +172,7 @@ bench_pgbench()
 	out=$( { TIMEFORMAT='%U %S'; time (cd "$logdir" && hk_as_user "$HK_PGBIN/pgbench" -n -M prepared \
 		-c "${HK_BENCH_CLIENTS:-2}" -j "${HK_BENCH_CLIENTS:-2}" -T "$SECS" -l --sampling-rate=0.05 \
 		--log-prefix="$logdir/log" "$@" 2>&1); } 2>&1 ) || { echo "$out" >&2; rm -rf "$logdir"; return 1; }
-	# The backends exit when pgbench disconnects: wait until they are reaped.
-	sleep 0.3
+	bench_wait_backends
 	s1=$(bench_server_ticks)
 	after=$(bench_counters)
 	pgb_cpu=$(echo "$out" | tail -1 | awk '{print $1 + $2}')

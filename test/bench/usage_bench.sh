@@ -84,6 +84,7 @@ run()
 	s0=$(server_ticks)
 	out=$( { TIMEFORMAT='%U %S'; time hk_as_user "$PGBIN/pgbench" -n -M prepared -c 2 -j 2 \
 		-T "$SECS" "${defs[@]}" "${files[@]}" 2>&1; } 2>&1 )
+	bench_wait_backends
 	s1=$(server_ticks)
 	after=$(bench_counters)
 	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
