@@ -31,13 +31,17 @@ OBJS = \
 	src/http/postgrest.o \
 	src/http/pre_request.o \
 	src/usage/endpoint.o \
+	src/usage/histogram.o \
+	src/usage/partition.o \
 	src/usage/track.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
+	src/worker/aggregate.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
+	src/worker/partitions.o \
 	src/worker/trust.o \
 	src/worker/usage_writer.o \
 	src/worker/worker.o
