@@ -346,7 +346,7 @@ BEGIN
 	INSERT INTO hokusai_auth.api_key_usage
 		(id, api_key_id, endpoint, "timestamp", response_time_ms, status_code)
 	SELECT hokusai_auth._uuid_v7(u.t), u.k, u.e, u.t, u.r, u.s
-	  FROM pg_catalog.unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
+	  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
 	 WHERE hokusai_auth._usage_partition('hokusai_auth.api_key_usage', u.t) IS NOT NULL;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -368,17 +368,24 @@ CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	sample	double precision := coalesce(pg_catalog.nullif(pg_catalog.current_setting(
+	sample	double precision := coalesce(NULLIF(pg_catalog.current_setting(
 				'hokusai_auth.usage_raw_sample', true), '')::double precision, 1);
 	ev		record;
 	minutes	hokusai_auth._usage_group[];
 	raw		record;
 	counted	bigint;
 BEGIN
+	-- An event of the last hour without a partition is not late (retention
+	-- is at least an hour): its partition is not made yet.
+	IF EXISTS (SELECT FROM pg_catalog.unnest(ats) t
+				WHERE t OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')
+				  AND hokusai_auth._usage_partition('hokusai_auth.api_key_usage_minutely', t) IS NULL) THEN
+		PERFORM hokusai_auth.create_usage_partitions();
+	END IF;
 	SELECT pg_catalog.array_agg(u.k) AS k, pg_catalog.array_agg(u.e) AS e, pg_catalog.array_agg(u.t) AS t,
 		   pg_catalog.array_agg(u.r) AS r, pg_catalog.array_agg(u.s) AS s
 	  INTO ev
-	  FROM pg_catalog.unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
+	  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
 	 WHERE EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id OPERATOR(pg_catalog.=) u.k)
 	   AND hokusai_auth._usage_partition('hokusai_auth.api_key_usage_minutely', u.t) IS NOT NULL;
 	IF ev.k IS NULL THEN
@@ -391,7 +398,7 @@ BEGIN
 				   pg_catalog.count(*) AS n, pg_catalog.count(x.r) AS tn,
 				   coalesce(pg_catalog.sum(x.r), 0) AS ms, pg_catalog.max(x.r) AS mx,
 				   hokusai_auth._hist_of(x.r) AS h
-			  FROM pg_catalog.unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
+			  FROM unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
 			 GROUP BY 1, 2, 3, 4) g;
 	counted := hokusai_auth._usage_add('hokusai_auth.api_key_usage_minutely', minutes);
 	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_hourly',
@@ -407,7 +414,7 @@ BEGIN
 	SELECT pg_catalog.array_agg(x.k) AS k, pg_catalog.array_agg(x.e) AS e, pg_catalog.array_agg(x.t) AS t,
 		   pg_catalog.array_agg(x.r) AS r, pg_catalog.array_agg(x.s) AS s
 	  INTO raw
-	  FROM pg_catalog.unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
+	  FROM unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
 	 WHERE sample OPERATOR(pg_catalog.>=) 1 OR pg_catalog.random() OPERATOR(pg_catalog.<) sample;
 	IF raw.k IS NOT NULL THEN
 		PERFORM hokusai_auth._usage_insert_raw(raw.k, raw.e, raw.t, raw.r, raw.s);

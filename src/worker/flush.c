@@ -389,9 +389,8 @@ write_batch(HkUsageEvent *ev, int n)
 	route = hk_worker_usage_is_partitioned() ? palloc(sizeof(HkRoute) * nusage) : NULL;
 	if (route != NULL && !hk_worker_route_events(mine, nusage, route))
 	{
-		/* A partition's lock was not available: nothing was written. */
+		/* Nothing was written: the batch waits for the next cycle. */
 		hk_worker_end_xact();
-		hk_worker_yield_for_lock();
 		return BATCH_YIELDED;
 	}
 	ok = write_in_subxact(mine, route, nusage, &counts);

@@ -10,8 +10,10 @@
  * descriptor): the minute and hour aggregates' partitions, and the raw
  * table's for the events hokusai_auth.usage_raw_sample keeps.  An event
  * whose minute has no partition (a late event whose day prune_usage()
- * dropped, or one far ahead) is counted by flush.c and written nowhere;
- * never an error.  A batch's events mostly share a day, so the last range
+ * dropped) is counted by flush.c and written nowhere; never an error.  An
+ * event of the last hour without one is not late (prune_usage() keeps at
+ * least an hour): its partition is not made yet (say, the extension was
+ * just created), so the batch yields and the next cycle makes it first.  A batch's events mostly share a day, so the last range
  * found per table is remembered for the batch.
  *
  * Sampling.  Each event is kept as a raw row with probability
@@ -47,6 +49,12 @@
 #include "usage/partition.h"
 #include "worker/locks.h"
 #include "worker/partitions.h"
+
+/*
+ * An event this recent without a partition is not late (prune_usage()
+ * keeps at least an hour): its partition has not been made yet.
+ */
+#define HK_RECENT_MS			(60 * 60 * 1000)
 
 /* After a failed try, try again this soon; after a good one, this late. */
 #define HK_PARTITIONS_RETRY_MS	(60 * 1000)
@@ -128,6 +136,8 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 	TableRouter hours;
 	TableRouter raw;
 	Oid			last[3] = {InvalidOid, InvalidOid, InvalidOid};
+	TimestampTz recent = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -HK_RECENT_MS);
+	bool		unmade = false;
 	bool		ok = true;
 	int			i;
 
@@ -139,6 +149,8 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 		TimestampTz t = ev[i]->at;
 
 		route[i].minute_part = router_find(&minutes, t);
+		if (!OidIsValid(route[i].minute_part) && t >= recent)
+			unmade = true;
 		route[i].hour_part = OidIsValid(route[i].minute_part) ? router_find(&hours, t) : InvalidOid;
 		route[i].raw_part = OidIsValid(route[i].minute_part) && draw_raw() ?
 			router_find(&raw, t) : InvalidOid;
@@ -146,6 +158,13 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 	relation_close(minutes.rel, NoLock);
 	relation_close(hours.rel, NoLock);
 	relation_close(raw.rel, NoLock);
+	if (unmade)
+	{
+		/* not late, not made yet: make it at the next cycle, then write */
+		next_make = 0;
+		hk_worker_yield("the usage partitions for the current time are not made yet");
+		return false;
+	}
 
 	/*
 	 * Locking a partition twice costs a lookup in the local lock table;
@@ -155,6 +174,8 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 		ok = lock_part(route[i].minute_part, &last[0]) &&
 			lock_part(route[i].hour_part, &last[1]) &&
 			lock_part(route[i].raw_part, &last[2]);
+	if (!ok)
+		hk_worker_yield_for_lock();
 	return ok;
 }
 

@@ -23,7 +23,9 @@ typedef struct HkRoute
  * Route n events (in a transaction begun by hk_worker_begin_xact()):
  * route[i] for ev[i], the raw row drawn with probability
  * hokusai_auth.usage_raw_sample; then lock every partition named, without
- * waiting.  False when a lock was not available (the caller yields).
+ * waiting.  False, the yield noted, when a lock was not available or a
+ * partition for the last hour is not made yet (the caller ends the
+ * transaction: the batch waits for the next cycle).
  */
 extern bool hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route);
 
