@@ -237,10 +237,13 @@ SELECT count(*) AS percentiles,
 	   count(*) FILTER (WHERE x.exact < 32 AND x.estimate <> x.exact) AS wrong_below_32,
 	   max(abs(x.estimate - x.exact) / greatest(x.exact, 1)) < 1.0 / 16 AS within_one_sixteenth,
 	   round(max(abs(x.estimate - x.exact) / greatest(x.exact, 1)), 4) AS worst
-  FROM (SELECT p, hokusai_auth._hist_percentile(h.h, p, h.mx) AS estimate,
-			   (SELECT percentile_disc(p) WITHIN GROUP (ORDER BY ms) FROM lat) AS exact
-		  FROM (SELECT hokusai_auth._hist_of(ms) AS h, max(ms) AS mx FROM lat) h,
-			   generate_series(0.01, 0.99, 0.01) p) x;
+  FROM (SELECT ps.p, hokusai_auth._hist_percentile(h.h, ps.p, h.mx) AS estimate, e.exact
+		  FROM (SELECT hokusai_auth._hist_of(ms) AS h, max(ms) AS mx,
+					   percentile_disc(ARRAY(SELECT generate_series(1, 99) / 100.0::float8))
+						 WITHIN GROUP (ORDER BY ms) AS exact
+				  FROM lat) h,
+			   unnest(h.exact) WITH ORDINALITY e(exact, i),
+			   LATERAL (SELECT e.i / 100.0::float8 AS p) ps) x;
 SELECT hokusai_auth._hist_percentile(hokusai_auth._hist_of(v), 0.5, max(v)) AS median_of_one
   FROM (VALUES (7)) t(v);
 SELECT hokusai_auth._hist_merge('{3,1,40,2}', '{3,4,400,1}') AS merged,
