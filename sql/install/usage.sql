@@ -239,9 +239,10 @@ COMMENT ON FUNCTION hokusai_auth.create_usage_partitions(integer) IS
 	'Make the usage partitions for today and the next days_ahead days that do not exist yet; returns how many';
 
 -- Drop the partitions of parent that end at or before "before"; returns
--- how many.  Both locks are taken NOWAIT: when a session holds the parent
--- (an open transaction that read it), nothing is dropped now, with a
--- WARNING, and the next run drops it.
+-- how many.  Both locks are taken NOWAIT (tried ten times in a second):
+-- when a session holds the parent (an open transaction that read it),
+-- nothing more is dropped now, with a WARNING, and the next run drops it.
+-- The lock is held for the drops only, until this transaction commits.
 CREATE FUNCTION hokusai_auth._usage_drop_partitions(parent regclass, before timestamptz)
 	RETURNS integer
 	LANGUAGE plpgsql
@@ -250,18 +251,30 @@ CREATE FUNCTION hokusai_auth._usage_drop_partitions(parent regclass, before time
 DECLARE
 	p		regclass;
 	n		integer := 0;
+	try		integer;
+	locked	boolean;
 BEGIN
 	FOR p IN SELECT b.partition FROM hokusai_auth._usage_partition_bounds(parent) b
 			  WHERE b.until_time OPERATOR(pg_catalog.<=) before ORDER BY b.from_time
 	LOOP
-		BEGIN
-			EXECUTE pg_catalog.format('LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE NOWAIT', parent, p);
-		EXCEPTION WHEN lock_not_available THEN
+		-- A few tries 0.1 s apart (the worker holds its locks for a moment
+		-- each batch), never a wait in the lock queue.
+		FOR try IN 1 .. 10 LOOP
+			BEGIN
+				EXECUTE pg_catalog.format('LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE NOWAIT', parent, p);
+				locked := true;
+			EXCEPTION WHEN lock_not_available THEN
+				locked := false;
+			END;
+			EXIT WHEN locked;
+			PERFORM pg_catalog.pg_sleep(0.1);
+		END LOOP;
+		IF NOT locked THEN
 			RAISE WARNING 'could not drop usage partition %: the table is in use', p
 				USING DETAIL = pg_catalog.format('Another transaction holds a lock on %s or %s.', parent, p),
 					  HINT = 'The next prune_usage() drops it.';
 			RETURN n;
-		END;
+		END IF;
 		EXECUTE pg_catalog.format('DROP TABLE %s', p);
 		n := n OPERATOR(pg_catalog.+) 1;
 	END LOOP;
@@ -358,7 +371,8 @@ $$;
 -- (a standby's worker shipping its queue, tests).  Events of keys that do
 -- not exist are left out.  Every other event is counted in the minute and
 -- hour aggregates when its minute's partition exists (a late event for a
--- dropped partition is left out, never an error), and the share
+-- dropped partition is left out, never an error; for an event after the
+-- last partition, the partitions ahead are made first), and the share
 -- usage_raw_sample says (drawn per event) becomes a raw row.  Returns the
 -- events counted.
 CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
@@ -375,11 +389,13 @@ DECLARE
 	raw		record;
 	counted	bigint;
 BEGIN
-	-- An event of the last hour without a partition is not late (retention
-	-- is at least an hour): its partition is not made yet.
+	-- An event after the last partition is not late: its partition is not
+	-- made yet.
 	IF EXISTS (SELECT FROM pg_catalog.unnest(ats) t
-				WHERE t OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')
-				  AND hokusai_auth._usage_partition('hokusai_auth.api_key_usage_minutely', t) IS NULL) THEN
+				WHERE t OPERATOR(pg_catalog.>=) coalesce(
+						(SELECT pg_catalog.max(b.until_time)
+						   FROM hokusai_auth._usage_partition_bounds('hokusai_auth.api_key_usage_minutely') b),
+						'-infinity')) THEN
 		PERFORM hokusai_auth.create_usage_partitions();
 	END IF;
 	SELECT pg_catalog.array_agg(u.k) AS k, pg_catalog.array_agg(u.e) AS e, pg_catalog.array_agg(u.t) AS t,

@@ -105,6 +105,18 @@ hk_usage_partition_for(Relation parent, TimestampTz t, TimestampTz *lo, Timestam
 	return part < 0 ? InvalidOid : pd->oids[part];
 }
 
+/* The end of parent's last range (DT_NOBEGIN: no partitions). */
+TimestampTz
+hk_usage_partitions_end(Relation parent)
+{
+	PartitionDesc pd = usage_partdesc(parent);
+	PartitionBoundInfo bi = pd->boundinfo;
+
+	if (pd->nparts == 0 || bi == NULL || bi->ndatums == 0)
+		return DT_NOBEGIN;
+	return bound_value(bi, bi->ndatums - 1);
+}
+
 /* Open a parent named by SQL, which must be one of the extension's tables. */
 static Relation
 open_parent(Oid relid)

@@ -19,4 +19,10 @@
 extern Oid	hk_usage_partition_for(Relation parent, TimestampTz t,
 								   TimestampTz *lo, TimestampTz *hi);
 
+/*
+ * The end of parent's last range: no partition holds a later time (the
+ * next ones are not made yet).  DT_NOBEGIN when there is none.
+ */
+extern TimestampTz hk_usage_partitions_end(Relation parent);
+
 #endif							/* HK_USAGE_PARTITION_H */

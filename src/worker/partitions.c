@@ -10,10 +10,12 @@
  * descriptor): the minute and hour aggregates' partitions, and the raw
  * table's for the events hokusai_auth.usage_raw_sample keeps.  An event
  * whose minute has no partition (a late event whose day prune_usage()
- * dropped) is counted by flush.c and written nowhere; never an error.  An
- * event of the last hour without one is not late (prune_usage() keeps at
- * least an hour): its partition is not made yet (say, the extension was
- * just created), so the batch yields and the next cycle makes it first.  A batch's events mostly share a day, so the last range
+ * dropped: it falls before the last partition) is counted by flush.c and
+ * written nowhere; never an error.  An event after the last partition (and
+ * less than a day ahead) is not late: its partition is not made yet (say,
+ * the extension was just created), so the batch yields and the next cycle
+ * makes it first.  (One more than a day ahead is discarded as late: no
+ * clock of this server is that far off.)  A batch's events mostly share a day, so the last range
  * found per table is remembered for the batch.
  *
  * Sampling.  Each event is kept as a raw row with probability
@@ -51,10 +53,11 @@
 #include "worker/partitions.h"
 
 /*
- * An event this recent without a partition is not late (prune_usage()
- * keeps at least an hour): its partition has not been made yet.
+ * An event after every partition and before this far ahead is not late:
+ * its partition is not made yet (create_usage_partitions() makes two days
+ * ahead).
  */
-#define HK_RECENT_MS			(60 * 60 * 1000)
+#define HK_AHEAD_MS				(24 * 60 * 60 * 1000)
 
 /* After a failed try, try again this soon; after a good one, this late. */
 #define HK_PARTITIONS_RETRY_MS	(60 * 1000)
@@ -136,7 +139,8 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 	TableRouter hours;
 	TableRouter raw;
 	Oid			last[3] = {InvalidOid, InvalidOid, InvalidOid};
-	TimestampTz recent = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -HK_RECENT_MS);
+	TimestampTz ahead = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HK_AHEAD_MS);
+	TimestampTz end;
 	bool		unmade = false;
 	bool		ok = true;
 	int			i;
@@ -144,12 +148,13 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 	router_open(&minutes, "api_key_usage_minutely");
 	router_open(&hours, "api_key_usage_hourly");
 	router_open(&raw, "api_key_usage");
+	end = hk_usage_partitions_end(minutes.rel);
 	for (i = 0; i < n; i++)
 	{
 		TimestampTz t = ev[i]->at;
 
 		route[i].minute_part = router_find(&minutes, t);
-		if (!OidIsValid(route[i].minute_part) && t >= recent)
+		if (!OidIsValid(route[i].minute_part) && t >= end && t < ahead)
 			unmade = true;
 		route[i].hour_part = OidIsValid(route[i].minute_part) ? router_find(&hours, t) : InvalidOid;
 		route[i].raw_part = OidIsValid(route[i].minute_part) && draw_raw() ?
