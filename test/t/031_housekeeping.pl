@@ -73,7 +73,8 @@ is(q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid', $range) s")
 # table, with a WARNING, and the next run drops it.
 q1("SELECT cron.unschedule('hokusai_auth.prune')");
 q1("SELECT hokusai_auth._usage_make_partition('hokusai_auth.api_key_usage', now() - interval '10 days')");
-my ($in, $out, $err2) = ('', '', '');
+my ($in, $err2) = ("", "");
+$out = "";
 my $h = IPC::Run::start(
 	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
 	'<', \$in, '>', \$out, '2>', \$err2);
