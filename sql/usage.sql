@@ -52,13 +52,14 @@ SELECT count(*) AS rows_written FROM hokusai_auth.api_key_usage;
 -- The partitions: made ahead (the worker does this every hour; here the
 -- worker serves another database), none by the install script.
 SELECT count(*) AS partitions_at_install FROM hokusai_auth.usage_partitions;
--- three days of raw and minute partitions, and the month of each (two
--- when the days cross into the next month)
-SELECT hokusai_auth.create_usage_partitions(2) BETWEEN 7 AND 8 AS made;
+-- three days of raw and minute partitions, the month and the year of each
+-- (two when the days cross into the next month or year)
+SELECT hokusai_auth.create_usage_partitions(2) BETWEEN 8 AND 10 AS made;
 SELECT hokusai_auth.create_usage_partitions(2) AS made_again;
-SELECT table_name, CASE WHEN table_name::text LIKE '%hourly' THEN count(*) IN (1, 2)
+SELECT table_name, CASE WHEN table_name::text ~ '(hourly|daily)$' THEN count(*) IN (1, 2)
 						ELSE count(*) = 3 END AS partitions,
-	   bool_and(from_time = date_trunc(CASE WHEN table_name::text LIKE '%hourly' THEN 'month' ELSE 'day' END,
+	   bool_and(from_time = date_trunc(CASE WHEN table_name::text LIKE '%hourly' THEN 'month'
+											WHEN table_name::text LIKE '%daily' THEN 'year' ELSE 'day' END,
 									   from_time, 'UTC')) AS aligned
   FROM hokusai_auth.usage_partitions GROUP BY 1 ORDER BY 1;
 SELECT pg_temp.try($$SELECT hokusai_auth.create_usage_partitions(-1)$$) AS negative_days;
@@ -158,6 +159,52 @@ SELECT percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY response_t
   FROM hokusai_auth.api_key_usage
  WHERE api_key_id = :'k_id'
    AND "timestamp" >= :'t0'::timestamptz - interval '5 hours 30 minutes' AND "timestamp" < :'t0';
+
+-- Over days: a third key with a request every 7 minutes 13 seconds for 70
+-- hours; whole UTC days come from the daily aggregates.
+SELECT hokusai_auth.create_user('multi') AS multi \gset
+SELECT id AS m_id FROM hokusai_auth.create_key(:'multi', 'days') \gset
+SELECT count(hokusai_auth._usage_make_partition(p, :'t0'::timestamptz - d * interval '1 day'))
+		AS made_for_days
+  FROM unnest(ARRAY['hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely',
+					'hokusai_auth.api_key_usage_hourly', 'hokusai_auth.api_key_usage_daily']::regclass[]) p,
+	   generate_series(0, 3) d;
+SELECT hokusai_auth._usage_flush(array_agg(:'m_id'::uuid), array_agg('/d' || (i % 4)),
+	array_agg(:'t0'::timestamptz - i * interval '433 seconds'), array_agg((i * 37) % 3000),
+	array_agg(CASE WHEN i % 9 = 0 THEN 500 WHEN i % 7 = 0 THEN 429 ELSE 200 END)) AS counted
+  FROM generate_series(1, 70 * 3600 / 433) i;
+SELECT r.what,
+	   (s.requests, s.errors, s.client_errors, s.server_errors, s.avg_response_ms, s.max_response_ms,
+		s.by_status, s.by_endpoint)::text
+	   = (w.requests, w.errors, w.client_errors, w.server_errors, w.avg_response_ms, w.max_response_ms,
+		  coalesce(w.by_status, '[]'), coalesce(w.by_endpoint, '[]'))::text AS same_as_raw,
+	   s.requests > 0 AS some
+  FROM (VALUES ('70 hours', :'t0'::timestamptz - interval '70 hours', :'t0'::timestamptz),
+			   ('two days and odd minutes', :'t0'::timestamptz - interval '2 days 17 hours 23 minutes 5 seconds',
+				:'t0'::timestamptz - interval '3 minutes 1 second')) r(what, lo, hi),
+	   LATERAL hokusai_auth.usage_summary(:'m_id', r.lo, r.hi) s,
+	   LATERAL pg_temp.raw_summary(:'m_id',
+			CASE WHEN date_trunc('minute', r.lo) = r.lo THEN r.lo ELSE date_trunc('minute', r.lo) + interval '1 minute' END,
+			CASE WHEN date_trunc('minute', r.hi) = r.hi THEN r.hi ELSE date_trunc('minute', r.hi) + interval '1 minute' END) w
+ ORDER BY 1;
+SELECT p.period,
+	   NOT EXISTS (
+		(SELECT period_start, requests, errors, avg_response_ms, max_response_ms
+		   FROM hokusai_auth.usage_timeseries(:'m_id', p.period, :'t0'::timestamptz - interval '70 hours', :'t0')
+		 EXCEPT
+		 SELECT date_trunc(p.period, u."timestamp", 'UTC'), count(*), count(*) FILTER (WHERE status_code >= 400),
+				round(avg(response_time_ms), 1), max(response_time_ms)
+		   FROM hokusai_auth.api_key_usage u
+		  WHERE u.api_key_id = :'m_id' AND u."timestamp" >= :'t0'::timestamptz - interval '70 hours'
+			AND u."timestamp" < :'t0'
+		  GROUP BY 1)) AS same_as_raw
+  FROM (VALUES ('hour'), ('day')) p(period);
+-- Percentiles over days: within 1/16 of the raw log's.
+SELECT abs(s.p50_response_ms - x.p[1]) <= x.p[1] / 16.0 AS p50, abs(s.p95_response_ms - x.p[2]) <= x.p[2] / 16.0 AS p95,
+	   abs(s.p99_response_ms - x.p[3]) <= x.p[3] / 16.0 AS p99
+  FROM hokusai_auth.usage_summary(:'m_id', :'t0'::timestamptz - interval '70 hours', :'t0') s,
+	   (SELECT percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY response_time_ms) AS p
+		  FROM hokusai_auth.api_key_usage WHERE api_key_id = :'m_id') x;
 
 -- The summaries read the aggregates only: with the raw rows gone, they
 -- answer as before.

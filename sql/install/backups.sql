@@ -46,3 +46,4 @@ SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_head', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_minutely', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_daily', '');

@@ -9,7 +9,8 @@
 -- _usage_flush() here).  The three tables are partitioned by time: one
 -- partition per UTC day (raw, minutes) or month (hours), made ahead by the
 -- worker (create_usage_partitions()) and dropped by prune_usage().  The
--- summaries, time series and views read the aggregates only.
+-- worker keeps per-day aggregates too (api_key_usage_daily, one partition
+-- a year).  The summaries, time series and views read the aggregates only.
 ------------------------------------------------------------------------------
 
 -- Per key, UTC minute, endpoint and status code: requests, those with a
@@ -45,7 +46,23 @@ CREATE TABLE hokusai_auth.api_key_usage_hourly (
 COMMENT ON TABLE hokusai_auth.api_key_usage_hourly IS
 	'Requests per key, UTC hour, endpoint and status code, with a response-time histogram (every request counted)';
 
--- One group of either table, as the worker hands them over.
+-- The same per UTC day; partitioned by year.  Summaries read it for the
+-- whole days of a range.
+CREATE TABLE hokusai_auth.api_key_usage_daily (
+	api_key_id			uuid NOT NULL,
+	day					timestamptz NOT NULL,
+	endpoint			text,
+	status_code			integer,
+	requests			bigint NOT NULL,
+	timed_requests		bigint NOT NULL,
+	response_ms_sum		bigint NOT NULL,
+	max_response_ms		integer,
+	latency_hist		bigint[]
+) PARTITION BY RANGE (day);
+COMMENT ON TABLE hokusai_auth.api_key_usage_daily IS
+	'Requests per key, UTC day, endpoint and status code, with a response-time histogram (every request counted)';
+
+-- One group of any of the three, as the worker hands them over.
 CREATE TYPE hokusai_auth._usage_group AS (
 	t					timestamptz,
 	api_key_id			uuid,
@@ -135,13 +152,14 @@ CREATE VIEW hokusai_auth.usage_partitions AS
 	SELECT t.t::regclass AS table_name, b.partition, b.from_time, b.until_time,
 		   pg_catalog.pg_total_relation_size(b.partition) AS total_bytes
 	  FROM unnest(ARRAY['hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely',
-						'hokusai_auth.api_key_usage_hourly']) t,
+						'hokusai_auth.api_key_usage_hourly', 'hokusai_auth.api_key_usage_daily']) t,
 		   LATERAL hokusai_auth._usage_partition_bounds(t.t::regclass) b;
 COMMENT ON VIEW hokusai_auth.usage_partitions IS
 	'Partitions of the raw and aggregate usage tables, with their time ranges and sizes';
 
 -- Make the partition of parent that holds time "at" (a UTC day; a UTC
--- month for the hourly table), unless there is one.  Returns it, or NULL
+-- month for the hourly table, a year for the daily one), unless there is
+-- one.  Returns it, or NULL
 -- when the parent's lock was not available at once (try again later).
 CREATE FUNCTION hokusai_auth._usage_make_partition(parent regclass, at timestamptz)
 	RETURNS regclass
@@ -149,8 +167,10 @@ CREATE FUNCTION hokusai_auth._usage_make_partition(parent regclass, at timestamp
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	monthly	boolean := parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass;
-	step	interval := CASE WHEN monthly THEN interval '1 month' ELSE interval '1 day' END;
+	unit	text := CASE parent WHEN 'hokusai_auth.api_key_usage_hourly'::regclass THEN 'month'
+							WHEN 'hokusai_auth.api_key_usage_daily'::regclass THEN 'year'
+							ELSE 'day' END;
+	step	interval := pg_catalog.concat('1 ', unit)::interval;
 	lo		timestamp;
 	part	regclass := hokusai_auth._usage_partition(parent, at);
 	name	text;
@@ -159,10 +179,9 @@ BEGIN
 	IF part IS NOT NULL THEN
 		RETURN part;
 	END IF;
-	lo := pg_catalog.date_trunc(CASE WHEN monthly THEN 'month' ELSE 'day' END, at, 'UTC')
-		  AT TIME ZONE 'UTC';
+	lo := pg_catalog.date_trunc(unit, at, 'UTC') AT TIME ZONE 'UTC';
 	name := pg_catalog.format('%s_p%s', c.relname,
-		pg_catalog.to_char(lo, CASE WHEN monthly THEN 'YYYYMM' ELSE 'YYYYMMDD' END))
+		pg_catalog.to_char(lo, CASE unit WHEN 'day' THEN 'YYYYMMDD' WHEN 'month' THEN 'YYYYMM' ELSE 'YYYY' END))
 	  FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent;
 	SELECT r.rolname INTO owner FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
 	 WHERE c.oid OPERATOR(pg_catalog.=) parent AND r.oid OPERATOR(pg_catalog.=) c.relowner;
@@ -182,7 +201,8 @@ BEGIN
 								  name || '_time_brin', part);
 	ELSE
 		EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %s (api_key_id, %I, endpoint, status_code) NULLS NOT DISTINCT',
-								  name || '_key', part, CASE WHEN monthly THEN 'hour' ELSE 'minute' END);
+								  name || '_key', part,
+								  CASE unit WHEN 'day' THEN 'minute' WHEN 'month' THEN 'hour' ELSE 'day' END);
 	END IF;
 	EXECUTE pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)',
 							  parent, part, (lo AT TIME ZONE 'UTC')::text,
@@ -195,7 +215,8 @@ END
 $$;
 
 -- Make the partitions for today and the next days_ahead UTC days (and
--- their months) that do not exist yet; returns how many were made.  The
+-- their months and years) that do not exist yet; returns how many were
+-- made.  The
 -- worker calls it every hour, prune_usage() too.
 CREATE FUNCTION hokusai_auth.create_usage_partitions(days_ahead integer DEFAULT 2)
 	RETURNS integer
@@ -217,7 +238,8 @@ BEGIN
 			   FROM pg_catalog.generate_series(0, days_ahead) d
 	LOOP
 		FOREACH parent IN ARRAY ARRAY['hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely',
-									  'hokusai_auth.api_key_usage_hourly']::regclass[]
+									  'hokusai_auth.api_key_usage_hourly',
+									  'hokusai_auth.api_key_usage_daily']::regclass[]
 		LOOP
 			IF hokusai_auth._usage_partition(parent, t) IS NULL THEN
 				IF hokusai_auth._usage_make_partition(parent, t) IS NULL THEN
@@ -293,9 +315,9 @@ CREATE FUNCTION hokusai_auth._uuid_v7(at timestamptz)
 	AS 'MODULE_PATHNAME', 'hk_sql_uuid_v7'
 	LANGUAGE C VOLATILE STRICT;
 
--- Add groups (their t is a UTC minute, or hour) to api_key_usage_minutely
--- or api_key_usage_hourly, each into the partition of its time, an upsert
--- per partition.  Groups whose time has no partition are left out.
+-- Add groups (their t is a UTC minute, hour or day) to
+-- api_key_usage_minutely, _hourly or _daily, each into the partition of its
+-- time, an upsert per partition.  Groups whose time has no partition are left out.
 -- Returns the requests added.
 CREATE FUNCTION hokusai_auth._usage_add(tbl regclass, groups hokusai_auth._usage_group[])
 	RETURNS bigint
@@ -303,14 +325,14 @@ CREATE FUNCTION hokusai_auth._usage_add(tbl regclass, groups hokusai_auth._usage
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	col		text := CASE WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass
-						 THEN 'hour' ELSE 'minute' END;
+	col		text := CASE tbl WHEN 'hokusai_auth.api_key_usage_minutely'::regclass THEN 'minute'
+							 WHEN 'hokusai_auth.api_key_usage_hourly'::regclass THEN 'hour'
+							 WHEN 'hokusai_auth.api_key_usage_daily'::regclass THEN 'day' END;
 	part	regclass;
 	added	bigint := 0;
 	n		bigint;
 BEGIN
-	IF tbl OPERATOR(pg_catalog.<>) ALL (ARRAY['hokusai_auth.api_key_usage_minutely',
-			'hokusai_auth.api_key_usage_hourly']::regclass[]) THEN
+	IF col IS NULL THEN
 		RAISE EXCEPTION '_usage_add() is not for table %', tbl;
 	END IF;
 	FOR part IN SELECT DISTINCT hokusai_auth._usage_partition(tbl, g.t) FROM pg_catalog.unnest(groups) g
@@ -337,6 +359,21 @@ BEGIN
 	END LOOP;
 	RETURN added;
 END
+$$;
+
+-- Groups summed again per UTC hour or day.
+CREATE FUNCTION hokusai_auth._usage_groups_per(groups hokusai_auth._usage_group[], unit text)
+	RETURNS hokusai_auth._usage_group[]
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT pg_catalog.array_agg(ROW(g.t, g.k, g.e, g.s, g.n, g.tn, g.ms, g.mx, g.h)::hokusai_auth._usage_group)
+	  FROM (SELECT pg_catalog.date_trunc(unit, m.t, 'UTC') AS t, m.api_key_id AS k,
+				   m.endpoint AS e, m.status_code AS s, pg_catalog.sum(m.requests)::bigint AS n,
+				   pg_catalog.sum(m.timed_requests)::bigint AS tn,
+				   pg_catalog.sum(m.response_ms_sum)::bigint AS ms,
+				   pg_catalog.max(m.max_response_ms) AS mx, hokusai_auth._hist_sum(m.latency_hist) AS h
+			  FROM pg_catalog.unnest(groups) m GROUP BY 1, 2, 3, 4) g
 $$;
 
 -- Insert raw rows (events already sampled, of keys that exist) into
@@ -369,8 +406,8 @@ $$;
 -- Write one batch of queued events: the step the worker does in C
 -- (src/worker/flush.c), in SQL, for callers that have the events as arrays
 -- (a standby's worker shipping its queue, tests).  Events of keys that do
--- not exist are left out.  Every other event is counted in the minute and
--- hour aggregates when its minute's partition exists (a late event for a
+-- not exist are left out.  Every other event is counted in the minute, hour
+-- and day aggregates when its minute's partition exists (a late event for a
 -- dropped partition is left out, never an error; for an event after the
 -- last partition, the partitions ahead are made first), and the share
 -- usage_raw_sample says (drawn per event) becomes a raw row.  Returns the
@@ -386,6 +423,7 @@ DECLARE
 				'hokusai_auth.usage_raw_sample', true), '')::double precision, 1);
 	ev		record;
 	minutes	hokusai_auth._usage_group[];
+	hours	hokusai_auth._usage_group[];
 	raw		record;
 	counted	bigint;
 BEGIN
@@ -417,14 +455,10 @@ BEGIN
 			  FROM unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
 			 GROUP BY 1, 2, 3, 4) g;
 	counted := hokusai_auth._usage_add('hokusai_auth.api_key_usage_minutely', minutes);
-	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_hourly',
-		(SELECT pg_catalog.array_agg(ROW(g.h, g.k, g.e, g.s, g.n, g.tn, g.ms, g.mx, g.hi)::hokusai_auth._usage_group)
-		   FROM (SELECT pg_catalog.date_trunc('hour', m.t, 'UTC') AS h, m.api_key_id AS k,
-						m.endpoint AS e, m.status_code AS s, pg_catalog.sum(m.requests)::bigint AS n,
-						pg_catalog.sum(m.timed_requests)::bigint AS tn,
-						pg_catalog.sum(m.response_ms_sum)::bigint AS ms,
-						pg_catalog.max(m.max_response_ms) AS mx, hokusai_auth._hist_sum(m.latency_hist) AS hi
-				   FROM pg_catalog.unnest(minutes) m GROUP BY 1, 2, 3, 4) g));
+	hours := hokusai_auth._usage_groups_per(minutes, 'hour');
+	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_hourly', hours);
+	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_daily',
+									hokusai_auth._usage_groups_per(hours, 'day'));
 
 	-- Raw rows: each event kept with probability usage_raw_sample.
 	SELECT pg_catalog.array_agg(x.k) AS k, pg_catalog.array_agg(x.e) AS e, pg_catalog.array_agg(x.t) AS t,
@@ -518,6 +552,7 @@ COMMENT ON FUNCTION hokusai_auth.rollup_usage() IS
 -- Retention by dropping whole partitions: raw rows older than retention,
 -- minute aggregates older than minute_retention, hour aggregates older than
 -- hour_retention (NULL: kept).  A partition goes when all of it is older.
+-- The daily aggregates (a few rows per key and day) are kept.
 -- Makes the partitions ahead too.  Returns the partitions dropped.
 CREATE FUNCTION hokusai_auth.prune_usage(retention interval DEFAULT '30 days',
 	minute_retention interval DEFAULT '30 days', hour_retention interval DEFAULT NULL)
@@ -641,8 +676,8 @@ COMMENT ON FUNCTION hokusai_auth.unschedule_housekeeping() IS
 
 ------------------------------------------------------------------------------
 -- Analytics: aggregates only.  A minute counts in [since, until) when it
--- starts there; whole UTC hours are read from the hourly table, the minutes
--- at the edges from the minute table.
+-- starts there; whole UTC days are read from the daily table, whole hours
+-- from the hourly one, the minutes at the edges from the minute table.
 ------------------------------------------------------------------------------
 
 CREATE VIEW hokusai_auth.usage_hourly AS
@@ -692,9 +727,11 @@ COMMENT ON VIEW hokusai_auth.usage_per_minute IS
 	'Requests per key and minute, from the minute aggregates (as far back as their retention keeps them)';
 
 -- One key's aggregate rows for the minutes that start in [lo, hi): whole
--- UTC hours from api_key_usage_hourly, the minutes at either edge from
--- api_key_usage_minutely; t is the hour or the minute.
-CREATE FUNCTION hokusai_auth._usage_rows(key_id uuid, lo timestamptz, hi timestamptz)
+-- UTC days from api_key_usage_daily (unless coarsest is 'hour'), whole UTC
+-- hours from api_key_usage_hourly, the minutes at either edge from
+-- api_key_usage_minutely; t is the day, hour or minute.
+CREATE FUNCTION hokusai_auth._usage_rows(key_id uuid, lo timestamptz, hi timestamptz,
+	coarsest text DEFAULT 'day')
 	RETURNS SETOF hokusai_auth._usage_group
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
@@ -705,20 +742,35 @@ DECLARE
 							ELSE date_trunc('minute', lo) + interval '1 minute' END;
 	h	timestamptz := CASE WHEN date_trunc('minute', hi) = hi THEN hi
 							ELSE date_trunc('minute', hi) + interval '1 minute' END;
-	-- whole hours in [l, h): [hl, hh)
+	-- whole hours in [l, h): [hl, hh); whole days in [hl, hh): [dl, dh)
 	hl	timestamptz := CASE WHEN date_trunc('hour', l, 'UTC') = l THEN l
 							ELSE date_trunc('hour', l, 'UTC') + interval '1 hour' END;
 	hh	timestamptz := date_trunc('hour', h, 'UTC');
+	dl	timestamptz;
+	dh	timestamptz;
 BEGIN
 	IF hl >= hh THEN
 		hl := l;
 		hh := l;
 	END IF;
+	dl := CASE WHEN date_trunc('day', hl, 'UTC') = hl THEN hl
+			   ELSE date_trunc('day', hl, 'UTC') + interval '1 day' END;
+	dh := date_trunc('day', hh, 'UTC');
+	IF dl >= dh OR coarsest = 'hour' THEN
+		dl := hl;
+		dh := hl;
+	END IF;
 	RETURN QUERY
+	SELECT d.day, d.api_key_id, d.endpoint, d.status_code, d.requests, d.timed_requests,
+		   d.response_ms_sum, d.max_response_ms, d.latency_hist
+	  FROM hokusai_auth.api_key_usage_daily d
+	 WHERE d.api_key_id = _usage_rows.key_id AND d.day >= dl AND d.day < dh
+	UNION ALL
 	SELECT a.hour, a.api_key_id, a.endpoint, a.status_code, a.requests, a.timed_requests,
 		   a.response_ms_sum, a.max_response_ms, a.latency_hist
 	  FROM hokusai_auth.api_key_usage_hourly a
-	 WHERE a.api_key_id = _usage_rows.key_id AND a.hour >= hl AND a.hour < hh
+	 WHERE a.api_key_id = _usage_rows.key_id
+	   AND ((a.hour >= hl AND a.hour < dl) OR (a.hour >= dh AND a.hour < hh))
 	UNION ALL
 	SELECT m.minute, m.api_key_id, m.endpoint, m.status_code, m.requests, m.timed_requests,
 		   m.response_ms_sum, m.max_response_ms, m.latency_hist
@@ -840,7 +892,7 @@ BEGIN
 					UNION ALL
 					SELECT r.t, r.status_code, r.requests, r.timed_requests,
 						   r.response_ms_sum, r.max_response_ms, r.latency_hist
-					  FROM hokusai_auth._usage_rows(key_id, lo, hi) r
+					  FROM hokusai_auth._usage_rows(key_id, lo, hi, 'hour') r
 					 WHERE period <> 'minute') g
 			 GROUP BY 1) x
 	 ORDER BY 1;

@@ -3,9 +3,9 @@
  * aggregate.c
  *	  The background worker's aggregates: a batch's events summed per key,
  *	  UTC minute, endpoint and status code (requests, those with a response
- *	  time, their sum, maximum and histogram), and the minute groups summed
- *	  again per hour, then added to api_key_usage_minutely and
- *	  api_key_usage_hourly.
+ *	  time, their sum, maximum and histogram), the minute groups summed
+ *	  again per hour and the hour groups per day, then added to
+ *	  api_key_usage_minutely, _hourly and _daily.
  *
  * Every event counts here, whatever hokusai_auth.usage_raw_sample keeps as
  * raw rows, and straight from the queue: no raw row in between.  Summing in
@@ -13,8 +13,8 @@
  * and batch, through hokusai_auth._usage_add(table, groups), which upserts
  * each partition's groups in one statement (ON CONFLICT on the partition's
  * unique index; the parents have none, see usage.sql).  A steady stream of
- * one key and endpoint is two row updates per batch, however many requests
- * it carries.
+ * one key and endpoint is three row updates per batch, however many
+ * requests it carries.
  *
  * Groups travel as an array of hokusai_auth._usage_group.  Its type is
  * looked up per batch and the statement is not kept prepared: both change
@@ -136,11 +136,11 @@ minute_groups(HkUsageEvent **ev, int n)
 	return groups;
 }
 
-/* The hour groups: the minute groups summed per hour. */
+/* The groups summed again per unit (an hour or a day). */
 static HTAB *
-hour_groups(HTAB *minutes)
+coarser_groups(HTAB *minutes, int64 unit)
 {
-	HTAB	   *groups = group_table("hokusai_auth hour groups");
+	HTAB	   *groups = group_table("hokusai_auth coarser groups");
 	HASH_SEQ_STATUS seq;
 	UsageGroup	   *m;
 
@@ -151,7 +151,7 @@ hour_groups(HTAB *minutes)
 		UsageGroup	   *g;
 		int			i;
 
-		k.t = floor_to(m->key.t, USECS_PER_HOUR);
+		k.t = floor_to(m->key.t, unit);
 		g = group_for(groups, &k);
 		g->requests += m->requests;
 		g->timed += m->timed;
@@ -248,12 +248,15 @@ void
 hk_worker_write_aggregates(HkUsageEvent **ev, int n)
 {
 	HTAB	   *minutes;
+	HTAB	   *hours;
 	Oid			typid;
 
 	if (n == 0)
 		return;
 	typid = group_type();
 	minutes = minute_groups(ev, n);
+	hours = coarser_groups(minutes, USECS_PER_HOUR);
 	add_groups("api_key_usage_minutely", minutes, typid);
-	add_groups("api_key_usage_hourly", hour_groups(minutes), typid);
+	add_groups("api_key_usage_hourly", hours, typid);
+	add_groups("api_key_usage_daily", coarser_groups(hours, USECS_PER_DAY), typid);
 }

@@ -12,8 +12,8 @@
 
 /*
  * Count n events (of keys that exist, each with a minute partition) in
- * api_key_usage_minutely and api_key_usage_hourly: one group per key,
- * minute (hour), endpoint and status code, added to the stored row in one
+ * api_key_usage_minutely, _hourly and _daily: one group per key, minute
+ * (hour, day), endpoint and status code, added to the stored row in one
  * upsert per partition.  In the current transaction; memory in
  * CurrentMemoryContext.
  */

@@ -7,7 +7,7 @@
  *
  * Routing.  The worker writes into partitions directly, so it finds each
  * event's partition itself (usage/partition.c reads the parent's partition
- * descriptor): the minute and hour aggregates' partitions, and the raw
+ * descriptor): the minute, hour and day aggregates' partitions, and the raw
  * table's for the events hokusai_auth.usage_raw_sample keeps.  An event
  * whose minute has no partition (a late event whose day prune_usage()
  * dropped: it falls before the last partition) is counted by flush.c and
@@ -29,7 +29,8 @@
  * without waiting (locks.c): when one is not available the batch yields.
  *
  * Making partitions.  hokusai_auth.create_usage_partitions() (today and two
- * days ahead; the hourly table's months) in a transaction of its own, at
+ * days ahead; the hourly table's months, the daily table's years) in a
+ * transaction of its own, at
  * the first cycle and then every hour; a minute after a try that left some
  * unmade (its locks are taken NOWAIT too).  So events always find today's
  * partitions without pg_cron; pg_cron only drops old ones (prune_usage()).
@@ -137,8 +138,9 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 {
 	TableRouter minutes;
 	TableRouter hours;
+	TableRouter days;
 	TableRouter raw;
-	Oid			last[3] = {InvalidOid, InvalidOid, InvalidOid};
+	Oid			last[4] = {InvalidOid, InvalidOid, InvalidOid, InvalidOid};
 	TimestampTz ahead = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HK_AHEAD_MS);
 	TimestampTz end;
 	bool		unmade = false;
@@ -147,6 +149,7 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 
 	router_open(&minutes, "api_key_usage_minutely");
 	router_open(&hours, "api_key_usage_hourly");
+	router_open(&days, "api_key_usage_daily");
 	router_open(&raw, "api_key_usage");
 	end = hk_usage_partitions_end(minutes.rel);
 	for (i = 0; i < n; i++)
@@ -157,11 +160,13 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 		if (!OidIsValid(route[i].minute_part) && t >= end && t < ahead)
 			unmade = true;
 		route[i].hour_part = OidIsValid(route[i].minute_part) ? router_find(&hours, t) : InvalidOid;
+		route[i].day_part = OidIsValid(route[i].minute_part) ? router_find(&days, t) : InvalidOid;
 		route[i].raw_part = OidIsValid(route[i].minute_part) && draw_raw() ?
 			router_find(&raw, t) : InvalidOid;
 	}
 	relation_close(minutes.rel, NoLock);
 	relation_close(hours.rel, NoLock);
+	relation_close(days.rel, NoLock);
 	relation_close(raw.rel, NoLock);
 	if (unmade)
 	{
@@ -178,7 +183,8 @@ hk_worker_route_events(HkUsageEvent **ev, int n, HkRoute *route)
 	for (i = 0; ok && i < n; i++)
 		ok = lock_part(route[i].minute_part, &last[0]) &&
 			lock_part(route[i].hour_part, &last[1]) &&
-			lock_part(route[i].raw_part, &last[2]);
+			lock_part(route[i].day_part, &last[2]) &&
+			lock_part(route[i].raw_part, &last[3]);
 	if (!ok)
 		hk_worker_yield_for_lock();
 	return ok;
@@ -204,7 +210,8 @@ hk_worker_make_partitions(void)
 	ret = SPI_execute("SELECT pg_catalog.bool_and(" HK_SCHEMA "._usage_partition(t.t::pg_catalog.regclass,"
 					  " pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => 2))"
 					  " IS NOT NULL) FROM pg_catalog.unnest(ARRAY['" HK_SCHEMA ".api_key_usage',"
-					  " '" HK_SCHEMA ".api_key_usage_minutely', '" HK_SCHEMA ".api_key_usage_hourly']) t",
+					  " '" HK_SCHEMA ".api_key_usage_minutely', '" HK_SCHEMA ".api_key_usage_hourly',"
+					  " '" HK_SCHEMA ".api_key_usage_daily']) t",
 					  true, 1);
 	made_all = DatumGetBool(hk_worker_one_value(ret, "could not look up the usage partitions", &isnull));
 	hk_worker_end_xact();

@@ -16,6 +16,7 @@ typedef struct HkRoute
 {
 	Oid			minute_part;	/* api_key_usage_minutely's partition */
 	Oid			hour_part;		/* api_key_usage_hourly's */
+	Oid			day_part;		/* api_key_usage_daily's */
 	Oid			raw_part;		/* api_key_usage's, for events sampled */
 } HkRoute;
 

@@ -134,6 +134,7 @@ done
 
 echo
 echo "== 2. usage_summary() over 30 days, one key, $SUMMARY_REQUESTS requests (generated aggregates)"
+KID=$(q -c "SELECT id FROM hokusai_auth.create_key((SELECT id FROM hokusai_auth.users), 'summary')")
 q <<SQL >/dev/null
 SELECT hokusai_auth._usage_make_partition(p, now() - d * interval '1 day')
   FROM unnest('{hokusai_auth.api_key_usage_minutely, hokusai_auth.api_key_usage_hourly}'::regclass[]) p,
