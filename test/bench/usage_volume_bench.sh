@@ -21,7 +21,7 @@
 #    (1 - TPS with / TPS without); events dropped.
 # 2. usage_summary() over 30 days for one key with 100 million requests:
 #    generated aggregates (4 endpoints x 3 status codes, minute rows for
-#    30 days and hour rows), each call timed in the server.
+#    30 days, hour and day rows), each call timed in the server.
 # 3. Dropping a day: a day partition of raw rows and one of minute rows
 #    (1,000,000 raw rows), then prune_usage() drops them; timed per round.
 #
@@ -137,7 +137,8 @@ echo "== 2. usage_summary() over 30 days, one key, $SUMMARY_REQUESTS requests (g
 KID=$(q -c "SELECT id FROM hokusai_auth.create_key((SELECT id FROM hokusai_auth.users), 'summary')")
 q <<SQL >/dev/null
 SELECT hokusai_auth._usage_make_partition(p, now() - d * interval '1 day')
-  FROM unnest('{hokusai_auth.api_key_usage_minutely, hokusai_auth.api_key_usage_hourly}'::regclass[]) p,
+  FROM unnest('{hokusai_auth.api_key_usage_minutely, hokusai_auth.api_key_usage_hourly,
+				 hokusai_auth.api_key_usage_daily}'::regclass[]) p,
 	   generate_series(0, 31) d;
 CREATE TEMP TABLE g AS
 SELECT e, s FROM unnest('{/v1/a,/v1/b,/v1/c,/v1/d}'::text[]) e, unnest('{200,404,500}'::int[]) s;
@@ -151,7 +152,11 @@ INSERT INTO hokusai_auth.api_key_usage_hourly
 SELECT api_key_id, date_trunc('hour', minute, 'UTC'), endpoint, status_code, sum(requests), sum(timed_requests),
 	   sum(response_ms_sum), max(max_response_ms), hokusai_auth._hist_sum(latency_hist)
   FROM hokusai_auth.api_key_usage_minutely WHERE api_key_id = '$KID' GROUP BY 1, 2, 3, 4;
-ANALYZE hokusai_auth.api_key_usage_minutely, hokusai_auth.api_key_usage_hourly;
+INSERT INTO hokusai_auth.api_key_usage_daily
+SELECT api_key_id, date_trunc('day', hour, 'UTC'), endpoint, status_code, sum(requests), sum(timed_requests),
+	   sum(response_ms_sum), max(max_response_ms), hokusai_auth._hist_sum(latency_hist)
+  FROM hokusai_auth.api_key_usage_hourly WHERE api_key_id = '$KID' GROUP BY 1, 2, 3, 4;
+ANALYZE hokusai_auth.api_key_usage_minutely, hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily;
 SQL
 echo "requests in the 30 days: $(q -c "SELECT requests FROM hokusai_auth.usage_summary('$KID', now() - interval '30 days', now())")"
 for r in $(seq 1 $((ROUNDS * 4))); do
