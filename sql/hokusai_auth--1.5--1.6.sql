@@ -775,9 +775,10 @@ CREATE FUNCTION hokusai_auth._usage_make_partition(parent regclass, at timestamp
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	unit	text := CASE parent WHEN 'hokusai_auth.api_key_usage_hourly'::regclass THEN 'month'
-							WHEN 'hokusai_auth.api_key_usage_daily'::regclass THEN 'year'
-							ELSE 'day' END;
+	unit	text := CASE WHEN parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass
+						 THEN 'month'
+						 WHEN parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_daily'::regclass
+						 THEN 'year' ELSE 'day' END;
 	step	interval := pg_catalog.concat('1 ', unit)::interval;
 	lo		timestamp;
 	part	regclass := hokusai_auth._usage_partition(parent, at);
@@ -789,7 +790,8 @@ BEGIN
 	END IF;
 	lo := pg_catalog.date_trunc(unit, at, 'UTC') AT TIME ZONE 'UTC';
 	name := pg_catalog.format('%s_p%s', c.relname,
-		pg_catalog.to_char(lo, CASE unit WHEN 'day' THEN 'YYYYMMDD' WHEN 'month' THEN 'YYYYMM' ELSE 'YYYY' END))
+		pg_catalog.to_char(lo, CASE WHEN unit OPERATOR(pg_catalog.=) 'day' THEN 'YYYYMMDD'
+									WHEN unit OPERATOR(pg_catalog.=) 'month' THEN 'YYYYMM' ELSE 'YYYY' END))
 	  FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent;
 	SELECT r.rolname INTO owner FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
 	 WHERE c.oid OPERATOR(pg_catalog.=) parent AND r.oid OPERATOR(pg_catalog.=) c.relowner;
@@ -804,13 +806,15 @@ BEGIN
 							  name, parent);
 	part := pg_catalog.format('hokusai_auth.%I', name)::regclass;
 	IF parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage'::regclass THEN
-		EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (api_key_id)', name || '_key_idx', part);
+		EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (api_key_id)',
+								  pg_catalog.concat(name, '_key_idx'), part);
 		EXECUTE pg_catalog.format('CREATE INDEX %I ON %s USING brin ("timestamp")',
-								  name || '_time_brin', part);
+								  pg_catalog.concat(name, '_time_brin'), part);
 	ELSE
 		EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %s (api_key_id, %I, endpoint, status_code) NULLS NOT DISTINCT',
-								  name || '_key', part,
-								  CASE unit WHEN 'day' THEN 'minute' WHEN 'month' THEN 'hour' ELSE 'day' END);
+								  pg_catalog.concat(name, '_key'), part,
+								  CASE WHEN unit OPERATOR(pg_catalog.=) 'day' THEN 'minute'
+									   WHEN unit OPERATOR(pg_catalog.=) 'month' THEN 'hour' ELSE 'day' END);
 	END IF;
 	EXECUTE pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)',
 							  parent, part, (lo AT TIME ZONE 'UTC')::text,
@@ -926,9 +930,12 @@ CREATE FUNCTION hokusai_auth._usage_add(tbl regclass, groups hokusai_auth._usage
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	col		text := CASE tbl WHEN 'hokusai_auth.api_key_usage_minutely'::regclass THEN 'minute'
-							 WHEN 'hokusai_auth.api_key_usage_hourly'::regclass THEN 'hour'
-							 WHEN 'hokusai_auth.api_key_usage_daily'::regclass THEN 'day' END;
+	col		text := CASE WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_minutely'::regclass
+						 THEN 'minute'
+						 WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass
+						 THEN 'hour'
+						 WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_daily'::regclass
+						 THEN 'day' END;
 	part	regclass;
 	added	bigint := 0;
 	n		bigint;
