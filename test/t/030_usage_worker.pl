@@ -350,6 +350,24 @@ $before = usage_rows();
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-trigger', 1, 200)");
 wait_rows($before + 1, 'events arrive again once the trigger is gone');
 
+# 8c. A database at 1.5 under the 1.6 library: the worker writes it the 1.5
+# way until ALTER EXTENSION UPDATE, then into the 1.6 tables, without a
+# restart.
+q1('DROP EXTENSION hokusai_auth');
+q1("CREATE EXTENSION hokusai_auth VERSION '1.5'");
+(undef, $kid) = HokusaiTest::new_key($node, 'lena');
+q1("SELECT hokusai_auth.record_usage('$kid', '/on-1.5', 1, 200) FROM generate_series(1, 10)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 10 FROM hokusai_auth.api_key_usage WHERE endpoint = '/on-1.5'"),
+	'the worker writes a 1.5 database the 1.5 way');
+q1("ALTER EXTENSION hokusai_auth UPDATE TO '1.6'");
+q1("SELECT hokusai_auth.record_usage('$kid', '/on-1.6', 1, 200) FROM generate_series(1, 10)");
+ok($node->poll_query_until('postgres',
+		"SELECT sum(requests) = 10 FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/on-1.6'"),
+	'... and, once updated, into the 1.6 aggregates');
+is(q1("SELECT sum(requests) FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/on-1.5'"),
+	'10', '... with the events of 1.5 moved by the update');
+
 # 9. A standby: the worker starts there but writes nothing while in recovery.
 $node->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
