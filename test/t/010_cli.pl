@@ -253,7 +253,9 @@ is($j->{p50_response_ms}, undef, 'usage with no requests: null percentiles');
 
 $out = ok_run('usage', 'auth', 'usage', $prefix1);
 like($out, qr/^requests\s+100$/m, 'usage: readable requests');
-like($out, qr/^p95_response_ms\s+\Q$sql_summary->{p95_response_ms}\E$/m, 'usage: readable p95');
+ok($out =~ /^p95_response_ms\s+([\d.]+)$/m && $1 == $sql_summary->{p95_response_ms},
+	'usage: readable p95 (the value of usage_summary())')
+  or diag($out);
 
 fails_like(hk('auth', 'usage', 'hk_live_AAAAAAAA'), 5, qr/api key hk_live_AAAAAAAA does not exist/,
 	'usage of an unknown key');

@@ -318,7 +318,7 @@ $in .= "SELECT pg_catalog.format('DROP TABLE %s', partition) FROM hokusai_auth.u
   . "SELECT 'dropped ' || count(*) FROM hokusai_auth.usage_partitions WHERE from_time <= now() AND until_time > now();\n"
   . "COMMIT;\n\\q\n";
 $h->finish;
-like($out, qr/dropped 1/, "today's raw and minute partitions dropped with events queued (the month's hourly one is left)");
+like($out, qr/dropped 2/, "today's raw and minute partitions dropped with events queued (the month's and the year's are left)");
 ok($node->poll_query_until('postgres',
 		"SELECT late_discarded = 5 AND queued = 0 FROM hokusai_auth.usage_queue_stats"),
 	'the late events are counted as late_discarded and leave the queue');
