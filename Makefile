@@ -27,6 +27,10 @@ OBJS = \
 	src/ratelimit/limiter.o \
 	src/ratelimit/ratelimit_sql.o \
 	src/ratelimit/window.o \
+	src/replica/inval_log.o \
+	src/replica/receive.o \
+	src/replica/ship.o \
+	src/replica/walinval.o \
 	src/http/client_ip.o \
 	src/http/postgrest.o \
 	src/http/pre_request.o \
@@ -53,9 +57,10 @@ DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# libpq: a standby's worker ships usage to the primary (src/replica/ship.c).
+PG_CPPFLAGS = -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
-SHLIB_LINK = -lsodium
+SHLIB_LINK = -lsodium -lpq
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.

@@ -32,6 +32,7 @@ int			hk_usage_queue_size = 65536;
 bool		hk_require_https = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
+char	   *hk_primary_conninfo = NULL;
 
 /* Define every setting, from _PG_init. */
 void
@@ -103,6 +104,19 @@ hk_define_gucs(void)
 							   PGC_SIGHUP, 0,
 							   hk_trusted_proxies_check, hk_trusted_proxies_assign, NULL);
 
+
+	/*
+	 * Holds a password when one is written into it: only superusers see it,
+	 * and hokusai_auth never logs it (PostgreSQL logs a new value read at a
+	 * reload: keep passwords in a password file, docs/scaling.md).
+	 */
+	DefineCustomStringVariable("hokusai_auth.primary_conninfo",
+							   "Connection string a hot standby's worker ships usage to the primary with.",
+							   "Empty: the standby's primary_conninfo.  The database is hokusai_auth.database.",
+							   &hk_primary_conninfo,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	/*
 	 * Settings fixed at server start exist only when the library is

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 
 #include "hokusai_auth.h"
+#include "replica/walinval.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
 #include "worker/worker.h"
@@ -28,6 +29,7 @@ _PG_init(void)
 	hk_define_gucs();
 	hk_cache_init();
 	hk_invalidate_init();
+	hk_walinval_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		hk_shmem_init();

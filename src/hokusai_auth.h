@@ -24,6 +24,7 @@ extern int	hk_usage_queue_size;
 extern bool hk_require_https;
 extern char *hk_trusted_proxies;
 extern char *hk_database;
+extern char *hk_primary_conninfo;
 
 extern void hk_define_gucs(void);
 

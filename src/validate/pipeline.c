@@ -38,6 +38,7 @@
 #include "hokusai_auth.h"
 #include "keys/bcrypt.h"
 #include "ratelimit/limiter.h"
+#include "replica/walinval.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
@@ -79,6 +80,8 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	hk_key_digest(key, HK_KEY_LEN, digest);
 	if (use_cache)
 	{
+		/* On a standby: invalidations replayed from the primary first. */
+		hk_walinval_sync();
 		*touch_due = false;
 		switch (hk_cache_lookup(digest, st, &ips_overflow, touch_due))
 		{

@@ -11,9 +11,11 @@
  * preloaded, connected to hokusai_auth.database.  Every
  * hokusai_auth.flush_interval it runs a cycle:
  *
- *	1. nothing while the server is in recovery or the extension (at 1.2 or
- *	   later) is not installed in that database; the queue keeps its events
- *	   (and drops new ones once full) until then;
+ *	1. while the server is in recovery (a hot standby), only ship the queue
+ *	   to the primary over libpq (replica/ship.c): a standby never writes;
+ *	   nothing while the extension (at 1.2 or later) is not installed in
+ *	   that database; the queue keeps its events (and drops new ones once
+ *	   full) until then;
  *	2. the events queued when the cycle began, in batches of up to
  *	   HK_BATCH, one transaction each, in bulk or through SQL; they leave
  *	   the queue only once committed (flush.c, usage_writer.c);
@@ -63,6 +65,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "replica/ship.h"
 #include "usage/usage_queue.h"
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
@@ -160,7 +163,7 @@ hk_worker_register(void)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* Started on a hot standby too: it waits there until promotion. */
+	/* Started on a hot standby too: it ships usage there until promotion. */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = HK_RESTART_SECONDS;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "hokusai_auth");
@@ -192,7 +195,11 @@ run_cycle(bool expire)
 	if (expire)
 		hk_worker_expiry_due();
 	if (RecoveryInProgress())
+	{
+		hk_ship_cycle(&got_sigterm, shutting_down);
 		return;
+	}
+	hk_ship_disconnect();
 	if (!hk_worker_extension_ready(&can_seal))
 		return;
 
