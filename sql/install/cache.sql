@@ -104,7 +104,7 @@ DECLARE
 BEGIN
 	WITH d AS (
 		DELETE FROM hokusai_auth.cache_invalidations c
-		 WHERE c.at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) keep
+		 WHERE c.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep)
 		RETURNING c.xid)
 	SELECT pg_catalog.array_agg(DISTINCT d.xid), pg_catalog.count(*) INTO xids, n FROM d;
 	IF n OPERATOR(pg_catalog.>) 0 THEN
@@ -113,7 +113,7 @@ BEGIN
 				CASE WHEN pg_catalog.cardinality(xids) OPERATOR(pg_catalog.<=) 10000 THEN xids END);
 	END IF;
 	DELETE FROM hokusai_auth.usage_shipments s
-	 WHERE s.last_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) interval '30 days';
+	 WHERE s.last_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '30 days');
 	RETURN n;
 END
 $$;
