@@ -188,6 +188,8 @@ SELECT pg_catalog.count(*) IS NOT NULL AS counted
 SELECT requests FROM hokusai_auth.usage_timeseries(:'k_plain', 'week');
 SELECT capacity IS NOT NULL AS usage_queue_stats FROM hokusai_auth.usage_queue_stats();
 SELECT hokusai_auth.usage_queue_stats_reset();
+SELECT in_recovery IS NOT NULL AS replica_stats FROM hokusai_auth.replica_stats();
+SELECT pg_catalog.count(*) AS replica_stats_view FROM hokusai_auth.replica_stats;
 
 -- housekeeping
 SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;

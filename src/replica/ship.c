@@ -395,7 +395,8 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 			result = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		else
 		{
-			ship_failed("the primary refused the usage", PQresultErrorMessage(res));
+			ship_failed(PQstatus(conn) == CONNECTION_BAD ? "connection lost" :
+						"the primary refused the usage", PQresultErrorMessage(res));
 			PQclear(res);
 			return -1;
 		}
