@@ -30,7 +30,9 @@ OBJS = \
 	src/replica/inval_log.o \
 	src/replica/receive.o \
 	src/replica/ship.o \
+	src/replica/ship_state.o \
 	src/replica/walinval.o \
+	src/replica/xidsnap.o \
 	src/http/client_ip.o \
 	src/http/postgrest.o \
 	src/http/pre_request.o \

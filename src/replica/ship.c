@@ -25,10 +25,8 @@
  * Connecting and waiting for answers never block the worker beyond
  * HK_SHIP_TIMEOUT_MS, and a signal to stop ends the wait.
  *
- * Shared memory: the standby's run id (random, drawn when shared memory is
- * made: the queue's positions start again at 0 with it), whether the
- * primary was reachable at the last try, and the counters of both sides.
- * All atomics or written once at start-up: no lock.
+ * The run id, the counters and whether the primary was reachable at the
+ * last try are in shared memory (ship_state.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -38,13 +36,10 @@
 
 #include "access/xlogrecovery.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "port/atomics.h"
 #include "storage/latch.h"
-#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -60,15 +55,6 @@
 #define HK_SHIP_RETRY_MS	2000
 #define HK_SHIP_TIMEOUT_MS	30000
 #define HK_SHIP_FINAL_MS	5000	/* the last cycle, at shutdown */
-
-typedef struct HkShipShared
-{
-	pg_uuid_t	run_id;
-	pg_atomic_uint32 reachable;
-	pg_atomic_uint64 stats[HK_NUM_SSTATS];
-} HkShipShared;
-
-static HkShipShared *ship = NULL;
 
 /* The worker's connection and state. */
 static PGconn *conn = NULL;
@@ -86,62 +72,12 @@ typedef struct ShipTouch
 	TimestampTz at;
 } ShipTouch;
 
-Size
-hk_ship_shmem_size(void)
-{
-	return sizeof(HkShipShared);
-}
-
-void
-hk_ship_shmem_request(void)
-{
-	RequestAddinShmemSpace(hk_ship_shmem_size());
-}
-
-/* Called with AddinShmemInitLock held. */
-void
-hk_ship_shmem_startup(void)
-{
-	bool		found;
-	int			i;
-
-	ship = ShmemInitStruct("hokusai_auth usage shipping", hk_ship_shmem_size(), &found);
-	if (found)
-		return;
-	if (!pg_strong_random(&ship->run_id, sizeof(ship->run_id)))
-		elog(ERROR, "could not generate a random run id");
-	ship->run_id.data[6] = (ship->run_id.data[6] & 0x0f) | 0x40;	/* version 4 */
-	ship->run_id.data[8] = (ship->run_id.data[8] & 0x3f) | 0x80;
-	pg_atomic_init_u32(&ship->reachable, 0);
-	for (i = 0; i < HK_NUM_SSTATS; i++)
-		pg_atomic_init_u64(&ship->stats[i], 0);
-}
-
-uint64
-hk_ship_stat(HkShipStat which)
-{
-	return ship == NULL ? 0 : pg_atomic_read_u64(&ship->stats[which]);
-}
-
-void
-hk_ship_stat_add(HkShipStat which, uint64 n)
-{
-	if (ship != NULL && n > 0)
-		pg_atomic_fetch_add_u64(&ship->stats[which], n);
-}
-
-bool
-hk_ship_primary_reachable(void)
-{
-	return ship != NULL && pg_atomic_read_u32(&ship->reachable) != 0;
-}
-
 /* A failure: log it if it starts an outage, and retry later. */
 static void
 ship_failed(const char *what, const char *detail)
 {
 	hk_ship_stat_add(HK_SSTAT_FAILURES, 1);
-	pg_atomic_write_u32(&ship->reachable, 0);
+	hk_ship_set_reachable(false);
 	if (!failing)
 		ereport(WARNING,
 				(errmsg("hokusai_auth worker cannot ship usage to the primary: %s", what),
@@ -363,7 +299,7 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 		params[2 + i] = a[i].data;
 	}
 	initStringInfo(&run);
-	append_uuid(&run, &ship->run_id);
+	append_uuid(&run, hk_ship_run_id());
 	snprintf(upto, sizeof(upto), UINT64_FORMAT, first + n);
 	params[0] = run.data;
 	params[1] = upto;
@@ -513,8 +449,8 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 		hk_ship_stat_add(HK_SSTAT_SHIPPED, count_usage((int) consumed));
 		hk_ship_stat_add(HK_SSTAT_TOUCHES_SHIPPED, ntouch);
 		hk_ship_stat_add(HK_SSTAT_BATCHES, 1);
-		pg_atomic_write_u64(&ship->stats[HK_SSTAT_LAST_SHIP_AT], (uint64) GetCurrentTimestamp());
-		pg_atomic_write_u32(&ship->reachable, 1);
+		hk_ship_stat_set(HK_SSTAT_LAST_SHIP_AT, (uint64) GetCurrentTimestamp());
+		hk_ship_set_reachable(true);
 		if (failing)
 			ereport(LOG, (errmsg("hokusai_auth worker ships usage to the primary again")));
 		failing = false;

@@ -36,7 +36,10 @@ extern void hk_ship_shmem_startup(void);
 
 extern uint64 hk_ship_stat(HkShipStat which);
 extern void hk_ship_stat_add(HkShipStat which, uint64 n);
+extern void hk_ship_stat_set(HkShipStat which, uint64 v);
 extern bool hk_ship_primary_reachable(void);
+extern void hk_ship_set_reachable(bool reachable);
+extern const pg_uuid_t *hk_ship_run_id(void);
 
 /*
  * The worker, each cycle while the server is in recovery: send the queued

@@ -18,7 +18,7 @@
  * What a backend "has not seen" is kept per database in shared memory, so
  * that one backend reads each change once for all: a slot holds the
  * snapshot of the last completed read ("published"), as the 64-bit ids
- * xmin, xmax and the transactions running then.  A row is new to it when
+ * xmin, xmax and the transactions running then (replica/xidsnap.c).  A row is new to it when
  * its transaction was running or not yet started then, that is, not
  * visible in it.  Transaction ids and not a sequence: rows do not become
  * visible in the order they were written.  A read:
@@ -86,21 +86,12 @@
 #include "hokusai_auth.h"
 #include "replica/inval_log.h"
 #include "replica/walinval.h"
+#include "replica/xidsnap.h"
 #include "validate/cache.h"
 
 #define HK_WALINVAL_TRANCHE "hokusai_auth_replica"
 #define HK_INVAL_SLOTS		32	/* databases tracked at once */
-#define HK_SNAP_XIDS		256 /* running transactions kept per snapshot */
 #define HK_APPLY_MAX		256 /* more keys and users than this: clear all */
-
-/* A snapshot, as far as the log's rows go: 64-bit transaction ids. */
-typedef struct HkXidSnap
-{
-	uint64		xmin;			/* below: finished */
-	uint64		xmax;			/* at or above: not yet started */
-	int			nrunning;
-	uint64		running[HK_SNAP_XIDS];
-} HkXidSnap;
 
 typedef struct HkInvalSlot
 {
@@ -228,61 +219,6 @@ hk_walinval_init(void)
 	}
 }
 
-/* A 32-bit id of a snapshot, made 64-bit against next (no older than 2^31). */
-static uint64
-widen(TransactionId xid, FullTransactionId next)
-{
-	uint32		epoch = EpochFromFullTransactionId(next);
-
-	if (xid > XidFromFullTransactionId(next) && epoch > 0)
-		epoch--;
-	return U64FromFullTransactionId(FullTransactionIdFromEpochAndXid(epoch, xid));
-}
-
-/*
- * What of snap the log's rows need.  Transactions that write log rows are
- * top-level ones; a primary's snapshot lists them in xip, a standby's in
- * subxip (with every other known xid), so both are kept.  Too many to keep:
- * treat everything from xmin on as running (more rows count as new).
- */
-static void
-compact_snapshot(Snapshot snap, HkXidSnap *out)
-{
-	FullTransactionId next = ReadNextFullTransactionId();
-	int			nxip = (int) snap->xcnt;
-	int			n = nxip + (snap->subxcnt > 0 ? snap->subxcnt : 0);
-	int			i;
-
-	out->xmin = widen(snap->xmin, next);
-	out->xmax = widen(snap->xmax, next);
-	out->nrunning = 0;
-	if (n > HK_SNAP_XIDS)
-	{
-		out->xmax = out->xmin;
-		return;
-	}
-	for (i = 0; i < nxip; i++)
-		out->running[out->nrunning++] = widen(snap->xip[i], next);
-	for (i = 0; i < snap->subxcnt; i++)
-		out->running[out->nrunning++] = widen(snap->subxip[i], next);
-}
-
-/* Did this transaction's rows show in snapshot p? */
-static bool
-visible_in(const HkXidSnap *p, uint64 xid)
-{
-	int			i;
-
-	if (xid < p->xmin)
-		return true;
-	if (xid >= p->xmax)
-		return false;
-	for (i = 0; i < p->nrunning; i++)
-		if (p->running[i] == xid)
-			return false;
-	return true;
-}
-
 /* One read of the log: its input and what it found. */
 typedef struct LogRead
 {
@@ -314,7 +250,7 @@ note_row(LogRead *lr, char kind, bool id_null, Datum id, bool pruned_null, Datum
 		deconstruct_array(a, XID8OID, sizeof(uint64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 						  &xids, NULL, &n);
 		for (i = 0; i < n; i++)
-			if (!visible_in(lr->prev, DatumGetUInt64(xids[i])))
+			if (!hk_xidsnap_visible(lr->prev, DatumGetUInt64(xids[i])))
 				lr->clear_all = true;
 		return;
 	}
@@ -368,7 +304,7 @@ read_log(void *arg)
 		Datum		id = SPI_getbinval(tup, desc, 3, &id_null);
 		Datum		pruned = SPI_getbinval(tup, desc, 4, &pruned_null);
 
-		if (!visible_in(lr->prev, xid))
+		if (!hk_xidsnap_visible(lr->prev, xid))
 			note_row(lr, kind, id_null, id, pruned_null, pruned);
 	}
 }
@@ -458,7 +394,7 @@ read_and_apply(void)
 		}
 	}
 	stat_add(HK_WSTAT_PASSES, 1);
-	compact_snapshot(lr->snap, cur);
+	hk_xidsnap_from(lr->snap, cur);
 	UnregisterSnapshot(lr->snap);
 
 	LWLockAcquire(slots_lock, LW_EXCLUSIVE);
