@@ -354,7 +354,7 @@ attach_slot(void)
 static void
 read_and_apply(void)
 {
-	HkInvalSlot *s = &shared->slots[my_slot];
+	HkInvalSlot *s;
 	LogRead    *lr = palloc0(sizeof(LogRead));
 	HkXidSnap  *prev = palloc(sizeof(HkXidSnap));
 	HkXidSnap  *cur = palloc(sizeof(HkXidSnap));
@@ -363,12 +363,23 @@ read_and_apply(void)
 	uint64		r;
 	int			i;
 
-	r = pg_atomic_fetch_add_u64(&s->read_seq, 1) + 1;
-	LWLockAcquire(slots_lock, LW_SHARED);
-	create = !s->valid;
-	if (!create)
-		memcpy(prev, &s->snap, sizeof(HkXidSnap));
-	LWLockRelease(slots_lock);
+	for (;;)
+	{
+		bool		mine;
+
+		s = &shared->slots[my_slot];
+		r = pg_atomic_fetch_add_u64(&s->read_seq, 1) + 1;
+		LWLockAcquire(slots_lock, LW_SHARED);
+		mine = my_slot_current();
+		create = !s->valid;
+		if (mine && !create)
+			memcpy(prev, &s->snap, sizeof(HkXidSnap));
+		LWLockRelease(slots_lock);
+		if (mine)
+			break;
+		/* Taken for another database meanwhile: claim one again. */
+		attach_slot();
+	}
 
 	after_recovery = !RecoveryInProgress();
 	lr->snap = RegisterSnapshot(GetLatestSnapshot());
