@@ -12,6 +12,9 @@ OBJS = \
 	src/common/forwarded.o \
 	src/common/key_format.o \
 	src/common/text.o \
+	src/events/event_queue.o \
+	src/events/events_sql.o \
+	src/events/outbox.o \
 	src/keys/actor.o \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
@@ -35,6 +38,7 @@ OBJS = \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
+	src/worker/events_step.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
@@ -47,8 +51,8 @@ OBJS = \
 # update scripts are frozen as shipped: databases installed at an earlier
 # version walk them with ALTER EXTENSION ... UPDATE.
 INSTALL_SQL = $(addprefix sql/install/, schema.sql keys.sql audit.sql cache.sql \
-	ratelimit.sql authorization.sql metering.sql usage.sql http.sql roles.sql \
-	backups.sql)
+	ratelimit.sql authorization.sql metering.sql usage.sql http.sql events.sql \
+	roles.sql backups.sql)
 DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"
