@@ -63,7 +63,7 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request trust
+REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request events trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
