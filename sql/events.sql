@@ -164,6 +164,21 @@ SELECT hokusai_auth._event_note(NULL, :'kl');
 SELECT s.capacity, s.noted - q0.noted AS noted,
 	   s.deduplicated - q0.deduplicated AS deduplicated, s.dropped - q0.dropped AS dropped
   FROM hokusai_auth.event_queue_stats() s, q0;
+-- What the worker does with notes (_events_from_notes()): a key that is
+-- gone is skipped, and so is a rate_limit.exceeded within a minute of the
+-- key's last one, either way.
+SELECT max(id) AS before_notes FROM hokusai_auth.events \gset
+SELECT hokusai_auth._events_from_notes(
+	ARRAY['rate_limit.exceeded', 'rate_limit.exceeded', 'credits.low', 'credits.exhausted',
+		  'rate_limit.exceeded', 'rate_limit.exceeded'],
+	ARRAY[:'kl', :'kl', :'kl', '00000000-0000-0000-0000-000000000000', :'kl', :'kl']::uuid[],
+	ARRAY[30, 29, 10, 0, 28, 27],
+	ARRAY[now(), now() + interval '30 seconds', now(), now(), now() - interval '59 seconds',
+		  now() + interval '61 seconds']) AS written;
+SELECT kind, user_id = :'u' AS owner, data - 'key_prefix' AS data,
+	   data->>'key_prefix' = (SELECT key_prefix FROM hokusai_auth.api_keys WHERE id = :'kl') AS prefix_ok,
+	   round(extract(epoch FROM at - (SELECT min(at) FROM hokusai_auth.events WHERE id > :before_notes))) AS seconds
+  FROM hokusai_auth.events WHERE id > :before_notes ORDER BY id;
 
 ------------------------------------------------------------------------------
 -- The webhook relay's cursors: by URL, keeping only its hash and origin.
