@@ -83,6 +83,7 @@ read_secret(const char *cmd, const char *path)
 {
 	FILE	   *f = fopen(path, "rb");
 	struct stat st;
+	bool		world_readable;
 
 	if (f == NULL)
 		fail(EXIT_USAGE, "%s: could not open --secret-file %s: %s", cmd, path, strerror(errno));
@@ -90,9 +91,7 @@ read_secret(const char *cmd, const char *path)
 	secret_len = fread(secret, 1, sizeof(secret), f);
 	if (ferror(f))
 		fail(EXIT_USAGE, "%s: could not read --secret-file %s: %s", cmd, path, strerror(errno));
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
-		note("warning: --secret-file %s can be read by every user of this machine (chmod o-r it)",
-			 path);
+	world_readable = fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH);
 	fclose(f);
 	if (secret_len > WEBHOOK_SECRET_MAX + 1 ||
 		(secret_len == WEBHOOK_SECRET_MAX + 1 && secret[WEBHOOK_SECRET_MAX] != '\n'))
@@ -104,6 +103,9 @@ read_secret(const char *cmd, const char *path)
 		secret_len--;
 	if (secret_len == 0)
 		fail(EXIT_USAGE, "%s: --secret-file %s is empty", cmd, path);
+	if (world_readable)
+		note("warning: --secret-file %s can be read by every user of this machine (chmod o-r it)",
+			 path);
 }
 
 /* Write the cursor; false when the connection was lost */
