@@ -94,7 +94,6 @@ static LWLock *outbox_lock = NULL;
 
 /* This backend's transaction has published its first event id. */
 static bool published = false;
-static bool callback_registered = false;
 
 static Size
 outbox_size(void)
@@ -176,6 +175,16 @@ outbox_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * From _PG_init, before the cache's invalidation registers its own (the
+ * last registered runs first: its refusal of PREPARE is the one reported).
+ */
+void
+hk_outbox_init(void)
+{
+	RegisterXactCallback(outbox_xact_callback, NULL);
+}
+
 /* hokusai_auth.events_id_seq, looked up by schema and name. */
 static Oid
 events_sequence(void)
@@ -202,11 +211,6 @@ hk_outbox_next_id(void)
 	if (outbox == NULL || published)
 		return nextval_internal(seq, false);
 
-	if (!callback_registered)
-	{
-		RegisterXactCallback(outbox_xact_callback, NULL);
-		callback_registered = true;
-	}
 	/* The lock nextval() takes, first: never wait for it holding ours. */
 	LockRelationOid(seq, RowExclusiveLock);
 	LWLockAcquire(outbox_lock, LW_EXCLUSIVE);

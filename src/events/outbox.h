@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+extern void hk_outbox_init(void);
 extern void hk_outbox_shmem_request(void);
 extern void hk_outbox_shmem_startup(void);
 
