@@ -25,10 +25,16 @@
  *
  * Locking rules:
  *
- *	- queue_lock (exclusive) guards head, tail, the window table and the
- *	  writing of a ring slot.  A producer takes it, checks the window,
+ *	- queue_lock (exclusive) guards head, tail, the writing of the window
+ *	  table and of a ring slot.  A producer takes it, checks the window,
  *	  checks for room, copies its note into ring[head], advances head and
  *	  releases: a few dozen bytes of copying, no allocation, no elog.
+ *	- A window slot is also read without the lock first, so that a key
+ *	  refused many times a second takes no lock for the repeats: each slot
+ *	  has a change counter (a seqlock) that the writer, holding queue_lock,
+ *	  makes odd before it writes the slot and even after (atomic adds, full
+ *	  barriers); a reader that sees the same even value before and after
+ *	  reading the slot read it whole, and otherwise takes the lock.
  *	- The worker is the only consumer.  It reads head and tail under the
  *	  lock (shared), then copies slots [tail, head) without it: producers
  *	  never write there until tail moves past them, and only the worker
@@ -72,6 +78,7 @@ static const bool kind_windowed[HK_NUM_EVENT_KINDS] = {
 
 typedef struct HkWindowSlot
 {
+	pg_atomic_uint32 changes;	/* odd while being written (see the banner) */
 	pg_uuid_t	key_id;
 	TimestampTz at;
 	Oid			dbid;			/* InvalidOid: free */
@@ -112,6 +119,8 @@ hk_event_queue_shmem_startup(void)
 	memset(queue, 0, sizeof(HkEventQueueShared));
 	for (i = 0; i < HK_NUM_ESTATS; i++)
 		pg_atomic_init_u64(&queue->stats[i], 0);
+	for (i = 0; i < HK_EVENT_WINDOW_SLOTS; i++)
+		pg_atomic_init_u32(&queue->window[i].changes, 0);
 }
 
 const char *
@@ -129,6 +138,32 @@ hk_event_stat_add(HkEventStat which, uint64 n)
 		pg_atomic_fetch_add_u64(&queue->stats[which], n);
 }
 
+/* Does the window slot hold this key's note of this kind from the last minute? */
+static inline bool
+window_holds(const HkWindowSlot *slot, HkEventKind kind, const pg_uuid_t *key_id,
+			 TimestampTz now)
+{
+	return slot->dbid == MyDatabaseId && slot->kind == kind &&
+		memcmp(&slot->key_id, key_id, sizeof(pg_uuid_t)) == 0 &&
+		now - slot->at < HK_EVENT_WINDOW && now >= slot->at;
+}
+
+/* The same without the lock: false when a writer was busy with the slot. */
+static bool
+window_holds_unlocked(HkWindowSlot *slot, HkEventKind kind, const pg_uuid_t *key_id,
+					  TimestampTz now)
+{
+	uint32		before = pg_atomic_read_u32(&slot->changes);
+	bool		held;
+
+	if (before & 1)
+		return false;
+	pg_read_barrier();
+	held = window_holds(slot, kind, key_id, now);
+	pg_read_barrier();
+	return held && pg_atomic_read_u32(&slot->changes) == before;
+}
+
 /* Note an event (see event_queue.h and the banner). */
 void
 hk_event_note(HkEventKind kind, const pg_uuid_t *key_id,
@@ -142,19 +177,23 @@ hk_event_note(HkEventKind kind, const pg_uuid_t *key_id,
 	if (queue == NULL || kind < 0 || kind >= HK_NUM_EVENT_KINDS)
 		return;
 	now = GetCurrentTimestamp();
-
-	LWLockAcquire(queue_lock, LW_EXCLUSIVE);
 	if (kind_windowed[kind])
 	{
 		uint32		h = hash_bytes(key_id->data, UUID_LEN) ^
 		hash_uint32(MyDatabaseId) ^ hash_uint32((uint32) kind);
 
 		slot = &queue->window[h % HK_EVENT_WINDOW_SLOTS];
-		if (slot->dbid == MyDatabaseId && slot->kind == kind &&
-			memcmp(&slot->key_id, key_id, sizeof(pg_uuid_t)) == 0 &&
-			now - slot->at < HK_EVENT_WINDOW && now >= slot->at)
-			outcome = HK_ESTAT_DEDUPLICATED;
+		/* A refused key is refused again and again: no lock for the repeats. */
+		if (window_holds_unlocked(slot, kind, key_id, now))
+		{
+			pg_atomic_fetch_add_u64(&queue->stats[HK_ESTAT_DEDUPLICATED], 1);
+			return;
+		}
 	}
+
+	LWLockAcquire(queue_lock, LW_EXCLUSIVE);
+	if (slot != NULL && window_holds(slot, kind, key_id, now))
+		outcome = HK_ESTAT_DEDUPLICATED;
 	if (outcome == HK_ESTAT_NOTED && queue->head - queue->tail >= HK_EVENT_QUEUE_SIZE)
 		outcome = HK_ESTAT_DROPPED;
 	if (outcome == HK_ESTAT_NOTED)
@@ -173,10 +212,12 @@ hk_event_note(HkEventKind kind, const pg_uuid_t *key_id,
 		/* Only a queued note starts a window: a dropped one may come again. */
 		if (slot != NULL)
 		{
+			pg_atomic_fetch_add_u32(&slot->changes, 1);	/* odd: being written */
 			slot->key_id = *key_id;
 			slot->at = now;
 			slot->dbid = MyDatabaseId;
 			slot->kind = (uint8) kind;
+			pg_atomic_fetch_add_u32(&slot->changes, 1);	/* even: done */
 		}
 	}
 	LWLockRelease(queue_lock);
