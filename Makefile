@@ -12,6 +12,9 @@ OBJS = \
 	src/common/forwarded.o \
 	src/common/key_format.o \
 	src/common/text.o \
+	src/events/event_queue.o \
+	src/events/events_sql.o \
+	src/events/outbox.o \
 	src/keys/actor.o \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
@@ -35,6 +38,7 @@ OBJS = \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
+	src/worker/events_step.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
@@ -47,8 +51,8 @@ OBJS = \
 # update scripts are frozen as shipped: databases installed at an earlier
 # version walk them with ALTER EXTENSION ... UPDATE.
 INSTALL_SQL = $(addprefix sql/install/, schema.sql keys.sql audit.sql cache.sql \
-	ratelimit.sql authorization.sql metering.sql usage.sql http.sql roles.sql \
-	backups.sql)
+	ratelimit.sql authorization.sql metering.sql usage.sql http.sql events.sql \
+	roles.sql backups.sql)
 DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"
@@ -59,11 +63,11 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request trust
+REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request events trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION = revoke_race
+ISOLATION = revoke_race events_order
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \

@@ -198,6 +198,21 @@ SELECT hokusai_auth.prune_usage('1 minute');
 SELECT jobid FROM hokusai_auth.schedule_housekeeping();
 SELECT hokusai_auth.unschedule_housekeeping();
 
+-- events: the outbox, read in order, key.expiring, retention, the
+-- request-path queue, webhook cursors
+SELECT id AS k_soon FROM hokusai_auth.create_key(:'uid', 'expires soon', burst_limit => 1000,
+	expires_at => pg_catalog.now() OPERATOR(pg_catalog.+) interval '3 days') \gset
+SELECT hokusai_auth.note_expiring_keys() IS NOT NULL AS noted;
+SELECT kind, pg_catalog.count(*) FROM hokusai_auth.events
+ WHERE user_id OPERATOR(pg_catalog.=) :'uid' GROUP BY kind ORDER BY kind COLLATE pg_catalog."C";
+SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS in_order FROM hokusai_auth.events_after(0, 10000);
+SELECT hokusai_auth.prune_events() IS NOT NULL AS pruned;
+SELECT hokusai_auth.prune_events('1 day');
+SELECT capacity FROM hokusai_auth.event_queue_stats();
+SELECT hokusai_auth.set_webhook_cursor(pg_catalog.concat('https://hooks.example.com/', :'u'), 7);
+SELECT hokusai_auth.webhook_cursor(pg_catalog.concat('https://hooks.example.com/', :'u')) AS cursor;
+SELECT hokusai_auth.set_webhook_cursor('ftp://example.com/', 7);
+
 -- the audit trail: one row per operation of this pass, the chain intact
 SELECT action, pg_catalog.count(*) FROM hokusai_auth.audit_log
  WHERE user_id OPERATOR(pg_catalog.=) :'uid' GROUP BY action ORDER BY action;
@@ -304,6 +319,14 @@ SELECT trust_lib.http('GET', '/rpc/key_usage', trust_lib.headers(NULL),
 	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
 SELECT hokusai_api.key_usage(:'h_kid', '2999-01-01T00:00:00Z', '2000-01-01T00:00:00Z');
 ROLLBACK;
+-- GET /events (JWT): the caller's own events
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', '/rpc/events', trust_lib.headers(NULL),
+	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
+SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS own_events,
+	   pg_catalog.bool_and(user_id OPERATOR(pg_catalog.=) :'uid') AS only_own
+  FROM hokusai_api.events(0);
+COMMIT;
 -- POST /keys/{id}/rotate with an API key (the anonymous role, moved to the API role)
 BEGIN;
 SELECT trust_lib.http('POST', '/rpc/rotate_key', trust_lib.headers(:'k_plain_key', '203.0.113.9')) AS http;
@@ -528,7 +551,13 @@ BEGIN
 			('trunc', 'numeric', 'numeric'), ('round', 'numeric', 'numeric'),
 			('round', 'numeric, integer', 'numeric'),
 			('to_regprocedure', 'text', 'regprocedure'),
-			('pg_typeof', 'text', 'regtype')
+			('pg_typeof', 'text', 'regtype'),
+			-- events
+			('pg_try_advisory_xact_lock', 'bigint', 'boolean'),
+			('regexp_replace', 'text, text, text', 'text'), ('substring', 'text, text', 'text'),
+			('jsonb_build_object', 'text, text, text, bigint', 'jsonb'),
+			('jsonb_build_object', 'text, text, text, text, text, timestamptz, text, integer', 'jsonb'),
+			('to_jsonb', 'bigint', 'jsonb'), ('cardinality', 'uuid[]', 'integer')
 			) v(name, args, result);
 	-- pgcrypto's, wherever CREATE EXTENSION ... CASCADE put it
 	PERFORM evil.hk_plant_function(name, args, result, false, e.extnamespace::regnamespace::text)
@@ -664,7 +693,8 @@ BEGIN
 	IF to_regnamespace('hokusai_auth') IS NULL THEN
 		RETURN;		-- (planted before the extension is installed)
 	END IF;
-	FOREACH r IN ARRAY ARRAY['users', 'keys', 'api_key_usage', 'audit_log'] LOOP
+	FOREACH r IN ARRAY ARRAY['users', 'keys', 'api_key_usage', 'audit_log', 'events',
+							 'webhook_cursors'] LOOP
 		EXECUTE format('CREATE VIEW evil.%I AS SELECT * FROM hokusai_auth.%I WHERE (SELECT evil.hk_ran_check(%L))',
 			r, r, format('relation %s', r));
 	END LOOP;
@@ -992,6 +1022,8 @@ SELECT requests, errors, avg_response_ms FROM hokusai_auth.usage_summary(:'k');
 SELECT key_prefix IS NOT NULL AS rotated FROM hokusai_auth.rotate_key(:'k', '1 hour');
 SELECT hokusai_auth.revoke_key(:'k');
 SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;
+SELECT kind, count(*) FROM hokusai_auth.events_after(0, 10000) GROUP BY kind ORDER BY kind;
+SELECT hokusai_auth.note_expiring_keys() IS NOT NULL AS noted;
 SELECT hokusai_auth.seal_audit_log() IS NOT NULL AS sealed;
 SELECT hokusai_auth.verify_audit_chain();
 RESET ROLE;

@@ -16,6 +16,8 @@
 #include "storage/shmem.h"
 
 #include "hokusai_auth.h"
+#include "events/event_queue.h"
+#include "events/outbox.h"
 #include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
@@ -39,6 +41,8 @@ hk_shmem_request(void)
 	hk_throttle_shmem_request();
 	hk_limiter_shmem_request();
 	hk_usage_shmem_request();
+	hk_outbox_shmem_request();
+	hk_event_queue_shmem_request();
 }
 
 /* shmem_startup_hook: create or attach to every part. */
@@ -54,6 +58,8 @@ hk_shmem_startup(void)
 	hk_throttle_shmem_startup();
 	hk_limiter_shmem_startup();
 	hk_usage_shmem_startup();
+	hk_outbox_shmem_startup();
+	hk_event_queue_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	shmem_ready = true;
 }

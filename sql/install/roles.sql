@@ -65,6 +65,9 @@ BEGIN
 				   'hokusai_auth._http_caller(), hokusai_auth._http_key_id(text), '
 				   'hokusai_auth._http_timestamp(text, text), '
 				   'hokusai_auth._http_usage(uuid, timestamptz, timestamptz) TO %I', api_user);
+	-- GET /api/v1/auth/events: the caller's events, under row-level security.
+	EXECUTE format('GRANT SELECT ON hokusai_auth.events TO %I', api_user);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.events(bigint), hokusai_auth._event_horizon() TO %I', api_user);
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.setup_http_roles(text, text, text) IS

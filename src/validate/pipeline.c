@@ -36,6 +36,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "events/event_queue.h"
 #include "keys/bcrypt.h"
 #include "ratelimit/limiter.h"
 #include "usage/usage_queue.h"
@@ -195,6 +196,8 @@ hk_validate(const HkRequest *req, HkValidation *res)
 		hk_stat_add(HK_STAT_MALFORMED);
 	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
 		hk_usage_note_valid(&st.key_id, endpoint);
+	else if (status == HK_STATUS_RATE_LIMITED)
+		hk_event_note(HK_EVENT_RATE_LIMIT_EXCEEDED, &st.key_id, &st.user_id, limit.retry_after);
 
 	res->status = status;
 	res->known = known;

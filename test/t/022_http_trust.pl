@@ -7,7 +7,7 @@
 # statement>", which the server logs.  Key and JWT requests go through
 # every route (a validation that misses the cache, one that hits it, a key
 # with more than 4 allowed_ips, refusals, create, list, rotate, usage,
-# revoke).  Then:
+# events, revoke).  Then:
 #   - the planting role is not a superuser;
 #   - nothing planted ran as a superuser (the extension's owner);
 #   - nothing planted ran in PostgREST's db-pre-request statement
@@ -261,6 +261,8 @@ status_is(api('GET', "/keys/$h_id/usage", headers => [ xkey($k_six) ]), 200,
 	'GET /keys/{id}/usage with an API key');
 status_is(api('GET', "/keys/$h_id/usage?since=2000-01-01T00:00:00Z", headers => [ bearer($jwt) ]),
 	200, 'GET /keys/{id}/usage with a JWT');
+status_is(api('GET', '/events?after=0&limit=5', headers => [ bearer($jwt) ]), 200, 'GET /events with a JWT');
+status_is(api('GET', '/events', headers => [ xkey($k_six) ]), 200, 'GET /events with an API key');
 status_is(api('DELETE', "/keys/$rot_id", headers => [ xkey($k_plain) ]), 200,
 	'DELETE /keys/{id} with an API key');
 status_is(api('GET', '/keys', headers => [ xkey($rot_key) ]), 401, 'the revoked key');

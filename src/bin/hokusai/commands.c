@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "commands.h"
 #include "conn.h"
+#include "events.h"
 #include "lookup.h"
 #include "output.h"
 #include "parse.h"
@@ -388,6 +389,11 @@ static const struct
 	{{"deactivate-user", 0, "USER"}, deactivate_user},
 	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
 	{{"rate-limit-reset", 0, KEY_ARGUMENT}, rate_limit_reset},
+	{{"events", OPTION_SET(OPT_AFTER) | OPTION_SET(OPT_FOLLOW), NULL}, events},
+	{{"webhook",
+			OPTION_SET(OPT_URL) | OPTION_SET(OPT_SECRET_FILE) | OPTION_SET(OPT_AFTER) |
+			OPTION_SET(OPT_CACERT),
+		NULL}, webhook},
 };
 
 /*

@@ -52,7 +52,9 @@ static const char commands_help[] =
 "  list-users\n"
 "  deactivate-user USER\n"
 "  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
-"  rate-limit-reset KEY_ID_OR_PREFIX\n";
+"  rate-limit-reset KEY_ID_OR_PREFIX\n"
+"  events      [--after ID] [--follow]\n"
+"  webhook     --url URL --secret-file FILE [--after ID] [--cacert FILE]\n";
 
 /* hokusai --help */
 void
@@ -158,6 +160,27 @@ static const CommandHelp command_help[] = {
 	{"rate-limit-reset",
 		"Usage: hokusai auth rate-limit-reset KEY_ID_OR_PREFIX\n\n"
 		"Clear a key's rate-limit windows: it can use its full quota again.\n"},
+	{"events",
+		"Usage: hokusai auth events [--after ID] [--follow] [--json]\n\n"
+		"Print events (hokusai_auth.events) in id order, one line each: id, time\n"
+		"(UTC), kind, key, data.  With --json, one JSON object per line.\n\n"
+		"  --after ID        only events with a higher id (default: all kept)\n"
+		"  --follow          then print each new event as it commits, until stopped;\n"
+		"                    reconnects after a server restart and resumes after the\n"
+		"                    last event printed\n"},
+	{"webhook",
+		"Usage: hokusai auth webhook --url URL --secret-file FILE [--after ID]\n"
+		"                            [--cacert FILE]\n\n"
+		"Deliver every event, in id order, as a POST of its JSON to URL, signed with\n"
+		"Hokusai-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">.\n"
+		"Runs until stopped.  Retries timeouts, 408, 429 and 5xx with exponential\n"
+		"backoff; gives up an event on any other answer.  Resumes after a restart\n"
+		"from the cursor kept in the database for URL.\n\n"
+		"  --url URL          the receiver (https://; http:// only for tests)\n"
+		"  --secret-file FILE the signing secret (a trailing newline is ignored)\n"
+		"  --after ID         start after this event id, not at the cursor\n"
+		"  --cacert FILE      trust these CA certificates (default: the system's,\n"
+		"                     or CURL_CA_BUNDLE)\n"},
 	{NULL, NULL}
 };
 
