@@ -66,7 +66,7 @@ REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage 
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION = revoke_race
+ISOLATION = revoke_race disable_race
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \
