@@ -80,6 +80,8 @@ static const struct
 	[OPT_KEY] = {"key", OPTION_TEXT},
 	[OPT_LIMIT] = {"limit", OPTION_COUNT},
 	[OPT_VERIFY] = {"verify", OPTION_FLAG},
+	[OPT_SCOPE] = {"scope", OPTION_LIST},
+	[OPT_NO_SCOPES] = {"no-scopes", OPTION_FLAG},
 };
 
 /*

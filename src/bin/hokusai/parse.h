@@ -85,6 +85,8 @@ typedef enum CommandOption
 	OPT_KEY,
 	OPT_LIMIT,
 	OPT_VERIFY,
+	OPT_SCOPE,
+	OPT_NO_SCOPES,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
