@@ -167,7 +167,6 @@ CREATE TABLE hokusai_auth.route_scopes (
 		CONSTRAINT route_scopes_scope_check
 		CHECK (scope ~ '^[a-z0-9_.:-]{1,64}\*?$'),
 	builtin			boolean NOT NULL DEFAULT false,
-	created_at		timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (method, path_pattern, scope)
 );
 COMMENT ON TABLE hokusai_auth.route_scopes IS
