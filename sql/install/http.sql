@@ -188,7 +188,8 @@ BEGIN
 	IF pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.<>) 'array' THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
 	END IF;
-	IF pg_catalog.jsonb_array_length(v) NOT BETWEEN 1 AND 100 THEN
+	IF pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.<) 1
+	   OR pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.>) 100 THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field',
 			'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
 	END IF;
@@ -520,7 +521,8 @@ BEGIN
 	IF disabled IS NOT NULL AND pg_catalog.jsonb_typeof(disabled) OPERATOR(pg_catalog.<>) 'boolean' THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'disabled must be true or false');
 	END IF;
-	IF reason IS NOT NULL AND disabled IS DISTINCT FROM 'true'::jsonb THEN
+	IF reason IS NOT NULL
+	   AND (disabled IS NULL OR disabled OPERATOR(pg_catalog.<>) 'true'::jsonb) THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'reason goes with "disabled": true only');
 	END IF;
 	IF NOT settings AND disabled IS NULL THEN
