@@ -24,15 +24,18 @@ OBJS = \
 	src/validate/invalidate.o \
 	src/validate/key_store.o \
 	src/validate/pipeline.o \
+	src/validate/scopes.o \
 	src/validate/stats.o \
 	src/validate/throttle.o \
 	src/validate/validate_sql.o \
 	src/ratelimit/limiter.o \
 	src/ratelimit/ratelimit_sql.o \
 	src/ratelimit/window.o \
+	src/http/caller.o \
 	src/http/client_ip.o \
 	src/http/postgrest.o \
 	src/http/pre_request.o \
+	src/http/route_scopes.o \
 	src/usage/endpoint.o \
 	src/usage/track.o \
 	src/usage/usage_queue.o \
@@ -63,11 +66,11 @@ SHLIB_LINK = -lsodium
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request events trust
+REGRESS = install keys validate bad_input audit cache ratelimit client_ip usage privileges migration pre_request events authorization trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION = revoke_race events_order
+ISOLATION = revoke_race events_order disable_race
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \

@@ -54,6 +54,10 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.create_key(jsonb), '
 				   'hokusai_api.revoke_key(jsonb), hokusai_api.rotate_key(jsonb), '
 				   'hokusai_api.key_usage(text, text, text) TO %I', api_user);
+	-- PATCH, and the caller for row-level security policies.
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.update_key(jsonb), '
+				   'hokusai_auth.current_key_id(), hokusai_auth.current_user_id(), '
+				   'hokusai_auth.current_scopes(), hokusai_auth.has_scope(text) TO %I', api_user);
 	-- What the security-invoker view and key_usage() read, under row-level
 	-- security; never key_hash.
 	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '

@@ -107,7 +107,7 @@ for my $path (sort glob("$docs/*.md"))
 }
 
 # Files whose examples this test relies on must keep having some.
-for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md events.md))
+for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md events.md authorization.md))
 {
 	ok(exists $stdout{$file}, "docs/$file has sql examples");
 }
@@ -173,6 +173,14 @@ output_has('events.md', qr/key\.revoked\|t\|\{"reason": "retired"\}/, 'so is its
 output_has('events.md', qr/1\|0\n1/, 'an open transaction\'s event is delivered once it commits');
 output_has('events.md', qr/1\|0\n7\|short contract/, 'key.expiring once, the 7-day notice');
 output_has('events.md', qr/41\nhttps:\/\/hooks\.example\.com\|41/, 'the webhook cursor keeps only the origin');
+# authorization.md
+output_has('authorization.md', qr/model runner\|\{models:\*,files:read\}/, 'a key with scopes');
+output_has('authorization.md', qr/\{models:predict\}\|ok/, 'models:* grants models:predict');
+output_has('authorization.md', qr/\{files:write\}\|insufficient_scope/, 'a scope the key lacks');
+output_has('authorization.md', qr/disabled\|t/, 'a disabled key');
+output_has('authorization.md', qr/disable\|invoice overdue/, 'disable_key is audited with its reason');
+output_has('authorization.md', qr/t\|\{notes:write,notes:read\}/, 'the caller of a request: key and scopes');
+output_has('authorization.md', qr/first\|t/, "row-level security: the auditor reads the writer's note");
 
 # configuration.md
 output_has('configuration.md', qr/5000\|\$2a\$11\$/, 'session SETs apply to create_key');

@@ -41,6 +41,7 @@ static const char commands_help[] =
 "  create-key  --user USER --name NAME [--env live|test]\n"
 "              [--expires-in DURATION | --expires-at TIME] [--rate-limit N]\n"
 "              [--burst N] [--allow-ip CIDR ...] [--metadata JSON]\n"
+"              [--scope SCOPE ...]\n"
 "  list-keys   [--user USER] [--all]\n"
 "  show-key    KEY_ID_OR_PREFIX\n"
 "  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
@@ -49,6 +50,9 @@ static const char commands_help[] =
 "  update-key  KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]\n"
 "              [--rate-limit N] [--burst N | --no-burst]\n"
 "              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
+"              [--scope SCOPE ... | --no-scopes]\n"
+"  disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n"
+"  enable-key  KEY_ID_OR_PREFIX\n"
 "  list-users\n"
 "  deactivate-user USER\n"
 "  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
@@ -100,10 +104,13 @@ static const CommandHelp command_help[] = {
 		"                         hokusai_auth.default_rate_limit_per_hour)\n"
 		"  --burst N              requests per rolling second\n"
 		"  --allow-ip CIDR        allow only this network; repeat for more\n"
-		"  --metadata JSON        a JSON object stored with the key\n"},
+		"  --metadata JSON        a JSON object stored with the key\n"
+		"  --scope SCOPE          what the key may do (keys:read, models:*); repeat\n"
+		"                         for more (docs/authorization.md)\n"},
 	{"list-keys",
 		"Usage: hokusai auth list-keys [--user USER] [--all]\n\n"
-		"List active keys (never their hashes), of one user or of everyone.\n\n"
+		"List active and disabled keys (never their hashes), of one user or of\n"
+		"everyone.\n\n"
 		"  --user USER       only this user's keys (username or user id)\n"
 		"  --all             include revoked and expired keys\n"},
 	{"show-key",
@@ -139,7 +146,19 @@ static const CommandHelp command_help[] = {
 		"  --burst N               requests per rolling second\n"
 		"  --no-burst              remove the burst limit\n"
 		"  --allowed-ips CIDR,...  allow only these networks (replaces the list)\n"
-		"  --no-allowed-ips        allow every address\n"},
+		"  --no-allowed-ips        allow every address\n"
+		"  --scope SCOPE           what the key may do; repeat for more (replaces\n"
+		"                          the list)\n"
+		"  --no-scopes             remove every scope\n"},
+	{"disable-key",
+		"Usage: hokusai auth disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n\n"
+		"Switch a key off: from now on it is refused (status disabled) until\n"
+		"enable-key.  Its settings stay; a revoked or expired key cannot be disabled.\n\n"
+		"  --reason TEXT     recorded in the audit log\n"},
+	{"enable-key",
+		"Usage: hokusai auth enable-key KEY_ID_OR_PREFIX\n\n"
+		"Switch a disabled key on again.  A revoked or expired key cannot be\n"
+		"enabled.\n"},
 	{"list-users",
 		"Usage: hokusai auth list-users\n\n"
 		"List the owners of API keys: active or inactive, and how many active keys\n"

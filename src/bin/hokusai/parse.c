@@ -87,6 +87,8 @@ static const struct
 	[OPT_URL] = {"url", OPTION_TEXT},	/* webhook checks it */
 	[OPT_SECRET_FILE] = {"secret-file", OPTION_TEXT},
 	[OPT_CACERT] = {"cacert", OPTION_TEXT},
+	[OPT_SCOPE] = {"scope", OPTION_LIST},
+	[OPT_NO_SCOPES] = {"no-scopes", OPTION_FLAG},
 };
 
 /*

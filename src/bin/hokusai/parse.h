@@ -90,6 +90,8 @@ typedef enum CommandOption
 	OPT_URL,
 	OPT_SECRET_FILE,
 	OPT_CACERT,
+	OPT_SCOPE,
+	OPT_NO_SCOPES,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
