@@ -111,8 +111,7 @@ export const api = {
 	createKey: (fields) => call('POST', '/keys', fields),
 	rotateKey: (id, graceSeconds) => call('POST', `${keyPath(id)}/rotate`, { grace_seconds: graceSeconds }),
 	revokeKey: (id, reason) => call('DELETE', keyPath(id), reason ? { reason } : undefined),
-	// Disable or enable a key.  The routes come with the authorization work
-	// (issue 18); this is the one place to adjust when they are known.
+	// Disable or enable a key (docs/authorization.md).
 	setDisabled: (id, disabled) => call('PATCH', keyPath(id), { disabled }),
 	usage: (id, since, until) =>
 		call('GET', `${keyPath(id)}/usage?since=${encodeURIComponent(isoSeconds(since))}`
