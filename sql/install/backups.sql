@@ -38,8 +38,8 @@ CREATE TRIGGER audit_head_restore BEFORE INSERT ON hokusai_auth.audit_head
 CREATE TRIGGER usage_rollup_state_restore BEFORE INSERT ON hokusai_auth.usage_rollup_state
 	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
 
--- pg_dump keeps the rows (and the audit sequence's position) of every table
--- that holds what users made.
+-- pg_dump keeps the rows (and the audit and event sequences' positions) of
+-- every table that holds what users made.
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.users', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage', '');
@@ -49,3 +49,6 @@ SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_head', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_latency_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.usage_rollup_state', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');

@@ -23,7 +23,10 @@
  *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
- *	   are one transaction (housekeeping.c).
+ *	   are one transaction (housekeeping.c);
+ *	5. the events noted on the request path into hokusai_auth.events, and
+ *	   every few seconds key.expiring notices and retention (1.6 and later,
+ *	   events_step.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
  * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
@@ -67,6 +70,7 @@
 #include "hokusai_auth.h"
 #include "replica/ship.h"
 #include "usage/usage_queue.h"
+#include "worker/events_step.h"
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
@@ -208,6 +212,7 @@ run_cycle(bool expire)
 	hk_worker_yields_start_cycle();
 	hk_worker_flush_events(cycle_cxt);
 	hk_worker_touch_and_expire(can_seal);
+	hk_worker_events(expire);
 	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
@@ -248,6 +253,7 @@ hk_worker_main(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	hk_worker_flush_init();
 	hk_worker_housekeeping_init();
+	hk_worker_events_init();
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 

@@ -41,6 +41,10 @@ q1("SELECT name FROM hokusai_auth.update_key('$new_id', name => 'rotated, rename
 my ($uid2, $gone_id, $gone_key) = HokusaiTest::new_key($node, 'cyd');
 q1("UPDATE hokusai_auth.users SET is_active = false WHERE id = '$uid2'");
 
+# Events are written with each key operation; a webhook relay's cursor.
+my $hook = 'https://hooks.example.com/in/T0K3N';
+q1("SELECT hokusai_auth.set_webhook_cursor('$hook', 2)");
+
 # Usage: events through the worker now, and rows of earlier hours rolled up.
 for my $i (1 .. 5)
 {
@@ -90,6 +94,7 @@ sub fingerprint
 			"SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '-') FROM $t t");
 	}
 	$fp{sequence} = $n->safe_psql($db, 'SELECT last_value FROM hokusai_auth.audit_log_id_seq');
+	$fp{event_sequence} = $n->safe_psql($db, 'SELECT last_value FROM hokusai_auth.events_id_seq');
 	return \%fp;
 }
 my $before = fingerprint($node, 'postgres');
@@ -110,7 +115,7 @@ sub check_restored
 {
 	my ($n, $db, $how) = @_;
 	my $after = fingerprint($n, $db);
-	for my $t (@tables, 'sequence')
+	for my $t (@tables, 'sequence', 'event_sequence')
 	{
 		is($after->{$t}, $before->{$t}, "$how: $t restored row for row");
 	}
@@ -144,6 +149,14 @@ sub check_restored
 			  WHERE a.details->>'name' = 'after the restore'
 			    AND p.seq = (SELECT max(seq) FROM hokusai_auth.audit_log WHERE seq < a.seq)"),
 		't', "$how: the new row links to the restored chain and takes a new id");
+	# Events go on from the restored sequence, readable in order; the
+	# relay's cursor is there.
+	is( $n->safe_psql($db,
+			"SELECT min(e.id) > $before->{event_sequence} AND bool_and(e.kind = 'key.created')
+			   FROM hokusai_auth.events_after($before->{event_sequence}) e"),
+		't', "$how: the new key's event takes a new id, after the restored ones");
+	is($n->safe_psql($db, "SELECT hokusai_auth.webhook_cursor('$hook')"), '2',
+		"$how: the webhook cursor is restored");
 	# The worker-free restored database still takes usage through SQL.
 	$n->safe_psql($db, "SELECT hokusai_auth._usage_flush(ARRAY['$live_id']::uuid[],
 		ARRAY['/after']::text[], ARRAY[now()]::timestamptz[], ARRAY[1], ARRAY[200])");

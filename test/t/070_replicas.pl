@@ -143,16 +143,15 @@ is(join(' ', map { sql($_, 'SELECT bcrypt_verifications FROM hokusai_auth.cache_
 cmp_ok(sql($s1, 'SELECT invalidations_applied FROM hokusai_auth.replica_stats'), '>=', 1,
 	'replica_stats counts the invalidations read from the WAL');
 
-# disable_key() (issue 18) sets disabled_at, which the invalidation trigger
-# watches: the change reaches the standbys' caches the same way.  Until
-# disable_key() is merged, the column is set by hand and the standbys are
-# seen to clear the key.
-my @applied = map { sql($_, 'SELECT invalidations_applied FROM hokusai_auth.replica_stats') } @standbys;
-sql($primary, "UPDATE hokusai_auth.api_keys SET disabled_at = now() WHERE id = '$kid_b'");
+# disable_key() and enable_key() change disabled_at, which the invalidation
+# trigger watches: they reach the standbys' caches the same way.
+warm($key_b, undef, 'key b');
+sql($primary, "SELECT hokusai_auth.disable_key('$kid_b')");
 catch_up();
-HokusaiTest::status($_, $key_b) for @standbys;
-is(join(' ', map { sql($standbys[$_], 'SELECT invalidations_applied FROM hokusai_auth.replica_stats') - $applied[$_] } 0 .. 1),
-	'1 1', 'disabled_at set on the primary: each standby clears that one key');
+is(on_standbys($key_b), 'disabled disabled', 'disabled on the primary: refused on both standbys right after replay');
+sql($primary, "SELECT hokusai_auth.enable_key('$kid_b')");
+catch_up();
+is(on_standbys($key_b), 'ok ok', 'enabled again: admitted on both standbys right after replay');
 
 # ---------------------------------------------------------------------------
 # 2. Usage from both standbys, exactly once, across a primary outage.
