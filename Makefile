@@ -43,14 +43,18 @@ OBJS = \
 	src/http/pre_request.o \
 	src/http/route_scopes.o \
 	src/usage/endpoint.o \
+	src/usage/histogram.o \
+	src/usage/partition.o \
 	src/usage/track.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
 	src/worker/events_step.o \
+	src/worker/aggregate.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
+	src/worker/partitions.o \
 	src/worker/trust.o \
 	src/worker/usage_writer.o \
 	src/worker/worker.o

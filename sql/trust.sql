@@ -197,6 +197,8 @@ SELECT status FROM hokusai_auth.validate_key(:'k_exp_key');
 SELECT hokusai_auth.rollup_usage() IS NOT NULL AS rolled_up;
 SELECT hokusai_auth.prune_usage() IS NOT NULL AS pruned;
 SELECT hokusai_auth.prune_usage('1 minute');
+SELECT hokusai_auth.create_usage_partitions() IS NOT NULL AS partitions_made;
+SELECT hokusai_auth.create_usage_partitions(-1);
 SELECT jobid FROM hokusai_auth.schedule_housekeeping();
 SELECT hokusai_auth.unschedule_housekeeping();
 
@@ -1098,11 +1100,18 @@ SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
 SELECT hokusai_auth.create_user('trust_install') AS uid \gset
 SELECT id AS k, key AS k_key FROM hokusai_auth.create_key(:'uid', 'installed',
 	allowed_ips => '{10.0.0.0/8}', burst_limit => 100) \gset
--- usage two hours ago (rolled up below) and now
-INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
-	VALUES (:'k', '/trust', now() - interval '2 hours', 5, 200),
-		   (:'k', '/trust', now() - interval '2 hours', 8, 500),
-		   (:'k', '/trust', now(), 6, 200), (:'k', '/trust', now(), 9, 500);
+-- usage two hours ago and now, through the worker's write step in SQL
+-- (partitions made, minute and hour aggregates, raw rows), and the
+-- retention of a partition of the past
+SELECT hokusai_auth.create_usage_partitions() > 0 AS partitions_made;
+SELECT count(hokusai_auth._usage_make_partition(t, now() - i * interval '1 day' - interval '2 hours'))
+		AS past_partitions
+  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely}'::regclass[]) t,
+	   (VALUES (0), (3)) v(i);
+SELECT hokusai_auth._usage_flush(ARRAY[:'k', :'k', :'k', :'k']::uuid[], '{/trust, /trust, /trust, /trust}',
+	ARRAY[now() - interval '2 hours', now() - interval '2 hours', now(), now()],
+	'{5, 8, 6, 9}', '{200, 500, 200, 500}') AS counted;
+SELECT hokusai_auth.prune_usage('2 days', '2 days') AS partitions_dropped;
 SET ROLE regress_hk_trust_operator;
 SHOW search_path;
 SELECT hokusai_auth.rollup_usage() IS NOT NULL AS rolled_up;

@@ -32,6 +32,7 @@ int			hk_default_burst_limit = 10;
 int			hk_flush_interval = 1000;
 int			hk_usage_queue_size = 65536;
 int			hk_events_retention = 30 * 86400;
+double		hk_usage_raw_sample = 1.0;
 bool		hk_require_https = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
@@ -100,6 +101,13 @@ hk_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomRealVariable("hokusai_auth.usage_raw_sample",
+							 "Fraction of recorded requests the worker also writes as raw rows to api_key_usage.",
+							 "Drawn per request. The per-minute and per-hour aggregates count every request whatever this is.",
+							 &hk_usage_raw_sample,
+							 1.0, 0.0, 1.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("hokusai_auth.require_https",
 							 "Refuse HTTP requests that did not arrive over HTTPS.",

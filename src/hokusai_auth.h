@@ -22,6 +22,7 @@ extern int	hk_default_burst_limit;
 extern int	hk_flush_interval;
 extern int	hk_usage_queue_size;
 extern int	hk_events_retention;
+extern double hk_usage_raw_sample;
 extern bool hk_require_https;
 extern char *hk_trusted_proxies;
 extern char *hk_database;

@@ -111,7 +111,7 @@ BEGIN
 	FOR v IN
 		SELECT c.oid::regclass FROM pg_class c
 		 WHERE c.relnamespace = 'hokusai_auth'::regnamespace
-		   AND c.relkind IN ('r', 'v') AND c.relname <> 'api_keys'
+		   AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition AND c.relname <> 'api_keys'
 	LOOP
 		EXECUTE format('GRANT SELECT ON %s TO %I', v, admin);
 	END LOOP;

@@ -46,7 +46,8 @@ typedef struct HkUsageTouch
 
 /*
  * Counters, shown by hokusai_auth.usage_queue_stats(); ENQUEUED to
- * KEYS_EXPIRED are in its column order.
+ * KEYS_EXPIRED are in its column order, AGGREGATED and LATE_DISCARDED its
+ * last two columns.
  */
 typedef enum HkUsageStat
 {
@@ -54,7 +55,7 @@ typedef enum HkUsageStat
 	HK_USTAT_DROPPED,			/* events refused: queue full */
 	HK_USTAT_OTHER_DB,			/* events refused: not the worker's database */
 	HK_USTAT_TOUCHES_DROPPED,	/* touches lost: table and queue full */
-	HK_USTAT_FLUSHED,			/* rows written to api_key_usage */
+	HK_USTAT_FLUSHED,			/* raw rows written to api_key_usage */
 	HK_USTAT_DISCARDED,			/* events whose key no longer exists */
 	HK_USTAT_FAILED,			/* events lost to a failed flush */
 	HK_USTAT_FLUSHES,			/* batches committed */
@@ -64,6 +65,8 @@ typedef enum HkUsageStat
 	HK_USTAT_MAX_LAG_US,		/* the largest such age since the reset */
 	HK_USTAT_LAST_FLUSH_AT,		/* TimestampTz of the last worker cycle */
 	HK_USTAT_RESET_AT,			/* TimestampTz of the last reset */
+	HK_USTAT_AGGREGATED,		/* events counted in the minute aggregates */
+	HK_USTAT_LATE_DISCARDED,	/* events whose minute has no partition */
 	HK_NUM_USTATS
 } HkUsageStat;
 

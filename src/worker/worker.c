@@ -2,7 +2,7 @@
  *
  * worker.c
  *	  The hokusai_auth background worker, which writes queued usage events
- *	  to hokusai_auth.api_key_usage, applies last_used_at touches and
+ *	  to the usage aggregates and raw log, applies last_used_at touches and
  *	  expires keys whose expires_at has passed.  This file owns its
  *	  registration, its signals, the main loop with its error recovery and
  *	  the schedule of its cycles; the work is done by the files named below.
@@ -16,9 +16,13 @@
  *	   nothing while the extension (at 1.2 or later) is not installed in
  *	   that database; the queue keeps its events (and drops new ones once
  *	   full) until then;
- *	2. the events queued when the cycle began, in batches of up to
- *	   HK_BATCH, one transaction each, in bulk or through SQL; they leave
- *	   the queue only once committed (flush.c, usage_writer.c);
+ *	2. every hour (and at once after a start), the usage partitions of
+ *	   today and the next two days, unless they exist (partitions.c);
+ *	   then the events queued when the cycle began, in batches of up to
+ *	   HK_BATCH, one transaction each: counted in the per-minute and
+ *	   per-hour aggregates, the share usage_raw_sample keeps written as raw
+ *	   rows; they leave the queue only once committed (flush.c,
+ *	   aggregate.c, usage_writer.c);
  *	3. last_used_at: the touch table and the batches' keys, merged to the
  *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
@@ -74,6 +78,7 @@
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
+#include "worker/partitions.h"
 #include "worker/trust.h"
 #include "worker/worker.h"
 
@@ -210,6 +215,11 @@ run_cycle(bool expire)
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
 	hk_worker_yields_start_cycle();
+	if (hk_worker_usage_is_partitioned())
+	{
+		hk_worker_make_partitions();
+		MemoryContextSwitchTo(cycle_cxt);
+	}
 	hk_worker_flush_events(cycle_cxt);
 	hk_worker_touch_and_expire(can_seal);
 	hk_worker_events(expire);

@@ -200,12 +200,17 @@ is($j->{username}, 'alice', 'show-key --json: username');
 is($j->{metadata}{team}, 'ops', 'show-key --json: metadata');
 
 ###########################################################################
-# usage: one aggregate over api_key_usage
+# usage: one summary of the usage aggregates
 ###########################################################################
 
-sql(    "INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, \"timestamp\", response_time_ms, status_code)
-	 SELECT '$key1_id', '/v1/items', '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
-			g, CASE WHEN g % 10 = 0 THEN 500 WHEN g % 10 = 1 THEN 404 ELSE 200 END
+# 100 requests of 2024-01-01, through the worker's write step in SQL, into
+# partitions made for that day (the worker makes only today's and later).
+sql("SELECT hokusai_auth._usage_make_partition(p, '2024-01-01 00:00:00+00')
+	   FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+					 hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily}'::regclass[]) p");
+sql(    "SELECT hokusai_auth._usage_flush(array_agg('$key1_id'::uuid), array_agg('/v1/items'::text),
+			array_agg('2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute'), array_agg(g),
+			array_agg(CASE WHEN g % 10 = 0 THEN 500 WHEN g % 10 = 1 THEN 404 ELSE 200 END))
 	   FROM generate_series(1, 100) g");
 # The CLI prints hokusai_auth.usage_summary(), the function SQL and HTTP
 # use: the same numbers under the same names (issue 22 item 6)

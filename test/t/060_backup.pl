@@ -53,10 +53,15 @@ for my $i (1 .. 5)
 q1("SELECT hokusai_auth.record_usage('$live_id', '/v1/orders', 42, 201)");
 ok($node->poll_query_until('postgres',
 		'SELECT count(*) = 6 FROM hokusai_auth.api_key_usage'), 'usage flushed by the worker');
-q1("INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, \"timestamp\", response_time_ms, status_code)
-	SELECT '$live_id', '/v1/old', now() - interval '3 hours' - i * interval '1 second', i, 200 + (i % 2) * 300
+q1("SELECT hokusai_auth._usage_make_partition(p, now() - interval '3 hours')
+	  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+					hokusai_auth.api_key_usage_hourly}'::regclass[]) p");
+q1("SELECT hokusai_auth._usage_flush(array_agg('$live_id'::uuid), array_agg('/v1/old'::text),
+		array_agg(now() - interval '3 hours' - i * interval '1 second'), array_agg(i),
+		array_agg(200 + (i % 2) * 300))
 	  FROM generate_series(1, 40) i");
-cmp_ok(q1('SELECT hokusai_auth.rollup_usage()'), '>=', 3, 'earlier hours rolled up');
+cmp_ok(q1('SELECT count(*) FROM hokusai_auth.usage_partitions'), '>=', 7,
+	'usage is in partitions (raw, minutes, hours)');
 ok($node->poll_query_until('postgres',
 		"SELECT NOT is_active FROM hokusai_auth.api_keys WHERE id = '$expired_id'"),
 	'the short-lived key expired (the worker)');
@@ -84,6 +89,13 @@ is(q1("SELECT count(*) FROM pg_extension e, unnest(e.extconfig) t
 	 WHERE e.extname = 'hokusai_auth' AND t::regclass::text IN ($server_local)"), '0',
 	'the replication state tables are not dumped');
 cmp_ok(scalar(@tables), '>=', 8, 'the extension has its tables');
+# The usage partitions are not members of the extension: each is compared
+# on its own too (a restore must bring back every one, rows and all).
+my @partitions = split /\n/, q1("SELECT partition FROM hokusai_auth.usage_partitions
+	 WHERE partition::text LIKE 'hokusai_auth.%' ORDER BY 1");
+is(q1("SELECT count(*) FROM pg_depend d JOIN hokusai_auth.usage_partitions p ON d.objid = p.partition
+		WHERE d.deptype = 'e'"), '0', 'no usage partition is a member of the extension');
+push @tables, @partitions;
 sub fingerprint
 {
 	my ($n, $db) = @_;
@@ -100,8 +112,13 @@ sub fingerprint
 my $before = fingerprint($node, 'postgres');
 for my $t (@tables)
 {
+	next if grep { $_ eq $t } @partitions;
 	unlike($before->{$t}, qr/^0 /, "$t has rows before the dump");
 }
+cmp_ok(scalar(grep { $before->{$_} !~ /^0 / } @partitions), '>=', 3,
+	'usage partitions with rows (raw, minutes, hours) before the dump');
+my $partition_bounds = q1("SELECT string_agg(partition::text || ' ' || from_time || ' ' || until_time, ', '
+	ORDER BY partition::text) FROM hokusai_auth.usage_partitions");
 my $summary_sql = "SELECT requests || ' ' || errors FROM hokusai_auth.usage_summary('$live_id',"
   . " now() - interval '1 day', now() + interval '1 hour')";
 my $summary = q1($summary_sql);
@@ -119,6 +136,9 @@ sub check_restored
 	{
 		is($after->{$t}, $before->{$t}, "$how: $t restored row for row");
 	}
+	is($n->safe_psql($db, "SELECT string_agg(partition::text || ' ' || from_time || ' ' || until_time, ', '
+			ORDER BY partition::text) FROM hokusai_auth.usage_partitions"),
+		$partition_bounds, "$how: every usage partition restored, attached with its range");
 	my $st = sub {
 		my ($key, $ip) = @_;
 		return $n->safe_psql($db,
