@@ -153,6 +153,22 @@ sql($primary, "SELECT hokusai_auth.enable_key('$kid_b')");
 catch_up();
 is(on_standbys($key_b), 'ok ok', 'enabled again: admitted on both standbys right after replay');
 
+# The log pruned before the standbys read a revocation's row: the prune's
+# row names the transaction they missed, so they clear the database.
+my (undef, $kid_c, $key_c) = HokusaiTest::new_key($primary, 'lena');
+catch_up();
+warm($key_c, undef, 'key c');
+my @cleared = map { sql($_, 'SELECT invalidation_clear_all FROM hokusai_auth.replica_stats') } @standbys;
+sql($primary, "SELECT hokusai_auth.revoke_key('$kid_c')");
+sql($primary, "SELECT hokusai_auth._prune_replica_state('0 seconds')");
+is(sql($primary, "SELECT count(*) FROM hokusai_auth.cache_invalidations WHERE kind <> 'p'"), '0',
+	'the primary pruned every row of the log');
+catch_up();
+is(on_standbys($key_c), 'revoked revoked',
+	'a revocation whose log row was pruned before the standbys read it is refused all the same');
+is(join(' ', map { sql($standbys[$_], 'SELECT invalidation_clear_all FROM hokusai_auth.replica_stats') - $cleared[$_] } 0 .. 1),
+	'1 1', 'each standby cleared that database once');
+
 # ---------------------------------------------------------------------------
 # 2. Usage from both standbys, exactly once, across a primary outage.
 # ---------------------------------------------------------------------------
