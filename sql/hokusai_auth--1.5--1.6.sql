@@ -232,6 +232,7 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	PERFORM hokusai_auth._active_user(user_id);
 
 	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
@@ -301,6 +302,15 @@ BEGIN
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
+	-- Rotation changes the secret, not whether the key may be used: the
+	-- replacement of a disabled key starts disabled (docs/authorization.md).
+	IF k.disabled_at IS NOT NULL THEN
+		UPDATE hokusai_auth.api_keys a SET disabled_at = k.disabled_at
+		 WHERE a.id OPERATOR(pg_catalog.=) nk.id;
+		PERFORM hokusai_auth._audit('disable', nk.id, k.user_id,
+			pg_catalog.jsonb_build_object('key_prefix', nk.key_prefix,
+				'reason', 'replaces a disabled key', 'rotated_from', k.id));
+	END IF;
 
 	IF grace OPERATOR(pg_catalog.=) interval '0' THEN
 		old_end := pg_catalog.now();
@@ -364,6 +374,7 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	k := hokusai_auth._key_for_update(key_id);
 	IF k.revoked_at IS NOT NULL OR NOT k.is_active THEN
 		RAISE EXCEPTION 'cannot update revoked api key %', k.key_prefix
@@ -495,6 +506,10 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.create_key(jsonb), '
 				   'hokusai_api.revoke_key(jsonb), hokusai_api.rotate_key(jsonb), '
 				   'hokusai_api.key_usage(text, text, text) TO %I', api_user);
+	-- PATCH, and the caller for row-level security policies.
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.update_key(jsonb), '
+				   'hokusai_auth.current_key_id(), hokusai_auth.current_user_id(), '
+				   'hokusai_auth.current_scopes(), hokusai_auth.has_scope(text) TO %I', api_user);
 	-- What the security-invoker view and key_usage() read, under row-level
 	-- security; never key_hash.
 	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '
@@ -506,6 +521,9 @@ BEGIN
 				   'hokusai_auth._http_caller(), hokusai_auth._http_key_id(text), '
 				   'hokusai_auth._http_timestamp(text, text), '
 				   'hokusai_auth._http_usage(uuid, timestamptz, timestamptz) TO %I', api_user);
+	-- GET /api/v1/auth/events: the caller's events, under row-level security.
+	EXECUTE format('GRANT SELECT ON hokusai_auth.events TO %I', api_user);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.events(bigint), hokusai_auth._event_horizon() TO %I', api_user);
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.setup_http_roles(text, text, text) IS
@@ -558,7 +576,604 @@ COMMENT ON FUNCTION hokusai_auth.setup_admin_role(text) IS
 -- the current request (sql/install/authorization.sql).
 ------------------------------------------------------------------------------
 
+------------------------------------------------------------------------------
+-- Scope names: 1 to 64 characters of [a-z0-9_.:-], optionally followed by
+-- *, which grants every name that starts with what precedes it.  The same
+-- rule is in C (src/validate/scopes.c), which checks validate_key()'s
+-- required_scopes and decides what a key's scopes grant.
+------------------------------------------------------------------------------
 
+-- Checks a list of scopes (what names it in messages); NULL passes (the
+-- callers decide what NULL means).  Messages never repeat the value.
+CREATE FUNCTION hokusai_auth._check_scopes(scopes text[], what text DEFAULT 'scopes')
+	RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	s	text;
+	i	integer := 0;
+BEGIN
+	IF scopes IS NULL THEN
+		RETURN;
+	END IF;
+	IF pg_catalog.array_ndims(scopes) OPERATOR(pg_catalog.>) 1 THEN
+		RAISE EXCEPTION '% must be a one-dimensional array', what
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.cardinality(scopes) OPERATOR(pg_catalog.>) 64 THEN
+		RAISE EXCEPTION '% has too many entries', what
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = 'The limit is 64 scopes.';
+	END IF;
+	FOREACH s IN ARRAY scopes LOOP
+		i := i OPERATOR(pg_catalog.+) 1;
+		IF s IS NULL THEN
+			RAISE EXCEPTION '% must not contain nulls', what
+				USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		IF s OPERATOR(pg_catalog.!~) '^[a-z0-9_.:-]{1,64}\*?$' THEN
+			RAISE EXCEPTION 'invalid scope name in %', what
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = pg_catalog.format('Element %s is not 1 to 64 characters of a-z, 0-9, "_", ".", ":" and "-" with an optional trailing "*".', i),
+					  HINT = 'For example: keys:read, models:predict, models:*.';
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- The first of wanted that no scope of granted covers (the grant rule of
+-- src/validate/scopes.c, patterns included: models:* covers models:predict
+-- and models:*, not models*); NULL when granted covers them all.
+CREATE FUNCTION hokusai_auth._scopes_cover(granted text[], wanted text[])
+	RETURNS text
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT w.name
+	  FROM pg_catalog.unnest(wanted) WITH ORDINALITY w(name, n)
+	 WHERE NOT EXISTS (
+			SELECT FROM pg_catalog.unnest(granted) g(name)
+			 WHERE g.name OPERATOR(pg_catalog.=) w.name
+				OR (pg_catalog.right(g.name, 1) OPERATOR(pg_catalog.=) '*'
+					AND pg_catalog.starts_with(w.name, pg_catalog.left(g.name, -1))))
+	 ORDER BY w.n
+	 LIMIT 1
+$$;
+
+------------------------------------------------------------------------------
+-- disable_key() and enable_key(): reversible, audited, effective at commit
+-- (the cache invalidation trigger of cache.sql watches disabled_at).
+------------------------------------------------------------------------------
+
+-- Refuses a key that can never work again: revoked (a rotation without
+-- grace revokes too), or expired.
+CREATE FUNCTION hokusai_auth._check_switchable(k hokusai_auth.api_keys, verb text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot % revoked api key %', verb, k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A revoked key is revoked for good.';
+	END IF;
+	IF k.expires_at IS NOT NULL AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() THEN
+		RAISE EXCEPTION 'cannot % expired api key %', verb, k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF NOT k.is_active THEN
+		RAISE EXCEPTION 'cannot % revoked api key %', verb, k.key_prefix
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION hokusai_auth.disable_key(key_id uuid, reason text DEFAULT NULL)
+	RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k	hokusai_auth.api_keys;
+BEGIN
+	IF reason IS NOT NULL THEN
+		PERFORM hokusai_auth._check_text(reason, 'reason', 1000);
+	END IF;
+	k := hokusai_auth._key_for_update(key_id);
+	PERFORM hokusai_auth._check_switchable(k, 'disable');
+	IF k.disabled_at IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	UPDATE hokusai_auth.api_keys a SET disabled_at = pg_catalog.now()
+	 WHERE a.id OPERATOR(pg_catalog.=) k.id;
+	PERFORM hokusai_auth._audit('disable', k.id, k.user_id,
+		pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+			'key_prefix', k.key_prefix, 'reason', reason)));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.disable_key(uuid, text) IS
+	'Switch a key off until enable_key() (status disabled, from commit on); false when it already was';
+
+CREATE FUNCTION hokusai_auth.enable_key(key_id uuid)
+	RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k	hokusai_auth.api_keys;
+BEGIN
+	k := hokusai_auth._key_for_update(key_id);
+	PERFORM hokusai_auth._check_switchable(k, 'enable');
+	IF k.disabled_at IS NULL THEN
+		RETURN false;
+	END IF;
+	UPDATE hokusai_auth.api_keys a SET disabled_at = NULL
+	 WHERE a.id OPERATOR(pg_catalog.=) k.id;
+	PERFORM hokusai_auth._audit('enable', k.id, k.user_id,
+		pg_catalog.jsonb_build_object('key_prefix', k.key_prefix,
+			'disabled_at', k.disabled_at));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.enable_key(uuid) IS
+	'Switch a disabled key on again (from commit on); false when it was not disabled; a revoked or expired key cannot be enabled';
+
+------------------------------------------------------------------------------
+-- Route scopes: what pre_request() demands of an API key per request
+-- (src/http/route_scopes.c).  Each backend keeps a copy of the table, read
+-- again after any change (the statement trigger below).
+------------------------------------------------------------------------------
+
+CREATE TABLE hokusai_auth.route_scopes (
+	method			text NOT NULL
+		CONSTRAINT route_scopes_method_check
+		CHECK (method IN ('*', 'GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	path_pattern	text NOT NULL
+		CONSTRAINT route_scopes_path_pattern_check
+		CHECK (path_pattern ~ '^/[A-Za-z0-9/_.~:@!$&''()+,;=%-]{0,199}\*?$'),
+	scope			text NOT NULL
+		CONSTRAINT route_scopes_scope_check
+		CHECK (scope ~ '^[a-z0-9_.:-]{1,64}\*?$'),
+	builtin			boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (method, path_pattern, scope)
+);
+COMMENT ON TABLE hokusai_auth.route_scopes IS
+	'Scopes pre_request() demands of an API key per HTTP method and PostgREST path (require_scope())';
+COMMENT ON COLUMN hokusai_auth.route_scopes.path_pattern IS
+	'request.path as PostgREST sees it (/notes, /rpc/create_key); a trailing * matches any rest';
+COMMENT ON COLUMN hokusai_auth.route_scopes.builtin IS
+	'A key-management route''s own scope: demanded only of keys that have scopes';
+
+CREATE FUNCTION hokusai_auth._route_scopes_changed()
+	RETURNS trigger
+	AS 'MODULE_PATHNAME', 'hk_sql_route_scopes_changed'
+	LANGUAGE C;
+CREATE TRIGGER route_scopes_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hokusai_auth.route_scopes
+	FOR EACH STATEMENT EXECUTE FUNCTION hokusai_auth._route_scopes_changed();
+
+-- The key-management routes (http.sql) as PostgREST sees them, whatever
+-- the method: keys:read to list them, keys:write to change them,
+-- usage:read for usage.
+INSERT INTO hokusai_auth.route_scopes (method, path_pattern, scope, builtin) VALUES
+	('*', '/keys', 'keys:read', true),
+	('*', '/rpc/create_key', 'keys:write', true),
+	('*', '/rpc/revoke_key', 'keys:write', true),
+	('*', '/rpc/rotate_key', 'keys:write', true),
+	('*', '/rpc/update_key', 'keys:write', true),
+	('*', '/rpc/key_usage', 'usage:read', true);
+
+-- pg_dump keeps what operators registered; the install script makes the
+-- built-in rows.
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.route_scopes', 'WHERE NOT builtin');
+
+-- The request's method (* for any) and path_pattern, checked and
+-- normalized (method upper case).
+CREATE FUNCTION hokusai_auth._check_route(method text, path_pattern text)
+	RETURNS text
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	m	text;
+BEGIN
+	PERFORM hokusai_auth._check_not_null(method, 'method');
+	PERFORM hokusai_auth._check_not_null(path_pattern, 'path_pattern');
+	m := pg_catalog.upper(method);
+	IF m OPERATOR(pg_catalog.<>) ALL (ARRAY['*', 'GET', 'POST', 'PUT', 'PATCH', 'DELETE']) THEN
+		RAISE EXCEPTION 'invalid method'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use GET, POST, PUT, PATCH, DELETE or * (any); HEAD requests count as GET.';
+	END IF;
+	IF path_pattern OPERATOR(pg_catalog.!~) '^/[A-Za-z0-9/_.~:@!$&''()+,;=%-]{0,199}\*?$' THEN
+		RAISE EXCEPTION 'invalid path pattern'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A path pattern is a PostgREST path (starting with /, at most 200 characters, no query string), optionally ending in * to match any rest.',
+				  HINT = 'For example /notes, /rpc/summarize or /reports*.';
+	END IF;
+	RETURN m;
+END
+$$;
+
+CREATE FUNCTION hokusai_auth.require_scope(method text, path_pattern text, scope text)
+	RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	m	text := hokusai_auth._check_route(method, path_pattern);
+BEGIN
+	PERFORM hokusai_auth._check_not_null(scope, 'scope');
+	PERFORM hokusai_auth._check_scopes(ARRAY[scope], 'scope');
+	INSERT INTO hokusai_auth.route_scopes (method, path_pattern, scope)
+		VALUES (m, require_scope.path_pattern, require_scope.scope)
+		ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.require_scope(text, text, text) IS
+	'Make pre_request() demand scope of API keys for requests of method (* for any) on path_pattern; false when it already did';
+
+CREATE FUNCTION hokusai_auth.unrequire_scope(method text, path_pattern text, scope text)
+	RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	m	text := hokusai_auth._check_route(method, path_pattern);
+BEGIN
+	PERFORM hokusai_auth._check_not_null(scope, 'scope');
+	IF EXISTS (SELECT FROM hokusai_auth.route_scopes r
+				WHERE r.method OPERATOR(pg_catalog.=) m
+				  AND r.path_pattern OPERATOR(pg_catalog.=) unrequire_scope.path_pattern
+				  AND r.scope OPERATOR(pg_catalog.=) unrequire_scope.scope
+				  AND r.builtin) THEN
+		RAISE EXCEPTION 'the scopes of the key-management routes cannot be removed'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'They are part of the extension, and are demanded only of keys that have scopes.';
+	END IF;
+	DELETE FROM hokusai_auth.route_scopes r
+	 WHERE r.method OPERATOR(pg_catalog.=) m
+	   AND r.path_pattern OPERATOR(pg_catalog.=) unrequire_scope.path_pattern
+	   AND r.scope OPERATOR(pg_catalog.=) unrequire_scope.scope;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.unrequire_scope(text, text, text) IS
+	'Stop demanding a scope require_scope() registered; false when it was not';
+
+------------------------------------------------------------------------------
+-- The caller of the current request, for row-level security policies
+-- (src/http/caller.c).  NULL (has_scope(): false) outside a request that
+-- pre_request() admitted; PARALLEL RESTRICTED: the caller is known to the
+-- leader only.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth.current_key_id()
+	RETURNS uuid
+	AS 'MODULE_PATHNAME', 'hk_sql_current_key_id'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION hokusai_auth.current_key_id() IS
+	'The API key of the current HTTP request; NULL for a JWT or outside a request';
+
+CREATE FUNCTION hokusai_auth.current_user_id()
+	RETURNS uuid
+	AS 'MODULE_PATHNAME', 'hk_sql_current_user_id'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION hokusai_auth.current_user_id() IS
+	'The user the current HTTP request acts for (the key''s owner or the JWT subject); NULL outside a request';
+
+CREATE FUNCTION hokusai_auth.current_scopes()
+	RETURNS text[]
+	AS 'MODULE_PATHNAME', 'hk_sql_current_scopes'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION hokusai_auth.current_scopes() IS
+	'The scopes of the current HTTP request''s API key (empty for a key without scopes); NULL for a JWT or outside a request';
+
+CREATE FUNCTION hokusai_auth.has_scope(scope text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'hk_sql_has_scope'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION hokusai_auth.has_scope(text) IS
+	'Does the current HTTP request''s API key grant scope (a trailing * in the key''s scopes matches any rest)? False otherwise';
+
+------------------------------------------------------------------------------
+-- HTTP: what a key may hand on.  A JWT (the user) or a key without scopes
+-- may give a key any scopes; a key with scopes only scopes it has, and
+-- never none at all (a key without scopes manages keys like a JWT).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION hokusai_auth._http_check_grant(wanted text[])
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	mine	text[] := hokusai_auth.current_scopes();
+	missing text;
+BEGIN
+	IF hokusai_auth.current_key_id() IS NULL
+	   OR pg_catalog.cardinality(mine) OPERATOR(pg_catalog.=) 0 THEN
+		RETURN;
+	END IF;
+	IF pg_catalog.cardinality(coalesce(wanted, '{}')) OPERATOR(pg_catalog.=) 0 THEN
+		PERFORM hokusai_auth._http_error(403, 'insufficient_scope',
+			'a key with scopes cannot give a key no scopes',
+			'A key without scopes is not restricted by scopes.',
+			'List the scopes the key needs, from those of the key you call with.');
+	END IF;
+	missing := hokusai_auth._scopes_cover(mine, wanted);
+	IF missing IS NOT NULL THEN
+		PERFORM hokusai_auth._http_error(403, 'insufficient_scope',
+			pg_catalog.format('this API key cannot grant the scope %s', missing),
+			'A key with scopes can give a key only scopes it has itself.');
+	END IF;
+END
+$$;
+
+-- The scopes member of a request body: an array of scope names (NULL when
+-- absent; JSON null is refused: [] is "no scopes").
+CREATE FUNCTION hokusai_auth._http_scopes(body jsonb)
+	RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v		jsonb := body OPERATOR(pg_catalog.->) 'scopes';
+	item	jsonb;
+	result	text[] := '{}';
+BEGIN
+	IF v IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.<>) 'array' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'scopes must be an array of scope names', NULL,
+			'For example ["keys:read", "models:*"]; [] for none.');
+	END IF;
+	IF pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.>) 64 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'scopes must have at most 64 entries');
+	END IF;
+	FOR item IN SELECT pg_catalog.jsonb_array_elements(v) LOOP
+		IF pg_catalog.jsonb_typeof(item) OPERATOR(pg_catalog.<>) 'string'
+		   OR (item OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.!~) '^[a-z0-9_.:-]{1,64}\*?$' THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'scopes must be an array of scope names',
+				'A scope name is 1 to 64 characters of a-z, 0-9, "_", ".", ":" and "-" with an optional trailing "*".',
+				'For example ["keys:read", "models:*"].');
+		END IF;
+		result := result OPERATOR(pg_catalog.||) (item OPERATOR(pg_catalog.#>>) '{}');
+	END LOOP;
+	RETURN result;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- HTTP (sql/install/http.sql): scopes in POST /keys, the rotation check,
+-- PATCH /keys/{key_id}.
+------------------------------------------------------------------------------
+
+-- The allowed_ips member of a request body: an array of 1 to 100 IP
+-- networks (NULL when absent or JSON null).
+CREATE FUNCTION hokusai_auth._http_cidrs(body jsonb)
+	RETURNS cidr[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v		jsonb := body OPERATOR(pg_catalog.->) 'allowed_ips';
+	item	jsonb;
+	ips		cidr[] := '{}';
+BEGIN
+	IF v IS NULL OR pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.=) 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.<>) 'array' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
+	END IF;
+	IF pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.<) 1
+	   OR pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.>) 100 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
+	END IF;
+	FOR item IN SELECT pg_catalog.jsonb_array_elements(v) LOOP
+		IF pg_catalog.jsonb_typeof(item) OPERATOR(pg_catalog.<>) 'string'
+		   OR (item OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'allowed_ips must be an array of IP networks', NULL, 'For example ["10.0.0.0/8", "2001:db8::/32"].');
+		END IF;
+		BEGIN
+			ips := ips OPERATOR(pg_catalog.||) (item OPERATOR(pg_catalog.#>>) '{}')::cidr;
+		EXCEPTION WHEN invalid_text_representation OR invalid_binary_representation THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				pg_catalog.format('allowed_ips: "%s" is not a network', item OPERATOR(pg_catalog.#>>) '{}'), NULL,
+				'Write networks with no bits set right of the mask, e.g. 10.0.0.0/8.');
+		END;
+	END LOOP;
+	RETURN ips;
+END
+$$;
+
+-- POST /api/v1/auth/keys
+CREATE OR REPLACE FUNCTION hokusai_api.create_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['name', 'environment',
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'scopes']);
+	caller	uuid := hokusai_auth._http_caller();
+	name	text := hokusai_auth._http_text(body, 'name', 200);
+	env		text := coalesce(hokusai_auth._http_text(body, 'environment', 4), 'live');
+	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
+	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
+	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
+	ips		cidr[] := hokusai_auth._http_cidrs(body);
+	meta	jsonb := body -> 'metadata';
+	scopes	text[] := coalesce(hokusai_auth._http_scopes(body), '{}');
+	nk		record;
+	k		hokusai_auth.keys;
+BEGIN
+	IF name IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'name is required');
+	END IF;
+	IF env NOT IN ('live', 'test') THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'environment must be "live" or "test"');
+	END IF;
+	IF expires IS NOT NULL AND expires <= now() THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'expires_at must be in the future');
+	END IF;
+	IF meta IS NULL OR jsonb_typeof(meta) = 'null' THEN
+		meta := '{}';
+	ELSIF jsonb_typeof(meta) <> 'object' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
+	ELSIF octet_length(meta::text) > 65536 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be at most 65536 bytes of JSON');
+	END IF;
+
+	PERFORM hokusai_auth._http_check_grant(scopes);
+
+	nk := hokusai_auth.create_key(caller, name, environment => env, expires_at => expires,
+		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta,
+		scopes => scopes);
+	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
+	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
+	RETURN jsonb_build_object('key', nk.key) || hokusai_auth._http_key_json(k);
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.create_key(jsonb) IS
+	'Create an API key for the caller; the plaintext key is in this response only';
+
+-- POST /api/v1/auth/keys/{key_id}/rotate
+CREATE OR REPLACE FUNCTION hokusai_api.rotate_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['key_id', 'grace_seconds']);
+	caller	uuid := hokusai_auth._http_caller();
+	grace	integer := coalesce(hokusai_auth._http_int(body, 'grace_seconds', 0, 2592000), 0);
+	k		hokusai_auth.api_keys := hokusai_auth._http_own_key(
+				hokusai_auth._http_key_id(hokusai_auth._http_text(body, 'key_id', 64)));
+	nk		record;
+	r		hokusai_auth.keys;
+BEGIN
+	IF k.revoked_at IS NOT NULL OR NOT k.is_active
+	   OR (k.expires_at IS NOT NULL AND k.expires_at <= now())
+	   OR EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.rotated_from = k.id) THEN
+		PERFORM hokusai_auth._http_error(409, 'conflict',
+			'only an active key that has not been rotated can be rotated',
+			format('Key %s is %s.', k.key_prefix,
+				   CASE WHEN k.revoked_at IS NOT NULL OR NOT k.is_active THEN 'revoked'
+						WHEN k.expires_at <= now() THEN 'expired'
+						ELSE 'already rotated' END));
+	END IF;
+	-- The new key has the old one's scopes: a key with scopes may rotate
+	-- only a key whose scopes it has.
+	PERFORM hokusai_auth._http_check_grant(k.scopes);
+	nk := hokusai_auth.rotate_key(k.id, make_interval(secs => grace));
+	SELECT * INTO r FROM hokusai_auth.keys WHERE id = nk.id;
+	PERFORM set_config('response.status', '201', true);
+	PERFORM hokusai_auth._http_location(nk.id);
+	RETURN jsonb_build_object('key', nk.key,
+			'old_key_ends_at', (SELECT CASE WHEN o.revoked_at IS NOT NULL THEN o.revoked_at ELSE o.expires_at END
+								 FROM hokusai_auth.api_keys o WHERE o.id = k.id))
+		   || hokusai_auth._http_key_json(r);
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.rotate_key(jsonb) IS
+	'Replace one of the caller''s keys; the new plaintext key is in this response only';
+
+-- PATCH /api/v1/auth/keys/{key_id}: change one of the caller's keys (name,
+-- scopes, expiry, limits, allowed_ips, metadata) and disable or enable it,
+-- in one transaction.  A member given as null clears expires_at,
+-- burst_limit or allowed_ips; absent members stay as they are.
+CREATE FUNCTION hokusai_api.update_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['key_id', 'name', 'scopes',
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'disabled', 'reason']);
+	caller	uuid := hokusai_auth._http_caller();
+	k		hokusai_auth.api_keys := hokusai_auth._http_own_key(
+				hokusai_auth._http_key_id(hokusai_auth._http_text(body, 'key_id', 64)));
+	new_name text := hokusai_auth._http_text(body, 'name', 200);
+	scopes	text[] := hokusai_auth._http_scopes(body);
+	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
+	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
+	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
+	ips		cidr[] := hokusai_auth._http_cidrs(body);
+	meta	jsonb := body OPERATOR(pg_catalog.->) 'metadata';
+	disabled jsonb := body OPERATOR(pg_catalog.->) 'disabled';
+	reason	text := hokusai_auth._http_text(body, 'reason', 1000);
+	settings boolean := body OPERATOR(pg_catalog.?|) ARRAY['name', 'scopes', 'expires_at',
+				'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata'];
+	msg		text;
+	r		hokusai_auth.keys;
+BEGIN
+	IF (body OPERATOR(pg_catalog.?) 'name' AND new_name IS NULL)
+	   OR (body OPERATOR(pg_catalog.?) 'rate_limit_per_hour' AND hourly IS NULL) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'name and rate_limit_per_hour cannot be cleared', NULL, 'Leave a member out to keep its value.');
+	END IF;
+	IF body OPERATOR(pg_catalog.?) 'metadata'
+	   AND pg_catalog.jsonb_typeof(meta) OPERATOR(pg_catalog.<>) 'object' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
+	END IF;
+	IF disabled IS NOT NULL AND pg_catalog.jsonb_typeof(disabled) OPERATOR(pg_catalog.<>) 'boolean' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'disabled must be true or false');
+	END IF;
+	IF reason IS NOT NULL
+	   AND (disabled IS NULL OR disabled OPERATOR(pg_catalog.<>) 'true'::jsonb) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'reason goes with "disabled": true only');
+	END IF;
+	IF NOT settings AND disabled IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_body', 'nothing to change', NULL,
+			'Send one or more of name, scopes, expires_at, rate_limit_per_hour, burst_limit, allowed_ips, metadata, disabled.');
+	END IF;
+	IF scopes IS NOT NULL THEN
+		PERFORM hokusai_auth._http_check_grant(scopes);
+	END IF;
+
+	BEGIN
+		IF settings THEN
+			PERFORM hokusai_auth.update_key(k.id, name => new_name, expires_at => expires,
+				rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips,
+				metadata => meta, scopes => scopes,
+				clear_expires_at => body OPERATOR(pg_catalog.?) 'expires_at' AND expires IS NULL,
+				clear_burst_limit => body OPERATOR(pg_catalog.?) 'burst_limit' AND burst IS NULL,
+				clear_allowed_ips => body OPERATOR(pg_catalog.?) 'allowed_ips' AND ips IS NULL);
+		END IF;
+		IF disabled OPERATOR(pg_catalog.=) 'true'::jsonb THEN
+			PERFORM hokusai_auth.disable_key(k.id, reason);
+		ELSIF disabled OPERATOR(pg_catalog.=) 'false'::jsonb THEN
+			PERFORM hokusai_auth.enable_key(k.id);
+		END IF;
+	EXCEPTION
+		WHEN object_not_in_prerequisite_state THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			PERFORM hokusai_auth._http_error(409, 'conflict', msg);
+		WHEN invalid_parameter_value OR string_data_right_truncation
+			 OR program_limit_exceeded OR null_value_not_allowed THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			PERFORM hokusai_auth._http_error(400, 'invalid_field', msg);
+	END;
+	SELECT * INTO r FROM hokusai_auth.keys v WHERE v.id OPERATOR(pg_catalog.=) k.id;
+	RETURN hokusai_auth._http_key_json(r);
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.update_key(jsonb) IS
+	'Change one of the caller''s keys (name, scopes, expiry, limits, allowed_ips, metadata) and disable or enable it';
 
 ------------------------------------------------------------------------------
 -- Metering: credits with refills, add_credits(), set_user_limits()
@@ -1618,7 +2233,512 @@ SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_daily', '
 -- standbys (sql/install/cache.sql, sql/install/usage.sql).
 ------------------------------------------------------------------------------
 
+------------------------------------------------------------------------------
+-- Replicas: cache invalidation carried by the WAL (src/replica/inval_log.c,
+-- walinval.c).  The invalidation triggers also append what they forget to
+-- this log, with the 64-bit id of the changing transaction, and register a
+-- relcache invalidation of it that rides in the commit record; a hot
+-- standby's backends read the rows new to them before their next use of the
+-- cache.  Rows are this server's (and its standbys') only: not dumped.
+------------------------------------------------------------------------------
 
+CREATE TABLE hokusai_auth.cache_invalidations (
+	xid			xid8 NOT NULL,
+	kind		"char" NOT NULL CHECK (kind IN ('k', 'u', 'a', 'p')),
+	id			uuid,
+	at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	pruned		xid8[]
+);
+CREATE INDEX cache_invalidations_xid ON hokusai_auth.cache_invalidations (xid);
+COMMENT ON TABLE hokusai_auth.cache_invalidations IS
+	'Keys (k) and users (u) to forget, or everything (a), per committing transaction, for hot standbys; p: a prune and the transactions whose rows it deleted';
+
+-- The worker, every flush_interval: forget log rows older than keep, and
+-- say which transactions' rows went (a standby that had not read them
+-- clears that database's entries).  Also forgets the shipping state of
+-- standby runs silent for 30 days.
+CREATE FUNCTION hokusai_auth._prune_replica_state(keep interval DEFAULT '1 hour')
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	xids	xid8[];
+	n		integer;
+BEGIN
+	WITH d AS (
+		DELETE FROM hokusai_auth.cache_invalidations c
+		 WHERE c.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep)
+		RETURNING c.xid)
+	SELECT pg_catalog.array_agg(DISTINCT d.xid), pg_catalog.count(*) INTO xids, n FROM d;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		INSERT INTO hokusai_auth.cache_invalidations (xid, kind, pruned)
+		VALUES (pg_catalog.pg_current_xact_id(), 'p',
+				CASE WHEN pg_catalog.cardinality(xids) OPERATOR(pg_catalog.<=) 10000 THEN xids END);
+	END IF;
+	DELETE FROM hokusai_auth.usage_shipments s
+	 WHERE s.last_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '30 days');
+	RETURN n;
+END
+$$;
+
+
+------------------------------------------------------------------------------
+-- Replicas: usage recorded on hot standbys, shipped here by their workers
+-- (src/replica/ship.c) and received once (src/replica/receive.c): per
+-- standby run, the queue position below which everything was received.
+-- Grant EXECUTE on _receive_usage() to the role the standbys connect as
+-- (docs/scaling.md); it needs nothing else.
+------------------------------------------------------------------------------
+
+CREATE TABLE hokusai_auth.usage_shipments (
+	run_id			uuid PRIMARY KEY,
+	received_until	bigint NOT NULL DEFAULT 0,
+	first_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE hokusai_auth.usage_shipments IS
+	'Per standby run: the queue position below which its usage has been received';
+
+CREATE FUNCTION hokusai_auth._receive_usage(run_id uuid, upto bigint,
+	positions bigint[], key_ids uuid[], endpoints text[], ats bigint[],
+	response_times integer[], status_codes integer[],
+	touch_keys uuid[], touch_ats bigint[])
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hk_sql_receive_usage'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION hokusai_auth.replica_stats(
+	OUT in_recovery boolean, OUT invalidation_reads bigint,
+	OUT invalidations_applied bigint, OUT invalidation_clear_all bigint,
+	OUT shipped bigint, OUT touches_shipped bigint, OUT ship_calls bigint,
+	OUT ship_failures bigint, OUT last_ship_at timestamptz,
+	OUT primary_reachable boolean, OUT received bigint,
+	OUT received_duplicates bigint, OUT received_deferred bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_replica_stats'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.replica_stats() IS
+	'This server''s side of replication: invalidations read from the WAL, usage shipped (standby) or received (primary)';
+
+CREATE VIEW hokusai_auth.replica_stats AS SELECT * FROM hokusai_auth.replica_stats();
+COMMENT ON VIEW hokusai_auth.replica_stats IS 'Replication counters (hokusai_auth.replica_stats())';
+
+
+
+------------------------------------------------------------------------------
+-- Events: a transactional outbox, signed webhooks (sql/install/events.sql;
+-- _audit() in audit.sql, setup_http_roles() above, backups.sql).
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- C functions (src/events/)
+------------------------------------------------------------------------------
+
+-- The id of a new event: nextval of events_id_seq, the first one of a
+-- transaction published in shared memory until the transaction ends.
+CREATE FUNCTION hokusai_auth._event_id()
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hk_sql_event_id'
+	LANGUAGE C VOLATILE;
+
+-- Events with a lower id have committed, or never will: readers deliver
+-- only those (src/events/outbox.c).  As the owner: it reads the sequence.
+CREATE FUNCTION hokusai_auth._event_horizon()
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hk_sql_event_horizon'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+
+-- Note a request-path event in shared memory, as the C code does
+-- (hk_event_note()); the worker writes it.
+CREATE FUNCTION hokusai_auth._event_note(kind text, key_id uuid,
+	user_id uuid DEFAULT NULL, value bigint DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'hk_sql_event_note'
+	LANGUAGE C VOLATILE;
+
+CREATE FUNCTION hokusai_auth.event_queue_stats(OUT capacity bigint, OUT queued bigint,
+	OUT noted bigint, OUT deduplicated bigint, OUT dropped bigint,
+	OUT written bigint, OUT discarded bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_event_queue_stats'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.event_queue_stats() IS
+	'Request-path events since server start: queue capacity and fill, noted, deduplicated (within a minute), dropped (queue full), written and discarded by the worker';
+
+------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE hokusai_auth.events_id_seq;
+CREATE TABLE hokusai_auth.events (
+	id			bigint PRIMARY KEY DEFAULT hokusai_auth._event_id(),
+	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	kind		text NOT NULL
+		CONSTRAINT events_kind_check
+		CHECK (kind IN ('key.created', 'key.revoked', 'key.rotated', 'key.updated',
+						'key.disabled', 'key.enabled', 'key.expired', 'key.expiring',
+						'credits.low', 'credits.exhausted', 'credits.added',
+						'user.limits_updated', 'rate_limit.exceeded')),
+	api_key_id	uuid,
+	user_id		uuid,
+	data		jsonb NOT NULL DEFAULT '{}'
+		CONSTRAINT events_data_check CHECK (jsonb_typeof(data) = 'object')
+);
+ALTER SEQUENCE hokusai_auth.events_id_seq OWNED BY hokusai_auth.events.id;
+-- A user's events by id (GET /api/v1/auth/events); a key's by kind and
+-- time (the per-minute rule of rate_limit.exceeded, key.expiring once
+-- each); retention by time.
+CREATE INDEX events_user_id_idx ON hokusai_auth.events (user_id, id);
+CREATE INDEX events_api_key_id_idx ON hokusai_auth.events (api_key_id, kind, at);
+CREATE INDEX events_at_idx ON hokusai_auth.events (at);
+COMMENT ON TABLE hokusai_auth.events IS
+	'What happened to keys, written in the transaction of the change and announced at commit (NOTIFY hokusai_auth_events, payload the id)';
+COMMENT ON COLUMN hokusai_auth.events.id IS
+	'Ascending; read in id order with events_after(), which never passes an id whose transaction may still commit';
+COMMENT ON COLUMN hokusai_auth.events.data IS
+	'What the event is about (for key operations the audit row''s details); never a key or a secret';
+
+-- Where the webhook relay (hokusai auth webhook) has delivered up to, per
+-- receiver URL.  A URL may hold a credential: only its SHA-256 is kept,
+-- with the scheme, host and port to show.
+CREATE TABLE hokusai_auth.webhook_cursors (
+	url_hash		bytea PRIMARY KEY
+		CONSTRAINT webhook_cursors_url_hash_check CHECK (octet_length(url_hash) = 32),
+	endpoint		text NOT NULL,
+	last_event_id	bigint NOT NULL
+		CONSTRAINT webhook_cursors_last_event_id_check CHECK (last_event_id >= 0),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE hokusai_auth.webhook_cursors IS
+	'The webhook relay''s position per receiver: the last event id delivered (or given up on) to the URL whose SHA-256 is url_hash';
+COMMENT ON COLUMN hokusai_auth.webhook_cursors.endpoint IS
+	'The URL''s scheme, host and port (no path, query or credentials)';
+
+------------------------------------------------------------------------------
+-- Writing events
+------------------------------------------------------------------------------
+
+-- One event, and its announcement at commit.
+CREATE FUNCTION hokusai_auth._event(kind text, api_key_id uuid, user_id uuid, data jsonb,
+	at timestamptz DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	id	bigint := hokusai_auth._event_id();
+BEGIN
+	INSERT INTO hokusai_auth.events (id, at, kind, api_key_id, user_id, data)
+	VALUES (id, coalesce(_event.at, pg_catalog.clock_timestamp()), kind, api_key_id,
+			user_id, coalesce(data, '{}'));
+	PERFORM pg_catalog.pg_notify('hokusai_auth_events', id::text);
+	RETURN id;
+END
+$$;
+
+-- The event of an audited key operation (_audit() calls it): the kind for
+-- the action, the audit row's details as data.
+CREATE FUNCTION hokusai_auth._audit_event(action text, api_key_id uuid, user_id uuid,
+	details jsonb)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	kind	text := '{"create": "key.created", "revoke": "key.revoked",
+					  "rotate": "key.rotated", "update": "key.updated",
+					  "disable": "key.disabled", "enable": "key.enabled",
+					  "expire": "key.expired", "add_credits": "credits.added",
+					  "set_user_limits": "user.limits_updated"}'::jsonb
+				   OPERATOR(pg_catalog.->>) action;
+BEGIN
+	IF kind IS NOT NULL THEN
+		PERFORM hokusai_auth._event(kind, api_key_id, user_id, details);
+	END IF;
+END
+$$;
+
+-- The worker writes the request path's notes (src/worker/events_step.c):
+-- kinds[i] of key_ids[i] at ats[i], value vals[i].  A note of a key that
+-- is gone is dropped, and so is a rate_limit.exceeded within a minute of
+-- the key's last one.  Returns how many events were written.
+CREATE FUNCTION hokusai_auth._events_from_notes(kinds text[], key_ids uuid[],
+	vals bigint[], ats timestamptz[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		record;
+	data	jsonb;
+	n		integer := 0;
+BEGIN
+	FOR i IN 1 .. coalesce(pg_catalog.cardinality(kinds), 0) LOOP
+		SELECT a.id, a.user_id, a.key_prefix INTO k
+		  FROM hokusai_auth.api_keys a WHERE a.id OPERATOR(pg_catalog.=) key_ids[i];
+		CONTINUE WHEN NOT FOUND;
+		IF kinds[i] OPERATOR(pg_catalog.=) 'rate_limit.exceeded' THEN
+			CONTINUE WHEN EXISTS (
+				SELECT FROM hokusai_auth.events e
+				 WHERE e.api_key_id OPERATOR(pg_catalog.=) k.id
+				   AND e.kind OPERATOR(pg_catalog.=) 'rate_limit.exceeded'
+				   AND e.at OPERATOR(pg_catalog.>) (ats[i] OPERATOR(pg_catalog.-) interval '1 minute')
+				   AND e.at OPERATOR(pg_catalog.<) (ats[i] OPERATOR(pg_catalog.+) interval '1 minute'));
+			data := pg_catalog.jsonb_build_object('key_prefix', k.key_prefix,
+												  'retry_after', vals[i]);
+		ELSE
+			data := pg_catalog.jsonb_build_object('key_prefix', k.key_prefix,
+												  'credits_remaining', vals[i]);
+		END IF;
+		PERFORM hokusai_auth._event(kinds[i], k.id, k.user_id, data, ats[i]);
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- key.expiring: 7 days before expires_at and 1 day before, once each per
+-- key and expiry (a key whose expiry is changed is told again).  Not for
+-- keys that are revoked, inactive or replaced by a rotation.  The worker
+-- runs it every few seconds; one caller at a time (a second returns 0).
+CREATE FUNCTION hokusai_auth.note_expiring_keys()
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		record;
+	days	integer;
+	n		integer := 0;
+BEGIN
+	-- ('hkevents' as a number)
+	IF NOT pg_catalog.pg_try_advisory_xact_lock(7524219161634829427) THEN
+		RETURN 0;
+	END IF;
+	FOR k IN
+		SELECT a.id, a.user_id, a.key_prefix, a.name, a.expires_at
+		  FROM hokusai_auth.api_keys a
+		 WHERE a.is_active AND a.revoked_at IS NULL AND a.expires_at IS NOT NULL
+		   AND a.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()
+		   AND a.expires_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.+) interval '7 days')
+		   AND NOT EXISTS (SELECT FROM hokusai_auth.api_keys r
+							WHERE r.rotated_from OPERATOR(pg_catalog.=) a.id)
+		 ORDER BY a.expires_at, a.id
+	LOOP
+		days := CASE WHEN k.expires_at OPERATOR(pg_catalog.<=)
+							  (pg_catalog.now() OPERATOR(pg_catalog.+) interval '1 day')
+					 THEN 1 ELSE 7 END;
+		CONTINUE WHEN EXISTS (
+			SELECT FROM hokusai_auth.events e
+			 WHERE e.api_key_id OPERATOR(pg_catalog.=) k.id
+			   AND e.kind OPERATOR(pg_catalog.=) 'key.expiring'
+			   AND (e.data OPERATOR(pg_catalog.->>) 'days')::integer OPERATOR(pg_catalog.<=) days
+			   AND (e.data OPERATOR(pg_catalog.->>) 'expires_at')::timestamptz
+				   OPERATOR(pg_catalog.=) k.expires_at);
+		PERFORM hokusai_auth._event('key.expiring', k.id, k.user_id,
+			pg_catalog.jsonb_build_object('key_prefix', k.key_prefix, 'name', k.name,
+										  'expires_at', k.expires_at, 'days', days));
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.note_expiring_keys() IS
+	'Write key.expiring for keys that expire within 7 days (days 7) or 1 day (days 1), once each; returns how many (the worker runs it)';
+
+-- Retention: the worker calls it with hokusai_auth.events_retention.
+CREATE FUNCTION hokusai_auth.prune_events(retention interval DEFAULT '30 days')
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	n	bigint;
+BEGIN
+	IF retention IS NULL OR retention OPERATOR(pg_catalog.<) interval '7 days' THEN
+		RAISE EXCEPTION 'retention must be at least 7 days'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A key.expiring notice must outlive the 7 days before the expiry it announces.';
+	END IF;
+	DELETE FROM hokusai_auth.events e
+	 WHERE e.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) retention);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.prune_events(interval) IS
+	'Delete events older than retention (at least 7 days); returns how many (the worker runs it with hokusai_auth.events_retention)';
+
+------------------------------------------------------------------------------
+-- Reading events
+------------------------------------------------------------------------------
+
+-- Events after an id, in id order, only below the horizon: an event whose
+-- transaction is still open holds back the ones after it, so a reader that
+-- resumes after the last id it saw never misses one.  A statement begun
+-- after the horizon was read sees every event below it.
+CREATE FUNCTION hokusai_auth.events_after("after" bigint DEFAULT 0,
+	max_events integer DEFAULT 100)
+	RETURNS SETOF hokusai_auth.events
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	horizon	bigint;
+BEGIN
+	IF max_events IS NULL OR max_events OPERATOR(pg_catalog.<) 1
+	   OR max_events OPERATOR(pg_catalog.>) 10000 THEN
+		RAISE EXCEPTION 'max_events must be between 1 and 10000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	horizon := hokusai_auth._event_horizon();
+	RETURN QUERY
+		SELECT e.* FROM hokusai_auth.events e
+		 WHERE e.id OPERATOR(pg_catalog.>) coalesce(events_after."after", 0)
+		   AND e.id OPERATOR(pg_catalog.<) horizon
+		 ORDER BY e.id
+		 LIMIT max_events;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.events_after(bigint, integer) IS
+	'Up to max_events events with an id above after, in id order; never passes an event whose transaction may still commit';
+
+-- The webhook relay's cursor for a URL: the last event id delivered there,
+-- NULL when there is none.
+CREATE FUNCTION hokusai_auth.webhook_cursor(url text)
+	RETURNS bigint
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.last_event_id FROM hokusai_auth.webhook_cursors c
+	 WHERE c.url_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(url, 'UTF8'))
+$$;
+COMMENT ON FUNCTION hokusai_auth.webhook_cursor(text) IS
+	'The last event id the webhook relay delivered to url, NULL when none';
+
+CREATE FUNCTION hokusai_auth.set_webhook_cursor(url text, event_id bigint)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	-- The URL is never repeated in a message: it may hold a credential.
+	IF url IS NULL OR pg_catalog.length(url) OPERATOR(pg_catalog.>) 2048
+	   OR url OPERATOR(pg_catalog.!~*) '^https?://[^/?#[:space:][:cntrl:]]+([/?#][^[:space:][:cntrl:]]*)?$' THEN
+		RAISE EXCEPTION 'url must be an http:// or https:// URL of at most 2048 characters'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF event_id IS NULL OR event_id OPERATOR(pg_catalog.<) 0 THEN
+		RAISE EXCEPTION 'event_id must be 0 or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO hokusai_auth.webhook_cursors AS c (url_hash, endpoint, last_event_id, updated_at)
+	VALUES (pg_catalog.sha256(pg_catalog.convert_to(url, 'UTF8')),
+			pg_catalog.regexp_replace(pg_catalog.substring(url, '^[^:]+://[^/?#]+'), '://[^@]*@', '://'),
+			event_id, pg_catalog.now())
+	ON CONFLICT (url_hash) DO UPDATE
+	   SET last_event_id = excluded.last_event_id, updated_at = excluded.updated_at;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.set_webhook_cursor(text, bigint) IS
+	'Record that the webhook relay delivered up to event_id to url (only the URL''s hash and its scheme, host and port are kept)';
+
+------------------------------------------------------------------------------
+-- HTTP: GET /api/v1/auth/events?after=ID&limit=N
+------------------------------------------------------------------------------
+
+-- An HTTP caller sees the events of its own user (the same rule as
+-- api_keys: built-in functions only).
+ALTER TABLE hokusai_auth.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY http_caller_events ON hokusai_auth.events
+	USING (NOT (SELECT pg_catalog.has_schema_privilege('hokusai_api', 'USAGE'))
+		   OR user_id::text = (SELECT coalesce(nullif(pg_catalog.current_setting('hokusai.user_id', true), ''),
+				CASE WHEN pg_catalog.current_setting('request.jwt.claims', true) ~ '^\s*\{'
+					 THEN pg_catalog.current_setting('request.jwt.claims', true)::jsonb ->> 'sub' END)));
+
+-- The caller's events after an id, in id order, at most 1000 (PostgREST's
+-- limit= takes fewer).  SECURITY INVOKER: row-level security picks them.
+CREATE FUNCTION hokusai_api.events("after" bigint DEFAULT 0)
+	RETURNS SETOF hokusai_auth.events
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	caller	uuid := hokusai_auth._http_caller();
+	horizon	bigint := hokusai_auth._event_horizon();
+BEGIN
+	RETURN QUERY
+		SELECT e.* FROM hokusai_auth.events e
+		 WHERE e.id OPERATOR(pg_catalog.>) coalesce(events."after", 0)
+		   AND e.id OPERATOR(pg_catalog.<) horizon
+		   AND caller IS NOT NULL
+		 ORDER BY e.id
+		 LIMIT 1000;
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.events(bigint) IS
+	'The caller''s events with an id above after, in id order (at most 1000; limit= takes fewer)';
+
+-- Every audited key operation writes its event (audit.sql).
+-- One audit row, unsealed, with the actor taken from the session: the
+-- calling role, and for HTTP requests the JWT subject, the API key and the
+-- client address that hokusai_auth.pre_request() recorded.  And the event
+-- of the operation (events.sql).
+CREATE OR REPLACE FUNCTION hokusai_auth._audit(action text, api_key_id uuid, user_id uuid,
+	details jsonb)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	claims	text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
+	sub		text;
+	key_id	text := pg_catalog.current_setting('hokusai.api_key_id', true);
+	addr	text := pg_catalog.current_setting('hokusai.client_ip', true);
+	client	inet;
+BEGIN
+	IF claims IS NOT NULL AND claims OPERATOR(pg_catalog.~) '^\s*\{' THEN
+		BEGIN
+			sub := claims::jsonb OPERATOR(pg_catalog.->>) 'sub';
+		EXCEPTION WHEN invalid_text_representation THEN
+			sub := NULL;
+		END;
+	END IF;
+	-- Recorded only when well formed: a bad value must not fail the operation.
+	IF key_id OPERATOR(pg_catalog.!~*) '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+		key_id := NULL;
+	END IF;
+	IF addr OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}$' THEN
+		addr := NULL;
+	END IF;
+	client := pg_catalog.inet_client_addr();
+	IF addr IS NOT NULL THEN
+		BEGIN
+			client := addr::inet;
+		EXCEPTION WHEN invalid_text_representation THEN
+			NULL;
+		END;
+	END IF;
+	INSERT INTO hokusai_auth.audit_log
+		(action, api_key_id, user_id, actor_role, actor_sub, actor_key_id,
+		 client_addr, details)
+	VALUES
+		(action, api_key_id, user_id, hokusai_auth._caller_role(), pg_catalog.left(sub, 200),
+		 key_id::uuid, client,
+		 coalesce(details, '{}'));
+	-- Its event, in the same transaction (events.sql).
+	PERFORM hokusai_auth._audit_event(action, api_key_id, user_id, coalesce(details, '{}'));
+END
+$$;
+
+-- pg_dump keeps the events, their sequence's position and the webhook
+-- cursors (backups.sql).
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');
 
 ------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.

@@ -33,11 +33,11 @@ REVOKE ALL ON FUNCTION hokusai_auth._singleton_replace() FROM PUBLIC;
 CREATE TRIGGER audit_head_restore BEFORE INSERT ON hokusai_auth.audit_head
 	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
 
--- pg_dump keeps the rows (and the audit sequence's position) of every table
--- that holds what users made.  The usage tables are partitioned: their rows
--- are in partitions that are not members of the extension, which pg_dump
--- dumps as it dumps any table, rows included (registering the parents too
--- says that they hold data).
+-- pg_dump keeps the rows (and the audit and event sequences' positions) of
+-- every table that holds what users made.  The usage tables are
+-- partitioned: their rows are in partitions that are not members of the
+-- extension, which pg_dump dumps as it dumps any table, rows included
+-- (registering the parents too says that they hold data).
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.users', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage', '');
@@ -47,3 +47,6 @@ SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_head', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_minutely', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');

@@ -2,7 +2,7 @@
 
    Built by make: sql/hokusai_auth--1.6.sql is the files of sql/install/
    concatenated in the order the Makefile lists (schema, keys, audit, cache,
-   ratelimit, authorization, metering, usage, http, roles,
+   ratelimit, authorization, metering, usage, http, events, roles,
    backups).  Edit those files, never the
    built script.  Every object is defined once, in its 1.6 form.  A database
    installed at an earlier version reaches the same objects through the

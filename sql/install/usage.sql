@@ -500,6 +500,48 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Replicas: usage recorded on hot standbys, shipped here by their workers
+-- (src/replica/ship.c) and received once (src/replica/receive.c): per
+-- standby run, the queue position below which everything was received.
+-- Grant EXECUTE on _receive_usage() to the role the standbys connect as
+-- (docs/scaling.md); it needs nothing else.
+------------------------------------------------------------------------------
+
+CREATE TABLE hokusai_auth.usage_shipments (
+	run_id			uuid PRIMARY KEY,
+	received_until	bigint NOT NULL DEFAULT 0,
+	first_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE hokusai_auth.usage_shipments IS
+	'Per standby run: the queue position below which its usage has been received';
+
+CREATE FUNCTION hokusai_auth._receive_usage(run_id uuid, upto bigint,
+	positions bigint[], key_ids uuid[], endpoints text[], ats bigint[],
+	response_times integer[], status_codes integer[],
+	touch_keys uuid[], touch_ats bigint[])
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hk_sql_receive_usage'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION hokusai_auth.replica_stats(
+	OUT in_recovery boolean, OUT invalidation_reads bigint,
+	OUT invalidations_applied bigint, OUT invalidation_clear_all bigint,
+	OUT shipped bigint, OUT touches_shipped bigint, OUT ship_calls bigint,
+	OUT ship_failures bigint, OUT last_ship_at timestamptz,
+	OUT primary_reachable boolean, OUT received bigint,
+	OUT received_duplicates bigint, OUT received_deferred bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_replica_stats'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.replica_stats() IS
+	'This server''s side of replication: invalidations read from the WAL, usage shipped (standby) or received (primary)';
+
+CREATE VIEW hokusai_auth.replica_stats AS SELECT * FROM hokusai_auth.replica_stats();
+COMMENT ON VIEW hokusai_auth.replica_stats IS 'Replication counters (hokusai_auth.replica_stats())';
+
+------------------------------------------------------------------------------
 -- The request path: queue events in shared memory, never write a table.
 ------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@
 #define HKE_HAS_IPS			0x10
 #define HKE_IPS_OVERFLOW	0x20
 #define HKE_REVOKED			0x40
+#define HKE_DISABLED		0x80
 
 typedef struct HkCacheEntry
 {
@@ -91,6 +92,10 @@ typedef struct HkCacheEntry
 	uint8		flags;
 	uint8		n_allowed;
 	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
+	/* authorization: the key's scopes, packed, when they fit */
+	uint8		n_scopes;		/* how many the key has */
+	uint8		scopes_len;		/* bytes in scopes; 0 with n_scopes > 0: too long */
+	char		scopes[HK_CACHE_SCOPE_BYTES];
 } HkCacheEntry;
 
 StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
@@ -246,7 +251,8 @@ entry_fresh(const HkCacheEntry *e, TimestampTz now)
 
 /*
  * Look a digest up.  On a hit, *st describes the key (allowed CIDRs copied
- * into st->allowed_buf; *ips_overflow when there were too many to keep),
+ * into st->allowed_buf; *ips_overflow when there were too many to keep;
+ * scopes into st->scopes_buf, st->scopes_unread when they were too long),
  * and *touch_due says whether this hit should note the key as used.
  */
 HkCacheResult
@@ -297,6 +303,13 @@ hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
 		if (st->n_allowed > 0)
 			memcpy(st->allowed, e->allowed, sizeof(HkCidr) * e->n_allowed);
 		*ips_overflow = (e->flags & HKE_IPS_OVERFLOW) != 0;
+		st->disabled = (e->flags & HKE_DISABLED) != 0;
+		st->n_scopes = e->n_scopes;
+		st->scopes_unread = e->n_scopes > 0 && e->scopes_len == 0;
+		st->scopes_len = e->scopes_len;
+		st->scopes = st->scopes_buf;
+		if (e->scopes_len > 0)
+			memcpy(st->scopes_buf, e->scopes, e->scopes_len);
 		result = HK_CACHE_HIT;
 		break;
 	}
@@ -375,6 +388,8 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 		memset(&e->key_id, 0, sizeof(e->key_id));
 		memset(&e->user_id, 0, sizeof(e->user_id));
 		e->n_allowed = 0;
+		e->n_scopes = 0;
+		e->scopes_len = 0;
 	}
 	else
 	{
@@ -403,6 +418,12 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 			if (st->n_allowed > 0)
 				memcpy(e->allowed, st->allowed, sizeof(HkCidr) * st->n_allowed);
 		}
+		if (st->disabled)
+			e->flags |= HKE_DISABLED;
+		e->n_scopes = (uint8) Min(st->n_scopes, PG_UINT8_MAX);
+		e->scopes_len = st->scopes_len <= HK_CACHE_SCOPE_BYTES ? st->scopes_len : 0;
+		if (e->scopes_len > 0)
+			memcpy(e->scopes, st->scopes, e->scopes_len);
 	}
 	LWLockRelease(set_lock(set));
 }

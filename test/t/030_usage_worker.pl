@@ -368,7 +368,8 @@ ok($node->poll_query_until('postgres',
 is(q1("SELECT sum(requests) FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/on-1.5'"),
 	'10', '... with the events of 1.5 moved by the update');
 
-# 9. A standby: the worker starts there but writes nothing while in recovery.
+# 9. A standby: the worker starts there, writes nothing itself while in
+# recovery, and ships the event to the primary (docs/scaling.md).
 $node->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($node, 'b', has_streaming => 1);
@@ -379,9 +380,11 @@ ok($standby->poll_query_until('postgres',
 is($standby->safe_psql('postgres',
 		"SELECT hokusai_auth.record_usage('$kid', '/standby', 1, 200)"),
 	't', 'record_usage works on a standby');
-usleep(3 * $FLUSH_MS * 1000);
-is($standby->safe_psql('postgres', 'SELECT queued FROM hokusai_auth.usage_queue_stats'),
-	'1', 'the standby worker leaves events queued while in recovery');
+ok($standby->poll_query_until('postgres', 'SELECT queued = 0 FROM hokusai_auth.usage_queue_stats'),
+	'the standby worker empties its queue');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM hokusai_auth.api_key_usage WHERE endpoint = '/standby'"),
+	'by shipping the event to the primary, which writes it once');
 $standby->stop;
 
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
