@@ -111,9 +111,8 @@ export const api = {
 	createKey: (fields) => call('POST', '/keys', fields),
 	rotateKey: (id, graceSeconds) => call('POST', `${keyPath(id)}/rotate`, { grace_seconds: graceSeconds }),
 	revokeKey: (id, reason) => call('DELETE', keyPath(id), reason ? { reason } : undefined),
-	// Disable or enable a key.  The routes come with the authorization work
-	// (issue 18); this is the one place to adjust when they are known.
-	setDisabled: (id, disabled) => call('POST', `${keyPath(id)}/${disabled ? 'disable' : 'enable'}`, {}),
+	// Disable or enable a key (docs/authorization.md).
+	setDisabled: (id, disabled) => call('PATCH', keyPath(id), { disabled }),
 	usage: (id, since, until) =>
 		call('GET', `${keyPath(id)}/usage?since=${encodeURIComponent(isoSeconds(since))}`
 			+ `&until=${encodeURIComponent(isoSeconds(until))}`),
@@ -554,10 +553,6 @@ async function setDisabled(id, disabled) {
 		notice(`Key ${k ? k.key_prefix : ''} ${disabled ? 'disabled: it is refused until you enable it again' : 'enabled'}.`, 'info');
 		await refreshKeys();
 	} catch (e) {
-		if (e instanceof ApiError && (e.status === 404 || e.status === 405) && e.body.message === 'no such route') {
-			notice('This server does not offer disabling and enabling keys yet.');
-			return;
-		}
 		handle(e);
 	}
 }

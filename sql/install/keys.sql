@@ -335,6 +335,7 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	PERFORM hokusai_auth._active_user(user_id);
 
 	nk := hokusai_auth._insert_key(user_id, name, environment, expires_at,
@@ -427,6 +428,15 @@ BEGIN
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
+	-- Rotation changes the secret, not whether the key may be used: the
+	-- replacement of a disabled key starts disabled (docs/authorization.md).
+	IF k.disabled_at IS NOT NULL THEN
+		UPDATE hokusai_auth.api_keys a SET disabled_at = k.disabled_at
+		 WHERE a.id OPERATOR(pg_catalog.=) nk.id;
+		PERFORM hokusai_auth._audit('disable', nk.id, k.user_id,
+			pg_catalog.jsonb_build_object('key_prefix', nk.key_prefix,
+				'reason', 'replaces a disabled key', 'rotated_from', k.id));
+	END IF;
 
 	IF grace OPERATOR(pg_catalog.=) interval '0' THEN
 		old_end := pg_catalog.now();
@@ -528,6 +538,7 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	k := hokusai_auth._key_for_update(key_id);
 	IF k.revoked_at IS NOT NULL OR NOT k.is_active THEN
 		RAISE EXCEPTION 'cannot update revoked api key %', k.key_prefix

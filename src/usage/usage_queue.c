@@ -482,3 +482,30 @@ hk_usage_take_touches(HkUsageTouch *buf, int max)
 	LWLockRelease(touch_lock);
 	return n;
 }
+
+/* For shipping from a standby: the queue position of the event at the tail. */
+uint64
+hk_usage_tail_position(void)
+{
+	uint64		tail;
+
+	LWLockAcquire(ring_lock, LW_SHARED);
+	tail = usage->tail;
+	LWLockRelease(ring_lock);
+	return tail;
+}
+
+/* Note that a key was used at "at" (usage received from a standby). */
+void
+hk_usage_touch_at(const pg_uuid_t *key_id, TimestampTz at)
+{
+	if (usage != NULL && wanted_here())
+		touch_note(key_id, at);
+}
+
+/* The database the worker writes to, InvalidOid before it has connected. */
+Oid
+hk_usage_worker_database(void)
+{
+	return usage == NULL ? InvalidOid : pg_atomic_read_u32(&usage->worker_dbid);
+}

@@ -297,6 +297,8 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 		memset(&e->key_id, 0, sizeof(e->key_id));
 		memset(&e->user_id, 0, sizeof(e->user_id));
 		e->n_allowed = 0;
+		e->n_scopes = 0;
+		e->scopes_len = 0;
 	}
 	else
 	{
@@ -325,6 +327,12 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 			if (st->n_allowed > 0)
 				memcpy(e->allowed, st->allowed, sizeof(HkCidr) * st->n_allowed);
 		}
+		if (st->disabled)
+			e->flags |= HKE_DISABLED;
+		e->n_scopes = (uint8) Min(st->n_scopes, PG_UINT8_MAX);
+		e->scopes_len = st->scopes_len <= HK_CACHE_SCOPE_BYTES ? st->scopes_len : 0;
+		if (e->scopes_len > 0)
+			memcpy(e->scopes, st->scopes, e->scopes_len);
 	}
 	entry_end_write(e);
 	LWLockRelease(set_lock(set));

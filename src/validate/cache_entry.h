@@ -33,6 +33,7 @@
 #define HKE_HAS_IPS			0x10
 #define HKE_IPS_OVERFLOW	0x20
 #define HKE_REVOKED			0x40
+#define HKE_DISABLED		0x80
 
 typedef struct HkCacheEntry
 {
@@ -51,6 +52,10 @@ typedef struct HkCacheEntry
 	uint8		flags;
 	uint8		n_allowed;
 	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
+	/* authorization: the key's scopes, packed, when they fit */
+	uint8		n_scopes;		/* how many the key has */
+	uint8		scopes_len;		/* bytes in scopes; 0 with n_scopes > 0: too long */
+	char		scopes[HK_CACHE_SCOPE_BYTES];
 } HkCacheEntry;
 
 StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
@@ -149,7 +154,8 @@ entry_matches(const HkCacheEntry *e, const uint8 *digest, Oid nspid)
 
 /*
  * Copy a positive entry into *st (allowed CIDRs into st->allowed_buf;
- * *ips_overflow when there were too many to keep).
+ * *ips_overflow when there were too many to keep; scopes into
+ * st->scopes_buf, st->scopes_unread when they were too long).
  */
 static inline void
 entry_to_state(const HkCacheEntry *e, HkKeyState *st, bool *ips_overflow)
@@ -171,6 +177,14 @@ entry_to_state(const HkCacheEntry *e, HkKeyState *st, bool *ips_overflow)
 	if (st->n_allowed > 0)
 		memcpy(st->allowed, e->allowed, sizeof(HkCidr) * st->n_allowed);
 	*ips_overflow = (flags & HKE_IPS_OVERFLOW) != 0;
+	st->disabled = (flags & HKE_DISABLED) != 0;
+	st->n_scopes = e->n_scopes;
+	/* Bounded like n_allowed. */
+	st->scopes_len = Min(e->scopes_len, HK_CACHE_SCOPE_BYTES);
+	st->scopes_unread = st->n_scopes > 0 && st->scopes_len == 0;
+	st->scopes = st->scopes_buf;
+	if (st->scopes_len > 0)
+		memcpy(st->scopes_buf, e->scopes, st->scopes_len);
 }
 
 #endif							/* HK_CACHE_ENTRY_H */

@@ -2,8 +2,8 @@
  *
  * key_store.c
  *	  Reading key and user rows for validation, as the owner of the
- *	  hokusai_auth schema: a key's row by key_prefix, its allowed_ips by id,
- *	  and whether a user is active.
+ *	  hokusai_auth schema: a key's row by key_prefix, its allowed_ips or its
+ *	  scopes by id, and whether a user is active.
  *
  * Callers need EXECUTE on validate_key() (or to be PostgREST's roles in
  * pre_request()) and no privileges on the tables: every read here runs as
@@ -31,6 +31,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -40,6 +41,7 @@
 #include "validate/key_store.h"
 
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_plan_15 = NULL;
 
 /*
  * Every object and operator is schema-qualified, and the query runs with
@@ -47,15 +49,34 @@ static SPIPlanPtr lookup_plan = NULL;
  * search_path runs with the owner's rights.  The rows' xmin tell whether
  * this transaction wrote them (see hk_key_store_lookup).
  */
-static const char lookup_query[] =
-"SELECT k.id, k.user_id, k.key_hash,"
-"       k.is_active AND k.revoked_at IS NULL AND u.is_active,"
-"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips,"
-"       k.revoked_at IS NOT NULL OR NOT u.is_active,"
+#define LOOKUP_COLUMNS \
+"SELECT k.id, k.user_id, k.key_hash," \
+"       k.is_active AND k.revoked_at IS NULL AND u.is_active," \
+"       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips," \
+"       k.revoked_at IS NOT NULL OR NOT u.is_active," \
 "       k.xmin, u.xmin"
-"  FROM " HK_SCHEMA ".api_keys k"
-"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1";
+#define LOOKUP_FROM \
+"  FROM " HK_SCHEMA ".api_keys k" \
+"  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id" \
+" WHERE k.key_prefix OPERATOR(pg_catalog.=) $1"
+
+static const char lookup_query[] =
+LOOKUP_COLUMNS ", k.disabled_at IS NOT NULL, k.scopes" LOOKUP_FROM;
+
+/* A database not yet updated to 1.6 has no disabled_at and scopes. */
+static const char lookup_query_15[] = LOOKUP_COLUMNS LOOKUP_FROM;
+
+/*
+ * Has api_keys the 1.6 columns?  Asked on every read of a key's row (a few
+ * catalog cache lookups): ALTER EXTENSION UPDATE may add them at any time.
+ */
+static bool
+have_authorization_columns(void)
+{
+	Oid			rel = get_relname_relid("api_keys", get_namespace_oid(HK_SCHEMA, false));
+
+	return OidIsValid(rel) && get_attnum(rel, "scopes") != InvalidAttrNumber;
+}
 
 /* The role that owns the hokusai_auth schema: key rows are read as it. */
 static Oid
@@ -164,6 +185,22 @@ xmin_is_ours(HeapTuple tup, TupleDesc desc, int attno)
 	return !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 }
 
+/* A key's scopes column (attno of tup), packed into *st. */
+static void
+read_scopes(HeapTuple tup, TupleDesc desc, int attno, HkKeyState *st)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, attno, &isnull);
+
+	st->scopes_unread = false;
+	st->n_scopes = 0;
+	st->scopes_len = 0;
+	st->scopes = NULL;
+	if (!isnull)
+		st->scopes_len = hk_scopes_pack(DatumGetArrayTypeP(d), &st->scopes,
+										&st->n_scopes);
+}
+
 /* RowReader for lookup_query: fill a KeyRow. */
 static void
 read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
@@ -194,6 +231,17 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	st->revoked = !isnull && DatumGetBool(d);
 	row->own_write = xmin_is_ours(tup, desc, 10) || xmin_is_ours(tup, desc, 11);
+	st->disabled = false;
+	st->scopes_unread = false;
+	st->n_scopes = 0;
+	st->scopes_len = 0;
+	st->scopes = NULL;
+	if (desc->natts >= 13)
+	{
+		d = SPI_getbinval(tup, desc, 12, &isnull);
+		st->disabled = !isnull && DatumGetBool(d);
+		read_scopes(tup, desc, 13, st);
+	}
 }
 
 /*
@@ -212,9 +260,11 @@ hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write)
 {
 	KeyRow		row = {st, NULL, false};
 	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
+	bool		v16 = have_authorization_columns();
 
 	*own_write = false;
-	if (!read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
+	if (!read_row_as_owner(v16 ? &lookup_plan : &lookup_plan_15,
+						   v16 ? lookup_query : lookup_query_15, TEXTOID, arg,
 						   read_key_row, &row))
 		return NULL;
 	*own_write = row.own_write;
@@ -248,6 +298,37 @@ hk_key_store_allowed_ips(HkKeyState *st)
 							 " WHERE id OPERATOR(pg_catalog.=) $1",
 							 UUIDOID, UUIDPGetDatum(&st->key_id),
 							 read_allowed_ips, st);
+}
+
+/* RowReader for a key's scopes alone. */
+static void
+read_scopes_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	read_scopes(tup, desc, 1, (HkKeyState *) arg);
+}
+
+/*
+ * A cached key whose scopes did not fit in its cache entry: read just
+ * scopes by key id.  A key whose row is gone grants nothing (and stays a
+ * restricted key).
+ */
+void
+hk_key_store_scopes(HkKeyState *st)
+{
+	static SPIPlanPtr plan = NULL;
+	int			cached_count = st->n_scopes;
+
+	if (!read_row_as_owner(&plan,
+						   "SELECT scopes FROM " HK_SCHEMA ".api_keys"
+						   " WHERE id OPERATOR(pg_catalog.=) $1",
+						   UUIDOID, UUIDPGetDatum(&st->key_id),
+						   read_scopes_row, st))
+	{
+		/* The row is gone: still restricted, granting nothing. */
+		st->scopes_unread = false;
+		st->n_scopes = cached_count;
+		st->scopes_len = 0;
+	}
 }
 
 /* RowReader for a user's is_active. */

@@ -14,6 +14,7 @@
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
+#include "validate/scopes.h"
 
 #define HK_CACHE_MAX_CIDRS	4	/* allowed_ips kept inline in a cache entry */
 
@@ -32,10 +33,18 @@ typedef struct HkKeyState
 	int			n_allowed;
 	HkCidr	   *allowed;		/* n_allowed entries */
 	HkCidr		allowed_buf[HK_CACHE_MAX_CIDRS];	/* storage for cache hits */
+	/* authorization */
+	bool		disabled;		/* disabled_at set */
+	int			n_scopes;		/* scopes granted; 0: none (unrestricted) */
+	bool		scopes_unread;	/* cache hit, too long to keep: scopes not set */
+	int			scopes_len;		/* bytes at scopes (packed, see scopes.h) */
+	char	   *scopes;
+	char		scopes_buf[HK_CACHE_SCOPE_BYTES];	/* storage for cache hits */
 } HkKeyState;
 
 extern char *hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write);
 extern void hk_key_store_allowed_ips(HkKeyState *st);
+extern void hk_key_store_scopes(HkKeyState *st);
 extern bool hk_user_is_active(const pg_uuid_t *user_id);
 
 #endif							/* HK_KEY_STORE_H */

@@ -17,9 +17,13 @@
  *	   bad, goes into the cache, unless this transaction wrote the row;
  *	4. active flag, revocation and the owner's active flag: "revoked";
  *	5. expiry, against the wall clock on every call: "expired";
- *	6. client address against allowed_ips: "ip_denied".  A key with an
+ *	6. disable_key(): "disabled";
+ *	7. client address against allowed_ips: "ip_denied".  A key with an
  *	   allow-list is denied when the caller gives no address;
- *	7. the key's rate limits (ratelimit/): "rate_limited".  Only a call
+ *	8. the scopes the caller requires (validate_key()'s required_scopes,
+ *	   the route's in pre_request()) against the key's (scopes.c):
+ *	   "insufficient_scope";
+ *	9. the key's rate limits (ratelimit/): "rate_limited".  Only a call
  *	   that gets this far counts against the key's quota, and only if it is
  *	   admitted.
  *
@@ -36,8 +40,10 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "events/event_queue.h"
 #include "keys/bcrypt.h"
 #include "ratelimit/limiter.h"
+#include "replica/walinval.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
@@ -81,6 +87,8 @@ key_authenticate(const char *key, TimestampTz *now, HkKeyState *st,
 	hk_key_digest(key, HK_KEY_LEN, digest);
 	if (use_cache)
 	{
+		/* On a standby: invalidations replayed from the primary first. */
+		hk_walinval_sync();
 		*touch_due = false;
 		switch (hk_cache_lookup(digest, *now, st, &ips_overflow, touch_due))
 		{
@@ -121,7 +129,7 @@ key_authenticate(const char *key, TimestampTz *now, HkKeyState *st,
 	return verified;
 }
 
-/* Steps 4 to 6 of the banner, for a key whose secret has been proven. */
+/* Steps 4 to 7 of the banner, for a key whose secret has been proven. */
 static HkStatus
 key_check(const HkKeyState *st, const HkCidr *client, TimestampTz now)
 {
@@ -132,11 +140,51 @@ key_check(const HkKeyState *st, const HkCidr *client, TimestampTz now)
 		return HK_STATUS_EXPIRED;
 	if (!st->active)
 		return HK_STATUS_REVOKED;
+	if (st->disabled)
+		return HK_STATUS_DISABLED;
 	/* An IPv4-mapped client matches IPv4 networks (hk_cidrs_allow). */
 	if (st->has_allowed_ips &&
 		(client == NULL || !hk_cidrs_allow(st->allowed, st->n_allowed, client)))
 		return HK_STATUS_IP_DENIED;
 	return HK_STATUS_OK;
+}
+
+/*
+ * Step 8 of the banner: every scope required by the caller, and every
+ * scope the route demands, is granted by the key's.  A key-management
+ * route's scope (restricted_only) is not demanded of a key with no scopes.
+ * On a refusal, res->missing_scope names the first scope missing.
+ */
+static HkStatus
+scope_check(HkKeyState *st, const HkRequest *req, HkValidation *res)
+{
+	const char *missing = NULL;
+	int			missing_len = 0;
+
+	if (st->scopes_unread)
+		hk_key_store_scopes(st);
+	if (req->required_scopes != NULL)
+		(void) hk_scopes_first_missing(st->scopes, st->scopes_len,
+									   req->required_scopes,
+									   &missing, &missing_len);
+	for (int i = 0; missing == NULL && i < req->n_route_scopes; i++)
+	{
+		const HkRouteScope *r = &req->route_scopes[i];
+
+		if (r->restricted_only && st->n_scopes == 0)
+			continue;
+		if (!hk_scopes_grant(st->scopes, st->scopes_len, r->name, r->len))
+		{
+			missing = r->name;
+			missing_len = r->len;
+		}
+	}
+	if (missing == NULL)
+		return HK_STATUS_OK;
+	missing_len = Min(missing_len, HK_SCOPE_MAX_LEN);
+	memcpy(res->missing_scope, missing, missing_len);
+	res->missing_scope[missing_len] = '\0';
+	return HK_STATUS_INSUFFICIENT_SCOPE;
 }
 
 /*
@@ -185,6 +233,9 @@ hk_validate(const HkRequest *req, HkValidation *res)
 				status = HK_STATUS_UNKNOWN;
 			else
 				status = key_check(&st, client, now);
+			if (status == HK_STATUS_OK &&
+				(req->required_scopes != NULL || req->n_route_scopes > 0))
+				status = scope_check(&st, req, res);
 			if (status == HK_STATUS_OK)
 			{
 				int32		burst = st.burst_limit > 0 ? st.burst_limit : hk_default_burst_limit;
@@ -200,6 +251,20 @@ hk_validate(const HkRequest *req, HkValidation *res)
 		hk_stat_add(HK_STAT_MALFORMED);
 	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
 		hk_usage_note_valid(&st.key_id, endpoint, now);
+	else if (status == HK_STATUS_RATE_LIMITED)
+		hk_event_note(HK_EVENT_RATE_LIMIT_EXCEEDED, &st.key_id, &st.user_id, limit.retry_after);
+
+	if (status == HK_STATUS_OK && req->want_scopes)
+	{
+		if (st.scopes_unread)
+			hk_key_store_scopes(&st);
+		res->has_scopes = true;
+		res->n_scopes = st.n_scopes;
+		res->scopes_len = st.scopes_len;
+		res->scopes = palloc(Max(st.scopes_len, 1));
+		if (st.scopes_len > 0)
+			memcpy(res->scopes, st.scopes, st.scopes_len);
+	}
 
 	res->status = status;
 	res->known = known;

@@ -16,6 +16,7 @@
 #include "hokusai_auth.h"
 #include "validate/cidr_datum.h"
 #include "validate/pipeline.h"
+#include "validate/scopes.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
@@ -92,7 +93,14 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("cost must not be negative")));
 		if (!PG_ARGISNULL(4))
-			req.required_scopes = PG_GETARG_ARRAYTYPE_P(4);
+		{
+			ArrayType  *scopes = PG_GETARG_ARRAYTYPE_P(4);
+
+			hk_scopes_check_argument(scopes, "required_scopes");
+			/* An empty list requires nothing. */
+			if (ARR_NDIM(scopes) > 0)
+				req.required_scopes = scopes;
+		}
 	}
 	if (!PG_ARGISNULL(0))
 	{

@@ -24,7 +24,9 @@
 # HK_ANON_ROLE (hokusai_anon), HK_API_ROLE (hokusai_api_user),
 # HK_NGINX_WORKERS (1), HK_DB_POOL (10), HK_PGRST_LOG (error),
 # HK_PRE_REQUEST (1; 0 leaves db-pre-request out, for the benchmark's baseline),
-# HK_EXTRA_LOCATIONS (nginx location blocks to add), and for a real server
+# HK_EXTRA_LOCATIONS (nginx location blocks to add), HK_DB_SCHEMAS (hokusai_api;
+# PostgREST's db-schemas: add an application's schema after it, reached with
+# Accept-Profile/Content-Profile, docs/authorization.md), and for a real server
 # (docs/deployment.md): HK_LISTEN (127.0.0.1; the address nginx listens on),
 # HK_SERVER_NAME (_), HK_PUBLIC_ORIGIN (https://127.0.0.1:HK_HTTPS_PORT; what
 # redirects and the OpenAPI server name), HK_TLS_CERT and HK_TLS_KEY (the
@@ -105,7 +107,8 @@ cmd_prepare()
 	fi
 	local pre='db-pre-request = "hokusai_auth.pre_request"'
 	render "$HK_HTTP_DIR/postgrest.conf.in" "$dir/postgrest.conf" \
-		"DB_URI=$HK_DB_URI" "ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
+		"DB_URI=$HK_DB_URI" "DB_SCHEMAS=${HK_DB_SCHEMAS:-hokusai_api}" \
+		"ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
 		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" "PGRST_ADMIN_PORT=$admin" \
 		"JWT_SECRET_FILE=$dir/jwt-secret" "PUBLIC_ORIGIN=$origin" \
 		"LOG_LEVEL=${HK_PGRST_LOG:-error}"

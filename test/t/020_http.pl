@@ -305,7 +305,7 @@ is_error(api('GET', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'inval
 is_error(api('GET', "/keys/$akey_id"), 401, 'missing_credentials', 'GET /keys/{id} without credentials');
 $r = api('PUT', "/keys/$akey_id", headers => [ xkey($akey) ]);
 is_error($r, 405, 'method_not_allowed', 'PUT /keys/{id}');
-is($r->{headers}{allow}, 'GET, HEAD, DELETE', '... Allow: GET, HEAD, DELETE');
+is($r->{headers}{allow}, 'GET, HEAD, PATCH, DELETE', '... Allow: GET, HEAD, PATCH, DELETE');
 # The list keeps PostgREST's paging range.
 $r = api('GET', '/keys?select=id', headers => [ xkey($akey) ]);
 like($r->{headers}{'content-range'} // '', qr{^\d+-\d+/}, 'GET /keys keeps Content-Range (paging)');

@@ -46,19 +46,21 @@ refuse_both(const CommandLine *cl, CommandOption a, const char *a_label,
  * update-key KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]
  *			  [--rate-limit N] [--burst N | --no-burst]
  *			  [--allowed-ips CIDR,... | --no-allowed-ips]
+ *			  [--scope SCOPE ... | --no-scopes]
  *
  * hokusai_auth.update_key(): a setting not given stays as it is; the
- * --no-* options are its clear_* flags.  Prints the key as show-key does.
+ * --no-* options are its clear_* flags (--no-scopes: no scopes; --scope,
+ * repeated, replaces the list).  Prints the key as show-key does.
  */
 void
 update_key(const CommandLine *cl)
 {
 	static const CommandOption changes[] = {
 		OPT_NAME, OPT_EXPIRES_AT, OPT_NO_EXPIRY, OPT_RATE_LIMIT, OPT_BURST,
-		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS
+		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS, OPT_SCOPE, OPT_NO_SCOPES
 	};
 	bool		any = false;
-	const char *values[9];
+	const char *values[10];
 	PGconn	   *conn;
 	PGresult   *key;
 	PGresult   *res;
@@ -66,6 +68,7 @@ update_key(const CommandLine *cl)
 	refuse_both(cl, OPT_EXPIRES_AT, "--expires-at", OPT_NO_EXPIRY, "--no-expiry");
 	refuse_both(cl, OPT_BURST, "--burst", OPT_NO_BURST, "--no-burst");
 	refuse_both(cl, OPT_ALLOWED_IPS, "--allowed-ips", OPT_NO_ALLOWED_IPS, "--no-allowed-ips");
+	refuse_both(cl, OPT_SCOPE, "--scope", OPT_NO_SCOPES, "--no-scopes");
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
 		any |= cl->value[changes[i]] != NULL;
 	if (!any)
@@ -84,6 +87,7 @@ update_key(const CommandLine *cl)
 	values[6] = flag_param(cl, OPT_NO_EXPIRY);
 	values[7] = flag_param(cl, OPT_NO_BURST);
 	values[8] = flag_param(cl, OPT_NO_ALLOWED_IPS);
+	values[9] = cl->value[OPT_NO_SCOPES] ? "{}" : cl->value[OPT_SCOPE];
 	res = run_query(conn,
 					"SELECT " KEY_COLUMNS
 					" FROM hokusai_auth.update_key(key_id => $1::pg_catalog.uuid,"
@@ -91,9 +95,10 @@ update_key(const CommandLine *cl)
 					" rate_limit_per_hour => $4::pg_catalog.int4, burst_limit => $5::pg_catalog.int4,"
 					" allowed_ips => $6::pg_catalog.cidr[], clear_expires_at => $7::pg_catalog.bool,"
 					" clear_burst_limit => $8::pg_catalog.bool,"
-					" clear_allowed_ips => $9::pg_catalog.bool) k"
+					" clear_allowed_ips => $9::pg_catalog.bool,"
+					" scopes => $10::pg_catalog.text[]) k"
 					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id",
-					9, values);
+					10, values);
 	run_command(conn, "COMMIT");
 	print_row(res, cl->common.json);
 	PQclear(res);

@@ -29,10 +29,12 @@
 #include "admin.h"
 #include "commands.h"
 #include "conn.h"
+#include "events.h"
 #include "lookup.h"
 #include "output.h"
 #include "parse.h"
 #include "report.h"
+#include "switch.h"
 
 /*
  * A new key on stdout, flushed before any note on stderr: the key alone
@@ -83,6 +85,7 @@ create_user(const CommandLine *cl)
  * create-key --user USER --name NAME [--env live|test]
  *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
  *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
+ *			  [--scope SCOPE ...]
  */
 static void
 create_key(const CommandLine *cl)
@@ -92,7 +95,7 @@ create_key(const CommandLine *cl)
 	char	   *interval = NULL;
 	char	   *user_id;
 	char	   *username;
-	const char *values[9];
+	const char *values[10];
 	PGconn	   *conn;
 	PGresult   *res;
 	PGresult   *info;
@@ -120,6 +123,7 @@ create_key(const CommandLine *cl)
 	values[6] = cl->value[OPT_BURST];
 	values[7] = cl->value[OPT_ALLOW_IP];
 	values[8] = cl->value[OPT_METADATA];
+	values[9] = cl->value[OPT_SCOPE];
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.create_key("
@@ -128,13 +132,15 @@ create_key(const CommandLine *cl)
 					" expires_at => coalesce($4::pg_catalog.timestamptz,"
 					" pg_catalog.now() OPERATOR(pg_catalog.+) $5::pg_catalog.interval),"
 					" rate_limit_per_hour => $6::pg_catalog.int4, burst_limit => $7::pg_catalog.int4,"
-					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb)",
-					9, values);
+					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb,"
+					" scopes => $10::pg_catalog.text[])",
+					10, values);
 	values[0] = PQgetvalue(res, 0, 0);
 	info = run_query(conn,
 					 "SELECT k.user_id, u.username, k.name, k.environment,"
 					 " k.rate_limit_per_hour, k.burst_limit,"
-					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata"
+					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata,"
+					 " pg_catalog.to_json(k.scopes) AS scopes"
 					 " FROM hokusai_auth.keys k"
 					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 					 " WHERE k.id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
@@ -154,6 +160,8 @@ create_key(const CommandLine *cl)
 
 /*
  * list-keys [--user USER] [--all]
+ *
+ * Without --all: the keys that work or can work again (active, disabled).
  */
 static void
 list_keys(const CommandLine *cl)
@@ -184,7 +192,7 @@ list_keys(const CommandLine *cl)
 						" FROM hokusai_auth.list_keys($1::pg_catalog.uuid) k"
 						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 						" WHERE $2::pg_catalog.bool"
-						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" OR k.status OPERATOR(pg_catalog.=) ANY ('{active,disabled}'::pg_catalog.text[])"
 						" ORDER BY k.created_at, k.id",
 						2, values);
 	}
@@ -194,7 +202,7 @@ list_keys(const CommandLine *cl)
 						" FROM hokusai_auth.keys k"
 						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 						" WHERE $1::pg_catalog.bool"
-						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" OR k.status OPERATOR(pg_catalog.=) ANY ('{active,disabled}'::pg_catalog.text[])"
 						" ORDER BY u.username, k.created_at, k.id",
 						1, &all);
 
@@ -372,7 +380,8 @@ static const struct
 			OPTION_SET(OPT_USER) | OPTION_SET(OPT_NAME) | OPTION_SET(OPT_ENV) |
 			OPTION_SET(OPT_EXPIRES_IN) | OPTION_SET(OPT_EXPIRES_AT) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) |
-			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA),
+			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA) |
+			OPTION_SET(OPT_SCOPE),
 		NULL}, create_key},
 	{{"list-keys", OPTION_SET(OPT_USER) | OPTION_SET(OPT_ALL), NULL}, list_keys},
 	{{"show-key", 0, KEY_ARGUMENT}, show_key},
@@ -382,12 +391,20 @@ static const struct
 	{{"update-key",
 			OPTION_SET(OPT_NAME) | OPTION_SET(OPT_EXPIRES_AT) | OPTION_SET(OPT_NO_EXPIRY) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) | OPTION_SET(OPT_NO_BURST) |
-			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS),
+			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS) |
+			OPTION_SET(OPT_SCOPE) | OPTION_SET(OPT_NO_SCOPES),
 		KEY_ARGUMENT}, update_key},
+	{{"disable-key", OPTION_SET(OPT_REASON), KEY_ARGUMENT}, disable_key},
+	{{"enable-key", 0, KEY_ARGUMENT}, enable_key},
 	{{"list-users", 0, NULL}, list_users},
 	{{"deactivate-user", 0, "USER"}, deactivate_user},
 	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
 	{{"rate-limit-reset", 0, KEY_ARGUMENT}, rate_limit_reset},
+	{{"events", OPTION_SET(OPT_AFTER) | OPTION_SET(OPT_FOLLOW), NULL}, events},
+	{{"webhook",
+			OPTION_SET(OPT_URL) | OPTION_SET(OPT_SECRET_FILE) | OPTION_SET(OPT_AFTER) |
+			OPTION_SET(OPT_CACERT),
+		NULL}, webhook},
 };
 
 /*

@@ -22,7 +22,8 @@
 	"k.id, k.key_prefix, k.user_id, u.username, k.name, k.environment, " \
 	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
 	"k.rate_limit_per_hour, k.burst_limit, " \
-	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from"
+	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from, " \
+	"pg_catalog.to_json(k.scopes) AS scopes, k.disabled_at"
 
 enum
 {

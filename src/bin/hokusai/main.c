@@ -19,6 +19,9 @@
  *	main.c			options before the command group, --version
  *	commands.c		the "auth" commands and their table by name
  *	admin.c			update-key, list-users, deactivate-user, audit, rate-limit-reset
+ *	events.c		events; webhook.c: webhook, delivering with post.c
+ *	stream.c		events in id order across lost connections
+ *	switch.c		disable-key, enable-key
  *	lookup.c		the connection by the options, the user or key an argument names
  *	conn.c			the connection and the statements sent on it
  *	output.c		tables and records on stdout, and JSON

@@ -47,8 +47,10 @@ typedef enum OptionKind
 	OPTION_CSV,					/* comma-separated, each element kept as
 								 * OPTION_LIST does */
 	OPTION_COUNT,				/* a positive integer, checked at once */
-	OPTION_INTERVAL				/* a duration, zero allowed, checked at once;
+	OPTION_INTERVAL,			/* a duration, zero allowed, checked at once;
 								 * kept as an interval ("N seconds") */
+	OPTION_ID					/* an event id: 0 or a positive bigint,
+								 * checked at once */
 } OptionKind;
 
 /* Every command option: its name after "--" and its kind */
@@ -80,6 +82,13 @@ static const struct
 	[OPT_KEY] = {"key", OPTION_TEXT},
 	[OPT_LIMIT] = {"limit", OPTION_COUNT},
 	[OPT_VERIFY] = {"verify", OPTION_FLAG},
+	[OPT_AFTER] = {"after", OPTION_ID},
+	[OPT_FOLLOW] = {"follow", OPTION_FLAG},
+	[OPT_URL] = {"url", OPTION_TEXT},	/* webhook checks it */
+	[OPT_SECRET_FILE] = {"secret-file", OPTION_TEXT},
+	[OPT_CACERT] = {"cacert", OPTION_TEXT},
+	[OPT_SCOPE] = {"scope", OPTION_LIST},
+	[OPT_NO_SCOPES] = {"no-scopes", OPTION_FLAG},
 };
 
 /*
@@ -239,6 +248,26 @@ count_param(const char *option, const char *value)
 	if (buf == NULL)
 		fail(EXIT_SERVER, "out of memory");
 	snprintf(buf, 16, "%ld", n);
+	return buf;
+}
+
+/* An event id option: 0 to 2^63 - 1, kept as its decimal text */
+static char *
+id_param(const char *option, const char *value)
+{
+	char	   *end;
+	long long	n;
+	char	   *buf;
+
+	errno = 0;
+	n = strtoll(value, &end, 10);
+	if (!isdigit((unsigned char) value[0]) || *end != '\0' || errno != 0 || n < 0)
+		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected an event id (0 or a positive integer)",
+			 value, option);
+	buf = malloc(24);
+	if (buf == NULL)
+		fail(EXIT_SERVER, "out of memory");
+	snprintf(buf, 24, "%lld", n);
 	return buf;
 }
 
@@ -481,6 +510,9 @@ keep_option(CommandLine *cl, CommandOption opt, char *arg)
 			break;
 		case OPTION_INTERVAL:
 			*value = duration_param(option_label(opt), arg, true);
+			break;
+		case OPTION_ID:
+			*value = id_param(option_label(opt), arg);
 			break;
 	}
 }
