@@ -83,7 +83,6 @@
 
 HkCacheShared *hk_cache_shm = NULL;
 LWLockPadded *hk_cache_locks = NULL;
-pg_atomic_uint32 *hk_cache_tags = NULL;
 
 /* This database's hokusai_auth schema, looked up once per backend. */
 static Oid	my_nspid = InvalidOid;
@@ -97,22 +96,13 @@ cache_nsets(void)
 	return ((sets + HK_CACHE_PARTITIONS - 1) / HK_CACHE_PARTITIONS) * HK_CACHE_PARTITIONS;
 }
 
-/* Where the tags start: after the entries, on a cache line. */
-static Size
-tags_offset(void)
-{
-	return CACHELINEALIGN(add_size(offsetof(HkCacheShared, entries),
-								   mul_size(mul_size(cache_nsets(), HK_CACHE_WAYS),
-											sizeof(HkCacheEntry))));
-}
-
-/* Bytes of main shared memory the cache takes: entries, then tags. */
+/* Bytes of main shared memory the cache takes. */
 Size
 hk_cache_shmem_size(void)
 {
-	return add_size(add_size(tags_offset(), PG_CACHE_LINE_SIZE),
+	return add_size(offsetof(HkCacheShared, entries),
 					mul_size(mul_size(cache_nsets(), HK_CACHE_WAYS),
-							 sizeof(pg_atomic_uint32)));
+							 sizeof(HkCacheEntry)));
 }
 
 /* From shmem_request_hook: the cache and its partition locks. */
@@ -132,8 +122,6 @@ hk_cache_shmem_startup(void)
 
 	hk_cache_shm = ShmemInitStruct("hokusai_auth key cache", hk_cache_shmem_size(), &found);
 	hk_cache_locks = GetNamedLWLockTranche(HK_LOCK_TRANCHE);
-	hk_cache_tags = (pg_atomic_uint32 *)
-		CACHELINEALIGN((char *) hk_cache_shm + tags_offset());
 	if (found)
 		return;
 
@@ -144,7 +132,6 @@ hk_cache_shmem_startup(void)
 	pg_atomic_init_u64(&hk_cache_shm->generation, 1);
 	for (i = 0; i < (int) (hk_cache_shm->nsets * HK_CACHE_WAYS); i++)
 	{
-		pg_atomic_init_u32(&hk_cache_tags[i], 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].changes, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_used, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_touch, 0);
@@ -283,7 +270,6 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	}
 	e = choose_slot(set, digest, now);
 	entry_begin_write(e);
-	pg_atomic_write_u32(&hk_cache_tags[e - hk_cache_shm->entries], digest_tag(digest));
 	memcpy(e->digest, digest, HK_DIGEST_LEN);
 	e->dbid = MyDatabaseId;
 	e->nspid = nspid;

@@ -72,26 +72,6 @@ typedef struct HkCacheShared
 extern HkCacheShared *hk_cache_shm;
 extern LWLockPadded *hk_cache_locks;
 
-/*
- * One 32-bit tag per entry (bytes 8 to 11 of its digest; the set comes from
- * bytes 0 to 7), a set's 16 in one cache line after the entries: a lookup
- * reads that line and then only the entries whose tag matches, instead of
- * the first line of all 16 entries (3 kB of a set).  A tag is written with
- * its entry (its change count odd) and only steers the search: the entry
- * itself is always compared.
- */
-extern pg_atomic_uint32 *hk_cache_tags;
-
-/* The tag of a digest. */
-static inline uint32
-digest_tag(const uint8 *digest)
-{
-	uint32		t;
-
-	memcpy(&t, digest + sizeof(uint64), sizeof(t));
-	return t;
-}
-
 extern Oid	hk_cache_nspid(void);
 
 /* Seconds since the cache was made, the clock of last_used and last_touch. */

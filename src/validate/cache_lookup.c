@@ -21,25 +21,15 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 				HkKeyState *st, bool *ips_overflow, HkCacheResult *result)
 {
 	HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
-	pg_atomic_uint32 *tags = &hk_cache_tags[set * HK_CACHE_WAYS];
-	uint32		tag = digest_tag(digest);
 	bool		torn = false;
 	int			i;
 
 	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
 	{
-		uint32		before;
+		uint32		before = pg_atomic_read_u32(&e->changes);
 		bool		fresh;
 		uint32		tick;
 
-		/*
-		 * Another tag: not ours, or ours being written right now (a fill
-		 * racing with this lookup, which may then miss, as it may with the
-		 * lock).
-		 */
-		if (pg_atomic_read_u32(&tags[i]) != tag)
-			continue;
-		before = pg_atomic_read_u32(&e->changes);
 		pg_read_barrier();
 		if (before & 1)
 		{
