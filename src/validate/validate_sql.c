@@ -34,7 +34,8 @@ make_status_texts(void)
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	int			i;
 
-	for (i = 0; i < HK_NUM_STATUSES; i++)
+	/* The first one last: it says they are all made. */
+	for (i = HK_NUM_STATUSES - 1; i >= 0; i--)
 		status_text[i] = cstring_to_text(hk_status_names[i]);
 	MemoryContextSwitchTo(old);
 }
