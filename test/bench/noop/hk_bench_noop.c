@@ -95,10 +95,11 @@ hk_bench_noop_validate(PG_FUNCTION_ARGS)
 				values[i] = UUIDPGetDatum(&c->id);
 				break;
 			default:
-				if (typid == INT8OID)
-					nulls[i] = true;	/* credits_remaining: unlimited */
-				else
+				/* The limit figures; anything else (credits_remaining: unlimited) NULL. */
+				if (typid == INT4OID)
 					values[i] = Int32GetDatum(1000);
+				else
+					nulls[i] = true;
 				break;
 		}
 	}
