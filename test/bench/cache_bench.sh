@@ -194,5 +194,5 @@ printf 'cold validate_key (bcrypt cost 10): %s ms, vs crypt() alone %sx\n' \
 	"$(bench_fmt %.2f ${out%%|*})" "$(bench_fmt %.3f ${out#*|})"
 
 # Shared memory per cache entry.
-q -c "SELECT 'shared memory per cache entry: ' || round(a.size::numeric / s.capacity, 1) || ' bytes (' || a.size || ' bytes for ' || s.capacity || ' entries, incl. fixed header and throttle table)'
+q -c "SELECT 'shared memory per cache entry: ' || round(a.size::numeric / s.capacity, 1) || ' bytes (' || a.size || ' bytes for ' || s.capacity || ' entries, with the fixed header)'
         FROM pg_shmem_allocations a, hokusai_auth.cache_stats s WHERE a.name = 'hokusai_auth key cache'"
