@@ -23,6 +23,13 @@ DECLARE
 	r	text;
 BEGIN
 	PERFORM hokusai_auth._check_text(authenticator, 'authenticator', 63);
+	-- The worker makes usage partitions (CREATE TABLE ... PARTITION OF),
+	-- which updates the partitioned tables' catalog rows; a GRANT on one of
+	-- them at the same moment fails with "tuple concurrently updated".  The
+	-- lock holds the worker off until this transaction ends.
+	LOCK TABLE hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+		hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily
+		IN SHARE UPDATE EXCLUSIVE MODE;
 	PERFORM hokusai_auth._check_text(anon, 'anon', 63);
 	PERFORM hokusai_auth._check_text(api_user, 'api_user', 63);
 	IF authenticator IN (anon, api_user) OR anon = api_user THEN
@@ -93,6 +100,13 @@ DECLARE
 	v	regclass;
 BEGIN
 	PERFORM hokusai_auth._check_text(admin, 'admin', 63);
+	-- The worker makes usage partitions (CREATE TABLE ... PARTITION OF),
+	-- which updates the partitioned tables' catalog rows; a GRANT on one of
+	-- them at the same moment fails with "tuple concurrently updated".  The
+	-- lock holds the worker off until this transaction ends.
+	LOCK TABLE hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+		hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily
+		IN SHARE UPDATE EXCLUSIVE MODE;
 	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = admin) THEN
 		EXECUTE format('CREATE ROLE %I NOLOGIN', admin);
 	END IF;

@@ -523,7 +523,7 @@ like($storm_log, qr/pre_request/, '... (the server did log the statements)');
 # Every answered request of a known key is in usage with its status,
 # refusals included; the worker writes them within a flush interval.
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) >= 1 + $storm FROM hokusai_auth.api_key_usage "
+		"SELECT count(*) >= 2 + $storm FROM hokusai_auth.api_key_usage "
 		  . "WHERE api_key_id = '$l_kid' AND status_code = 429"),
 	'usage: the 429s are recorded with status 429');
 is(sql("SELECT string_agg(status_code || ':' || n, ',' ORDER BY status_code) FROM "

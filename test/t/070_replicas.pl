@@ -239,12 +239,12 @@ for my $s (@standbys)
 sleep(1);
 is(usage_counts(), '/s1=70 /s2=1044', 'exactly once: 70 from standby1, 20 + 1024 from standby2');
 
-# The landing itself: the same call twice takes its events once.  Events of
-# now (in microseconds since 2000): an event older than the usage partitions
-# would be counted as late and written nowhere (docs/usage.md).
+# The landing itself: the same call twice takes its events once.  (The
+# events are of now: an event of a day without a usage partition, such as
+# 2000-01-01, time 0, would be counted as late and written nowhere.)
+my $now_us = sql($primary, "SELECT ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint");
 my $land = "SELECT hokusai_auth._receive_usage('00000000-0000-4000-8000-000000000001', 3,
-	'{0,1,2}', '{$kid_u,$kid_u,$kid_u}', '{/direct,/direct,/direct}',
-	(SELECT ARRAY[t, t, t] FROM (SELECT ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint AS t) n),
+	'{0,1,2}', '{$kid_u,$kid_u,$kid_u}', '{/direct,/direct,/direct}', '{$now_us,$now_us,$now_us}',
 	'{1,2,3}', '{200,200,500}', NULL, NULL)";
 is(sql($primary, $land), '3', 'a first call is taken up to position 3');
 is(sql($primary, $land), '3', 'the same call again answers the same position');

@@ -146,15 +146,25 @@ sub check_key
 # h + 1 requests; on the day that started d days ago (d = 2..29, at the
 # same minute as now minus d days), d requests.  Response times and
 # statuses vary so that p95 and the status breakdown mean something.
+# The usage route reads the aggregates the worker writes (docs/usage.md):
+# the events go through the worker's write step in SQL, into partitions
+# made for each of the 30 days (the worker makes only today's and later).
 sql(<<"SQL");
-INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
-SELECT '$use_id', 'GET /keys', date_trunc('hour', now()) - h * interval '1 hour',
-       10 * (h + 1) + i, CASE WHEN i % 5 = 4 THEN 429 WHEN i % 7 = 6 THEN 500 ELSE 200 END
-  FROM generate_series(0, 23) h, generate_series(0, h) i;
-INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
-SELECT '$use_id', 'POST /rpc/create_key', date_trunc('hour', now()) - d * interval '1 day' - interval '30 minutes',
-       5 * d + i, CASE WHEN i % 3 = 2 THEN 401 ELSE 201 END
-  FROM generate_series(2, 29) d, generate_series(1, d) i;
+SELECT hokusai_auth._usage_make_partition(p, now() - d * interval '1 day')
+  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+				hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily}'::regclass[]) p,
+	   generate_series(0, 30) d;
+SELECT hokusai_auth._usage_flush(array_agg(k), array_agg(e), array_agg(t), array_agg(r), array_agg(c))
+  FROM (SELECT '$use_id'::uuid AS k, 'GET /keys'::text AS e,
+			   date_trunc('hour', now()) - h * interval '1 hour' AS t,
+			   10 * (h + 1) + i AS r,
+			   CASE WHEN i % 5 = 4 THEN 429 WHEN i % 7 = 6 THEN 500 ELSE 200 END AS c
+		  FROM generate_series(0, 23) h, generate_series(0, h) i
+		UNION ALL
+		SELECT '$use_id'::uuid, 'POST /rpc/create_key',
+			   date_trunc('hour', now()) - d * interval '1 day' - interval '30 minutes',
+			   5 * d + i, CASE WHEN i % 3 = 2 THEN 401 ELSE 201 END
+		  FROM generate_series(2, 29) d, generate_series(1, d) i) ev;
 SQL
 my $seeded = sql("SELECT count(*) FROM hokusai_auth.api_key_usage WHERE api_key_id = '$use_id'");
 is($seeded, 300 + 434, "usage rows written for the chart ($seeded)");
