@@ -25,7 +25,8 @@
 # one execution of a prepared statement per line (EXECUTE p(key)), ROWS and
 # 2 x ROWS of them: what one statement costs inside the backend (executor
 # start-up, the function, the row; not the wire protocol or the kernel),
-# for SELECT 1, the do-nothing function, a cache hit and a malformed key.
+# for SELECT 1, the do-nothing function, a cache hit, a cache hit of a key
+# with scopes that requires one (required_scopes) and a malformed key.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${1:-10000}
@@ -38,7 +39,11 @@ q -c "CREATE EXTENSION hokusai_auth CASCADE" >/dev/null
 hk_bench_noop_sql | q >/dev/null
 q -c "SET hokusai_auth.bcrypt_cost = 4;
 	CREATE TABLE cg_keys AS SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('cg'), 'cg',
-		rate_limit_per_hour => 2000000000, burst_limit => 60000)" >/dev/null
+		rate_limit_per_hour => 2000000000, burst_limit => 60000);
+	CREATE TABLE cg_scoped_keys AS SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('cgs'), 'cgs',
+		rate_limit_per_hour => 2000000000, burst_limit => 60000, scopes => '{files:read, models:*}')" >/dev/null
+[ "$(q -c "SELECT status FROM cg_scoped_keys, hokusai_auth.validate_key(key, required_scopes => '{models:predict}')")" = ok ] ||
+	{ echo "BENCHMARK INVALID: the scoped key is not admitted" >&2; exit 1; }
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
 # Single-user mode runs no background worker: nothing else to count.
 echo "hokusai_auth.database = 'template1'" >> "$DIR/data/postgresql.conf"
@@ -88,6 +93,10 @@ stmt()
 	select1) prep="PREPARE p(text) AS SELECT 1"; arg="'$key'" ;;
 	noop) prep="PREPARE p(text) AS SELECT valid FROM hk_bench.noop_validate(\$1)"; arg="'$key'" ;;
 	hit) prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"; arg="'$key'" ;;
+	scoped)	# a key with scopes, one required on every call (docs/authorization.md)
+		key=$(cat "$DIR/scoped_key")
+		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1, required_scopes => '{models:predict}')"
+		arg="'$key'" ;;
 	malformed)	# the last character changed: a checksum failure
 		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"
 		if [ "${key: -1}" = A ]; then arg="'${key%?}B'"; else arg="'${key%?}A'"; fi ;;
@@ -105,11 +114,12 @@ stmt()
 }
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
 q -c "SELECT key FROM cg_keys" > "$DIR/key"
+q -c "SELECT key FROM cg_scoped_keys" > "$DIR/scoped_key"
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
 declare -A st
 echo
 echo "one execution of a prepared statement (postgres --single, EXECUTE p(key) per line), instructions:"
-for v in select1 noop hit malformed; do
+for v in select1 noop hit scoped malformed; do
 	a=$(stmt $v "$ROWS"); b=$(stmt $v $((2 * ROWS)))
 	[ -n "$a" ] && [ -n "$b" ] || exit 1
 	st[$v]=$(( (b - a) / ROWS ))
@@ -118,3 +128,5 @@ done
 printf 'ratios of instructions (baseline / measured): cache hit vs SELECT 1 %.3f, vs do-nothing function %.3f; malformed vs SELECT 1 %.3f\n' \
 	"$(echo "${st[select1]} / ${st[hit]}" | bc -l)" "$(echo "${st[noop]} / ${st[hit]}" | bc -l)" \
 	"$(echo "${st[select1]} / ${st[malformed]}" | bc -l)"
+printf 'cache hit with required_scopes vs without (docs/authorization.md): %.3f of the instructions\n' \
+	"$(echo "${st[scoped]} / ${st[hit]}" | bc -l)"
