@@ -12,15 +12,20 @@ OBJS = \
 	src/common/forwarded.o \
 	src/common/key_format.o \
 	src/common/text.o \
+	src/events/event_queue.o \
+	src/events/events_sql.o \
+	src/events/outbox.o \
 	src/keys/actor.o \
 	src/keys/bcrypt.o \
 	src/keys/generate.o \
 	src/keys/keys_sql.o \
 	src/validate/cache.o \
+	src/validate/cache_lookup.o \
 	src/validate/cidr_datum.o \
 	src/validate/invalidate.o \
 	src/validate/key_store.o \
 	src/validate/pipeline.o \
+	src/validate/scopes.o \
 	src/validate/stats.o \
 	src/validate/throttle.o \
 	src/validate/validate_sql.o \
@@ -34,18 +39,31 @@ OBJS = \
 	src/metering/credits_scan.o \
 	src/metering/credits_sql.o \
 	src/metering/credits_xact.o \
+	src/http/caller.o \
+	src/replica/inval_log.o \
+	src/replica/receive.o \
+	src/replica/ship.o \
+	src/replica/ship_state.o \
+	src/replica/walinval.o \
+	src/replica/xidsnap.o \
 	src/http/client_ip.o \
 	src/http/postgrest.o \
 	src/http/pre_request.o \
+	src/http/route_scopes.o \
 	src/usage/endpoint.o \
+	src/usage/histogram.o \
+	src/usage/partition.o \
 	src/usage/track.o \
 	src/usage/usage_queue.o \
 	src/usage/usage_sql.o \
 	src/usage/uuid7.o \
 	src/worker/credits_writer.o \
+	src/worker/events_step.o \
+	src/worker/aggregate.o \
 	src/worker/flush.o \
 	src/worker/housekeeping.o \
 	src/worker/locks.o \
+	src/worker/partitions.o \
 	src/worker/trust.o \
 	src/worker/usage_writer.o \
 	src/worker/worker.o
@@ -55,23 +73,24 @@ OBJS = \
 # update scripts are frozen as shipped: databases installed at an earlier
 # version walk them with ALTER EXTENSION ... UPDATE.
 INSTALL_SQL = $(addprefix sql/install/, schema.sql keys.sql audit.sql cache.sql \
-	ratelimit.sql authorization.sql metering.sql usage.sql http.sql roles.sql \
-	backups.sql)
+	ratelimit.sql authorization.sql metering.sql usage.sql http.sql events.sql \
+	roles.sql backups.sql)
 DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 PGFILEDESC = "hokusai_auth - API key management"
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# libpq: a standby's worker ships usage to the primary (src/replica/ship.c).
+PG_CPPFLAGS = -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
-SHLIB_LINK = -lsodium
+SHLIB_LINK = -lsodium -lpq
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit metering client_ip usage privileges migration pre_request trust
+REGRESS = install keys validate bad_input audit cache ratelimit metering client_ip usage privileges migration pre_request events authorization trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION = revoke_race
+ISOLATION = revoke_race events_order disable_race
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \

@@ -76,7 +76,13 @@ UNION ALL
 SELECT 'function', pg_describe_object('pg_proc'::regclass, p.oid, 0), x.property, x.value
   FROM pg_proc p
   JOIN member m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid,
-	   LATERAL (VALUES ('definition', pg_get_functiondef(p.oid)),
+	   LATERAL (VALUES ('definition',
+						CASE WHEN p.prokind = 'a'
+							 THEN (SELECT format('AGGREGATE (%s) SFUNC %s STYPE %s FINALFUNC %s',
+												 pg_get_function_arguments(p.oid), a.aggtransfn,
+												 a.aggtranstype::regtype, a.aggfinalfn)
+									 FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+							 ELSE pg_get_functiondef(p.oid) END),
 					   ('volatility', p.provolatile::text),
 					   ('security definer', p.prosecdef::text),
 					   ('config', p.proconfig::text),
@@ -232,6 +238,50 @@ SELECT valid, status, credits_remaining FROM hokusai_auth.validate_key(:'k15_key
 SELECT scopes, credits_remaining, status FROM hokusai_auth.list_keys(:'kim');
 DROP EXTENSION hokusai_auth;
 DROP ROLE regress_mig_validator;
+CREATE EXTENSION hokusai_auth;
+
+-- 1.5 -> 1.6, usage at volume: raw rows move into daily partitions (not
+-- members of the extension), the minute and hour aggregates are summed from
+-- them, and hours 1.5 rolled up before pruning their raw rows keep their
+-- rollups: the summary over the whole range answers as before.
+DROP EXTENSION hokusai_auth;
+CREATE EXTENSION hokusai_auth VERSION '1.5';
+SET TimeZone = 'UTC';
+SELECT hokusai_auth.create_user('lee') AS lee \gset
+SELECT id AS lk FROM hokusai_auth.create_key(:'lee', 'usage on 1.5') \gset
+SELECT date_trunc('hour', now()) - interval '3 days' AS t0, date_trunc('hour', now()) AS t1 \gset
+INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
+SELECT :'lk', '/e' || (i % 3), :'t0'::timestamptz + i * interval '75 seconds', (i * 7) % 40,
+	   CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END
+  FROM generate_series(0, 72 * 48 - 1) i;
+SELECT hokusai_auth.rollup_usage() >= 72 AS rolled_up;
+SELECT hokusai_auth.prune_usage('2 days') > 0 AS pruned;
+CREATE TEMP TABLE summary_15 AS
+SELECT * FROM hokusai_auth.usage_summary(:'lk', :'t0', :'t1');
+CREATE TEMP TABLE raw_15 AS SELECT * FROM hokusai_auth.api_key_usage;
+ALTER EXTENSION hokusai_auth UPDATE TO '1.6';
+SELECT (SELECT count(*) FROM hokusai_auth.api_key_usage) = (SELECT count(*) FROM raw_15) AS raw_rows_moved,
+	   NOT EXISTS (SELECT * FROM raw_15 EXCEPT SELECT * FROM hokusai_auth.api_key_usage) AS same_rows;
+SELECT count(*) > 0 AS partitions,
+	   count(*) FILTER (WHERE EXISTS (SELECT FROM pg_depend d
+									   WHERE d.objid = p.partition AND d.deptype = 'e')) AS members
+  FROM hokusai_auth.usage_partitions p;
+SELECT to_regclass('hokusai_auth.api_key_usage_1_5') AS old_raw, to_regclass('hokusai_auth.usage_rollup_state') AS rollup_state;
+SELECT n.requests = o.requests AS requests, n.errors = o.errors AS errors,
+	   n.server_errors = o.server_errors AS server_errors,
+	   n.avg_response_ms = o.avg_response_ms AS avg, n.max_response_ms = o.max_response_ms AS max,
+	   n.by_status = o.by_status AS by_status, n.by_endpoint = o.by_endpoint AS by_endpoint,
+	   abs(n.p50_response_ms - o.p50_response_ms) <= 0.25 * o.p50_response_ms AS p50_close,
+	   abs(n.p95_response_ms - o.p95_response_ms) <= 0.25 * o.p95_response_ms AS p95_close
+  FROM hokusai_auth.usage_summary(:'lk', :'t0', :'t1') n, summary_15 o;
+-- Where the raw rows are whole, the aggregates are the raw log's.
+SELECT s.requests = r.n AS requests, s.errors = r.e AS errors, s.max_response_ms = r.mx AS max
+  FROM hokusai_auth.usage_summary(:'lk', :'t1'::timestamptz - interval '1 day', :'t1') s,
+	   (SELECT count(*) n, count(*) FILTER (WHERE status_code >= 400) e, max(response_time_ms) mx
+		  FROM raw_15 WHERE "timestamp" >= :'t1'::timestamptz - interval '1 day'
+		   AND "timestamp" < :'t1') r;
+RESET TimeZone;
+DROP EXTENSION hokusai_auth;
 CREATE EXTENSION hokusai_auth;
 
 -- 1.3 -> 1.4: pre_request() becomes C, 1.3's PL/pgSQL helpers

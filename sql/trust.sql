@@ -231,6 +231,8 @@ SELECT pg_catalog.count(*) IS NOT NULL AS counted
 SELECT requests FROM hokusai_auth.usage_timeseries(:'k_plain', 'week');
 SELECT capacity IS NOT NULL AS usage_queue_stats FROM hokusai_auth.usage_queue_stats();
 SELECT hokusai_auth.usage_queue_stats_reset();
+SELECT in_recovery IS NOT NULL AS replica_stats FROM hokusai_auth.replica_stats();
+SELECT pg_catalog.count(*) AS replica_stats_view FROM hokusai_auth.replica_stats;
 
 -- housekeeping
 SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;
@@ -238,8 +240,25 @@ SELECT status FROM hokusai_auth.validate_key(:'k_exp_key');
 SELECT hokusai_auth.rollup_usage() IS NOT NULL AS rolled_up;
 SELECT hokusai_auth.prune_usage() IS NOT NULL AS pruned;
 SELECT hokusai_auth.prune_usage('1 minute');
+SELECT hokusai_auth.create_usage_partitions() IS NOT NULL AS partitions_made;
+SELECT hokusai_auth.create_usage_partitions(-1);
 SELECT jobid FROM hokusai_auth.schedule_housekeeping();
 SELECT hokusai_auth.unschedule_housekeeping();
+
+-- events: the outbox, read in order, key.expiring, retention, the
+-- request-path queue, webhook cursors
+SELECT id AS k_soon FROM hokusai_auth.create_key(:'uid', 'expires soon', burst_limit => 1000,
+	expires_at => pg_catalog.now() OPERATOR(pg_catalog.+) interval '3 days') \gset
+SELECT hokusai_auth.note_expiring_keys() IS NOT NULL AS noted;
+SELECT kind, pg_catalog.count(*) FROM hokusai_auth.events
+ WHERE user_id OPERATOR(pg_catalog.=) :'uid' GROUP BY kind ORDER BY kind COLLATE pg_catalog."C";
+SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS in_order FROM hokusai_auth.events_after(0, 10000);
+SELECT hokusai_auth.prune_events() IS NOT NULL AS pruned;
+SELECT hokusai_auth.prune_events('1 day');
+SELECT capacity FROM hokusai_auth.event_queue_stats();
+SELECT hokusai_auth.set_webhook_cursor(pg_catalog.concat('https://hooks.example.com/', :'u'), 7);
+SELECT hokusai_auth.webhook_cursor(pg_catalog.concat('https://hooks.example.com/', :'u')) AS cursor;
+SELECT hokusai_auth.set_webhook_cursor('ftp://example.com/', 7);
 
 -- the audit trail: one row per operation of this pass, the chain intact
 SELECT action, pg_catalog.count(*) FROM hokusai_auth.audit_log
@@ -265,6 +284,46 @@ SELECT (SELECT pg_catalog.count(*) FROM hokusai_auth.cache_stats) AS cache_stats
 	   (SELECT pg_catalog.count(*) IS NOT NULL FROM hokusai_auth.usage_by_endpoint) AS usage_by_endpoint,
 	   (SELECT pg_catalog.count(*) IS NOT NULL FROM hokusai_auth.usage_by_status) AS usage_by_status,
 	   (SELECT pg_catalog.count(*) IS NOT NULL FROM hokusai_auth.usage_per_minute) AS usage_per_minute;
+
+-- authorization: scopes at validation (kept in the cache entry, and too
+-- long to keep), their errors, update_key of scopes, disable_key and
+-- enable_key, require_scope and unrequire_scope, the caller functions
+-- outside a request
+SELECT id AS k_sc, key AS k_sc_key FROM hokusai_auth.create_key(:'uid', 'scoped',
+	burst_limit => 1000, scopes => '{trust:*, keys:read}') \gset
+SELECT id AS k_sl, key AS k_sl_key FROM hokusai_auth.create_key(:'uid', 'many scopes',
+	burst_limit => 1000,
+	scopes => '{alpha:read, beta:read, gamma:read, delta:read, epsilon:read, trust:read}') \gset
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key', required_scopes => '{trust:read}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key', required_scopes => '{trust:read}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key', required_scopes => '{other}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sl_key', required_scopes => '{trust:read}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sl_key', required_scopes => '{trust:read}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sl_key', required_scopes => '{Bad}');
+SELECT expires_at FROM hokusai_auth.create_key(:'uid', 'bad scope', scopes => '{Bad}');
+SELECT expires_at FROM hokusai_auth.create_key(:'uid', 'null scope', scopes => '{a, NULL}');
+SELECT scopes FROM hokusai_auth.update_key(:'k_sc', scopes => '{trust:read, keys:*}');
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key', required_scopes => '{keys:write}');
+SELECT hokusai_auth.disable_key(:'k_sc', 'trust suite') AS disabled;
+SELECT hokusai_auth.disable_key(:'k_sc') AS disabled;
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key');
+SELECT hokusai_auth.enable_key(:'k_sc') AS enabled;
+SELECT hokusai_auth.enable_key(:'k_sc') AS enabled;
+SELECT status FROM hokusai_auth.validate_key(:'k_sc_key');
+\set VERBOSITY sqlstate
+SELECT hokusai_auth.enable_key(:'k_rev');
+SELECT hokusai_auth.disable_key(:'k_exp');
+\set VERBOSITY terse
+SELECT hokusai_auth.disable_key('00000000-0000-0000-0000-000000000000');
+SELECT hokusai_auth.require_scope('get', pg_catalog.concat('/trust_', :'trust_pass'), 'trust:read') AS required;
+SELECT hokusai_auth.require_scope('GET', pg_catalog.concat('/trust_', :'trust_pass'), 'trust:read') AS required;
+SELECT hokusai_auth.require_scope('*', pg_catalog.concat('/trust_', :'trust_pass', '_gone*'), 'gone') AS required;
+SELECT hokusai_auth.unrequire_scope('*', pg_catalog.concat('/trust_', :'trust_pass', '_gone*'), 'gone') AS unrequired;
+SELECT hokusai_auth.require_scope('GET', '/trust', 'Bad');
+SELECT hokusai_auth.require_scope('FETCH', '/trust', 'trust:read');
+SELECT hokusai_auth.unrequire_scope('*', '/keys', 'keys:read');
+SELECT hokusai_auth.current_key_id() AS key_id, hokusai_auth.current_user_id() AS user_id,
+	   hokusai_auth.current_scopes() AS scopes, hokusai_auth.has_scope('trust:read') AS has_scope;
 
 -- HTTP: requests as PostgREST makes them (trust_lib.http(): the request.*
 -- settings, the role, then hokusai_auth.pre_request()), then the route's
@@ -364,6 +423,14 @@ SELECT trust_lib.http('GET', '/rpc/key_usage', trust_lib.headers(NULL),
 	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
 SELECT hokusai_api.key_usage(:'h_kid', '2999-01-01T00:00:00Z', '2000-01-01T00:00:00Z');
 ROLLBACK;
+-- GET /events (JWT): the caller's own events
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', '/rpc/events', trust_lib.headers(NULL),
+	trust_lib.claims(:'uid'), 'regress_hk_trust_api') AS http;
+SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS own_events,
+	   pg_catalog.bool_and(user_id OPERATOR(pg_catalog.=) :'uid') AS only_own
+  FROM hokusai_api.events(0);
+COMMIT;
 -- POST /keys/{id}/rotate with an API key (the anonymous role, moved to the API role)
 BEGIN;
 SELECT trust_lib.http('POST', '/rpc/rotate_key', trust_lib.headers(:'k_plain_key', '203.0.113.9')) AS http;
@@ -392,6 +459,62 @@ ROLLBACK;
 BEGIN READ ONLY;
 SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'h_new_key', '10.9.8.7')) AS http;
 ROLLBACK;
+-- PATCH /keys/{id} (a POST to /rpc/update_key) with a key that has
+-- scopes: settings, scopes it may grant, disabled; then its errors
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/update_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT r OPERATOR(pg_catalog.->>) 'name' AS name, r OPERATOR(pg_catalog.->) 'scopes' AS scopes,
+	   r OPERATOR(pg_catalog.->>) 'status' AS status,
+	   r OPERATOR(pg_catalog.->) 'allowed_ips' AS allowed_ips
+  FROM hokusai_api.update_key(pg_catalog.jsonb_build_object('key_id', :'k_sl', 'name', 'patched',
+	'scopes', pg_catalog.jsonb_build_array('trust:read'), 'rate_limit_per_hour', 10,
+	'burst_limit', NULL, 'expires_at', '2999-01-01T00:00:00Z',
+	'allowed_ips', pg_catalog.jsonb_build_array('10.0.0.0/8'), 'metadata', '{"patched": true}'::pg_catalog.jsonb,
+	'disabled', true, 'reason', 'over http')) r;
+COMMIT;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/update_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT hokusai_api.update_key(pg_catalog.jsonb_build_object('key_id', :'k_sl',
+	'scopes', pg_catalog.jsonb_build_array('other')));
+ROLLBACK;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/update_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+\set VERBOSITY sqlstate
+SELECT hokusai_api.update_key(pg_catalog.jsonb_build_object('key_id', :'k_rev', 'disabled', false));
+\set VERBOSITY terse
+ROLLBACK;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/update_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT hokusai_api.update_key(pg_catalog.jsonb_build_object('key_id', :'k_sl', 'scopes', 'x'));
+ROLLBACK;
+-- POST /keys with scopes, by a key with scopes: only scopes it has
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT r OPERATOR(pg_catalog.->) 'scopes' AS h_sc_scopes, r OPERATOR(pg_catalog.->>) 'key' AS h_sc_key
+  FROM hokusai_api.create_key('{"name": "scoped over http", "scopes": ["trust:read"]}') r \gset
+COMMIT;
+SELECT :'h_sc_scopes' AS scopes;
+BEGIN;
+SELECT trust_lib.http('POST', '/rpc/create_key', trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT hokusai_api.create_key('{"name": "wider", "scopes": ["trust:*"]}');
+ROLLBACK;
+-- route scopes: refused without the scope (a key without scopes, a disabled
+-- key, one lacking keys:write), admitted with it, the caller in the request
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', pg_catalog.concat('/trust_', :'trust_pass'), trust_lib.headers(:'k_plain_key', '203.0.113.9')) AS http;
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', '/keys', trust_lib.headers(:'k_sl_key', '10.1.1.1')) AS http;
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT trust_lib.http('POST', '/rpc/revoke_key', trust_lib.headers(:'h_sc_key', '203.0.113.9')) AS http;
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT trust_lib.http('GET', pg_catalog.concat('/trust_', :'trust_pass'), trust_lib.headers(:'k_sc_key', '203.0.113.9')) AS http;
+SELECT hokusai_auth.current_key_id() OPERATOR(pg_catalog.=) :'k_sc' AS key_id,
+	   hokusai_auth.current_user_id() OPERATOR(pg_catalog.=) :'uid' AS user_id,
+	   hokusai_auth.current_scopes() AS scopes, hokusai_auth.has_scope('trust:read') AS has_scope;
+COMMIT;
 \set ECHO none
 \elif :{?trust_plant}
 \set ECHO all
@@ -588,7 +711,13 @@ BEGIN
 			('trunc', 'numeric', 'numeric'), ('round', 'numeric', 'numeric'),
 			('round', 'numeric, integer', 'numeric'),
 			('to_regprocedure', 'text', 'regprocedure'),
-			('pg_typeof', 'text', 'regtype')
+			('pg_typeof', 'text', 'regtype'),
+			-- events
+			('pg_try_advisory_xact_lock', 'bigint', 'boolean'),
+			('regexp_replace', 'text, text, text', 'text'), ('substring', 'text, text', 'text'),
+			('jsonb_build_object', 'text, text, text, bigint', 'jsonb'),
+			('jsonb_build_object', 'text, text, text, text, text, timestamptz, text, integer', 'jsonb'),
+			('to_jsonb', 'bigint', 'jsonb'), ('cardinality', 'uuid[]', 'integer')
 			) v(name, args, result);
 	-- pgcrypto's, wherever CREATE EXTENSION ... CASCADE put it
 	PERFORM evil.hk_plant_function(name, args, result, false, e.extnamespace::regnamespace::text)
@@ -724,7 +853,8 @@ BEGIN
 	IF to_regnamespace('hokusai_auth') IS NULL THEN
 		RETURN;		-- (planted before the extension is installed)
 	END IF;
-	FOREACH r IN ARRAY ARRAY['users', 'keys', 'api_key_usage', 'audit_log'] LOOP
+	FOREACH r IN ARRAY ARRAY['users', 'keys', 'api_key_usage', 'audit_log', 'events',
+							 'webhook_cursors'] LOOP
 		EXECUTE format('CREATE VIEW evil.%I AS SELECT * FROM hokusai_auth.%I WHERE (SELECT evil.hk_ran_check(%L))',
 			r, r, format('relation %s', r));
 	END LOOP;
@@ -1030,11 +1160,18 @@ SELECT hokusai_auth.setup_admin_role('regress_hk_trust_admin');
 SELECT hokusai_auth.create_user('trust_install') AS uid \gset
 SELECT id AS k, key AS k_key FROM hokusai_auth.create_key(:'uid', 'installed',
 	allowed_ips => '{10.0.0.0/8}', burst_limit => 100) \gset
--- usage two hours ago (rolled up below) and now
-INSERT INTO hokusai_auth.api_key_usage (api_key_id, endpoint, "timestamp", response_time_ms, status_code)
-	VALUES (:'k', '/trust', now() - interval '2 hours', 5, 200),
-		   (:'k', '/trust', now() - interval '2 hours', 8, 500),
-		   (:'k', '/trust', now(), 6, 200), (:'k', '/trust', now(), 9, 500);
+-- usage two hours ago and now, through the worker's write step in SQL
+-- (partitions made, minute and hour aggregates, raw rows), and the
+-- retention of a partition of the past
+SELECT hokusai_auth.create_usage_partitions() > 0 AS partitions_made;
+SELECT count(hokusai_auth._usage_make_partition(t, now() - i * interval '1 day' - interval '2 hours'))
+		AS past_partitions
+  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely}'::regclass[]) t,
+	   (VALUES (0), (3)) v(i);
+SELECT hokusai_auth._usage_flush(ARRAY[:'k', :'k', :'k', :'k']::uuid[], '{/trust, /trust, /trust, /trust}',
+	ARRAY[now() - interval '2 hours', now() - interval '2 hours', now(), now()],
+	'{5, 8, 6, 9}', '{200, 500, 200, 500}') AS counted;
+SELECT hokusai_auth.prune_usage('2 days', '2 days') AS partitions_dropped;
 SET ROLE regress_hk_trust_operator;
 SHOW search_path;
 SELECT hokusai_auth.rollup_usage() IS NOT NULL AS rolled_up;
@@ -1052,6 +1189,8 @@ SELECT requests, errors, avg_response_ms FROM hokusai_auth.usage_summary(:'k');
 SELECT key_prefix IS NOT NULL AS rotated FROM hokusai_auth.rotate_key(:'k', '1 hour');
 SELECT hokusai_auth.revoke_key(:'k');
 SELECT hokusai_auth.expire_keys() IS NOT NULL AS expired;
+SELECT kind, count(*) FROM hokusai_auth.events_after(0, 10000) GROUP BY kind ORDER BY kind;
+SELECT hokusai_auth.note_expiring_keys() IS NOT NULL AS noted;
 SELECT hokusai_auth.seal_audit_log() IS NOT NULL AS sealed;
 SELECT hokusai_auth.verify_audit_chain();
 RESET ROLE;

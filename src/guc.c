@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -29,9 +31,22 @@ int			hk_default_rate_limit_per_hour = 1000;
 int			hk_default_burst_limit = 10;
 int			hk_flush_interval = 1000;
 int			hk_usage_queue_size = 65536;
+int			hk_events_retention = 30 * 86400;
+double		hk_usage_raw_sample = 1.0;
 bool		hk_require_https = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
+char	   *hk_primary_conninfo = NULL;
+
+/* events_retention: 0 (keep everything) or at least 7 days. */
+static bool
+hk_events_retention_check(int *newval, void **extra, GucSource source)
+{
+	if (*newval == 0 || *newval >= 7 * 86400)
+		return true;
+	GUC_check_errdetail("Use 0 to keep every event, or at least 7 days.");
+	return false;
+}
 
 /* Define every setting, from _PG_init. */
 void
@@ -86,6 +101,13 @@ hk_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomRealVariable("hokusai_auth.usage_raw_sample",
+							 "Fraction of recorded requests the worker also writes as raw rows to api_key_usage.",
+							 "Drawn per request. The per-minute and per-hour aggregates count every request whatever this is.",
+							 &hk_usage_raw_sample,
+							 1.0, 0.0, 1.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("hokusai_auth.require_https",
 							 "Refuse HTTP requests that did not arrive over HTTPS.",
@@ -103,6 +125,26 @@ hk_define_gucs(void)
 							   PGC_SIGHUP, 0,
 							   hk_trusted_proxies_check, hk_trusted_proxies_assign, NULL);
 
+	DefineCustomIntVariable("hokusai_auth.events_retention",
+							"How long the background worker keeps events.",
+							"Older events are deleted; 0 keeps them all.  At least 7 days, so that each key.expiring event is given once.",
+							&hk_events_retention,
+							30 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							hk_events_retention_check, NULL, NULL);
+
+	/*
+	 * Holds a password when one is written into it: only superusers see it,
+	 * and hokusai_auth never logs it (PostgreSQL logs a new value read at a
+	 * reload: keep passwords in a password file, docs/scaling.md).
+	 */
+	DefineCustomStringVariable("hokusai_auth.primary_conninfo",
+							   "Connection string a hot standby's worker ships usage to the primary with.",
+							   "Empty: the standby's primary_conninfo.  The database is hokusai_auth.database.",
+							   &hk_primary_conninfo,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	/*
 	 * Settings fixed at server start exist only when the library is

@@ -12,6 +12,8 @@
 #include "miscadmin.h"
 
 #include "hokusai_auth.h"
+#include "events/outbox.h"
+#include "replica/walinval.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
 #include "worker/worker.h"
@@ -27,7 +29,9 @@ _PG_init(void)
 	hk_crypto_init();
 	hk_define_gucs();
 	hk_cache_init();
+	hk_outbox_init();
 	hk_invalidate_init();
+	hk_walinval_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		hk_shmem_init();

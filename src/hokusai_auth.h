@@ -21,9 +21,12 @@ extern int	hk_default_rate_limit_per_hour;
 extern int	hk_default_burst_limit;
 extern int	hk_flush_interval;
 extern int	hk_usage_queue_size;
+extern int	hk_events_retention;
+extern double hk_usage_raw_sample;
 extern bool hk_require_https;
 extern char *hk_trusted_proxies;
 extern char *hk_database;
+extern char *hk_primary_conninfo;
 
 extern void hk_define_gucs(void);
 

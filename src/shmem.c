@@ -17,7 +17,11 @@
 
 #include "hokusai_auth.h"
 #include "metering/credits.h"
+#include "events/event_queue.h"
+#include "events/outbox.h"
 #include "ratelimit/limiter.h"
+#include "replica/ship.h"
+#include "replica/walinval.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/stats.h"
@@ -41,6 +45,10 @@ hk_shmem_request(void)
 	hk_limiter_shmem_request();
 	hk_credits_shmem_request();
 	hk_usage_shmem_request();
+	hk_outbox_shmem_request();
+	hk_event_queue_shmem_request();
+	hk_walinval_shmem_request();
+	hk_ship_shmem_request();
 }
 
 /* shmem_startup_hook: create or attach to every part. */
@@ -57,6 +65,10 @@ hk_shmem_startup(void)
 	hk_limiter_shmem_startup();
 	hk_credits_shmem_startup();
 	hk_usage_shmem_startup();
+	hk_outbox_shmem_startup();
+	hk_event_queue_shmem_startup();
+	hk_walinval_shmem_startup();
+	hk_ship_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	shmem_ready = true;
 }

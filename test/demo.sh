@@ -2,7 +2,8 @@
 # The hokusai_auth walkthrough: installs what is missing, builds and installs
 # the extension, starts a throwaway PostgreSQL with it preloaded, and shows a
 # key's life: issue -> validate -> reject bad keys -> revoke, by SQL, with
-# the hokusai CLI, and over HTTPS through nginx and PostgREST.
+# the hokusai CLI, over HTTPS through nginx and PostgREST, and in the
+# console (/console/) driven by a headless Chromium.
 #
 #   bash test/demo.sh          run the walkthrough, then remove the cluster
 #   bash test/demo.sh --keep   leave the cluster running to play with
@@ -205,12 +206,75 @@ if command -v nginx >/dev/null 2>&1 && bash "$HK_TOP/test/http/stack.sh" postgre
 		fail "curl failed on plain HTTP"
 	[ "${loc%% *}" = 301 ] && [[ ${loc#* } == https://* ]] || fail "plain HTTP answered '$loc', not a 301 to https://"
 	echo "  -> HTTP 301, Location: ${loc#* }"
+
+	say "The console: a key's life in a browser (headless Chromium, docs/console.md)"
+	CONSOLE=https://127.0.0.1:$HTTPS_PORT/console/
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --cacert "$HTTP_DIR/tls/cert.pem" "$CONSOLE") ||
+		fail "curl failed on $CONSOLE"
+	[ "$code" = 200 ] || fail "$CONSOLE answered HTTP $code"
+	echo "console: $CONSOLE  (HTTP 200, served by the same nginx)"
+	# carol signs in with her JWT, lists her keys, creates one (the key is
+	# shown once, then gone from the page), then signs in with an API key.
+	ckey=$(sql -A -t -c "SELECT key FROM hokusai_auth.create_key('$carol', 'console sign-in')")
+	[[ $ckey =~ $KEY_RE ]] || fail "create_key returned no key for the console"
+	mkdir -p "$HTTP_DIR/console-screens"
+	[ "$(id -u)" -eq 0 ] && chown "$HK_RUN_AS" "$HTTP_DIR/console-screens"
+	input=$(printf '{"url":"%s","cacert":"%s","shots":"%s","jwt":"%s","key":"%s"}' \
+		"$CONSOLE" "$HTTP_DIR/tls/cert.pem" "$HTTP_DIR/console-screens" "$jwt" "$ckey")
+	echo "-- Chromium: sign in with carol's JWT, list, create a key, sign in with an API key"
+	seen=$(hk_as_user env HK_NODE_MODULES="$HK_TOP/node_modules" \
+		node "$HK_TOP/test/http/console_check.mjs" demo <<<"$input" 2>"$HTTP_DIR/console-check.log") ||
+		{ tail -n 20 "$HTTP_DIR/console-check.log" >&2; fail "the headless browser run failed (node test/http/console_check.mjs demo)"; }
+	# What the browser saw (the key it was shown stays in this shell).
+	report=$(node -e '
+		const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
+		const lines = [];
+		let bad = 0;
+		for (const s of r.steps) {
+			if (!s.ok) { bad++; lines.push(`FAILED  ${s.name}: ${s.error}`); continue; }
+			if (s.name === "load") lines.push(`ok  page loaded (HTTP ${s.status}), Content-Security-Policy: ${s.csp}`);
+			if (s.name.startsWith("sign in with a JWT")) {
+				lines.push(`ok  signed in with the JWT: "${s.whoami}"; the keys table:`);
+				for (const k of s.rows) lines.push(`      ${k.prefix}  ${k.status}`);
+			}
+			if (s.name === "create a key") {
+				lines.push(`ok  created ${s.key.slice(0, 16)}...: shown once with "${s.warning.split(".")[0]}", copy button: "${s.copied}"`);
+				lines.push(`    after the dialog closed: the key in the page ${s.after_close.in_dom} times`);
+				if (s.after_close.in_dom !== 0 || !s.row || s.row.status !== "active") bad++;
+			}
+			if (s.name === "sign in with an API key") {
+				lines.push(`ok  signed in with an API key: "${s.whoami}", ${s.rows.length} keys listed`);
+				if (s.view !== "keys") bad++;
+			}
+		}
+		if (r.violations.length) { bad++; lines.push(`FAILED  Content-Security-Policy violations: ${JSON.stringify(r.violations)}`); }
+		else lines.push("ok  no Content-Security-Policy violation");
+		if (r.page_errors.length) { bad++; lines.push(`FAILED  errors in the page: ${r.page_errors.join("; ")}`); }
+		console.log(lines.join("\n"));
+		process.exit(bad ? 1 : 0);
+	' <<<"$seen") || { echo "$report"; fail "the console did not do what it should"; }
+	echo "$report"
+	created_key=$(node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); const s = r.steps.find((x) => x.name === "create a key"); process.stdout.write(s && s.key ? s.key : "")' <<<"$seen")
+	[[ $created_key =~ $KEY_RE ]] || fail "the console showed no key of the documented shape"
+	s=$(sql -A -t <<<"SELECT status FROM hokusai_auth.validate_key('$created_key')")
+	echo "-- the key the console showed, validated by SQL: $s"
+	[ "$s" = ok ] || fail "the key created in the console does not validate (status $s)"
+	if [ "$KEEP" -eq 1 ]; then
+		echo "screenshots of what it saw: $HTTP_DIR/console-screens/"
+	fi
 else
 	say "HTTP section skipped: nginx or PostgREST (npm install --ignore-scripts) not available"
 fi
 
 if [ "$KEEP" -eq 1 ]; then
 	say "cluster left running: PGHOST=$PGHOST PGPORT=$PGPORT psql -U postgres"
-	[ -s "$HTTP_DIR/nginx.pid" ] && echo "HTTP API: https://127.0.0.1:$HTTPS_PORT/api/v1/auth/ (CA: $HTTP_DIR/tls/cert.pem); stop: test/http/stack.sh stop $HTTP_DIR"
+	if [ -s "$HTTP_DIR/nginx.pid" ]; then
+		echo "HTTP API: https://127.0.0.1:$HTTPS_PORT/api/v1/auth/ (CA: $HTTP_DIR/tls/cert.pem); stop: test/http/stack.sh stop $HTTP_DIR"
+		# A fresh JWT for carol (1 hour), in a file only its owner reads.
+		(umask 077; stack jwt "$HTTP_DIR" "$carol" > "$HTTP_DIR/console-jwt")
+		echo "console: https://127.0.0.1:$HTTPS_PORT/console/ in a browser on this machine (the certificate is"
+		echo "  self-signed: trust $HTTP_DIR/tls/cert.pem or accept the warning); sign in as carol with"
+		echo "  the JWT in $HTTP_DIR/console-jwt (valid for an hour; a new one: test/http/stack.sh jwt $HTTP_DIR $carol)"
+	fi
 	echo "stop it with: pg_ctl -D $DIR/data stop (as $HK_RUN_AS)"
 fi

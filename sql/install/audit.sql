@@ -120,7 +120,8 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON hokusai_auth.audit_log
 
 -- One audit row, unsealed, with the actor taken from the session: the
 -- calling role, and for HTTP requests the JWT subject, the API key and the
--- client address that hokusai_auth.pre_request() recorded.
+-- client address that hokusai_auth.pre_request() recorded.  And the event
+-- of the operation (events.sql).
 CREATE FUNCTION hokusai_auth._audit(action text, api_key_id uuid, user_id uuid,
 	details jsonb)
 	RETURNS void
@@ -163,6 +164,8 @@ BEGIN
 		(action, api_key_id, user_id, hokusai_auth._caller_role(), pg_catalog.left(sub, 200),
 		 key_id::uuid, client,
 		 coalesce(details, '{}'));
+	-- Its event, in the same transaction (events.sql).
+	PERFORM hokusai_auth._audit_event(action, api_key_id, user_id, coalesce(details, '{}'));
 END
 $$;
 

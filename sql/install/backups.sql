@@ -19,9 +19,6 @@ BEGIN
 	IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'audit_head' THEN
 		UPDATE hokusai_auth.audit_head h
 		   SET last_id = NEW.last_id, last_hash = NEW.last_hash, last_seq = NEW.last_seq;
-	ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'usage_rollup_state' THEN
-		UPDATE hokusai_auth.usage_rollup_state s
-		   SET rolled_until = NEW.rolled_until, rolled_at = NEW.rolled_at;
 	ELSE
 		RAISE EXCEPTION 'hokusai_auth._singleton_replace() is not for table %', TG_TABLE_NAME;
 	END IF;
@@ -35,17 +32,21 @@ REVOKE ALL ON FUNCTION hokusai_auth._singleton_replace() FROM PUBLIC;
 
 CREATE TRIGGER audit_head_restore BEFORE INSERT ON hokusai_auth.audit_head
 	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
-CREATE TRIGGER usage_rollup_state_restore BEFORE INSERT ON hokusai_auth.usage_rollup_state
-	FOR EACH ROW EXECUTE FUNCTION hokusai_auth._singleton_replace();
 
--- pg_dump keeps the rows (and the audit sequence's position) of every table
--- that holds what users made.
+-- pg_dump keeps the rows (and the audit and event sequences' positions) of
+-- every table that holds what users made.  The usage tables are
+-- partitioned: their rows are in partitions that are not members of the
+-- extension, which pg_dump dumps as it dumps any table, rows included
+-- (registering the parents too says that they hold data).
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.users', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.audit_head', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_minutely', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_hourly', '');
-SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_latency_hourly', '');
-SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.usage_rollup_state', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.api_key_usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');

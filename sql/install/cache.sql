@@ -70,3 +70,52 @@ CREATE FUNCTION hokusai_auth.cache_stats_reset()
 	AS 'MODULE_PATHNAME', 'hk_sql_cache_stats_reset'
 	LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION hokusai_auth.cache_stats_reset() IS 'Zero the key cache counters';
+
+------------------------------------------------------------------------------
+-- Replicas: cache invalidation carried by the WAL (src/replica/inval_log.c,
+-- walinval.c).  The invalidation triggers also append what they forget to
+-- this log, with the 64-bit id of the changing transaction, and register a
+-- relcache invalidation of it that rides in the commit record; a hot
+-- standby's backends read the rows new to them before their next use of the
+-- cache.  Rows are this server's (and its standbys') only: not dumped.
+------------------------------------------------------------------------------
+
+CREATE TABLE hokusai_auth.cache_invalidations (
+	xid			xid8 NOT NULL,
+	kind		"char" NOT NULL CHECK (kind IN ('k', 'u', 'a', 'p')),
+	id			uuid,
+	at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	pruned		xid8[]
+);
+CREATE INDEX cache_invalidations_xid ON hokusai_auth.cache_invalidations (xid);
+COMMENT ON TABLE hokusai_auth.cache_invalidations IS
+	'Keys (k) and users (u) to forget, or everything (a), per committing transaction, for hot standbys; p: a prune and the transactions whose rows it deleted';
+
+-- The worker, every flush_interval: forget log rows older than keep, and
+-- say which transactions' rows went (a standby that had not read them
+-- clears that database's entries).  Also forgets the shipping state of
+-- standby runs silent for 30 days.
+CREATE FUNCTION hokusai_auth._prune_replica_state(keep interval DEFAULT '1 hour')
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	xids	xid8[];
+	n		integer;
+BEGIN
+	WITH d AS (
+		DELETE FROM hokusai_auth.cache_invalidations c
+		 WHERE c.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) keep)
+		RETURNING c.xid)
+	SELECT pg_catalog.array_agg(DISTINCT d.xid), pg_catalog.count(*) INTO xids, n FROM d;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		INSERT INTO hokusai_auth.cache_invalidations (xid, kind, pruned)
+		VALUES (pg_catalog.pg_current_xact_id(), 'p',
+				CASE WHEN pg_catalog.cardinality(xids) OPERATOR(pg_catalog.<=) 10000 THEN xids END);
+	END IF;
+	DELETE FROM hokusai_auth.usage_shipments s
+	 WHERE s.last_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '30 days');
+	RETURN n;
+END
+$$;

@@ -193,6 +193,47 @@ BEGIN
 END
 $$;
 
+-- The allowed_ips member of a request body: an array of 1 to 100 IP
+-- networks (NULL when absent or JSON null).
+CREATE FUNCTION hokusai_auth._http_cidrs(body jsonb)
+	RETURNS cidr[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v		jsonb := body OPERATOR(pg_catalog.->) 'allowed_ips';
+	item	jsonb;
+	ips		cidr[] := '{}';
+BEGIN
+	IF v IS NULL OR pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.=) 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.<>) 'array' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
+	END IF;
+	IF pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.<) 1
+	   OR pg_catalog.jsonb_array_length(v) OPERATOR(pg_catalog.>) 100 THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
+	END IF;
+	FOR item IN SELECT pg_catalog.jsonb_array_elements(v) LOOP
+		IF pg_catalog.jsonb_typeof(item) OPERATOR(pg_catalog.<>) 'string'
+		   OR (item OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.!~) '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'allowed_ips must be an array of IP networks', NULL, 'For example ["10.0.0.0/8", "2001:db8::/32"].');
+		END IF;
+		BEGIN
+			ips := ips OPERATOR(pg_catalog.||) (item OPERATOR(pg_catalog.#>>) '{}')::cidr;
+		EXCEPTION WHEN invalid_text_representation OR invalid_binary_representation THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				pg_catalog.format('allowed_ips: "%s" is not a network', item OPERATOR(pg_catalog.#>>) '{}'), NULL,
+				'Write networks with no bits set right of the mask, e.g. 10.0.0.0/8.');
+		END;
+	END LOOP;
+	RETURN ips;
+END
+$$;
+
 -- The key a route acts on: the X-Hokusai-Key-Id header that nginx sets from
 -- the path, or key_id in the body or arguments (PostgREST used directly).
 CREATE FUNCTION hokusai_auth._http_key_id(given text)
@@ -353,19 +394,19 @@ CREATE FUNCTION hokusai_api.create_key(jsonb)
 DECLARE
 	body	jsonb := hokusai_auth._http_body($1, ARRAY['name', 'environment',
 				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
-				'credits', 'refill_amount', 'refill_interval']);
+				'scopes', 'credits', 'refill_amount', 'refill_interval']);
 	caller	uuid := hokusai_auth._http_caller();
 	name	text := hokusai_auth._http_text(body, 'name', 200);
 	env		text := coalesce(hokusai_auth._http_text(body, 'environment', 4), 'live');
 	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
 	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
 	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
-	ips		cidr[];
+	ips		cidr[] := hokusai_auth._http_cidrs(body);
 	meta	jsonb := body -> 'metadata';
+	scopes	text[] := coalesce(hokusai_auth._http_scopes(body), '{}');
 	credits bigint := hokusai_auth._http_bigint(body, 'credits', 0, 9223372036854775807);
 	refill	bigint := hokusai_auth._http_bigint(body, 'refill_amount', 1, 9223372036854775807);
 	refill_every text := hokusai_auth._http_text(body, 'refill_interval', 5);
-	item	jsonb;
 	nk		record;
 	k		hokusai_auth.keys;
 BEGIN
@@ -377,28 +418,6 @@ BEGIN
 	END IF;
 	IF expires IS NOT NULL AND expires <= now() THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'expires_at must be in the future');
-	END IF;
-	IF jsonb_typeof(body -> 'allowed_ips') = 'array' THEN
-		IF jsonb_array_length(body -> 'allowed_ips') NOT BETWEEN 1 AND 100 THEN
-			PERFORM hokusai_auth._http_error(400, 'invalid_field',
-				'allowed_ips must have 1 to 100 entries', NULL, 'Leave it out to allow every address.');
-		END IF;
-		ips := '{}';
-		FOR item IN SELECT jsonb_array_elements(body -> 'allowed_ips') LOOP
-			IF jsonb_typeof(item) <> 'string' OR item #>> '{}' !~ '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
-				PERFORM hokusai_auth._http_error(400, 'invalid_field',
-					'allowed_ips must be an array of IP networks', NULL, 'For example ["10.0.0.0/8", "2001:db8::/32"].');
-			END IF;
-			BEGIN
-				ips := ips || (item #>> '{}')::cidr;
-			EXCEPTION WHEN invalid_text_representation OR invalid_binary_representation THEN
-				PERFORM hokusai_auth._http_error(400, 'invalid_field',
-					format('allowed_ips: "%s" is not a network', item #>> '{}'), NULL,
-					'Write networks with no bits set right of the mask, e.g. 10.0.0.0/8.');
-			END;
-		END LOOP;
-	ELSIF body ? 'allowed_ips' AND jsonb_typeof(body -> 'allowed_ips') <> 'null' THEN
-		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'allowed_ips must be an array of IP networks');
 	END IF;
 	IF meta IS NULL OR jsonb_typeof(meta) = 'null' THEN
 		meta := '{}';
@@ -416,10 +435,11 @@ BEGIN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field',
 			'refill_interval must be "day", "week" or "month"');
 	END IF;
+	PERFORM hokusai_auth._http_check_grant(scopes);
 
 	nk := hokusai_auth.create_key(caller, name, environment => env, expires_at => expires,
 		rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips, metadata => meta,
-		credits => credits, refill_amount => refill, refill_interval => refill_every);
+		scopes => scopes, credits => credits, refill_amount => refill, refill_interval => refill_every);
 	SELECT * INTO k FROM hokusai_auth.keys WHERE id = nk.id;
 	PERFORM set_config('response.status', '201', true);
 	PERFORM hokusai_auth._http_location(nk.id);
@@ -477,6 +497,9 @@ BEGIN
 						WHEN k.expires_at <= now() THEN 'expired'
 						ELSE 'already rotated' END));
 	END IF;
+	-- The new key has the old one's scopes: a key with scopes may rotate
+	-- only a key whose scopes it has.
+	PERFORM hokusai_auth._http_check_grant(k.scopes);
 	nk := hokusai_auth.rotate_key(k.id, make_interval(secs => grace));
 	SELECT * INTO r FROM hokusai_auth.keys WHERE id = nk.id;
 	PERFORM set_config('response.status', '201', true);
@@ -511,6 +534,89 @@ BEGIN
 							  'next_refill_at', c.next_refill_at);
 END
 $$;
+-- PATCH /api/v1/auth/keys/{key_id}: change one of the caller's keys (name,
+-- scopes, expiry, limits, allowed_ips, metadata) and disable or enable it,
+-- in one transaction.  A member given as null clears expires_at,
+-- burst_limit or allowed_ips; absent members stay as they are.
+CREATE FUNCTION hokusai_api.update_key(jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	body	jsonb := hokusai_auth._http_body($1, ARRAY['key_id', 'name', 'scopes',
+				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'disabled', 'reason']);
+	caller	uuid := hokusai_auth._http_caller();
+	k		hokusai_auth.api_keys := hokusai_auth._http_own_key(
+				hokusai_auth._http_key_id(hokusai_auth._http_text(body, 'key_id', 64)));
+	new_name text := hokusai_auth._http_text(body, 'name', 200);
+	scopes	text[] := hokusai_auth._http_scopes(body);
+	expires timestamptz := hokusai_auth._http_timestamp(hokusai_auth._http_text(body, 'expires_at', 64), 'expires_at');
+	hourly	integer := hokusai_auth._http_int(body, 'rate_limit_per_hour', 1, 1000000000);
+	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
+	ips		cidr[] := hokusai_auth._http_cidrs(body);
+	meta	jsonb := body OPERATOR(pg_catalog.->) 'metadata';
+	disabled jsonb := body OPERATOR(pg_catalog.->) 'disabled';
+	reason	text := hokusai_auth._http_text(body, 'reason', 1000);
+	settings boolean := body OPERATOR(pg_catalog.?|) ARRAY['name', 'scopes', 'expires_at',
+				'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata'];
+	msg		text;
+	r		hokusai_auth.keys;
+BEGIN
+	IF (body OPERATOR(pg_catalog.?) 'name' AND new_name IS NULL)
+	   OR (body OPERATOR(pg_catalog.?) 'rate_limit_per_hour' AND hourly IS NULL) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'name and rate_limit_per_hour cannot be cleared', NULL, 'Leave a member out to keep its value.');
+	END IF;
+	IF body OPERATOR(pg_catalog.?) 'metadata'
+	   AND pg_catalog.jsonb_typeof(meta) OPERATOR(pg_catalog.<>) 'object' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
+	END IF;
+	IF disabled IS NOT NULL AND pg_catalog.jsonb_typeof(disabled) OPERATOR(pg_catalog.<>) 'boolean' THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'disabled must be true or false');
+	END IF;
+	IF reason IS NOT NULL
+	   AND (disabled IS NULL OR disabled OPERATOR(pg_catalog.<>) 'true'::jsonb) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'reason goes with "disabled": true only');
+	END IF;
+	IF NOT settings AND disabled IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_body', 'nothing to change', NULL,
+			'Send one or more of name, scopes, expires_at, rate_limit_per_hour, burst_limit, allowed_ips, metadata, disabled.');
+	END IF;
+	IF scopes IS NOT NULL THEN
+		PERFORM hokusai_auth._http_check_grant(scopes);
+	END IF;
+
+	BEGIN
+		IF settings THEN
+			PERFORM hokusai_auth.update_key(k.id, name => new_name, expires_at => expires,
+				rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips,
+				metadata => meta, scopes => scopes,
+				clear_expires_at => body OPERATOR(pg_catalog.?) 'expires_at' AND expires IS NULL,
+				clear_burst_limit => body OPERATOR(pg_catalog.?) 'burst_limit' AND burst IS NULL,
+				clear_allowed_ips => body OPERATOR(pg_catalog.?) 'allowed_ips' AND ips IS NULL);
+		END IF;
+		IF disabled OPERATOR(pg_catalog.=) 'true'::jsonb THEN
+			PERFORM hokusai_auth.disable_key(k.id, reason);
+		ELSIF disabled OPERATOR(pg_catalog.=) 'false'::jsonb THEN
+			PERFORM hokusai_auth.enable_key(k.id);
+		END IF;
+	EXCEPTION
+		WHEN object_not_in_prerequisite_state THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			PERFORM hokusai_auth._http_error(409, 'conflict', msg);
+		WHEN invalid_parameter_value OR string_data_right_truncation
+			 OR program_limit_exceeded OR null_value_not_allowed THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			PERFORM hokusai_auth._http_error(400, 'invalid_field', msg);
+	END;
+	SELECT * INTO r FROM hokusai_auth.keys v WHERE v.id OPERATOR(pg_catalog.=) k.id;
+	RETURN hokusai_auth._http_key_json(r);
+END
+$$;
+COMMENT ON FUNCTION hokusai_api.update_key(jsonb) IS
+	'Change one of the caller''s keys (name, scopes, expiry, limits, allowed_ips, metadata) and disable or enable it';
 
 -- The usage summary of one of the caller's keys (hokusai_auth.usage_summary,
 -- which reads as the owner: the ownership check is repeated here).

@@ -341,6 +341,7 @@ BEGIN
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
 	PERFORM hokusai_auth._check_credit_settings(credits, refill_amount, refill_interval);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	PERFORM hokusai_auth._active_user(user_id);
 
 	-- A refill without credits starts full.
@@ -437,6 +438,15 @@ BEGIN
 	id := nk.id;
 	key := nk.key;
 	key_prefix := nk.key_prefix;
+	-- Rotation changes the secret, not whether the key may be used: the
+	-- replacement of a disabled key starts disabled (docs/authorization.md).
+	IF k.disabled_at IS NOT NULL THEN
+		UPDATE hokusai_auth.api_keys a SET disabled_at = k.disabled_at
+		 WHERE a.id OPERATOR(pg_catalog.=) nk.id;
+		PERFORM hokusai_auth._audit('disable', nk.id, k.user_id,
+			pg_catalog.jsonb_build_object('key_prefix', nk.key_prefix,
+				'reason', 'replaces a disabled key', 'rotated_from', k.id));
+	END IF;
 
 	IF grace OPERATOR(pg_catalog.=) interval '0' THEN
 		old_end := pg_catalog.now();
@@ -538,6 +548,7 @@ BEGIN
 	END IF;
 	PERFORM hokusai_auth._check_key_settings(expires_at, rate_limit_per_hour,
 		burst_limit, allowed_ips, metadata);
+	PERFORM hokusai_auth._check_scopes(scopes);
 	k := hokusai_auth._key_for_update(key_id);
 	IF k.revoked_at IS NOT NULL OR NOT k.is_active THEN
 		RAISE EXCEPTION 'cannot update revoked api key %', k.key_prefix

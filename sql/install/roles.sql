@@ -23,6 +23,13 @@ DECLARE
 	r	text;
 BEGIN
 	PERFORM hokusai_auth._check_text(authenticator, 'authenticator', 63);
+	-- The worker makes usage partitions (CREATE TABLE ... PARTITION OF),
+	-- which updates the partitioned tables' catalog rows; a GRANT on one of
+	-- them at the same moment fails with "tuple concurrently updated".  The
+	-- lock holds the worker off until this transaction ends.
+	LOCK TABLE hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+		hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily
+		IN SHARE UPDATE EXCLUSIVE MODE;
 	PERFORM hokusai_auth._check_text(anon, 'anon', 63);
 	PERFORM hokusai_auth._check_text(api_user, 'api_user', 63);
 	IF authenticator IN (anon, api_user) OR anon = api_user THEN
@@ -54,6 +61,10 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.create_key(jsonb), '
 				   'hokusai_api.revoke_key(jsonb), hokusai_api.rotate_key(jsonb), '
 				   'hokusai_api.key_usage(text, text, text) TO %I', api_user);
+	-- PATCH, and the caller for row-level security policies.
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.update_key(jsonb), '
+				   'hokusai_auth.current_key_id(), hokusai_auth.current_user_id(), '
+				   'hokusai_auth.current_scopes(), hokusai_auth.has_scope(text) TO %I', api_user);
 	-- What the security-invoker view and key_usage() read, under row-level
 	-- security; never key_hash.
 	EXECUTE format('GRANT SELECT (id, key_prefix, user_id, name, environment, created_at, '
@@ -65,6 +76,9 @@ BEGIN
 				   'hokusai_auth._http_caller(), hokusai_auth._http_key_id(text), '
 				   'hokusai_auth._http_timestamp(text, text), '
 				   'hokusai_auth._http_usage(uuid, timestamptz, timestamptz) TO %I', api_user);
+	-- GET /api/v1/auth/events: the caller's events, under row-level security.
+	EXECUTE format('GRANT SELECT ON hokusai_auth.events TO %I', api_user);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.events(bigint), hokusai_auth._event_horizon() TO %I', api_user);
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.setup_http_roles(text, text, text) IS
@@ -86,6 +100,13 @@ DECLARE
 	v	regclass;
 BEGIN
 	PERFORM hokusai_auth._check_text(admin, 'admin', 63);
+	-- The worker makes usage partitions (CREATE TABLE ... PARTITION OF),
+	-- which updates the partitioned tables' catalog rows; a GRANT on one of
+	-- them at the same moment fails with "tuple concurrently updated".  The
+	-- lock holds the worker off until this transaction ends.
+	LOCK TABLE hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+		hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily
+		IN SHARE UPDATE EXCLUSIVE MODE;
 	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = admin) THEN
 		EXECUTE format('CREATE ROLE %I NOLOGIN', admin);
 	END IF;
@@ -104,7 +125,7 @@ BEGIN
 	FOR v IN
 		SELECT c.oid::regclass FROM pg_class c
 		 WHERE c.relnamespace = 'hokusai_auth'::regnamespace
-		   AND c.relkind IN ('r', 'v') AND c.relname <> 'api_keys'
+		   AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition AND c.relname <> 'api_keys'
 	LOOP
 		EXECUTE format('GRANT SELECT ON %s TO %I', v, admin);
 	END LOOP;

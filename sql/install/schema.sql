@@ -2,7 +2,7 @@
 
    Built by make: sql/hokusai_auth--1.6.sql is the files of sql/install/
    concatenated in the order the Makefile lists (schema, keys, audit, cache,
-   ratelimit, authorization, metering, usage, http, roles,
+   ratelimit, authorization, metering, usage, http, events, roles,
    backups).  Edit those files, never the
    built script.  Every object is defined once, in its 1.6 form.  A database
    installed at an earlier version reaches the same objects through the
@@ -23,7 +23,7 @@ SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 -- sql/install/schema.sql: the schemas hokusai_auth and hokusai_api, and the
 -- tables of section 3 of DESIGN.md (users, api_keys, api_key_usage) with
 -- their indexes and comments.  The audit tables are in audit.sql, the
--- rollup tables in usage.sql, row-level security in http.sql.
+-- usage aggregates in usage.sql, row-level security in http.sql.
 ------------------------------------------------------------------------------
 
 -- Created here, not from the control file, so they belong to the extension
@@ -111,19 +111,21 @@ COMMENT ON COLUMN hokusai_auth.api_keys.credits_refilled_at IS 'Start of the per
 CREATE INDEX api_keys_credits_key_id_idx ON hokusai_auth.api_keys (credits_key_id)
 	WHERE credits_key_id IS NOT NULL;
 
--- Raw usage events, written by the background worker (usage.sql).
+-- Raw usage events, written by the background worker (usage.sql), for the
+-- share of requests hokusai_auth.usage_raw_sample keeps.  Partitioned by
+-- UTC day; the partitions (api_key_usage_pYYYYMMDD) are made by
+-- create_usage_partitions() and dropped by prune_usage(), each with its own
+-- indexes: a B-tree on api_key_id (deduplicated: a few bytes a row) and a
+-- BRIN on "timestamp".  The parent has no index, key or foreign key of its
+-- own: a partitioned index would make pg_dump's restore of the partitions
+-- fail, and the worker checks the keys itself (docs/usage.md#partitions).
 CREATE TABLE hokusai_auth.api_key_usage (
-	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-	api_key_id			uuid NOT NULL REFERENCES hokusai_auth.api_keys (id),
+	id					uuid NOT NULL DEFAULT gen_random_uuid(),
+	api_key_id			uuid NOT NULL,
 	endpoint			text,
 	"timestamp"			timestamptz NOT NULL DEFAULT now(),
 	response_time_ms	integer,
 	status_code			integer
-);
-CREATE INDEX api_key_usage_key_time_idx
-	ON hokusai_auth.api_key_usage (api_key_id, "timestamp");
--- Rollups and retention scan by time: a BRIN index is nearly free to keep
--- up on an append-mostly table.
-CREATE INDEX api_key_usage_timestamp_brin
-	ON hokusai_auth.api_key_usage USING brin ("timestamp");
-COMMENT ON TABLE hokusai_auth.api_key_usage IS 'One row per recorded request';
+) PARTITION BY RANGE ("timestamp");
+COMMENT ON TABLE hokusai_auth.api_key_usage IS
+	'Raw usage events: one row per recorded request that hokusai_auth.usage_raw_sample keeps';

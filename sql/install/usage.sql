@@ -2,18 +2,38 @@
 ------------------------------------------------------------------------------
 -- sql/install/usage.sql: usage analytics.  The request path queues events
 -- in shared memory (record_usage(), track_request(): src/usage/); the
--- background worker inserts them (_usage_flush(), _usage_touch()).  Raw
--- events (api_key_usage, schema.sql) are summed per key and UTC hour by
--- rollup_usage(), a pg_cron job (schedule_housekeeping()).  Hours before
--- usage_rollup_state.rolled_until are complete in the rollup tables; the
--- summaries read rollups for them and raw rows for the rest.  The worker
--- adds events that arrive late (older than rolled_until) to the rollups as
--- it inserts them, so the two never disagree.  Then the analytics views,
--- usage_summary() and usage_timeseries().
+-- background worker counts every event in per-minute and per-hour
+-- aggregates (api_key_usage_minutely, api_key_usage_hourly) and writes the
+-- share hokusai_auth.usage_raw_sample keeps as raw rows (api_key_usage,
+-- schema.sql), all in one transaction per batch (src/worker/flush.c, or
+-- _usage_flush() here).  The three tables are partitioned by time: one
+-- partition per UTC day (raw, minutes) or month (hours), made ahead by the
+-- worker (create_usage_partitions()) and dropped by prune_usage().  The
+-- worker keeps per-day aggregates too (api_key_usage_daily, one partition
+-- a year).  The summaries, time series and views read the aggregates only.
 ------------------------------------------------------------------------------
 
+-- Per key, UTC minute, endpoint and status code: requests, those with a
+-- response time, their sum and maximum, and their histogram (pairs of
+-- bucket and count, see _hist_percentile()).  Errors are the requests of
+-- status 400 and above.
+CREATE TABLE hokusai_auth.api_key_usage_minutely (
+	api_key_id			uuid NOT NULL,
+	minute				timestamptz NOT NULL,
+	endpoint			text,
+	status_code			integer,
+	requests			bigint NOT NULL,
+	timed_requests		bigint NOT NULL,
+	response_ms_sum		bigint NOT NULL,
+	max_response_ms		integer,
+	latency_hist		bigint[]
+) PARTITION BY RANGE (minute);
+COMMENT ON TABLE hokusai_auth.api_key_usage_minutely IS
+	'Requests per key, UTC minute, endpoint and status code, with a response-time histogram (every request counted)';
+
+-- The same per UTC hour; partitioned by month.
 CREATE TABLE hokusai_auth.api_key_usage_hourly (
-	api_key_id			uuid NOT NULL REFERENCES hokusai_auth.api_keys (id),
+	api_key_id			uuid NOT NULL,
 	hour				timestamptz NOT NULL,
 	endpoint			text,
 	status_code			integer,
@@ -21,111 +41,276 @@ CREATE TABLE hokusai_auth.api_key_usage_hourly (
 	timed_requests		bigint NOT NULL,
 	response_ms_sum		bigint NOT NULL,
 	max_response_ms		integer,
-	CONSTRAINT api_key_usage_hourly_key UNIQUE NULLS NOT DISTINCT
-		(api_key_id, hour, endpoint, status_code)
-);
+	latency_hist		bigint[]
+) PARTITION BY RANGE (hour);
 COMMENT ON TABLE hokusai_auth.api_key_usage_hourly IS
-	'Requests per key, UTC hour, endpoint and status (rolled up from api_key_usage)';
+	'Requests per key, UTC hour, endpoint and status code, with a response-time histogram (every request counted)';
 
-CREATE TABLE hokusai_auth.api_key_latency_hourly (
-	api_key_id			uuid NOT NULL REFERENCES hokusai_auth.api_keys (id),
-	hour				timestamptz NOT NULL,
-	histogram			bigint[] NOT NULL,
+-- The same per UTC day; partitioned by year.  Summaries read it for the
+-- whole days of a range.
+CREATE TABLE hokusai_auth.api_key_usage_daily (
+	api_key_id			uuid NOT NULL,
+	day					timestamptz NOT NULL,
+	endpoint			text,
+	status_code			integer,
+	requests			bigint NOT NULL,
+	timed_requests		bigint NOT NULL,
+	response_ms_sum		bigint NOT NULL,
 	max_response_ms		integer,
-	PRIMARY KEY (api_key_id, hour)
-);
-COMMENT ON TABLE hokusai_auth.api_key_latency_hourly IS
-	'Response-time histogram per key and UTC hour (buckets: hokusai_auth._latency_bounds())';
+	latency_hist		bigint[]
+) PARTITION BY RANGE (day);
+COMMENT ON TABLE hokusai_auth.api_key_usage_daily IS
+	'Requests per key, UTC day, endpoint and status code, with a response-time histogram (every request counted)';
 
-CREATE TABLE hokusai_auth.usage_rollup_state (
-	only_row		boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-	rolled_until	timestamptz NOT NULL,
-	rolled_at		timestamptz
+-- One group of any of the three, as the worker hands them over.
+CREATE TYPE hokusai_auth._usage_group AS (
+	t					timestamptz,
+	api_key_id			uuid,
+	endpoint			text,
+	status_code			integer,
+	requests			bigint,
+	timed_requests		bigint,
+	response_ms_sum		bigint,
+	max_response_ms		integer,
+	latency_hist		bigint[]
 );
-INSERT INTO hokusai_auth.usage_rollup_state (rolled_until) VALUES ('-infinity');
-COMMENT ON TABLE hokusai_auth.usage_rollup_state IS
-	'Hours before rolled_until are complete in the hourly rollup tables';
 
 ------------------------------------------------------------------------------
--- Response-time histograms.  Bucket 1 is [0, 1) ms, bucket i+1 is
--- [bounds[i], bounds[i+1]), the last is [60000, infinity): 63 buckets,
--- each at most 25% wide above 10 ms.
+-- Response-time histograms (src/usage/histogram.c).  Bucket b holds the
+-- response times v with: v = b below 32 ms; above, 16 buckets per power of
+-- two, each 1/16 of its lower bound wide at most.  A histogram is a
+-- bigint[] of (bucket, count) pairs, buckets ascending, empty buckets left
+-- out; NULL when no request had a response time.
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION hokusai_auth._latency_bounds()
-	RETURNS integer[]
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$
-	SELECT '{1,2,3,4,5,6,7,8,9,10,12,14,16,18,20,25,30,35,40,45,50,60,70,80,90,
-			 100,120,140,160,180,200,250,300,350,400,450,500,600,700,800,900,
-			 1000,1200,1400,1600,1800,2000,2500,3000,3500,4000,4500,5000,6000,7000,
-			 8000,9000,10000,15000,20000,30000,60000}'::integer[]
-$$;
-
--- A 63-bucket histogram from (bucket, count) pairs.
-CREATE FUNCTION hokusai_auth._hist_build(buckets integer[], counts bigint[])
+CREATE FUNCTION hokusai_auth._hist_merge(a bigint[], b bigint[])
 	RETURNS bigint[]
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-	SELECT array_agg(coalesce(x.c, 0) ORDER BY i)
-	  FROM generate_series(1, 63) i
-	  LEFT JOIN (SELECT u.b, sum(u.c) AS c FROM unnest(buckets, counts) u(b, c) GROUP BY u.b) x
-		ON x.b = i
-$$;
+	AS 'MODULE_PATHNAME', 'hk_sql_hist_merge'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
-CREATE FUNCTION hokusai_auth._hist_add(a bigint[], b bigint[])
+CREATE FUNCTION hokusai_auth._hist_sum_step(state internal, h bigint[])
+	RETURNS internal
+	AS 'MODULE_PATHNAME', 'hk_sql_hist_sum_step'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION hokusai_auth._hist_of_step(state internal, response_time_ms integer)
+	RETURNS internal
+	AS 'MODULE_PATHNAME', 'hk_sql_hist_of_step'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION hokusai_auth._hist_final(state internal)
 	RETURNS bigint[]
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-	SELECT array_agg(coalesce(x, 0) + coalesce(y, 0) ORDER BY i)
-	  FROM unnest(a, b) WITH ORDINALITY u(x, y, i)
-$$;
+	AS 'MODULE_PATHNAME', 'hk_sql_hist_final'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
--- The p-quantile of a histogram, interpolated inside its bucket and never
--- above the largest value seen.
+-- The sum of histograms.
+CREATE AGGREGATE hokusai_auth._hist_sum(bigint[]) (
+	SFUNC = hokusai_auth._hist_sum_step,
+	STYPE = internal,
+	FINALFUNC = hokusai_auth._hist_final
+);
+
+-- The histogram of response times (NULLs left out).
+CREATE AGGREGATE hokusai_auth._hist_of(integer) (
+	SFUNC = hokusai_auth._hist_of_step,
+	STYPE = internal,
+	FINALFUNC = hokusai_auth._hist_final
+);
+
+-- The p-quantile of a histogram: interpolated inside the bucket that holds
+-- the nearest-rank value, never above the largest value seen.  Exact below
+-- 32 ms, less than 1/16 (6.25%) off above.
 CREATE FUNCTION hokusai_auth._hist_percentile(h bigint[], p double precision, max_ms integer)
 	RETURNS numeric
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'hk_sql_hist_percentile'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+------------------------------------------------------------------------------
+-- Partitions.  Made only at run time, never by the install script: pg_dump
+-- dumps them (they are not members of the extension) with their rows, and
+-- a restore re-creates and attaches them after CREATE EXTENSION made the
+-- parents.  Made ahead by the worker every hour (create_usage_partitions()),
+-- dropped by prune_usage().  Every lock on a parent is taken NOWAIT: an idle
+-- transaction that read a usage table never makes anyone queue behind us.
+------------------------------------------------------------------------------
+
+-- The partition of parent that holds time "at"; NULL when there is none.
+CREATE FUNCTION hokusai_auth._usage_partition(parent regclass, at timestamptz)
+	RETURNS regclass
+	AS 'MODULE_PATHNAME', 'hk_sql_usage_partition'
+	LANGUAGE C STABLE STRICT;
+
+-- Every partition of parent with its bounds, oldest first.
+CREATE FUNCTION hokusai_auth._usage_partition_bounds(parent regclass,
+	OUT partition regclass, OUT from_time timestamptz, OUT until_time timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'hk_sql_usage_partition_bounds'
+	LANGUAGE C STABLE STRICT;
+
+-- The partitions of the three usage tables.
+CREATE VIEW hokusai_auth.usage_partitions AS
+	SELECT t.t::regclass AS table_name, b.partition, b.from_time, b.until_time,
+		   pg_catalog.pg_total_relation_size(b.partition) AS total_bytes
+	  FROM unnest(ARRAY['hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely',
+						'hokusai_auth.api_key_usage_hourly', 'hokusai_auth.api_key_usage_daily']) t,
+		   LATERAL hokusai_auth._usage_partition_bounds(t.t::regclass) b;
+COMMENT ON VIEW hokusai_auth.usage_partitions IS
+	'Partitions of the raw and aggregate usage tables, with their time ranges and sizes';
+
+-- Make the partition of parent that holds time "at" (a UTC day; a UTC
+-- month for the hourly table, a year for the daily one), unless there is
+-- one.  Returns it, or NULL
+-- when the parent's lock was not available at once (try again later).
+CREATE FUNCTION hokusai_auth._usage_make_partition(parent regclass, at timestamptz)
+	RETURNS regclass
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	bounds	integer[] := hokusai_auth._latency_bounds();
-	total	numeric := 0;
-	cum		numeric := 0;
-	rnk		numeric;
-	lo		numeric;
-	hi		numeric;
-	i		integer;
+	unit	text := CASE WHEN parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass
+						 THEN 'month'
+						 WHEN parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_daily'::regclass
+						 THEN 'year' ELSE 'day' END;
+	step	interval := pg_catalog.concat('1 ', unit)::interval;
+	lo		timestamp;
+	part	regclass := hokusai_auth._usage_partition(parent, at);
+	name	text;
+	owner	name;
 BEGIN
-	IF h IS NULL THEN
-		RETURN NULL;
+	IF part IS NOT NULL THEN
+		RETURN part;
 	END IF;
-	FOR i IN 1 .. cardinality(h) LOOP
-		total := total + h[i];
-	END LOOP;
-	IF total = 0 THEN
+	lo := pg_catalog.date_trunc(unit, at, 'UTC') AT TIME ZONE 'UTC';
+	name := pg_catalog.format('%s_p%s', c.relname,
+		pg_catalog.to_char(lo, CASE WHEN unit OPERATOR(pg_catalog.=) 'day' THEN 'YYYYMMDD'
+									WHEN unit OPERATOR(pg_catalog.=) 'month' THEN 'YYYYMM' ELSE 'YYYY' END))
+	  FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent;
+	SELECT r.rolname INTO owner FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+	 WHERE c.oid OPERATOR(pg_catalog.=) parent AND r.oid OPERATOR(pg_catalog.=) c.relowner;
+	BEGIN
+		-- ATTACH takes SHARE UPDATE EXCLUSIVE, which readers and writers do
+		-- not conflict with; never wait for it.
+		EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE NOWAIT', parent);
+	EXCEPTION WHEN lock_not_available THEN
 		RETURN NULL;
+	END;
+	EXECUTE pg_catalog.format('CREATE TABLE hokusai_auth.%I (LIKE %s INCLUDING DEFAULTS)',
+							  name, parent);
+	part := pg_catalog.format('hokusai_auth.%I', name)::regclass;
+	IF parent OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage'::regclass THEN
+		EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (api_key_id)',
+								  pg_catalog.concat(name, '_key_idx'), part);
+		EXECUTE pg_catalog.format('CREATE INDEX %I ON %s USING brin ("timestamp")',
+								  pg_catalog.concat(name, '_time_brin'), part);
+	ELSE
+		EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %s (api_key_id, %I, endpoint, status_code) NULLS NOT DISTINCT',
+								  pg_catalog.concat(name, '_key'), part,
+								  CASE WHEN unit OPERATOR(pg_catalog.=) 'day' THEN 'minute'
+									   WHEN unit OPERATOR(pg_catalog.=) 'month' THEN 'hour' ELSE 'day' END);
 	END IF;
-	rnk := p::numeric * total;
-	FOR i IN 1 .. cardinality(h) LOOP
-		IF h[i] > 0 AND cum + h[i] >= rnk THEN
-			lo := CASE WHEN i = 1 THEN 0 ELSE bounds[i - 1] END;
-			hi := CASE WHEN i > cardinality(bounds) THEN coalesce(max_ms, lo) ELSE bounds[i] - 1 END;
-			IF max_ms IS NOT NULL AND hi > max_ms THEN
-				hi := greatest(max_ms, lo);
+	EXECUTE pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)',
+							  parent, part, (lo AT TIME ZONE 'UTC')::text,
+							  ((lo OPERATOR(pg_catalog.+) step) AT TIME ZONE 'UTC')::text);
+	IF owner OPERATOR(pg_catalog.<>) current_user THEN
+		EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', part, owner);
+	END IF;
+	RETURN part;
+END
+$$;
+
+-- Make the partitions for today and the next days_ahead UTC days (and
+-- their months and years) that do not exist yet; returns how many were
+-- made.  The
+-- worker calls it every hour, prune_usage() too.
+CREATE FUNCTION hokusai_auth.create_usage_partitions(days_ahead integer DEFAULT 2)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	t		timestamptz;
+	parent	regclass;
+	made	integer := 0;
+	missed	integer := 0;
+BEGIN
+	IF days_ahead IS NULL OR days_ahead OPERATOR(pg_catalog.<) 0
+	   OR days_ahead OPERATOR(pg_catalog.>) 366 THEN
+		RAISE EXCEPTION 'days_ahead must be between 0 and 366'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR t IN SELECT pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => d)
+			   FROM pg_catalog.generate_series(0, days_ahead) d
+	LOOP
+		FOREACH parent IN ARRAY ARRAY['hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely',
+									  'hokusai_auth.api_key_usage_hourly',
+									  'hokusai_auth.api_key_usage_daily']::regclass[]
+		LOOP
+			IF hokusai_auth._usage_partition(parent, t) IS NULL THEN
+				IF hokusai_auth._usage_make_partition(parent, t) IS NULL THEN
+					missed := missed OPERATOR(pg_catalog.+) 1;
+				ELSE
+					made := made OPERATOR(pg_catalog.+) 1;
+				END IF;
 			END IF;
-			RETURN round(lo + (hi - lo) * (rnk - cum) / h[i], 1);
-		END IF;
-		cum := cum + h[i];
+		END LOOP;
 	END LOOP;
-	RETURN NULL;
+	IF missed OPERATOR(pg_catalog.>) 0 THEN
+		RAISE WARNING 'could not make % usage partitions now: a usage table is locked', missed
+			USING HINT = 'They are made at the next try (the worker tries every minute until it succeeds).';
+	END IF;
+	RETURN made;
+END
+$$;
+COMMENT ON FUNCTION hokusai_auth.create_usage_partitions(integer) IS
+	'Make the usage partitions for today and the next days_ahead days that do not exist yet; returns how many';
+
+-- Drop the partitions of parent that end at or before "before"; returns
+-- how many.  Both locks are taken NOWAIT (tried ten times in a second):
+-- when a session holds the parent (an open transaction that read it),
+-- nothing more is dropped now, with a WARNING, and the next run drops it.
+-- The lock is held for the drops only, until this transaction commits.
+CREATE FUNCTION hokusai_auth._usage_drop_partitions(parent regclass, before timestamptz)
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	p		regclass;
+	n		integer := 0;
+	try		integer;
+	locked	boolean;
+BEGIN
+	FOR p IN SELECT b.partition FROM hokusai_auth._usage_partition_bounds(parent) b
+			  WHERE b.until_time OPERATOR(pg_catalog.<=) before ORDER BY b.from_time
+	LOOP
+		-- A few tries 0.1 s apart (the worker holds its locks for a moment
+		-- each batch), never a wait in the lock queue.
+		FOR try IN 1 .. 10 LOOP
+			BEGIN
+				EXECUTE pg_catalog.format('LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE NOWAIT', parent, p);
+				locked := true;
+			EXCEPTION WHEN lock_not_available THEN
+				locked := false;
+			END;
+			EXIT WHEN locked;
+			PERFORM pg_catalog.pg_sleep(0.1);
+		END LOOP;
+		IF NOT locked THEN
+			RAISE WARNING 'could not drop usage partition %: the table is in use', p
+				USING DETAIL = pg_catalog.format('Another transaction holds a lock on %s or %s.', parent, p),
+					  HINT = 'The next prune_usage() drops it.';
+			RETURN n;
+		END IF;
+		EXECUTE pg_catalog.format('DROP TABLE %s', p);
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	RETURN n;
 END
 $$;
 
 ------------------------------------------------------------------------------
--- Called by the background worker (src/worker/flush.c, housekeeping.c).
+-- Called by the background worker (src/worker/flush.c, aggregate.c,
+-- housekeeping.c).
 ------------------------------------------------------------------------------
 
 -- Time-ordered ids for usage rows (usage_sql.c).
@@ -134,15 +319,78 @@ CREATE FUNCTION hokusai_auth._uuid_v7(at timestamptz)
 	AS 'MODULE_PATHNAME', 'hk_sql_uuid_v7'
 	LANGUAGE C VOLATILE STRICT;
 
--- Insert one batch of queued events; returns how many were inserted (events
--- of keys that no longer exist are skipped).  Events older than
--- rolled_until are also added to the rollups.  The state row's share lock
--- orders this against rollup_usage().
---
--- The batch checks that its keys exist itself (keys are never deleted by
--- normal operations), so it runs with session_replication_role = replica:
--- that skips the per-row foreign-key trigger, a third of the cost of a row.
-CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
+-- Add groups (their t is a UTC minute, hour or day) to
+-- api_key_usage_minutely, _hourly or _daily, each into the partition of its
+-- time, an upsert per partition.  Groups whose time has no partition are left out.
+-- Returns the requests added.
+CREATE FUNCTION hokusai_auth._usage_add(tbl regclass, groups hokusai_auth._usage_group[])
+	RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	col		text := CASE WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_minutely'::regclass
+						 THEN 'minute'
+						 WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_hourly'::regclass
+						 THEN 'hour'
+						 WHEN tbl OPERATOR(pg_catalog.=) 'hokusai_auth.api_key_usage_daily'::regclass
+						 THEN 'day' END;
+	part	regclass;
+	added	bigint := 0;
+	n		bigint;
+BEGIN
+	IF col IS NULL THEN
+		RAISE EXCEPTION '_usage_add() is not for table %', tbl;
+	END IF;
+	FOR part IN SELECT DISTINCT hokusai_auth._usage_partition(tbl, g.t) FROM pg_catalog.unnest(groups) g
+	LOOP
+		CONTINUE WHEN part IS NULL;
+		EXECUTE pg_catalog.format(
+			'INSERT INTO %1$s AS a (api_key_id, %2$I, endpoint, status_code, requests, timed_requests,
+					response_ms_sum, max_response_ms, latency_hist)
+			 SELECT g.api_key_id, g.t, g.endpoint, g.status_code, g.requests, g.timed_requests,
+					g.response_ms_sum, g.max_response_ms, g.latency_hist
+			   FROM pg_catalog.unnest($1) g
+			  WHERE hokusai_auth._usage_partition($2, g.t) OPERATOR(pg_catalog.=) $3
+			 ON CONFLICT (api_key_id, %2$I, endpoint, status_code) DO UPDATE
+			   SET requests = a.requests OPERATOR(pg_catalog.+) excluded.requests,
+				   timed_requests = a.timed_requests OPERATOR(pg_catalog.+) excluded.timed_requests,
+				   response_ms_sum = a.response_ms_sum OPERATOR(pg_catalog.+) excluded.response_ms_sum,
+				   max_response_ms = GREATEST(a.max_response_ms, excluded.max_response_ms),
+				   latency_hist = hokusai_auth._hist_merge(a.latency_hist, excluded.latency_hist)',
+			part, col)
+		USING groups, tbl, part;
+		SELECT pg_catalog.sum(g.requests) INTO n FROM pg_catalog.unnest(groups) g
+		 WHERE hokusai_auth._usage_partition(tbl, g.t) OPERATOR(pg_catalog.=) part;
+		added := added OPERATOR(pg_catalog.+) n;
+	END LOOP;
+	RETURN added;
+END
+$$;
+
+-- Groups summed again per UTC hour or day.
+CREATE FUNCTION hokusai_auth._usage_groups_per(groups hokusai_auth._usage_group[], unit text)
+	RETURNS hokusai_auth._usage_group[]
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT pg_catalog.array_agg(ROW(g.t, g.k, g.e, g.s, g.n, g.tn, g.ms, g.mx, g.h)::hokusai_auth._usage_group)
+	  FROM (SELECT pg_catalog.date_trunc(unit, m.t, 'UTC') AS t, m.api_key_id AS k,
+				   m.endpoint AS e, m.status_code AS s, pg_catalog.sum(m.requests)::bigint AS n,
+				   pg_catalog.sum(m.timed_requests)::bigint AS tn,
+				   pg_catalog.sum(m.response_ms_sum)::bigint AS ms,
+				   pg_catalog.max(m.max_response_ms) AS mx, hokusai_auth._hist_sum(m.latency_hist) AS h
+			  FROM pg_catalog.unnest(groups) m GROUP BY 1, 2, 3, 4) g
+$$;
+
+-- Insert raw rows (events already sampled, of keys that exist) into
+-- api_key_usage, leaving out those whose day has no partition; returns the
+-- rows inserted.  The worker writes in bulk (src/worker/usage_writer.c) and
+-- comes here when someone altered the table (a trigger, a constraint, a
+-- column): an INSERT, run with session_replication_role = replica, so
+-- that ENABLE ALWAYS and ENABLE REPLICA triggers fire, defaults apply and
+-- constraints hold.
+CREATE FUNCTION hokusai_auth._usage_insert_raw(key_ids uuid[], endpoints text[],
 	ats timestamptz[], response_times integer[], status_codes integer[])
 	RETURNS bigint
 	LANGUAGE plpgsql
@@ -150,53 +398,87 @@ CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
 	SET session_replication_role = replica
 	AS $$
 DECLARE
-	rolled	timestamptz;
 	n		bigint;
 BEGIN
-	SELECT s.rolled_until INTO rolled FROM hokusai_auth.usage_rollup_state s FOR SHARE;
-
 	INSERT INTO hokusai_auth.api_key_usage
 		(id, api_key_id, endpoint, "timestamp", response_time_ms, status_code)
 	SELECT hokusai_auth._uuid_v7(u.t), u.k, u.e, u.t, u.r, u.s
 	  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
-	 WHERE EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id = u.k);
+	 WHERE hokusai_auth._usage_partition('hokusai_auth.api_key_usage', u.t) IS NOT NULL;
 	GET DIAGNOSTICS n = ROW_COUNT;
-
-	IF EXISTS (SELECT FROM unnest(ats) t WHERE t < rolled) THEN
-		INSERT INTO hokusai_auth.api_key_usage_hourly AS h
-			(api_key_id, hour, endpoint, status_code, requests, timed_requests,
-			 response_ms_sum, max_response_ms)
-		SELECT u.k, date_trunc('hour', u.t, 'UTC'), u.e, u.s, count(*), count(u.r),
-			   coalesce(sum(u.r), 0), max(u.r)
-		  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
-		 WHERE u.t < rolled
-		   AND EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id = u.k)
-		 GROUP BY 1, 2, 3, 4
-		ON CONFLICT (api_key_id, hour, endpoint, status_code) DO UPDATE
-		   SET requests = h.requests + excluded.requests,
-			   timed_requests = h.timed_requests + excluded.timed_requests,
-			   response_ms_sum = h.response_ms_sum + excluded.response_ms_sum,
-			   max_response_ms = greatest(h.max_response_ms, excluded.max_response_ms);
-
-		INSERT INTO hokusai_auth.api_key_latency_hourly AS l
-			(api_key_id, hour, histogram, max_response_ms)
-		SELECT g.k, g.hour, hokusai_auth._hist_build(array_agg(g.b), array_agg(g.c)), max(g.mx)
-		  FROM (SELECT u.k, date_trunc('hour', u.t, 'UTC') AS hour,
-					   width_bucket(u.r, hokusai_auth._latency_bounds()) + 1 AS b,
-					   count(*) AS c, max(u.r) AS mx
-				  FROM unnest(key_ids, ats, response_times) u(k, t, r)
-				 WHERE u.t < rolled AND u.r IS NOT NULL
-				   AND EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id = u.k)
-				 GROUP BY 1, 2, 3) g
-		 GROUP BY g.k, g.hour
-		ON CONFLICT (api_key_id, hour) DO UPDATE
-		   SET histogram = hokusai_auth._hist_add(l.histogram, excluded.histogram),
-			   max_response_ms = greatest(l.max_response_ms, excluded.max_response_ms);
-	END IF;
 	RETURN n;
 END
 $$;
 
+-- Write one batch of queued events: the step the worker does in C
+-- (src/worker/flush.c), in SQL, for callers that have the events as arrays
+-- (a standby's worker shipping its queue, tests).  Events of keys that do
+-- not exist are left out.  Every other event is counted in the minute, hour
+-- and day aggregates when its minute's partition exists (a late event for a
+-- dropped partition is left out, never an error; for an event after the
+-- last partition, the partitions ahead are made first), and the share
+-- usage_raw_sample says (drawn per event) becomes a raw row.  Returns the
+-- events counted.
+CREATE FUNCTION hokusai_auth._usage_flush(key_ids uuid[], endpoints text[],
+	ats timestamptz[], response_times integer[], status_codes integer[])
+	RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	sample	double precision := coalesce(NULLIF(pg_catalog.current_setting(
+				'hokusai_auth.usage_raw_sample', true), '')::double precision, 1);
+	ev		record;
+	minutes	hokusai_auth._usage_group[];
+	hours	hokusai_auth._usage_group[];
+	raw		record;
+	counted	bigint;
+BEGIN
+	-- An event after the last partition is not late: its partition is not
+	-- made yet.
+	IF EXISTS (SELECT FROM pg_catalog.unnest(ats) t
+				WHERE t OPERATOR(pg_catalog.>=) coalesce(
+						(SELECT pg_catalog.max(b.until_time)
+						   FROM hokusai_auth._usage_partition_bounds('hokusai_auth.api_key_usage_minutely') b),
+						'-infinity')) THEN
+		PERFORM hokusai_auth.create_usage_partitions();
+	END IF;
+	SELECT pg_catalog.array_agg(u.k) AS k, pg_catalog.array_agg(u.e) AS e, pg_catalog.array_agg(u.t) AS t,
+		   pg_catalog.array_agg(u.r) AS r, pg_catalog.array_agg(u.s) AS s
+	  INTO ev
+	  FROM unnest(key_ids, endpoints, ats, response_times, status_codes) u(k, e, t, r, s)
+	 WHERE EXISTS (SELECT FROM hokusai_auth.api_keys a WHERE a.id OPERATOR(pg_catalog.=) u.k)
+	   AND hokusai_auth._usage_partition('hokusai_auth.api_key_usage_minutely', u.t) IS NOT NULL;
+	IF ev.k IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	SELECT pg_catalog.array_agg(ROW(g.m, g.k, g.e, g.s, g.n, g.tn, g.ms, g.mx, g.h)::hokusai_auth._usage_group)
+	  INTO minutes
+	  FROM (SELECT pg_catalog.date_trunc('minute', x.t, 'UTC') AS m, x.k, x.e, x.s,
+				   pg_catalog.count(*) AS n, pg_catalog.count(x.r) AS tn,
+				   coalesce(pg_catalog.sum(x.r), 0) AS ms, pg_catalog.max(x.r) AS mx,
+				   hokusai_auth._hist_of(x.r) AS h
+			  FROM unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
+			 GROUP BY 1, 2, 3, 4) g;
+	counted := hokusai_auth._usage_add('hokusai_auth.api_key_usage_minutely', minutes);
+	hours := hokusai_auth._usage_groups_per(minutes, 'hour');
+	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_hourly', hours);
+	PERFORM hokusai_auth._usage_add('hokusai_auth.api_key_usage_daily',
+									hokusai_auth._usage_groups_per(hours, 'day'));
+
+	-- Raw rows: each event kept with probability usage_raw_sample.
+	SELECT pg_catalog.array_agg(x.k) AS k, pg_catalog.array_agg(x.e) AS e, pg_catalog.array_agg(x.t) AS t,
+		   pg_catalog.array_agg(x.r) AS r, pg_catalog.array_agg(x.s) AS s
+	  INTO raw
+	  FROM unnest(ev.k, ev.e, ev.t, ev.r, ev.s) x(k, e, t, r, s)
+	 WHERE sample OPERATOR(pg_catalog.>=) 1 OR pg_catalog.random() OPERATOR(pg_catalog.<) sample;
+	IF raw.k IS NOT NULL THEN
+		PERFORM hokusai_auth._usage_insert_raw(raw.k, raw.e, raw.t, raw.r, raw.s);
+	END IF;
+	RETURN counted;
+END
+$$;
 -- last_used_at: one UPDATE per key per flush, never moving it backwards.
 -- The cache invalidation triggers ignore last_used_at.
 CREATE FUNCTION hokusai_auth._usage_touch(key_ids uuid[], ats timestamptz[])
@@ -216,6 +498,48 @@ BEGIN
 	RETURN n;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Replicas: usage recorded on hot standbys, shipped here by their workers
+-- (src/replica/ship.c) and received once (src/replica/receive.c): per
+-- standby run, the queue position below which everything was received.
+-- Grant EXECUTE on _receive_usage() to the role the standbys connect as
+-- (docs/scaling.md); it needs nothing else.
+------------------------------------------------------------------------------
+
+CREATE TABLE hokusai_auth.usage_shipments (
+	run_id			uuid PRIMARY KEY,
+	received_until	bigint NOT NULL DEFAULT 0,
+	first_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE hokusai_auth.usage_shipments IS
+	'Per standby run: the queue position below which its usage has been received';
+
+CREATE FUNCTION hokusai_auth._receive_usage(run_id uuid, upto bigint,
+	positions bigint[], key_ids uuid[], endpoints text[], ats bigint[],
+	response_times integer[], status_codes integer[],
+	touch_keys uuid[], touch_ats bigint[])
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'hk_sql_receive_usage'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION hokusai_auth.replica_stats(
+	OUT in_recovery boolean, OUT invalidation_reads bigint,
+	OUT invalidations_applied bigint, OUT invalidation_clear_all bigint,
+	OUT shipped bigint, OUT touches_shipped bigint, OUT ship_calls bigint,
+	OUT ship_failures bigint, OUT last_ship_at timestamptz,
+	OUT primary_reachable boolean, OUT received bigint,
+	OUT received_duplicates bigint, OUT received_deferred bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'hk_sql_replica_stats'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION hokusai_auth.replica_stats() IS
+	'This server''s side of replication: invalidations read from the WAL, usage shipped (standby) or received (primary)';
+
+CREATE VIEW hokusai_auth.replica_stats AS SELECT * FROM hokusai_auth.replica_stats();
+COMMENT ON VIEW hokusai_auth.replica_stats IS 'Replication counters (hokusai_auth.replica_stats())';
 
 ------------------------------------------------------------------------------
 -- The request path: queue events in shared memory, never write a table.
@@ -242,7 +566,8 @@ CREATE FUNCTION hokusai_auth.usage_queue_stats(
 	OUT discarded bigint, OUT failed bigint, OUT flushes bigint,
 	OUT keys_touched bigint, OUT keys_expired bigint,
 	OUT last_flush_lag_ms double precision, OUT max_flush_lag_ms double precision,
-	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT stats_reset timestamptz)
+	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT stats_reset timestamptz,
+	OUT aggregated bigint, OUT late_discarded bigint)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'hk_sql_usage_queue_stats'
 	LANGUAGE C VOLATILE;
@@ -262,112 +587,81 @@ COMMENT ON FUNCTION hokusai_auth.usage_queue_stats_reset() IS 'Zero the usage qu
 -- Housekeeping (run by pg_cron: schedule_housekeeping()).
 ------------------------------------------------------------------------------
 
--- Roll up every whole UTC hour before the current one; returns the number
--- of hours rolled up.
+-- Before 1.6, rolled raw rows up into hourly tables.  The worker now keeps
+-- the hourly aggregates itself, with every batch: nothing is left to roll
+-- up.  Kept so that existing calls and pg_cron jobs do not fail.
 CREATE FUNCTION hokusai_auth.rollup_usage()
 	RETURNS integer
-	LANGUAGE plpgsql SECURITY DEFINER
+	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	from_hour	timestamptz;
-	to_hour		timestamptz := date_trunc('hour', now(), 'UTC');
-BEGIN
-	-- Waits for a worker batch in flight; holds the worker off meanwhile.
-	SELECT s.rolled_until INTO from_hour FROM hokusai_auth.usage_rollup_state s FOR UPDATE;
-	IF from_hour = '-infinity' THEN
-		SELECT date_trunc('hour', min(u."timestamp"), 'UTC') INTO from_hour
-		  FROM hokusai_auth.api_key_usage u;
-		from_hour := coalesce(least(from_hour, to_hour), to_hour);
-	END IF;
-	IF from_hour >= to_hour THEN
-		UPDATE hokusai_auth.usage_rollup_state
-		   SET rolled_until = greatest(rolled_until, from_hour), rolled_at = now();
-		RETURN 0;
-	END IF;
-
-	INSERT INTO hokusai_auth.api_key_usage_hourly AS h
-		(api_key_id, hour, endpoint, status_code, requests, timed_requests,
-		 response_ms_sum, max_response_ms)
-	SELECT u.api_key_id, date_trunc('hour', u."timestamp", 'UTC'), u.endpoint, u.status_code,
-		   count(*), count(u.response_time_ms), coalesce(sum(u.response_time_ms), 0),
-		   max(u.response_time_ms)
-	  FROM hokusai_auth.api_key_usage u
-	 WHERE u."timestamp" >= from_hour AND u."timestamp" < to_hour
-	 GROUP BY 1, 2, 3, 4
-	ON CONFLICT (api_key_id, hour, endpoint, status_code) DO UPDATE
-	   SET requests = h.requests + excluded.requests,
-		   timed_requests = h.timed_requests + excluded.timed_requests,
-		   response_ms_sum = h.response_ms_sum + excluded.response_ms_sum,
-		   max_response_ms = greatest(h.max_response_ms, excluded.max_response_ms);
-
-	INSERT INTO hokusai_auth.api_key_latency_hourly AS l
-		(api_key_id, hour, histogram, max_response_ms)
-	SELECT g.api_key_id, g.hour, hokusai_auth._hist_build(array_agg(g.b), array_agg(g.c)), max(g.mx)
-	  FROM (SELECT u.api_key_id, date_trunc('hour', u."timestamp", 'UTC') AS hour,
-				   width_bucket(u.response_time_ms, hokusai_auth._latency_bounds()) + 1 AS b,
-				   count(*) AS c, max(u.response_time_ms) AS mx
-			  FROM hokusai_auth.api_key_usage u
-			 WHERE u."timestamp" >= from_hour AND u."timestamp" < to_hour
-			   AND u.response_time_ms IS NOT NULL
-			 GROUP BY 1, 2, 3) g
-	 GROUP BY g.api_key_id, g.hour
-	ON CONFLICT (api_key_id, hour) DO UPDATE
-	   SET histogram = hokusai_auth._hist_add(l.histogram, excluded.histogram),
-		   max_response_ms = greatest(l.max_response_ms, excluded.max_response_ms);
-
-	UPDATE hokusai_auth.usage_rollup_state SET rolled_until = to_hour, rolled_at = now();
-	RETURN extract(epoch FROM to_hour - from_hour)::integer / 3600;
-END
-$$;
+	AS $$ SELECT 0 $$;
 COMMENT ON FUNCTION hokusai_auth.rollup_usage() IS
-	'Roll raw usage up into hourly tables for every whole UTC hour not yet rolled up; returns the hours done';
+	'Does nothing since 1.6 (the worker keeps the hourly aggregates); returns 0';
 
--- Delete raw events older than retention (rolling them up first, so the
--- summaries keep counting them); returns the number of rows deleted.
-CREATE FUNCTION hokusai_auth.prune_usage(retention interval DEFAULT '30 days')
+-- Retention by dropping whole partitions: raw rows older than retention,
+-- minute aggregates older than minute_retention, hour aggregates older than
+-- hour_retention (NULL: kept).  A partition goes when all of it is older.
+-- The daily aggregates (a few rows per key and day) are kept.
+-- Makes the partitions ahead too.  Returns the partitions dropped.
+CREATE FUNCTION hokusai_auth.prune_usage(retention interval DEFAULT '30 days',
+	minute_retention interval DEFAULT '30 days', hour_retention interval DEFAULT NULL)
 	RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	cutoff	timestamptz;
-	n		bigint;
+	n		bigint := 0;
 BEGIN
-	IF retention IS NULL OR retention < interval '1 hour' THEN
+	IF retention IS NULL OR retention OPERATOR(pg_catalog.<) interval '1 hour'
+	   OR minute_retention IS NULL OR minute_retention OPERATOR(pg_catalog.<) interval '1 hour' THEN
 		RAISE EXCEPTION 'retention must be at least 1 hour'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM hokusai_auth.rollup_usage();
-	SELECT least(now() - retention, s.rolled_until) INTO cutoff
-	  FROM hokusai_auth.usage_rollup_state s;
-	DELETE FROM hokusai_auth.api_key_usage u WHERE u."timestamp" < cutoff;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	IF hour_retention OPERATOR(pg_catalog.<) minute_retention THEN
+		RAISE EXCEPTION 'hour_retention must not be shorter than minute_retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM hokusai_auth.create_usage_partitions();
+	n := hokusai_auth._usage_drop_partitions('hokusai_auth.api_key_usage',
+			pg_catalog.now() OPERATOR(pg_catalog.-) retention);
+	n := n OPERATOR(pg_catalog.+) hokusai_auth._usage_drop_partitions('hokusai_auth.api_key_usage_minutely',
+			pg_catalog.now() OPERATOR(pg_catalog.-) minute_retention);
+	IF hour_retention IS NOT NULL THEN
+		n := n OPERATOR(pg_catalog.+) hokusai_auth._usage_drop_partitions('hokusai_auth.api_key_usage_hourly',
+				pg_catalog.now() OPERATOR(pg_catalog.-) hour_retention);
+	END IF;
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.prune_usage(interval) IS
-	'Delete raw usage events older than retention (after rolling them up); returns rows deleted';
+COMMENT ON FUNCTION hokusai_auth.prune_usage(interval, interval, interval) IS
+	'Drop the usage partitions older than their retention (raw rows, minute and hour aggregates); returns how many';
 
--- Install (or replace) the pg_cron jobs.  pg_cron must be installed in
--- this database (cron.database_name).  The job bodies are schema-qualified:
--- nothing in them is resolved through the search_path of whoever runs them.
+-- Install (or replace) the pg_cron job.  pg_cron must be installed in this
+-- database (cron.database_name).  The job body is schema-qualified: nothing
+-- in it is resolved through the search_path of whoever runs it.  The
+-- hokusai_auth.rollup job of earlier versions is removed (rollup_schedule
+-- is no longer used).
 CREATE FUNCTION hokusai_auth.schedule_housekeeping(retention interval DEFAULT '30 days',
 	rollup_schedule text DEFAULT '*/5 * * * *',
-	prune_schedule text DEFAULT '17 3 * * *')
+	prune_schedule text DEFAULT '17 3 * * *',
+	minute_retention interval DEFAULT '30 days',
+	hour_retention interval DEFAULT NULL)
 	RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	rollup_cmd	text := 'SELECT hokusai_auth.rollup_usage()';
 	prune_cmd	text;
 BEGIN
-	IF retention IS NULL OR retention OPERATOR(pg_catalog.<) interval '1 hour' THEN
+	IF retention IS NULL OR retention OPERATOR(pg_catalog.<) interval '1 hour'
+	   OR minute_retention IS NULL OR minute_retention OPERATOR(pg_catalog.<) interval '1 hour' THEN
 		RAISE EXCEPTION 'retention must be at least 1 hour'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM hokusai_auth._check_text(rollup_schedule, 'rollup_schedule', 100);
+	IF hour_retention OPERATOR(pg_catalog.<) minute_retention THEN
+		RAISE EXCEPTION 'hour_retention must not be shorter than minute_retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	PERFORM hokusai_auth._check_text(prune_schedule, 'prune_schedule', 100);
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
 					WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
@@ -375,8 +669,9 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
 	END IF;
-	prune_cmd := pg_catalog.format('SELECT hokusai_auth.prune_usage(CAST(%L AS pg_catalog.interval))',
-								   retention::text);
+	prune_cmd := pg_catalog.format('SELECT hokusai_auth.prune_usage(CAST(%L AS pg_catalog.interval), '
+								   'CAST(%L AS pg_catalog.interval), CAST(%L AS pg_catalog.interval))',
+								   retention::text, minute_retention::text, hour_retention::text);
 	-- Without background workers pg_cron runs each job over a libpq
 	-- connection to cron.host: over TCP that needs a password the server's
 	-- OS user can find, or every job fails with "connection failed".
@@ -389,18 +684,20 @@ BEGIN
 			USING DETAIL = pg_catalog.format('cron.use_background_workers is off, so each job connects as %s with libpq; unless pg_hba.conf lets that in without a password, or the server''s OS user has it in ~/.pgpass, every job fails with "connection failed" (see cron.job_run_details).', current_user),
 				  HINT = 'Set cron.use_background_workers = on (and raise max_worker_processes), or cron.host to the socket directory (for example /var/run/postgresql), and restart.';
 	END IF;
-	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
-		USING 'hokusai_auth.rollup', rollup_schedule, rollup_cmd;
+	IF EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+		EXECUTE 'SELECT cron.unschedule(j.jobid) FROM cron.job j
+				  WHERE j.jobname OPERATOR(pg_catalog.=) ''hokusai_auth.rollup''';
+	END IF;
 	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
 		USING 'hokusai_auth.prune', prune_schedule, prune_cmd;
 	RETURN QUERY EXECUTE
 		'SELECT j.jobid, j.jobname::text, j.schedule::text, j.command::text FROM cron.job j
-		  WHERE j.jobname IN (''hokusai_auth.rollup'', ''hokusai_auth.prune'')
+		  WHERE j.jobname OPERATOR(pg_catalog.=) ''hokusai_auth.prune''
 		  ORDER BY j.jobname';
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.schedule_housekeeping(interval, text, text) IS
-	'Install the pg_cron jobs hokusai_auth.rollup and hokusai_auth.prune (raw usage kept for retention)';
+COMMENT ON FUNCTION hokusai_auth.schedule_housekeeping(interval, text, text, interval, interval) IS
+	'Install the pg_cron job hokusai_auth.prune (usage partitions kept for their retention)';
 
 CREATE FUNCTION hokusai_auth.unschedule_housekeeping()
 	RETURNS integer
@@ -427,27 +724,18 @@ COMMENT ON FUNCTION hokusai_auth.unschedule_housekeeping() IS
 	'Remove the pg_cron jobs schedule_housekeeping() installed; returns how many';
 
 ------------------------------------------------------------------------------
--- Analytics
+-- Analytics: aggregates only.  A minute counts in [since, until) when it
+-- starts there; whole UTC days are read from the daily table, whole hours
+-- from the hourly one, the minutes at the edges from the minute table.
 ------------------------------------------------------------------------------
 
--- Requests per key, UTC hour, endpoint and status: rollups for the hours
--- rolled up, raw events for the rest.
 CREATE VIEW hokusai_auth.usage_hourly AS
 	SELECT h.api_key_id, h.hour, h.endpoint, h.status_code, h.requests,
 		   CASE WHEN h.status_code >= 400 THEN h.requests ELSE 0 END AS errors,
 		   h.timed_requests, h.response_ms_sum,
 		   round(h.response_ms_sum::numeric / nullif(h.timed_requests, 0), 1) AS avg_response_ms,
 		   h.max_response_ms
-	  FROM hokusai_auth.api_key_usage_hourly h
-	UNION ALL
-	SELECT u.api_key_id, date_trunc('hour', u."timestamp", 'UTC'), u.endpoint, u.status_code,
-		   count(*),
-		   CASE WHEN u.status_code >= 400 THEN count(*) ELSE 0 END,
-		   count(u.response_time_ms), coalesce(sum(u.response_time_ms), 0),
-		   round(avg(u.response_time_ms), 1), max(u.response_time_ms)
-	  FROM hokusai_auth.api_key_usage u
-	 WHERE u."timestamp" >= (SELECT s.rolled_until FROM hokusai_auth.usage_rollup_state s)
-	 GROUP BY u.api_key_id, date_trunc('hour', u."timestamp", 'UTC'), u.endpoint, u.status_code;
+	  FROM hokusai_auth.api_key_usage_hourly h;
 COMMENT ON VIEW hokusai_auth.usage_hourly IS
 	'Requests per key, UTC hour, endpoint and status code; errors are status >= 400';
 
@@ -477,37 +765,67 @@ CREATE VIEW hokusai_auth.usage_by_status AS
 COMMENT ON VIEW hokusai_auth.usage_by_status IS 'Requests per key and status code, all time';
 
 CREATE VIEW hokusai_auth.usage_per_minute AS
-	SELECT u.api_key_id, date_trunc('minute', u."timestamp") AS minute,
-		   count(*) AS requests, count(*) FILTER (WHERE u.status_code >= 400) AS errors,
-		   round(avg(u.response_time_ms), 1) AS avg_response_ms,
-		   max(u.response_time_ms) AS max_response_ms
-	  FROM hokusai_auth.api_key_usage u
-	 GROUP BY u.api_key_id, date_trunc('minute', u."timestamp");
+	SELECT m.api_key_id, m.minute,
+		   sum(m.requests)::bigint AS requests,
+		   coalesce(sum(m.requests) FILTER (WHERE m.status_code >= 400), 0)::bigint AS errors,
+		   round(sum(m.response_ms_sum)::numeric / nullif(sum(m.timed_requests), 0), 1) AS avg_response_ms,
+		   max(m.max_response_ms) AS max_response_ms
+	  FROM hokusai_auth.api_key_usage_minutely m
+	 GROUP BY m.api_key_id, m.minute;
 COMMENT ON VIEW hokusai_auth.usage_per_minute IS
-	'Requests per key and minute, from raw events (as far back as the retention keeps them)';
+	'Requests per key and minute, from the minute aggregates (as far back as their retention keeps them)';
 
--- The whole-hour part of [lo, hi) that the rollups cover, as [r_lo, r_hi);
--- empty (r_lo = r_hi = lo) when there is none.
-CREATE FUNCTION hokusai_auth._rollup_span(lo timestamptz, hi timestamptz,
-	OUT r_lo timestamptz, OUT r_hi timestamptz)
-	RETURNS record
+-- One key's aggregate rows for the minutes that start in [lo, hi): whole
+-- UTC days from api_key_usage_daily (unless coarsest is 'hour'), whole UTC
+-- hours from api_key_usage_hourly, the minutes at either edge from
+-- api_key_usage_minutely; t is the day, hour or minute.
+CREATE FUNCTION hokusai_auth._usage_rows(key_id uuid, lo timestamptz, hi timestamptz,
+	coarsest text DEFAULT 'day')
+	RETURNS SETOF hokusai_auth._usage_group
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	rolled	timestamptz;
+	-- minutes m with l <= m < h: the bounds rounded up to whole minutes
+	l	timestamptz := CASE WHEN date_trunc('minute', lo) = lo THEN lo
+							ELSE date_trunc('minute', lo) + interval '1 minute' END;
+	h	timestamptz := CASE WHEN date_trunc('minute', hi) = hi THEN hi
+							ELSE date_trunc('minute', hi) + interval '1 minute' END;
+	-- whole hours in [l, h): [hl, hh); whole days in [hl, hh): [dl, dh)
+	hl	timestamptz := CASE WHEN date_trunc('hour', l, 'UTC') = l THEN l
+							ELSE date_trunc('hour', l, 'UTC') + interval '1 hour' END;
+	hh	timestamptz := date_trunc('hour', h, 'UTC');
+	dl	timestamptz;
+	dh	timestamptz;
 BEGIN
-	SELECT s.rolled_until INTO rolled FROM hokusai_auth.usage_rollup_state s;
-	r_lo := CASE WHEN lo = '-infinity' OR date_trunc('hour', lo, 'UTC') = lo THEN lo
-				 ELSE date_trunc('hour', lo, 'UTC') + interval '1 hour' END;
-	r_hi := least(hi, rolled);
-	IF isfinite(r_hi) THEN
-		r_hi := date_trunc('hour', r_hi, 'UTC');
+	IF hl >= hh THEN
+		hl := l;
+		hh := l;
 	END IF;
-	IF r_hi <= r_lo THEN
-		r_lo := lo;
-		r_hi := lo;
+	dl := CASE WHEN date_trunc('day', hl, 'UTC') = hl THEN hl
+			   ELSE date_trunc('day', hl, 'UTC') + interval '1 day' END;
+	dh := date_trunc('day', hh, 'UTC');
+	IF dl >= dh OR coarsest = 'hour' THEN
+		dl := hl;
+		dh := hl;
 	END IF;
+	RETURN QUERY
+	SELECT d.day, d.api_key_id, d.endpoint, d.status_code, d.requests, d.timed_requests,
+		   d.response_ms_sum, d.max_response_ms, d.latency_hist
+	  FROM hokusai_auth.api_key_usage_daily d
+	 WHERE d.api_key_id = _usage_rows.key_id AND d.day >= dl AND d.day < dh
+	UNION ALL
+	SELECT a.hour, a.api_key_id, a.endpoint, a.status_code, a.requests, a.timed_requests,
+		   a.response_ms_sum, a.max_response_ms, a.latency_hist
+	  FROM hokusai_auth.api_key_usage_hourly a
+	 WHERE a.api_key_id = _usage_rows.key_id
+	   AND ((a.hour >= hl AND a.hour < dl) OR (a.hour >= dh AND a.hour < hh))
+	UNION ALL
+	SELECT m.minute, m.api_key_id, m.endpoint, m.status_code, m.requests, m.timed_requests,
+		   m.response_ms_sum, m.max_response_ms, m.latency_hist
+	  FROM hokusai_auth.api_key_usage_minutely m
+	 WHERE m.api_key_id = _usage_rows.key_id
+	   AND ((m.minute >= l AND m.minute < hl) OR (m.minute >= hh AND m.minute < h));
 END
 $$;
 
@@ -537,42 +855,17 @@ CREATE FUNCTION hokusai_auth.usage_summary(key_id uuid,
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	lo		timestamptz := coalesce(since, '-infinity');
-	hi		timestamptz := coalesce(until, now());
-	span	record;
 	hist	bigint[];
 BEGIN
 	PERFORM hokusai_auth._check_range(key_id, since, until);
-	span := hokusai_auth._rollup_span(lo, hi);
 
-	WITH raw AS (
-		SELECT u.endpoint, u.status_code,
-			   width_bucket(u.response_time_ms, hokusai_auth._latency_bounds()) + 1 AS b,
-			   count(*) AS n, count(u.response_time_ms) AS timed,
-			   coalesce(sum(u.response_time_ms), 0) AS ms, max(u.response_time_ms) AS mx
-		  FROM hokusai_auth.api_key_usage u
-		 WHERE u.api_key_id = usage_summary.key_id
-		   AND ((u."timestamp" >= lo AND u."timestamp" < span.r_lo)
-				OR (u."timestamp" >= span.r_hi AND u."timestamp" < hi))
-		 GROUP BY 1, 2, 3
-	), g AS (
+	WITH g AS (
 		-- Grouped at once: a few rows per endpoint and status, however long the range.
-		SELECT h.endpoint, h.status_code, sum(h.requests) AS n, sum(h.timed_requests) AS timed,
-			   sum(h.response_ms_sum) AS ms, max(h.max_response_ms) AS mx
-		  FROM hokusai_auth.api_key_usage_hourly h
-		 WHERE h.api_key_id = usage_summary.key_id
-		   AND h.hour >= span.r_lo AND h.hour < span.r_hi
+		SELECT r.endpoint, r.status_code, sum(r.requests) AS n, sum(r.timed_requests) AS timed,
+			   sum(r.response_ms_sum) AS ms, max(r.max_response_ms) AS mx,
+			   hokusai_auth._hist_sum(r.latency_hist) AS h
+		  FROM hokusai_auth._usage_rows(key_id, coalesce(since, '-infinity'), coalesce(until, now())) r
 		 GROUP BY 1, 2
-		UNION ALL
-		SELECT r.endpoint, r.status_code, r.n, r.timed, r.ms, r.mx FROM raw r
-	), hb AS (
-		SELECT x.i::integer AS b, x.c
-		  FROM hokusai_auth.api_key_latency_hourly l,
-			   unnest(l.histogram) WITH ORDINALITY x(c, i)
-		 WHERE l.api_key_id = usage_summary.key_id
-		   AND l.hour >= span.r_lo AND l.hour < span.r_hi AND x.c > 0
-		UNION ALL
-		SELECT r.b, r.n FROM raw r WHERE r.b IS NOT NULL
 	), st AS (
 		SELECT g.status_code, sum(g.n)::bigint AS n FROM g GROUP BY 1
 	), ep AS (
@@ -595,7 +888,7 @@ BEGIN
 														 'errors', coalesce(ep.e, 0),
 														 'avg_response_ms', ep.avg_ms)
 									  ORDER BY ep.n DESC, ep.endpoint NULLS LAST) FROM ep), '[]'),
-		   (SELECT hokusai_auth._hist_build(array_agg(hb.b), array_agg(hb.c)) FROM hb)
+		   hokusai_auth._hist_sum(g.h)
 	  INTO requests, errors, client_errors, server_errors, avg_response_ms,
 		   max_response_ms, by_status, by_endpoint, hist
 	  FROM g;
@@ -612,14 +905,14 @@ COMMENT ON FUNCTION hokusai_auth.usage_summary(uuid, timestamptz, timestamptz) I
 CREATE FUNCTION hokusai_auth.usage_timeseries(key_id uuid, period text DEFAULT 'hour',
 	since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL)
 	RETURNS TABLE (period_start timestamptz, requests bigint, errors bigint,
-				   avg_response_ms numeric, max_response_ms integer)
+				   avg_response_ms numeric, max_response_ms integer,
+				   p50_response_ms numeric, p95_response_ms numeric, p99_response_ms numeric)
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	lo		timestamptz := coalesce(since, '-infinity');
 	hi		timestamptz := coalesce(until, now());
-	span	record;
 BEGIN
 	PERFORM hokusai_auth._check_range(key_id, since, until);
 	IF period IS NULL OR period NOT IN ('minute', 'hour', 'day') THEN
@@ -627,35 +920,32 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use "minute", "hour" or "day".';
 	END IF;
-	IF period = 'minute' THEN
-		span := hokusai_auth._rollup_span(lo, lo);	-- raw events only
-	ELSE
-		span := hokusai_auth._rollup_span(lo, hi);
-	END IF;
 
 	RETURN QUERY
-	WITH g AS (
-		SELECT h.hour AS t, h.status_code, h.requests AS n, h.timed_requests AS timed,
-			   h.response_ms_sum AS ms, h.max_response_ms AS mx
-		  FROM hokusai_auth.api_key_usage_hourly h
-		 WHERE h.api_key_id = usage_timeseries.key_id
-		   AND h.hour >= span.r_lo AND h.hour < span.r_hi
-		UNION ALL
-		SELECT u."timestamp", u.status_code, 1, (u.response_time_ms IS NOT NULL)::integer,
-			   coalesce(u.response_time_ms, 0), u.response_time_ms
-		  FROM hokusai_auth.api_key_usage u
-		 WHERE u.api_key_id = usage_timeseries.key_id
-		   AND ((u."timestamp" >= lo AND u."timestamp" < span.r_lo)
-				OR (u."timestamp" >= span.r_hi AND u."timestamp" < hi))
-	)
-	SELECT CASE period WHEN 'hour' THEN date_trunc('hour', g.t, 'UTC')
-					   ELSE date_trunc(period, g.t) END AS p,
-		   sum(g.n)::bigint, coalesce(sum(g.n) FILTER (WHERE g.status_code >= 400), 0)::bigint,
-		   round(sum(g.ms)::numeric / nullif(sum(g.timed), 0), 1), max(g.mx)
-	  FROM g
-	 GROUP BY 1
+	SELECT x.p, x.n, x.e, x.avg_ms, x.mx,
+		   hokusai_auth._hist_percentile(x.h, 0.50, x.mx),
+		   hokusai_auth._hist_percentile(x.h, 0.95, x.mx),
+		   hokusai_auth._hist_percentile(x.h, 0.99, x.mx)
+	  FROM (SELECT CASE period WHEN 'minute' THEN g.t
+							   WHEN 'hour' THEN date_trunc('hour', g.t, 'UTC')
+							   ELSE date_trunc('day', g.t) END AS p,
+				   sum(g.requests)::bigint AS n,
+				   coalesce(sum(g.requests) FILTER (WHERE g.status_code >= 400), 0)::bigint AS e,
+				   round(sum(g.response_ms_sum)::numeric / nullif(sum(g.timed_requests), 0), 1) AS avg_ms,
+				   max(g.max_response_ms) AS mx, hokusai_auth._hist_sum(g.latency_hist) AS h
+			  FROM (SELECT m.minute AS t, m.status_code, m.requests, m.timed_requests,
+						   m.response_ms_sum, m.max_response_ms, m.latency_hist
+					  FROM hokusai_auth.api_key_usage_minutely m
+					 WHERE period = 'minute' AND m.api_key_id = usage_timeseries.key_id
+					   AND m.minute >= lo AND m.minute < hi
+					UNION ALL
+					SELECT r.t, r.status_code, r.requests, r.timed_requests,
+						   r.response_ms_sum, r.max_response_ms, r.latency_hist
+					  FROM hokusai_auth._usage_rows(key_id, lo, hi, 'hour') r
+					 WHERE period <> 'minute') g
+			 GROUP BY 1) x
 	 ORDER BY 1;
 END
 $$;
 COMMENT ON FUNCTION hokusai_auth.usage_timeseries(uuid, text, timestamptz, timestamptz) IS
-	'One key''s requests, errors and response times per minute, hour or day in [since, until)';
+	'One key''s requests, errors and response times (average, max, p50, p95, p99) per minute, hour or day in [since, until)';

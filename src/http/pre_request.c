@@ -20,14 +20,24 @@
  *	   of the transaction (usage/track.c), with the answer's status.  A
  *	   valid key must belong to the JWT's subject when there is one; it
  *	   sets hokusai.api_key_id, hokusai.user_id and the rate-limit response
- *	   headers;
+ *	   headers.  The key must have the scopes the route demands
+ *	   (route_scopes.c), checked in validation before the rate limit (a
+ *	   refused request spends nothing): else 403 insufficient_scope naming
+ *	   the first one missing.  A disabled key is 403 disabled: the key is
+ *	   known and right, its owner switched it off, and a client should keep
+ *	   it, not discard it as a 401 (revoked, expired) would suggest;
  *	5. else the JWT subject (request.jwt.claims' "sub") must be the uuid of
  *	   an active user, read as the schema's owner (PostgREST's roles cannot
- *	   read the users table); it sets hokusai.user_id;
+ *	   read the users table); it sets hokusai.user_id.  A JWT is the user
+ *	   itself: route scopes are not demanded of it;
  *	6. else 401 missing_credentials;
  *	7. when hokusai.api_role is set and differs from current_user (PostgREST
  *	   ran the request as its anonymous role), switch to it for the
  *	   transaction, as set_config('role', ..., true) does.
+ *
+ * The caller it admits (key or user) is recorded for current_key_id(),
+ * current_user_id() and current_scopes() (caller.c), after clearing the
+ * previous one first.
  *
  * How errors, settings and response headers look to PostgREST is
  * postgrest.c's business.  Every setting is transaction-local.  Nothing
@@ -53,8 +63,10 @@
 
 #include "hokusai_auth.h"
 #include "common/text.h"
+#include "http/caller.h"
 #include "http/client_ip.h"
 #include "http/postgrest.h"
+#include "http/route_scopes.h"
 #include "ratelimit/admit.h"
 #include "usage/track.h"
 #include "validate/cidr_datum.h"
@@ -252,6 +264,21 @@ refuse_key(const HkValidation *v, const HkAdmitResult *adm, HkHeaders *rl,
 						  psprintf("Key %s has an IP allow-list that does not include %s.",
 								   prefix, client_text ? client_text : "the client address"),
 						  NULL, rl);
+		case HK_STATUS_INSUFFICIENT_SCOPE:
+			/* RFC 6750, section 3.1: 403 and the scope that is needed. */
+			rl->value[HK_HDR_WWW_AUTHENTICATE] =
+				psprintf("Bearer error=\"insufficient_scope\", scope=\"%s\"", v->missing_scope);
+			hk_http_error(403, "insufficient_scope",
+						  psprintf("this API key lacks the scope %s", v->missing_scope),
+						  psprintf("Key %s does not have scope %s, which this request requires.",
+								   prefix, v->missing_scope),
+						  "Use a key with this scope; its owner can add it (PATCH /keys/{key_id} with \"scopes\").",
+						  rl);
+		case HK_STATUS_DISABLED:
+			hk_http_error(403, "disabled", "API key disabled",
+						  psprintf("Key %s has been disabled by its owner; it works again once enabled.",
+								   prefix),
+						  NULL, rl);
 		case HK_STATUS_MALFORMED:
 			message = "malformed API key";
 			break;
@@ -292,6 +319,7 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	char	   *method;
 	char	   *path;
 	text	   *endpoint = NULL;
+	HkRouteScope *route_scopes;
 
 	/*
 	 * No endpoint for the validation: the usage event is queued below, once,
@@ -302,6 +330,11 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	req.key_len = key_len;
 	req.client = client;
 	req.cost = 1;
+	method = hk_setting("request.method");
+	path = hk_setting("request.path");
+	req.n_route_scopes = hk_route_scopes_for(method, path, &route_scopes);
+	req.route_scopes = route_scopes;
+	req.want_scopes = true;
 	hk_validate(&req, &v);
 
 	memset(&rl, 0, sizeof(rl));
@@ -333,8 +366,6 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 	 */
 	if (v.known)
 	{
-		method = hk_setting("request.method");
-		path = hk_setting("request.path");
 		if (method != NULL && path != NULL)
 			endpoint = cstring_to_text(psprintf("%s %s", method, path));
 		hk_track_request(&v.key_id, endpoint);
@@ -351,6 +382,7 @@ authenticate_key(const char *key, int key_len, const HkCidr *client,
 					  NULL, NULL, &hk_no_headers);
 	hk_set_local("hokusai.api_key_id", key_id);
 	hk_set_local("hokusai.user_id", user_id);
+	hk_caller_set_key(&v.key_id, &v.user_id, v.scopes, v.scopes_len);
 	hk_add_response_headers(&rl);
 }
 
@@ -372,6 +404,7 @@ authenticate_subject(const char *sub)
 					  NULL, NULL, &h);
 	}
 	hk_set_local("hokusai.user_id", uuid_text(id));
+	hk_caller_set_user(id);
 }
 
 /*
@@ -396,6 +429,7 @@ hk_sql_pre_request(PG_FUNCTION_ARGS)
 
 	if (api_role != NULL && api_role[0] == '\0')
 		api_role = NULL;
+	hk_caller_reset();
 
 	/* An empty or missing request.headers is '{}'. */
 	headers = (raw_headers == NULL || raw_headers[0] == '\0') ? NULL :

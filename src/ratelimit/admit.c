@@ -154,14 +154,14 @@ static pg_uuid_t last_key_id;
 static HkAdmitResult last_result;
 
 /*
- * Decide a call now, on the shared states (see the banner for the locks),
- * and note credits spent for the transaction.  A metered key whose balance
- * cannot be found (its row gone) is refused: credits fail closed.
+ * Decide a call at time now (the caller's one clock reading for the call),
+ * on the shared states (see the banner for the locks), and note credits
+ * spent for the transaction.  A metered key whose balance cannot be found
+ * (its row gone) is refused: credits fail closed.
  */
 void
-hk_admit(const HkAdmission *a, HkAdmitResult *r)
+hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	bool		has_user = a->user.per_hour > 0 || a->user.burst > 0;
 	HkAdmitStates s;
 	HkCreditEntry *ce = NULL;

@@ -69,7 +69,7 @@ typedef struct HkAdmitResult
 
 extern void hk_admit_decide(const HkAdmission *a, HkAdmitStates *s,
 							TimestampTz now, HkAdmitResult *r);
-extern void hk_admit(const HkAdmission *a, HkAdmitResult *r);
+extern void hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r);
 extern bool hk_admit_last(const pg_uuid_t *key_id, HkAdmitResult *r);
 
 #endif							/* HK_ADMIT_H */

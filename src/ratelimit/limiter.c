@@ -32,7 +32,9 @@
  *	  held, except dshash_find_or_insert() running out of shared memory when
  *	  an entry is created: then the abort releases the locks, and nothing
  *	  has been counted yet.
- *	- The statistics and the sweep time are atomics.
+ *	- The sweep time is an atomic.  The statistics are per-backend
+ *	  counters summed on read (validate/stats.c), so that no call writes a
+ *	  shared line of its own besides the entries it locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +51,7 @@
 
 #include "hokusai_auth.h"
 #include "ratelimit/limiter.h"
+#include "validate/stats.h"
 
 #define SWEEP_INTERVAL		(60 * USECS_PER_SEC)
 #define LIMITER_TRANCHE		"hokusai_auth rate limiter"
@@ -71,10 +74,6 @@ typedef struct HkLimiterShared
 	int			tranche_id;
 	dsa_handle	area_handle;
 	dshash_table_handle table_handles[HK_LIMITER_KINDS];
-	pg_atomic_uint64 admitted;
-	pg_atomic_uint64 rejected[HK_REFUSAL_KINDS];
-	pg_atomic_uint64 created;
-	pg_atomic_uint64 reclaimed;
 	pg_atomic_uint64 last_sweep;
 } HkLimiterShared;
 
@@ -106,7 +105,6 @@ void
 hk_limiter_shmem_startup(void)
 {
 	bool		found;
-	int			i;
 
 	limiter = ShmemInitStruct("hokusai_auth rate limiter", sizeof(HkLimiterShared), &found);
 	if (found)
@@ -115,11 +113,6 @@ hk_limiter_shmem_startup(void)
 	limiter->lock = &(GetNamedLWLockTranche(LIMITER_TRANCHE))->lock;
 	limiter->tranche_id = LWLockNewTrancheId();
 	limiter->area_handle = DSM_HANDLE_INVALID;
-	pg_atomic_init_u64(&limiter->admitted, 0);
-	for (i = 0; i < HK_REFUSAL_KINDS; i++)
-		pg_atomic_init_u64(&limiter->rejected[i], 0);
-	pg_atomic_init_u64(&limiter->created, 0);
-	pg_atomic_init_u64(&limiter->reclaimed, 0);
 	pg_atomic_init_u64(&limiter->last_sweep, 0);
 }
 
@@ -192,7 +185,7 @@ limiter_sweep(dshash_table *table, TimestampTz now)
 		}
 	}
 	dshash_seq_term(&status);
-	pg_atomic_fetch_add_u64(&limiter->reclaimed, removed);
+	hk_stat_add_n(HK_STAT_RL_RECLAIMED, removed);
 }
 
 /*
@@ -233,7 +226,7 @@ hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id)
 	if (!found)
 	{
 		hk_limiter_state_init(&e->state);
-		pg_atomic_fetch_add_u64(&limiter->created, 1);
+		hk_stat_add(HK_STAT_RL_CREATED);
 	}
 	return &e->state;
 }
@@ -251,10 +244,10 @@ hk_limiter_unlock(HkLimiterKind kind, HkLimiterState *st)
 void
 hk_limiter_note(HkRefusal refusal)
 {
-	if (refusal == HK_REFUSED_NONE)
-		pg_atomic_fetch_add_u64(&limiter->admitted, 1);
-	else
-		pg_atomic_fetch_add_u64(&limiter->rejected[refusal], 1);
+	StaticAssertStmt(HK_STAT_RL_ADMITTED + HK_REFUSED_USER_BURST ==
+					 HK_STAT_RL_REJECTED_USER_BURST,
+					 "the refusal counters follow HkRefusal");
+	hk_stat_add((HkCacheStat) (HK_STAT_RL_ADMITTED + refusal));
 }
 
 /*
@@ -312,10 +305,11 @@ hk_limiter_stats(HkLimiterStats *stats)
 	limiter_attach();
 	stats->entries = count_entries(limiter_tables[HK_LIMITER_KEY]);
 	stats->user_entries = count_entries(limiter_tables[HK_LIMITER_USER]);
-	stats->admitted = pg_atomic_read_u64(&limiter->admitted);
-	for (i = 0; i < HK_REFUSAL_KINDS; i++)
-		stats->rejected[i] = pg_atomic_read_u64(&limiter->rejected[i]);
-	stats->created = pg_atomic_read_u64(&limiter->created);
-	stats->reclaimed = pg_atomic_read_u64(&limiter->reclaimed);
+	stats->admitted = hk_stat_read(HK_STAT_RL_ADMITTED);
+	stats->rejected[HK_REFUSED_NONE] = 0;
+	for (i = HK_REFUSED_CREDITS; i < HK_REFUSAL_KINDS; i++)
+		stats->rejected[i] = hk_stat_read((HkCacheStat) (HK_STAT_RL_ADMITTED + i));
+	stats->created = hk_stat_read(HK_STAT_RL_CREATED);
+	stats->reclaimed = hk_stat_read(HK_STAT_RL_RECLAIMED);
 	stats->entry_bytes = (int32) sizeof(HkLimiterEntry);
 }

@@ -46,6 +46,7 @@ typedef struct HkWindow
 	int64		sub_den;
 	int64	   *newest;			/* index of the newest sub-bucket */
 	uint32	   *total;			/* sum of the ring */
+	uint8	   *oldest;			/* ring slot of the oldest non-empty one */
 	uint32	   *ring;			/* the counts */
 } HkWindow;
 
@@ -58,6 +59,7 @@ hour_window(HkLimiterState *st)
 		.sub_den = 1,
 		.newest = &st->hour_bucket,
 		.total = &st->hour_total,
+		.oldest = &st->hour_oldest,
 		.ring = st->hour,
 	};
 
@@ -73,6 +75,7 @@ burst_window(HkLimiterState *st)
 		.sub_den = HK_RL_SUBBUCKETS,
 		.newest = &st->burst_bucket,
 		.total = &st->burst_total,
+		.oldest = &st->burst_oldest,
 		.ring = st->burst,
 	};
 
@@ -114,6 +117,13 @@ count_set(HkWindow *w, int64 b, uint32 v)
 	w->ring[ring_slot(b)] = v;
 }
 
+/* The count in ring slot s. */
+static inline uint32
+slot_get(const HkWindow *w, int s)
+{
+	return w->ring[s];
+}
+
 /* Move the ring forward to sub-bucket b, dropping what fell out. */
 static void
 window_advance(HkWindow *w, int64 b)
@@ -135,6 +145,16 @@ window_advance(HkWindow *w, int64 b)
 			count_set(w, i, 0);
 		}
 	*w->newest = b;
+
+	/* The oldest non-empty sub-bucket fell out: find the next one. */
+	if (*w->total > 0 && slot_get(w, *w->oldest) == 0)
+	{
+		int			s = *w->oldest;
+
+		for (i = 0; i < HK_RL_RING && slot_get(w, s) == 0; i++)
+			s = (s + 1) % HK_RL_RING;
+		*w->oldest = (uint8) s;
+	}
 }
 
 /*
@@ -144,6 +164,8 @@ window_advance(HkWindow *w, int64 b)
 static void
 window_count(HkWindow *w, int32 cost)
 {
+	if (*w->total == 0)
+		*w->oldest = (uint8) ring_slot(*w->newest);
 	count_set(w, *w->newest, count_get(w, *w->newest) + (uint32) cost);
 	*w->total += (uint32) cost;
 }
@@ -179,17 +201,20 @@ window_wait(const HkWindow *w, int64 limit, int32 cost, TimestampTz now)
 /*
  * When the window's total next goes down: when its oldest non-empty
  * sub-bucket leaves (sub-bucket i leaves when i + 61 begins); now when it
- * holds nothing.
+ * holds nothing.  On every call: the oldest non-empty sub-bucket is kept
+ * (*w->oldest), not searched for.
  */
 static TimestampTz
 window_next_drop(const HkWindow *w, TimestampTz now)
 {
-	int64		i;
+	int			age;
 
-	for (i = *w->newest - HK_RL_SUBBUCKETS; i <= *w->newest; i++)
-		if (count_get(w, i) > 0)
-			return Max(bucket_start(w, i + HK_RL_RING), now);
-	return now;
+	if (*w->total == 0)
+		return now;
+	/* How many sub-buckets before the newest one the oldest is. */
+	age = (ring_slot(*w->newest) - *w->oldest + HK_RL_RING) % HK_RL_RING;
+	Assert(slot_get(w, *w->oldest) > 0);
+	return Max(bucket_start(w, *w->newest - age + HK_RL_RING), now);
 }
 
 /* Microseconds as whole seconds, rounded up; 0 for none. */
@@ -250,8 +275,8 @@ hk_limiter_count(HkLimiterState *st, int32 cost)
  * until cost more units would fit, and the per-window figures of the HTTP
  * headers.  admitted is the decision of the whole call, which other limits
  * may have refused; limited_by is then this state's own verdict (none when
- * the call was admitted).  Without headers, the two reset times (a walk
- * over each ring) are left at now.
+ * the call was admitted).  Without headers, the two reset times are left
+ * at now.
  */
 void
 hk_limiter_report(HkLimiterState *st, TimestampTz now, int32 per_hour,

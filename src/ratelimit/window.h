@@ -22,7 +22,9 @@
  * per window.  Pure data, so the same code runs on shared entries and in
  * simulations.  Counts are 32-bit: a window never holds more than its
  * limit, and every limit the columns accept (up to 2^31 - 1) is enforced
- * exactly.
+ * exactly.  The ring slot of each window's oldest non-empty sub-bucket
+ * (meaningful while its total is not zero) is kept, so the reset time of a
+ * window is found without walking its ring.
  */
 typedef struct HkLimiterState
 {
@@ -32,6 +34,8 @@ typedef struct HkLimiterState
 	uint32		burst_total;	/* sum of burst[] */
 	uint32		hour[HK_RL_RING];
 	uint32		burst[HK_RL_RING];
+	uint8		hour_oldest;	/* ring slot of the oldest non-empty one */
+	uint8		burst_oldest;
 } HkLimiterState;
 
 /* Which limit refused a request. */

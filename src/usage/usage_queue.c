@@ -39,7 +39,10 @@
  *	  probe at most HK_TOUCH_PROBE slots, the worker to copy and clear it.
  *	- The two locks are never held together, and no lock is held across
  *	  anything that can raise an ERROR.
- *	- The counters are atomics and need no lock.
+ *	- The worker's counters and gauges are atomics and need no lock.  The
+ *	  producers' counters (enqueued, dropped, other_database,
+ *	  touches_dropped) are per-backend counters summed on read
+ *	  (validate/stats.c): no call writes a shared counter.
  *
  * Database.  The queue is server-wide but the worker writes to one database
  * (hokusai_auth.database).  Once the worker has connected it publishes its
@@ -65,6 +68,7 @@
 #include "hokusai_auth.h"
 #include "usage/endpoint.h"
 #include "usage/usage_queue.h"
+#include "validate/stats.h"
 
 #define HK_USAGE_TRANCHE	"hokusai_auth_usage"
 #define HK_TOUCH_PROBE		16
@@ -149,10 +153,36 @@ hk_usage_shmem_startup(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
+/*
+ * The producers' counters live in validate/stats.c, per backend; -1 for
+ * the worker's, which are here.
+ */
+static inline int
+producer_counter(HkUsageStat which)
+{
+	switch (which)
+	{
+		case HK_USTAT_ENQUEUED:
+			return HK_STAT_USAGE_ENQUEUED;
+		case HK_USTAT_DROPPED:
+			return HK_STAT_USAGE_DROPPED;
+		case HK_USTAT_OTHER_DB:
+			return HK_STAT_USAGE_OTHER_DB;
+		case HK_USTAT_TOUCHES_DROPPED:
+			return HK_STAT_USAGE_TOUCHES_DROPPED;
+		default:
+			return -1;
+	}
+}
+
 /* One counter. */
 uint64
 hk_usage_stat(HkUsageStat which)
 {
+	int			c = producer_counter(which);
+
+	if (c >= 0)
+		return hk_stat_read((HkCacheStat) c);
 	return pg_atomic_read_u64(&usage->stats[which]);
 }
 
@@ -160,7 +190,13 @@ hk_usage_stat(HkUsageStat which)
 void
 hk_usage_stat_add(HkUsageStat which, uint64 n)
 {
-	if (usage != NULL && n > 0)
+	int			c = producer_counter(which);
+
+	if (usage == NULL || n == 0)
+		return;
+	if (c >= 0)
+		hk_stat_add_n((HkCacheStat) c, n);
+	else
 		pg_atomic_fetch_add_u64(&usage->stats[which], n);
 }
 
@@ -180,6 +216,7 @@ hk_usage_stats_reset(void)
 	for (i = 0; i < HK_NUM_USTATS; i++)
 		if (i != HK_USTAT_LAST_FLUSH_AT)
 			pg_atomic_write_u64(&usage->stats[i], 0);
+	hk_stats_reset_range(HK_STAT_USAGE_ENQUEUED, HK_STAT_USAGE_TOUCHES_DROPPED + 1);
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
@@ -324,15 +361,16 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 	}
 }
 
-/* A key was admitted: queue an event (with endpoint) or note a touch. */
+/*
+ * A key was admitted at time now: queue an event (with endpoint) or note a
+ * touch.
+ */
 void
-hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint)
+hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint,
+					TimestampTz now)
 {
-	TimestampTz now;
-
 	if (usage == NULL)
 		return;
-	now = GetCurrentTimestamp();
 	if (endpoint != NULL)
 	{
 		char		buf[HK_USAGE_ENDPOINT_LEN];
@@ -443,4 +481,31 @@ hk_usage_take_touches(HkUsageTouch *buf, int max)
 	}
 	LWLockRelease(touch_lock);
 	return n;
+}
+
+/* For shipping from a standby: the queue position of the event at the tail. */
+uint64
+hk_usage_tail_position(void)
+{
+	uint64		tail;
+
+	LWLockAcquire(ring_lock, LW_SHARED);
+	tail = usage->tail;
+	LWLockRelease(ring_lock);
+	return tail;
+}
+
+/* Note that a key was used at "at" (usage received from a standby). */
+void
+hk_usage_touch_at(const pg_uuid_t *key_id, TimestampTz at)
+{
+	if (usage != NULL && wanted_here())
+		touch_note(key_id, at);
+}
+
+/* The database the worker writes to, InvalidOid before it has connected. */
+Oid
+hk_usage_worker_database(void)
+{
+	return usage == NULL ? InvalidOid : pg_atomic_read_u32(&usage->worker_dbid);
 }

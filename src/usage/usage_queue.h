@@ -46,7 +46,8 @@ typedef struct HkUsageTouch
 
 /*
  * Counters, shown by hokusai_auth.usage_queue_stats(); ENQUEUED to
- * KEYS_EXPIRED are in its column order.
+ * KEYS_EXPIRED are in its column order, AGGREGATED and LATE_DISCARDED its
+ * last two columns.
  */
 typedef enum HkUsageStat
 {
@@ -54,7 +55,7 @@ typedef enum HkUsageStat
 	HK_USTAT_DROPPED,			/* events refused: queue full */
 	HK_USTAT_OTHER_DB,			/* events refused: not the worker's database */
 	HK_USTAT_TOUCHES_DROPPED,	/* touches lost: table and queue full */
-	HK_USTAT_FLUSHED,			/* rows written to api_key_usage */
+	HK_USTAT_FLUSHED,			/* raw rows written to api_key_usage */
 	HK_USTAT_DISCARDED,			/* events whose key no longer exists */
 	HK_USTAT_FAILED,			/* events lost to a failed flush */
 	HK_USTAT_FLUSHES,			/* batches committed */
@@ -64,6 +65,8 @@ typedef enum HkUsageStat
 	HK_USTAT_MAX_LAG_US,		/* the largest such age since the reset */
 	HK_USTAT_LAST_FLUSH_AT,		/* TimestampTz of the last worker cycle */
 	HK_USTAT_RESET_AT,			/* TimestampTz of the last reset */
+	HK_USTAT_AGGREGATED,		/* events counted in the minute aggregates */
+	HK_USTAT_LATE_DISCARDED,	/* events whose minute has no partition */
 	HK_NUM_USTATS
 } HkUsageStat;
 
@@ -76,7 +79,8 @@ extern void hk_usage_shmem_startup(void);
  * endpoint is not NULL, queue a usage event.  Never blocks, never fails the
  * request.
  */
-extern void hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint);
+extern void hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint,
+								TimestampTz now);
 
 /*
  * Queue one event (endpoint already checked, at most
@@ -103,6 +107,11 @@ extern void hk_usage_missing_db_clear(void);
 extern int	hk_usage_peek(HkUsageEvent *buf, int max);
 extern void hk_usage_advance(int n);
 extern int	hk_usage_take_touches(HkUsageTouch *buf, int max);
+
+/* For usage shipped from standbys (replica/ship.c, replica/receive.c). */
+extern uint64 hk_usage_tail_position(void);
+extern void hk_usage_touch_at(const pg_uuid_t *key_id, TimestampTz at);
+extern Oid	hk_usage_worker_database(void);
 
 #define HK_TOUCH_SLOTS	4096
 

@@ -99,13 +99,14 @@ hk_sql_track_request(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-#define STATS_NATTS 17
+#define STATS_NATTS 19
 
 /*
  * hokusai_auth.usage_queue_stats() returns (capacity, queued, enqueued,
  *	dropped, other_database, touches_dropped, flushed, discarded, failed,
  *	flushes, keys_touched, keys_expired, last_flush_lag_ms,
- *	max_flush_lag_ms, last_flush_at, worker_pid, stats_reset)
+ *	max_flush_lag_ms, last_flush_at, worker_pid, stats_reset, aggregated,
+ *	late_discarded)
  */
 Datum
 hk_sql_usage_queue_stats(PG_FUNCTION_ARGS)
@@ -140,6 +141,8 @@ hk_sql_usage_queue_stats(PG_FUNCTION_ARGS)
 	values[i] = Int32GetDatum(worker_pid);
 	nulls[i++] = worker_pid == 0;
 	values[i++] = TimestampTzGetDatum((TimestampTz) hk_usage_stat(HK_USTAT_RESET_AT));
+	values[i++] = Int64GetDatum(hk_usage_stat(HK_USTAT_AGGREGATED));
+	values[i++] = Int64GetDatum(hk_usage_stat(HK_USTAT_LATE_DISCARDED));
 	Assert(i == STATS_NATTS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -5,8 +5,8 @@
  *
  * Layout.  One HkCacheShared struct followed by nsets * HK_CACHE_WAYS
  * entries.  An entry is found by a keyed BLAKE2b-256 digest of the whole key
- * (the 32-byte digest key is drawn at server start and lives only in shared
- * memory, so digests mean nothing outside this server run).  The digest picks
+ * (hk_key_digest; the 32-byte digest key is drawn at server start and lives
+ * only in shared memory, so digests mean nothing outside this server run).  The digest picks
  * a set of HK_CACHE_WAYS entries; a set belongs to one of HK_CACHE_PARTITIONS
  * partitions.  A full set evicts its least recently used entry.  Entries
  * are tagged with the database and the hokusai_auth schema they came from:
@@ -27,12 +27,30 @@
  * fill reads it before the key's row is read and inserts only if it is
  * unchanged once the partition lock is held.
  *
+ * Reading without writing.  A lookup writes nothing shared on a hit: no
+ * lock word, no counter (validate/stats.c counts per backend), and
+ * last_used only when its one-second tick has moved.  It reads a set
+ * optimistically, as a seqlock reader: each entry has a change count,
+ * odd while a writer is changing the entry; a reader notes it, reads what
+ * it needs, and checks that the count has not moved.  A torn read falls
+ * back to the locked lookup, and so does a hit whose last_used_at touch
+ * is due (once per HK_TOUCH_INTERVAL per key), so that the touch is
+ * swapped on the entry it was decided on.
+ *
+ * The layout is in cache_entry.h, the read path in cache_lookup.c.
+ *
  * Locking rules:
  *
- *	- An entry is read or written only while holding its partition's LWLock:
- *	  shared to read, exclusive to insert, evict or clear.  The one exception
- *	  is last_used, an atomic that readers bump under the shared lock; it only
- *	  steers eviction, so a lost update is harmless.  last_touch is an
+ *	- An entry is written only while holding its partition's LWLock
+ *	  exclusively (insert, evict, clear), between entry_begin_write() and
+ *	  entry_end_write(), which make its change count odd, then even again.
+ *	- An entry is read either under its partition's LWLock (shared or
+ *	  exclusive), or without it as above: change count read, read barrier,
+ *	  the fields, read barrier, change count read again and compared.
+ *	  Fields read that way are used only once the count has been found
+ *	  unchanged (a count still odd, or moved, means: take the lock).
+ *	- last_used is an atomic that readers set with or without the lock; it
+ *	  only steers eviction, so a lost update is harmless.  last_touch is an
  *	  atomic swapped under the shared lock by the one backend that wins it.
  *	- No code holds more than one partition lock at a time, and no partition
  *	  lock is held while doing anything but copying or clearing entries (no
@@ -60,59 +78,11 @@
 
 #include "hokusai_auth.h"
 #include "validate/cache.h"
+#include "validate/cache_entry.h"
 #include "validate/stats.h"
 
-#define HK_CACHE_WAYS		16
-#define HK_CACHE_PARTITIONS 128
-#define HK_LOCK_TRANCHE		"hokusai_auth"
-
-/* Entry flags */
-#define HKE_USED			0x01
-#define HKE_NEGATIVE		0x02
-#define HKE_ACTIVE			0x04
-#define HKE_HAS_EXPIRY		0x08
-#define HKE_HAS_IPS			0x10
-#define HKE_IPS_OVERFLOW	0x20
-#define HKE_REVOKED			0x40
-
-typedef struct HkCacheEntry
-{
-	uint8		digest[HK_DIGEST_LEN];
-	Oid			dbid;
-	Oid			nspid;
-	pg_uuid_t	key_id;
-	pg_uuid_t	user_id;
-	TimestampTz expires_at;
-	TimestampTz filled_at;
-	pg_atomic_uint32 last_used; /* seconds since cache start */
-	pg_atomic_uint32 last_touch;	/* last usage touch, same clock */
-	int32		rate_limit_per_hour;
-	int32		burst_limit;
-	uint8		flags;
-	uint8		n_allowed;
-	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
-	/* metering */
-	bool		has_credits;
-	uint8		refill_interval;
-	int32		user_rate_limit_per_hour;
-	int32		user_burst_limit;
-	pg_uuid_t	credits_key;
-	int64		refill_amount;
-} HkCacheEntry;
-
-StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
-
-typedef struct HkCacheShared
-{
-	uint8		digest_key[crypto_generichash_KEYBYTES];
-	TimestampTz started_at;
-	uint32		nsets;
-	pg_atomic_uint64 generation;
-	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER];
-} HkCacheShared;
-
-static HkCacheShared *cache = NULL;
-static LWLockPadded *cache_locks = NULL;
+HkCacheShared *hk_cache_shm = NULL;
+LWLockPadded *hk_cache_locks = NULL;
 
 /* This database's hokusai_auth schema, looked up once per backend. */
 static Oid	my_nspid = InvalidOid;
@@ -150,20 +120,21 @@ hk_cache_shmem_startup(void)
 	bool		found;
 	int			i;
 
-	cache = ShmemInitStruct("hokusai_auth key cache", hk_cache_shmem_size(), &found);
-	cache_locks = GetNamedLWLockTranche(HK_LOCK_TRANCHE);
+	hk_cache_shm = ShmemInitStruct("hokusai_auth key cache", hk_cache_shmem_size(), &found);
+	hk_cache_locks = GetNamedLWLockTranche(HK_LOCK_TRANCHE);
 	if (found)
 		return;
 
-	memset(cache, 0, hk_cache_shmem_size());
-	crypto_generichash_keygen(cache->digest_key);
-	cache->started_at = GetCurrentTimestamp();
-	cache->nsets = cache_nsets();
-	pg_atomic_init_u64(&cache->generation, 1);
-	for (i = 0; i < (int) (cache->nsets * HK_CACHE_WAYS); i++)
+	memset(hk_cache_shm, 0, hk_cache_shmem_size());
+	crypto_generichash_keygen(hk_cache_shm->digest_key);
+	hk_cache_shm->started_at = GetCurrentTimestamp();
+	hk_cache_shm->nsets = cache_nsets();
+	pg_atomic_init_u64(&hk_cache_shm->generation, 1);
+	for (i = 0; i < (int) (hk_cache_shm->nsets * HK_CACHE_WAYS); i++)
 	{
-		pg_atomic_init_u32(&cache->entries[i].last_used, 0);
-		pg_atomic_init_u32(&cache->entries[i].last_touch, 0);
+		pg_atomic_init_u32(&hk_cache_shm->entries[i].changes, 0);
+		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_used, 0);
+		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_touch, 0);
 	}
 }
 
@@ -188,138 +159,60 @@ hk_cache_init(void)
 }
 
 /* This database's hokusai_auth schema, which tags entries. */
-static Oid
-current_nspid(void)
+Oid
+hk_cache_nspid(void)
 {
 	if (!OidIsValid(my_nspid))
 		my_nspid = get_namespace_oid(HK_SCHEMA, false);
 	return my_nspid;
 }
 
-/* The cache's lookup key for a key: its keyed BLAKE2b-256 digest. */
+/*
+ * The cache's lookup key for a key: its BLAKE2b-256 digest keyed by the
+ * server's secret, as a prefix: BLAKE2b-256(digest_key || key).  BLAKE2b
+ * has no length extension, so a secret prefix makes it a keyed function
+ * as its keyed mode does; but the keyed mode compresses the key as a block
+ * of its own, while the 32-byte secret and a 54-byte key fit in one
+ * 128-byte block: one compression per call instead of two (this was more
+ * than half of what a cache hit cost in the backend).
+ */
 void
 hk_key_digest(const char *key, size_t len, uint8 *digest)
 {
-	crypto_generichash(digest, HK_DIGEST_LEN, (const unsigned char *) key, len,
-					   cache->digest_key, sizeof(cache->digest_key));
+	unsigned char buf[128];
+	const size_t klen = sizeof(hk_cache_shm->digest_key);
+
+	if (len <= sizeof(buf) - klen)
+	{
+		memcpy(buf, hk_cache_shm->digest_key, klen);
+		memcpy(buf + klen, key, len);
+		crypto_generichash(digest, HK_DIGEST_LEN, buf, klen + len, NULL, 0);
+		sodium_memzero(buf, klen + len);
+	}
+	else
+	{
+		crypto_generichash_state state;
+
+		crypto_generichash_init(&state, NULL, 0, HK_DIGEST_LEN);
+		crypto_generichash_update(&state, hk_cache_shm->digest_key, klen);
+		crypto_generichash_update(&state, (const unsigned char *) key, len);
+		crypto_generichash_final(&state, digest, HK_DIGEST_LEN);
+		sodium_memzero(&state, sizeof(state));
+	}
 }
 
 /* The generation a fill must still see when it inserts. */
 uint64
 hk_cache_generation(void)
 {
-	return pg_atomic_read_u64(&cache->generation);
+	return pg_atomic_read_u64(&hk_cache_shm->generation);
 }
 
 /* Invalidation at commit: refuse every fill that began before now. */
 void
 hk_cache_advance_generation(void)
 {
-	pg_atomic_fetch_add_u64(&cache->generation, 1);
-}
-
-/* Seconds since the cache was made, the clock of last_used and last_touch. */
-static inline uint32
-now_tick(TimestampTz now)
-{
-	return (uint32) ((now - cache->started_at) / USECS_PER_SEC);
-}
-
-/* The set a digest belongs to. */
-static inline uint32
-digest_set(const uint8 *digest)
-{
-	uint64		h;
-
-	memcpy(&h, digest, sizeof(h));
-	return (uint32) (h % cache->nsets);
-}
-
-/* The partition lock of a set. */
-static inline LWLock *
-set_lock(uint32 set)
-{
-	return &cache_locks[set % HK_CACHE_PARTITIONS].lock;
-}
-
-/* Is the entry younger than hokusai_auth.cache_ttl? */
-static inline bool
-entry_fresh(const HkCacheEntry *e, TimestampTz now)
-{
-	TimestampTz ttl = (TimestampTz) hk_cache_ttl * USECS_PER_SEC;
-
-	return now - e->filled_at < ttl;
-}
-
-/*
- * Look a digest up.  On a hit, *st describes the key (allowed CIDRs copied
- * into st->allowed_buf; *ips_overflow when there were too many to keep),
- * and *touch_due says whether this hit should note the key as used.
- */
-HkCacheResult
-hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
-				bool *touch_due)
-{
-	uint32		set = digest_set(digest);
-	HkCacheEntry *e = &cache->entries[set * HK_CACHE_WAYS];
-	Oid			nspid = current_nspid();
-	TimestampTz now = GetCurrentTimestamp();
-	HkCacheResult result = HK_CACHE_MISS;
-	int			i;
-
-	LWLockAcquire(set_lock(set), LW_SHARED);
-	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
-	{
-		if (!(e->flags & HKE_USED) ||
-			memcmp(e->digest, digest, HK_DIGEST_LEN) != 0 ||
-			e->dbid != MyDatabaseId || e->nspid != nspid)
-			continue;
-		if (!entry_fresh(e, now))
-			break;
-		pg_atomic_write_u32(&e->last_used, now_tick(now));
-		if (!(e->flags & HKE_NEGATIVE))
-		{
-			uint32		tick = now_tick(now);
-			uint32		last = pg_atomic_read_u32(&e->last_touch);
-
-			*touch_due = tick - last >= HK_TOUCH_INTERVAL &&
-				pg_atomic_compare_exchange_u32(&e->last_touch, &last, tick);
-		}
-		if (e->flags & HKE_NEGATIVE)
-		{
-			result = HK_CACHE_NEGATIVE;
-			break;
-		}
-		st->key_id = e->key_id;
-		st->user_id = e->user_id;
-		st->active = (e->flags & HKE_ACTIVE) != 0;
-		st->revoked = (e->flags & HKE_REVOKED) != 0;
-		st->has_expiry = (e->flags & HKE_HAS_EXPIRY) != 0;
-		st->expires_at = e->expires_at;
-		st->rate_limit_per_hour = e->rate_limit_per_hour;
-		st->burst_limit = e->burst_limit;
-		st->has_allowed_ips = (e->flags & HKE_HAS_IPS) != 0;
-		st->n_allowed = e->n_allowed;
-		st->allowed = st->allowed_buf;
-		if (st->n_allowed > 0)
-			memcpy(st->allowed, e->allowed, sizeof(HkCidr) * e->n_allowed);
-		*ips_overflow = (e->flags & HKE_IPS_OVERFLOW) != 0;
-		/* metering */
-		st->has_credits = e->has_credits;
-		st->credits_key = e->credits_key;
-		st->refill_amount = e->refill_amount;
-		st->refill_interval = e->refill_interval;
-		st->user_rate_limit_per_hour = e->user_rate_limit_per_hour;
-		st->user_burst_limit = e->user_burst_limit;
-		result = HK_CACHE_HIT;
-		break;
-	}
-	LWLockRelease(set_lock(set));
-
-	hk_stat_add(result == HK_CACHE_HIT ? HK_STAT_HITS :
-				result == HK_CACHE_NEGATIVE ? HK_STAT_NEGATIVE_HITS :
-				HK_STAT_MISSES);
-	return result;
+	pg_atomic_fetch_add_u64(&hk_cache_shm->generation, 1);
 }
 
 /*
@@ -330,7 +223,7 @@ hk_cache_lookup(const uint8 *digest, HkKeyState *st, bool *ips_overflow,
 static HkCacheEntry *
 choose_slot(uint32 set, const uint8 *digest, TimestampTz now)
 {
-	HkCacheEntry *base = &cache->entries[set * HK_CACHE_WAYS];
+	HkCacheEntry *base = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
 	HkCacheEntry *victim = NULL;
 	uint32		oldest = PG_UINT32_MAX;
 	int			i;
@@ -364,18 +257,19 @@ static void
 insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 {
 	uint32		set = digest_set(digest);
-	Oid			nspid = current_nspid();
+	Oid			nspid = hk_cache_nspid();
 	TimestampTz now = GetCurrentTimestamp();
 	HkCacheEntry *e;
 
 	LWLockAcquire(set_lock(set), LW_EXCLUSIVE);
 	/* A key or user changed since this fill began: its data may be stale. */
-	if (pg_atomic_read_u64(&cache->generation) != generation)
+	if (pg_atomic_read_u64(&hk_cache_shm->generation) != generation)
 	{
 		LWLockRelease(set_lock(set));
 		return;
 	}
 	e = choose_slot(set, digest, now);
+	entry_begin_write(e);
 	memcpy(e->digest, digest, HK_DIGEST_LEN);
 	e->dbid = MyDatabaseId;
 	e->nspid = nspid;
@@ -389,6 +283,8 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 		memset(&e->key_id, 0, sizeof(e->key_id));
 		memset(&e->user_id, 0, sizeof(e->user_id));
 		e->n_allowed = 0;
+		e->n_scopes = 0;
+		e->scopes_len = 0;
 	}
 	else
 	{
@@ -417,6 +313,12 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 			if (st->n_allowed > 0)
 				memcpy(e->allowed, st->allowed, sizeof(HkCidr) * st->n_allowed);
 		}
+		if (st->disabled)
+			e->flags |= HKE_DISABLED;
+		e->n_scopes = (uint8) Min(st->n_scopes, PG_UINT8_MAX);
+		e->scopes_len = st->scopes_len <= HK_CACHE_SCOPE_BYTES ? st->scopes_len : 0;
+		if (e->scopes_len > 0)
+			memcpy(e->scopes, st->scopes, e->scopes_len);
 		/* metering */
 		e->has_credits = st->has_credits;
 		e->credits_key = st->credits_key;
@@ -425,6 +327,7 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 		e->user_rate_limit_per_hour = st->user_rate_limit_per_hour;
 		e->user_burst_limit = st->user_burst_limit;
 	}
+	entry_end_write(e);
 	LWLockRelease(set_lock(set));
 }
 
@@ -459,17 +362,17 @@ visit_entries(LWLockMode mode, EntryVisitor visit, void *arg)
 
 	for (part = 0; part < HK_CACHE_PARTITIONS; part++)
 	{
-		LWLockAcquire(&cache_locks[part].lock, mode);
-		for (set = part; set < cache->nsets; set += HK_CACHE_PARTITIONS)
+		LWLockAcquire(&hk_cache_locks[part].lock, mode);
+		for (set = part; set < hk_cache_shm->nsets; set += HK_CACHE_PARTITIONS)
 		{
-			HkCacheEntry *e = &cache->entries[set * HK_CACHE_WAYS];
+			HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
 			int			i;
 
 			for (i = 0; i < HK_CACHE_WAYS; i++, e++)
 				if ((e->flags & HKE_USED) && visit(e, arg))
 					n++;
 		}
-		LWLockRelease(&cache_locks[part].lock);
+		LWLockRelease(&hk_cache_locks[part].lock);
 	}
 	return n;
 }
@@ -495,7 +398,9 @@ clear_visitor(HkCacheEntry *e, void *arg)
 		 memcmp(t->scope == HK_SCOPE_KEY ? &e->key_id : &e->user_id,
 				t->id, sizeof(pg_uuid_t)) != 0))
 		return false;
+	entry_begin_write(e);
 	e->flags = 0;
+	entry_end_write(e);
 	return true;
 }
 
@@ -529,5 +434,5 @@ hk_cache_count_entries(void)
 int64
 hk_cache_capacity(void)
 {
-	return (int64) cache->nsets * HK_CACHE_WAYS;
+	return (int64) hk_cache_shm->nsets * HK_CACHE_WAYS;
 }

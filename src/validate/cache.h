@@ -42,8 +42,9 @@ extern void hk_cache_init(void);
 /* Hot path. */
 extern void hk_key_digest(const char *key, size_t len, uint8 *digest);
 extern uint64 hk_cache_generation(void);
-extern HkCacheResult hk_cache_lookup(const uint8 *digest, HkKeyState *st,
-									 bool *ips_overflow, bool *touch_due);
+extern HkCacheResult hk_cache_lookup(const uint8 *digest, TimestampTz now,
+									 HkKeyState *st, bool *ips_overflow,
+									 bool *touch_due);
 extern void hk_cache_insert(const uint8 *digest, const HkKeyState *st,
 							uint64 generation);
 extern void hk_cache_insert_negative(const uint8 *digest, uint64 generation);

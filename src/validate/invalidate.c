@@ -25,6 +25,11 @@
  * Pending invalidations are per backend: at most HK_PENDING_MAX ids, after
  * which the transaction invalidates everything of its database instead.
  *
+ * Hot standbys run no triggers: each change registered here is also
+ * appended to the invalidation log, which travels to them in the WAL
+ * (replica/inval_log.c), once per subtransaction: a change repeated after
+ * its subtransaction rolled back the log row is logged again.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -36,6 +41,7 @@
 #include "fmgr.h"
 
 #include "hokusai_auth.h"
+#include "replica/inval_log.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
 #include "validate/stats.h"
@@ -48,10 +54,12 @@ typedef struct HkPending
 {
 	HkCacheScope scope;			/* HK_SCOPE_KEY or HK_SCOPE_USER */
 	pg_uuid_t	id;
+	SubTransactionId logged_in; /* where its invalidation log row was written */
 } HkPending;
 static HkPending pending[HK_PENDING_MAX];
 static int	npending = 0;
 static bool pending_all = false;
+static SubTransactionId all_logged_in = InvalidSubTransactionId;
 
 /*
  * May this backend use the cache now?  Not while its transaction has
@@ -69,6 +77,7 @@ reset_pending(void)
 {
 	npending = 0;
 	pending_all = false;
+	all_logged_in = InvalidSubTransactionId;
 }
 
 /* At commit, apply what was registered; at abort, drop it; refuse PREPARE. */
@@ -121,24 +130,54 @@ hk_invalidate_init(void)
 	}
 }
 
+/* "Everything", in this transaction and in the invalidation log. */
+static void
+add_pending_all(void)
+{
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	pending_all = true;
+	if (all_logged_in != sub)
+	{
+		hk_inval_log_append(HK_SCOPE_ALL, NULL);
+		all_logged_in = sub;
+	}
+}
+
 /* Register one id; too many of them become "everything". */
 static void
 add_pending(HkCacheScope scope, const pg_uuid_t *id)
 {
+	SubTransactionId sub;
 	int			i;
 
-	if (!hk_shmem_ready() || pending_all)
+	if (!hk_shmem_ready())
 		return;
-	for (i = 0; i < npending; i++)
-		if (pending[i].scope == scope && memcmp(&pending[i].id, id, sizeof(*id)) == 0)
-			return;
-	if (npending >= HK_PENDING_MAX)
+	if (pending_all)
 	{
-		pending_all = true;
+		add_pending_all();
 		return;
 	}
+	sub = GetCurrentSubTransactionId();
+	for (i = 0; i < npending; i++)
+		if (pending[i].scope == scope && memcmp(&pending[i].id, id, sizeof(*id)) == 0)
+		{
+			if (pending[i].logged_in != sub)
+			{
+				hk_inval_log_append(scope, id);
+				pending[i].logged_in = sub;
+			}
+			return;
+		}
+	if (npending >= HK_PENDING_MAX)
+	{
+		add_pending_all();
+		return;
+	}
+	hk_inval_log_append(scope, id);
 	pending[npending].scope = scope;
 	pending[npending].id = *id;
+	pending[npending].logged_in = sub;
 	npending++;
 }
 
@@ -161,7 +200,7 @@ void
 hk_invalidate_all_at_commit(void)
 {
 	if (hk_shmem_ready())
-		pending_all = true;
+		add_pending_all();
 }
 
 /*

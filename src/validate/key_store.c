@@ -2,8 +2,8 @@
  *
  * key_store.c
  *	  Reading key and user rows for validation, as the owner of the
- *	  hokusai_auth schema: a key's row by key_prefix, its allowed_ips by id,
- *	  and whether a user is active.
+ *	  hokusai_auth schema: a key's row by key_prefix, its allowed_ips or its
+ *	  scopes by id, and whether a user is active.
  *
  * Callers need EXECUTE on validate_key() (or to be PostgREST's roles in
  * pre_request()) and no privileges on the tables: every read here runs as
@@ -55,24 +55,38 @@ static SPIPlanPtr lookup_plan_15 = NULL;
 "       k.is_active AND k.revoked_at IS NULL AND u.is_active," \
 "       k.expires_at, k.rate_limit_per_hour, k.burst_limit, k.allowed_ips," \
 "       k.revoked_at IS NOT NULL OR NOT u.is_active," \
-"       k.xmin, u.xmin,"
+"       k.xmin, u.xmin"
 #define LOOKUP_FROM \
 "  FROM " HK_SCHEMA ".api_keys k" \
 "  JOIN " HK_SCHEMA ".users u ON u.id OPERATOR(pg_catalog.=) k.user_id" \
 " WHERE k.key_prefix OPERATOR(pg_catalog.=) $1"
 
 static const char lookup_query[] =
-LOOKUP_COLUMNS
+LOOKUP_COLUMNS ", k.disabled_at IS NOT NULL, k.scopes,"
 "       k.credits_remaining IS NOT NULL, coalesce(k.credits_key_id, k.id),"
 "       k.refill_amount, k.refill_interval, u.rate_limit_per_hour, u.burst_limit"
 LOOKUP_FROM;
 
-/* The same before the update to 1.6 (see schema_has_metering()). */
-static const char lookup_query_15[] =
-LOOKUP_COLUMNS
-"       false, k.id, NULL::pg_catalog.int8, NULL::pg_catalog.text,"
-"       NULL::pg_catalog.int4, NULL::pg_catalog.int4"
-LOOKUP_FROM;
+/*
+ * A database not yet updated to 1.6 has none of authorization's and
+ * metering's columns: there every key is enabled, unrestricted and
+ * unmetered, and no user has limits.  The 1.6 library answers
+ * validate_key() there until ALTER EXTENSION UPDATE.
+ */
+static const char lookup_query_15[] = LOOKUP_COLUMNS LOOKUP_FROM;
+
+/*
+ * Has api_keys the 1.6 columns?  Asked on every read of a key's row (a few
+ * catalog cache lookups): ALTER EXTENSION UPDATE may add them at any time.
+ * The update adds authorization's and metering's together.
+ */
+static bool
+have_16_columns(void)
+{
+	Oid			rel = get_relname_relid("api_keys", get_namespace_oid(HK_SCHEMA, false));
+
+	return OidIsValid(rel) && get_attnum(rel, "scopes") != InvalidAttrNumber;
+}
 
 /* The role that owns the hokusai_auth schema: key rows are read as it. */
 static Oid
@@ -181,6 +195,22 @@ xmin_is_ours(HeapTuple tup, TupleDesc desc, int attno)
 	return !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 }
 
+/* A key's scopes column (attno of tup), packed into *st. */
+static void
+read_scopes(HeapTuple tup, TupleDesc desc, int attno, HkKeyState *st)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, attno, &isnull);
+
+	st->scopes_unread = false;
+	st->n_scopes = 0;
+	st->scopes_len = 0;
+	st->scopes = NULL;
+	if (!isnull)
+		st->scopes_len = hk_scopes_pack(DatumGetArrayTypeP(d), &st->scopes,
+										&st->n_scopes);
+}
+
 /* RowReader for lookup_query: fill a KeyRow. */
 static void
 read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
@@ -211,15 +241,31 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	st->revoked = !isnull && DatumGetBool(d);
 	row->own_write = xmin_is_ours(tup, desc, 10) || xmin_is_ours(tup, desc, 11);
-	/* metering */
-	d = SPI_getbinval(tup, desc, 12, &isnull);
-	st->has_credits = !isnull && DatumGetBool(d);
-	memcpy(&st->credits_key, DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull)),
-		   sizeof(pg_uuid_t));
-	d = SPI_getbinval(tup, desc, 14, &isnull);
-	st->refill_amount = isnull ? 0 : DatumGetInt64(d);
-	d = SPI_getbinval(tup, desc, 15, &isnull);
+	st->disabled = false;
+	st->scopes_unread = false;
+	st->n_scopes = 0;
+	st->scopes_len = 0;
+	st->scopes = NULL;
+	st->has_credits = false;
+	st->credits_key = st->key_id;
+	st->refill_amount = 0;
 	st->refill_interval = HK_REFILL_NONE;
+	st->user_rate_limit_per_hour = 0;
+	st->user_burst_limit = 0;
+	if (desc->natts < 19)
+		return;
+	/* authorization */
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	st->disabled = !isnull && DatumGetBool(d);
+	read_scopes(tup, desc, 13, st);
+	/* metering */
+	d = SPI_getbinval(tup, desc, 14, &isnull);
+	st->has_credits = !isnull && DatumGetBool(d);
+	memcpy(&st->credits_key, DatumGetUUIDP(SPI_getbinval(tup, desc, 15, &isnull)),
+		   sizeof(pg_uuid_t));
+	d = SPI_getbinval(tup, desc, 16, &isnull);
+	st->refill_amount = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 17, &isnull);
 	if (!isnull)
 	{
 		HkRefillInterval iv;
@@ -229,24 +275,10 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 	}
 	if (st->refill_amount <= 0)
 		st->refill_interval = HK_REFILL_NONE;
-	d = SPI_getbinval(tup, desc, 16, &isnull);
+	d = SPI_getbinval(tup, desc, 18, &isnull);
 	st->user_rate_limit_per_hour = isnull ? 0 : Max(DatumGetInt32(d), 0);
-	d = SPI_getbinval(tup, desc, 17, &isnull);
+	d = SPI_getbinval(tup, desc, 19, &isnull);
 	st->user_burst_limit = isnull ? 0 : Max(DatumGetInt32(d), 0);
-}
-
-/*
- * Has api_keys the columns of metering (1.6)?  The 1.6 library also answers
- * validate_key() in a database still at 1.5 until ALTER EXTENSION UPDATE;
- * there every key is unmetered and no user has limits.  Two syscache
- * lookups, on a cache miss only.
- */
-static bool
-schema_has_metering(void)
-{
-	Oid			rel = get_relname_relid("api_keys", get_namespace_oid(HK_SCHEMA, false));
-
-	return OidIsValid(rel) && get_attnum(rel, "credits_key_id") != InvalidAttrNumber;
 }
 
 /*
@@ -265,13 +297,12 @@ hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write)
 {
 	KeyRow		row = {st, NULL, false};
 	Datum		arg = PointerGetDatum(cstring_to_text_with_len(key, HK_PREFIX_LEN));
+	bool		v16 = have_16_columns();
 
 	*own_write = false;
-	if (!(schema_has_metering() ?
-		  read_row_as_owner(&lookup_plan, lookup_query, TEXTOID, arg,
-							read_key_row, &row) :
-		  read_row_as_owner(&lookup_plan_15, lookup_query_15, TEXTOID, arg,
-							read_key_row, &row)))
+	if (!read_row_as_owner(v16 ? &lookup_plan : &lookup_plan_15,
+						   v16 ? lookup_query : lookup_query_15, TEXTOID, arg,
+						   read_key_row, &row))
 		return NULL;
 	*own_write = row.own_write;
 	return row.hash;
@@ -304,6 +335,37 @@ hk_key_store_allowed_ips(HkKeyState *st)
 							 " WHERE id OPERATOR(pg_catalog.=) $1",
 							 UUIDOID, UUIDPGetDatum(&st->key_id),
 							 read_allowed_ips, st);
+}
+
+/* RowReader for a key's scopes alone. */
+static void
+read_scopes_row(HeapTuple tup, TupleDesc desc, void *arg)
+{
+	read_scopes(tup, desc, 1, (HkKeyState *) arg);
+}
+
+/*
+ * A cached key whose scopes did not fit in its cache entry: read just
+ * scopes by key id.  A key whose row is gone grants nothing (and stays a
+ * restricted key).
+ */
+void
+hk_key_store_scopes(HkKeyState *st)
+{
+	static SPIPlanPtr plan = NULL;
+	int			cached_count = st->n_scopes;
+
+	if (!read_row_as_owner(&plan,
+						   "SELECT scopes FROM " HK_SCHEMA ".api_keys"
+						   " WHERE id OPERATOR(pg_catalog.=) $1",
+						   UUIDOID, UUIDPGetDatum(&st->key_id),
+						   read_scopes_row, st))
+	{
+		/* The row is gone: still restricted, granting nothing. */
+		st->scopes_unread = false;
+		st->n_scopes = cached_count;
+		st->scopes_len = 0;
+	}
 }
 
 /* RowReader for a user's is_active. */

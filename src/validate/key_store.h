@@ -14,6 +14,7 @@
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
+#include "validate/scopes.h"
 
 #define HK_CACHE_MAX_CIDRS	4	/* allowed_ips kept inline in a cache entry */
 
@@ -40,6 +41,13 @@ typedef struct HkKeyState
 	uint8		refill_interval;	/* HkRefillInterval */
 	int32		user_rate_limit_per_hour;	/* the owner's; 0: none */
 	int32		user_burst_limit;	/* the owner's; 0: none */
+	/* authorization */
+	bool		disabled;		/* disabled_at set */
+	int			n_scopes;		/* scopes granted; 0: none (unrestricted) */
+	bool		scopes_unread;	/* cache hit, too long to keep: scopes not set */
+	int			scopes_len;		/* bytes at scopes (packed, see scopes.h) */
+	char	   *scopes;
+	char		scopes_buf[HK_CACHE_SCOPE_BYTES];	/* storage for cache hits */
 } HkKeyState;
 
 /* A credit balance as its row has it (metering/credits.c loads it). */
@@ -53,6 +61,7 @@ typedef struct HkCreditRow
 
 extern char *hk_key_store_lookup(const char *key, HkKeyState *st, bool *own_write);
 extern void hk_key_store_allowed_ips(HkKeyState *st);
+extern void hk_key_store_scopes(HkKeyState *st);
 extern bool hk_user_is_active(const pg_uuid_t *user_id);
 extern bool hk_key_store_credits(const pg_uuid_t *key_id, HkCreditRow *row);
 

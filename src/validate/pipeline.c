@@ -17,9 +17,13 @@
  *	   bad, goes into the cache, unless this transaction wrote the row;
  *	4. active flag, revocation and the owner's active flag: "revoked";
  *	5. expiry, against the wall clock on every call: "expired";
- *	6. client address against allowed_ips: "ip_denied".  A key with an
+ *	6. disable_key(): "disabled";
+ *	7. client address against allowed_ips: "ip_denied".  A key with an
  *	   allow-list is denied when the caller gives no address;
- *	7. the key's credits and rate limits and its owner's limits, all or
+ *	8. the scopes the caller requires (validate_key()'s required_scopes,
+ *	   the route's in pre_request()) against the key's (scopes.c):
+ *	   "insufficient_scope";
+ *	9. the key's credits and rate limits and its owner's limits, all or
  *	   nothing (ratelimit/admit.c): "credits_exhausted" when fewer credits
  *	   are left than the call's cost, else "rate_limited".  Only a call that
  *	   gets this far spends anything, its cost on every one of them, and
@@ -38,8 +42,10 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "events/event_queue.h"
 #include "keys/bcrypt.h"
 #include "ratelimit/admit.h"
+#include "replica/walinval.h"
 #include "usage/usage_queue.h"
 #include "validate/cache.h"
 #include "validate/invalidate.h"
@@ -65,10 +71,12 @@ const char *const hk_status_names[] = {
  * Steps 2 and 3 of the banner: is this the secret of one of our keys?  On
  * true, *st describes the key, and *touch_due says whether this use should
  * be noted for last_used_at (always after a cache miss; after a hit, once
- * per HK_TOUCH_INTERVAL per key).
+ * per HK_TOUCH_INTERVAL per key).  *now is the call's clock reading; a
+ * miss reads the clock again after its bcrypt.
  */
 static bool
-key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
+key_authenticate(const char *key, TimestampTz *now, HkKeyState *st,
+				 bool *touch_due)
 {
 	uint8		digest[HK_DIGEST_LEN];
 	bool		use_cache = hk_cache_usable();
@@ -81,8 +89,10 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	hk_key_digest(key, HK_KEY_LEN, digest);
 	if (use_cache)
 	{
+		/* On a standby: invalidations replayed from the primary first. */
+		hk_walinval_sync();
 		*touch_due = false;
-		switch (hk_cache_lookup(digest, st, &ips_overflow, touch_due))
+		switch (hk_cache_lookup(digest, *now, st, &ips_overflow, touch_due))
 		{
 			case HK_CACHE_HIT:
 				if (ips_overflow)
@@ -108,6 +118,7 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	}
 	hk_stat_add(HK_STAT_BCRYPT);
 	verified = hk_bcrypt_verify(key, hash);
+	*now = GetCurrentTimestamp();
 	if (verified)
 		hk_throttle_release(key);
 	if (use_cache && !own_write)
@@ -120,22 +131,62 @@ key_authenticate(const char *key, HkKeyState *st, bool *touch_due)
 	return verified;
 }
 
-/* Steps 4 to 6 of the banner, for a key whose secret has been proven. */
+/* Steps 4 to 7 of the banner, for a key whose secret has been proven. */
 static HkStatus
-key_check(const HkKeyState *st, const HkCidr *client)
+key_check(const HkKeyState *st, const HkCidr *client, TimestampTz now)
 {
 	if (st->revoked)
 		return HK_STATUS_REVOKED;
 	/* Expired before inactive: the worker deactivates keys that expire. */
-	if (st->has_expiry && st->expires_at <= GetCurrentTimestamp())
+	if (st->has_expiry && st->expires_at <= now)
 		return HK_STATUS_EXPIRED;
 	if (!st->active)
 		return HK_STATUS_REVOKED;
+	if (st->disabled)
+		return HK_STATUS_DISABLED;
 	/* An IPv4-mapped client matches IPv4 networks (hk_cidrs_allow). */
 	if (st->has_allowed_ips &&
 		(client == NULL || !hk_cidrs_allow(st->allowed, st->n_allowed, client)))
 		return HK_STATUS_IP_DENIED;
 	return HK_STATUS_OK;
+}
+
+/*
+ * Step 8 of the banner: every scope required by the caller, and every
+ * scope the route demands, is granted by the key's.  A key-management
+ * route's scope (restricted_only) is not demanded of a key with no scopes.
+ * On a refusal, res->missing_scope names the first scope missing.
+ */
+static HkStatus
+scope_check(HkKeyState *st, const HkRequest *req, HkValidation *res)
+{
+	const char *missing = NULL;
+	int			missing_len = 0;
+
+	if (st->scopes_unread)
+		hk_key_store_scopes(st);
+	if (req->required_scopes != NULL)
+		(void) hk_scopes_first_missing(st->scopes, st->scopes_len,
+									   req->required_scopes,
+									   &missing, &missing_len);
+	for (int i = 0; missing == NULL && i < req->n_route_scopes; i++)
+	{
+		const HkRouteScope *r = &req->route_scopes[i];
+
+		if (r->restricted_only && st->n_scopes == 0)
+			continue;
+		if (!hk_scopes_grant(st->scopes, st->scopes_len, r->name, r->len))
+		{
+			missing = r->name;
+			missing_len = r->len;
+		}
+	}
+	if (missing == NULL)
+		return HK_STATUS_OK;
+	missing_len = Min(missing_len, HK_SCOPE_MAX_LEN);
+	memcpy(res->missing_scope, missing, missing_len);
+	res->missing_scope[missing_len] = '\0';
+	return HK_STATUS_INSUFFICIENT_SCOPE;
 }
 
 /*
@@ -156,6 +207,7 @@ hk_validate(const HkRequest *req, HkValidation *res)
 	HkAdmitResult limit;
 	bool		known = false;
 	bool		touch_due = false;
+	TimestampTz now = 0;		/* the call's one clock reading */
 
 	hk_require_preload();
 
@@ -176,12 +228,16 @@ hk_validate(const HkRequest *req, HkValidation *res)
 			res->prefix[HK_PREFIX_LEN] = '\0';
 			memcpy(key, key_text, HK_KEY_LEN);
 			key[HK_KEY_LEN] = '\0';
-			known = key_authenticate(key, &st, &touch_due);
+			now = GetCurrentTimestamp();
+			known = key_authenticate(key, &now, &st, &touch_due);
 			sodium_memzero(key, sizeof(key));
 			if (!known)
 				status = HK_STATUS_UNKNOWN;
 			else
-				status = key_check(&st, client);
+				status = key_check(&st, client, now);
+			if (status == HK_STATUS_OK &&
+				(req->required_scopes != NULL || req->n_route_scopes > 0))
+				status = scope_check(&st, req, res);
 			if (status == HK_STATUS_OK)
 			{
 				HkAdmission a;
@@ -198,7 +254,7 @@ hk_validate(const HkRequest *req, HkValidation *res)
 				a.refill.amount = st.refill_amount;
 				a.refill.interval = (HkRefillInterval) st.refill_interval;
 				a.cost = req->cost;
-				hk_admit(&a, &limit);
+				hk_admit(&a, now, &limit);
 				if (!limit.admitted)
 					status = limit.refused_by == HK_REFUSED_CREDITS ?
 						HK_STATUS_CREDITS_EXHAUSTED : HK_STATUS_RATE_LIMITED;
@@ -209,7 +265,21 @@ hk_validate(const HkRequest *req, HkValidation *res)
 	if (status == HK_STATUS_MALFORMED)
 		hk_stat_add(HK_STAT_MALFORMED);
 	else if (status == HK_STATUS_OK && (endpoint != NULL || touch_due))
-		hk_usage_note_valid(&st.key_id, endpoint);
+		hk_usage_note_valid(&st.key_id, endpoint, now);
+	else if (status == HK_STATUS_RATE_LIMITED)
+		hk_event_note(HK_EVENT_RATE_LIMIT_EXCEEDED, &st.key_id, &st.user_id, limit.retry_after);
+
+	if (status == HK_STATUS_OK && req->want_scopes)
+	{
+		if (st.scopes_unread)
+			hk_key_store_scopes(&st);
+		res->has_scopes = true;
+		res->n_scopes = st.n_scopes;
+		res->scopes_len = st.scopes_len;
+		res->scopes = palloc(Max(st.scopes_len, 1));
+		if (st.scopes_len > 0)
+			memcpy(res->scopes, st.scopes, st.scopes_len);
+	}
 
 	res->status = status;
 	res->known = known;

@@ -16,6 +16,7 @@
 
 #include "common/cidr.h"
 #include "common/key_format.h"
+#include "validate/scopes.h"
 
 /* Outcome of a validation; the names are validate_key()'s status column. */
 typedef enum HkStatus
@@ -45,6 +46,10 @@ typedef struct HkRequest
 	const text *endpoint;		/* NULL: no usage event */
 	int32		cost;			/* credits and rate-limit units to spend */
 	ArrayType  *required_scopes;	/* text[]; NULL: none required */
+	/* authorization, from pre_request() */
+	const HkRouteScope *route_scopes;	/* what the route demands */
+	int			n_route_scopes;
+	bool		want_scopes;	/* an admitted key's scopes into the result */
 } HkRequest;
 
 /* What hk_validate() found: validate_key()'s result columns, and more. */
@@ -62,6 +67,12 @@ typedef struct HkValidation
 	int32		retry_after;
 	bool		has_credits;	/* the key has a balance: the next is set */
 	int64		credits_remaining;
+	/* authorization */
+	char		missing_scope[HK_SCOPE_MAX_LEN + 1];	/* insufficient_scope */
+	bool		has_scopes;		/* ok and want_scopes: the next three are set */
+	int			n_scopes;
+	int			scopes_len;
+	char	   *scopes;			/* packed (scopes.h), palloc'd */
 } HkValidation;
 
 extern void hk_validate(const HkRequest *req, HkValidation *res);

@@ -16,10 +16,29 @@
 #include "hokusai_auth.h"
 #include "validate/cidr_datum.h"
 #include "validate/pipeline.h"
+#include "validate/scopes.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
 #define VALIDATE_NATTS 9
+
+/*
+ * The status column's values as text, made once per backend: a call copies
+ * one into its row instead of building it (a palloc and a strlen).
+ */
+static text *status_text[HK_NUM_STATUSES];
+
+static void
+make_status_texts(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	int			i;
+
+	/* The first one last: it says they are all made. */
+	for (i = HK_NUM_STATUSES - 1; i >= 0; i--)
+		status_text[i] = cstring_to_text(hk_status_names[i]);
+	MemoryContextSwitchTo(old);
+}
 
 /*
  * hokusai_auth.validate_key(key text, client_ip inet, endpoint text,
@@ -53,6 +72,8 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
 		fcinfo->flinfo->fn_extra = tupdesc;
 		MemoryContextSwitchTo(old);
+		if (status_text[0] == NULL)
+			make_status_texts();
 	}
 
 	/*
@@ -73,7 +94,14 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("cost must not be negative")));
 		if (!PG_ARGISNULL(4))
-			req.required_scopes = PG_GETARG_ARRAYTYPE_P(4);
+		{
+			ArrayType  *scopes = PG_GETARG_ARRAYTYPE_P(4);
+
+			hk_scopes_check_argument(scopes, "required_scopes");
+			/* An empty list requires nothing. */
+			if (ARR_NDIM(scopes) > 0)
+				req.required_scopes = scopes;
+		}
 	}
 	if (!PG_ARGISNULL(0))
 	{
@@ -94,7 +122,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(res.status == HK_STATUS_OK);
 	nulls[0] = false;
-	values[1] = CStringGetTextDatum(hk_status_names[res.status]);
+	values[1] = PointerGetDatum(status_text[res.status]);
 	nulls[1] = false;
 	if (res.known)
 	{

@@ -2,20 +2,25 @@
  *
  * flush.c
  *	  The background worker's batches: the usage events queued when a
- *	  cycle begins, written to hokusai_auth.api_key_usage.
+ *	  cycle begins, counted in the usage aggregates and, as far as
+ *	  hokusai_auth.usage_raw_sample says, written to api_key_usage.
  *
  * The events queued when the cycle began are taken in batches of up to
- * HK_BATCH, one transaction each (begun as locks.c says).  Events of keys
- * that exist, not older than usage_rollup_state.rolled_until (share-locked,
- * which orders us against rollup_usage()), are appended in bulk by
- * usage_writer.c; older ones go through SQL,
- * hokusai_auth._usage_flush(arrays...), which also adds them to the
- * rollups, and so does everything when the table has been altered.  The
- * events are consumed (tail moved) only after the commit, so an error loses
- * nothing; a batch that fails HK_MAX_RETRIES cycles in a row is dropped and
- * counted.  A batch that yields (a lock, or the rollup row, not available)
- * is no failure: it waits for the next cycle, uncounted.  Every event of
- * this database, usage or not, is also noted as a touch of its key for
+ * HK_BATCH, one transaction each (begun as locks.c says).  A batch's usage
+ * events are routed to the partitions they go to and those are locked
+ * (partitions.c), then written in a subtransaction (write_events(), the
+ * "write a batch" step): events of keys that do not exist are left out and
+ * counted as discarded; those whose minute has no partition (a late event
+ * after prune_usage() dropped its day) are counted as late_discarded and
+ * written nowhere; all others are counted in the per-minute and per-hour
+ * aggregates (aggregate.c), and those drawn for the raw log are appended in
+ * bulk to their partition of api_key_usage (usage_writer.c), or through
+ * SQL, hokusai_auth._usage_insert_raw(), when the table has been altered.
+ * The events are consumed (tail moved) only after the commit, so an error
+ * loses nothing; a batch that fails HK_MAX_RETRIES cycles in a row is
+ * dropped and counted.  A batch that yields (a lock not available) is no
+ * failure: it waits for the next cycle, uncounted.  Every event of this
+ * database, usage or not, is also noted as a touch of its key for
  * housekeeping.c.
  *
  *-------------------------------------------------------------------------
@@ -38,7 +43,9 @@
 #include "usage/usage_queue.h"
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
+#include "worker/aggregate.h"
 #include "worker/locks.h"
+#include "worker/partitions.h"
 #include "worker/usage_writer.h"
 
 #define HK_BATCH			16384
@@ -54,10 +61,19 @@ typedef enum BatchResult
 								 * again at the next cycle, not a failure */
 } BatchResult;
 
+/* What became of a batch's events. */
+typedef struct BatchCounts
+{
+	int64		aggregated;		/* counted in the aggregates */
+	int64		raw;			/* written as raw rows too */
+	int64		discarded;		/* their key does not exist */
+	int64		late;			/* their minute has no partition */
+} BatchCounts;
+
 /* The batch being written, copied from the queue (HK_BATCH events). */
 static HkUsageEvent *events = NULL;
-static SPIPlanPtr flush_plan = NULL;
-static SPIPlanPtr rolled_plan = NULL;
+static SPIPlanPtr raw_plan = NULL;
+static SPIPlanPtr legacy_plan = NULL;
 static SPIPlanPtr keys_plan = NULL;
 /* Failures in a row of the batch at the queue's tail (one try a cycle). */
 static int	batch_failures = 0;
@@ -67,41 +83,6 @@ void
 hk_worker_flush_init(void)
 {
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
-}
-
-/*
- * Read rolled_until (the rollups are complete before it), share-locking
- * the state row, which orders us against rollup_usage().  Returns false,
- * without waiting, when another transaction holds the row.
- */
-static bool
-read_rolled_until(TimestampTz *rolled)
-{
-	int			ret;
-	bool		isnull;
-	Datum		d;
-
-	if (rolled_plan == NULL)
-		rolled_plan = hk_worker_keep_plan("SELECT s.rolled_until FROM " HK_SCHEMA ".usage_rollup_state s"
-										  " FOR SHARE SKIP LOCKED", 0, NULL);
-	ret = SPI_execute_plan(rolled_plan, NULL, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read usage_rollup_state: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-	{
-		/* Locked, or not there at all: that one is an error. */
-		ret = SPI_execute("SELECT EXISTS (SELECT FROM " HK_SCHEMA ".usage_rollup_state)",
-						  true, 1);
-		if (!DatumGetBool(hk_worker_one_value(ret, "could not read usage_rollup_state",
-											  &isnull)))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table %s.usage_rollup_state has no row", HK_SCHEMA)));
-		return false;
-	}
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	*rolled = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
-	return true;
 }
 
 /* The batch's keys that exist, as a hash table of key ids. */
@@ -157,12 +138,13 @@ existing_keys(HkUsageEvent **ev, int n)
 }
 
 /*
- * Insert events through SQL: _usage_flush(), which skips events of keys that
- * no longer exist and also adds events older than rolled_until to the
- * rollups.  Returns the number of rows inserted.
+ * Events through SQL, hokusai_auth.<fn>(key_ids, endpoints, ats,
+ * response_times, status_codes) returning bigint, its plan kept in *plan:
+ * _usage_insert_raw() (raw rows for a table someone altered), or 1.5's
+ * _usage_flush() (a database not yet updated to 1.6).
  */
 static int64
-write_via_sql(HkUsageEvent **ev, int n)
+call_with_events(SPIPlanPtr *plan, const char *fn, HkUsageEvent **ev, int n)
 {
 	Datum	   *keys = palloc(sizeof(Datum) * n);
 	Datum	   *endpoints = palloc(sizeof(Datum) * n);
@@ -179,6 +161,8 @@ write_via_sql(HkUsageEvent **ev, int n)
 	int			ret;
 	int			i;
 
+	if (n == 0)
+		return 0;
 	for (i = 0; i < n; i++)
 	{
 		HkUsageEvent *e = ev[i];
@@ -204,53 +188,105 @@ write_via_sql(HkUsageEvent **ev, int n)
 												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_md_array(sts, st_nulls, 1, dims, lbs,
 												 INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	if (flush_plan == NULL)
+	if (*plan == NULL)
 	{
 		Oid			argtypes[5] = {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID};
+		char		sql[128];
 
-		flush_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_flush($1, $2, $3, $4, $5)",
-										 5, argtypes);
+		snprintf(sql, sizeof(sql), "SELECT " HK_SCHEMA ".%s($1, $2, $3, $4, $5)", fn);
+		*plan = hk_worker_keep_plan(sql, 5, argtypes);
 	}
-	ret = SPI_execute_plan(flush_plan, args, NULL, false, 1);
-	return DatumGetInt64(hk_worker_one_value(ret, "_usage_flush failed", &isnull));
+	ret = SPI_execute_plan(*plan, args, NULL, false, 1);
+	return DatumGetInt64(hk_worker_one_value(ret, "writing usage events through SQL failed",
+											 &isnull));
 }
 
 /*
- * Insert a batch: events of keys that exist and not older than rolled in
- * bulk (usage_writer.c), the others through SQL.  Returns the number of
- * rows inserted.
+ * The raw rows of a batch: those of one partition in bulk (usage_writer.c),
+ * partition after partition, in the order they come (mostly one run).  If
+ * the table has been altered, all of them through SQL.  Returns the rows.
  */
 static int64
-write_events(HkUsageEvent **ev, int n, TimestampTz rolled)
+write_raw(HkUsageEvent **ev, const HkRoute *route, int n)
 {
-	HTAB	   *exists = existing_keys(ev, n);
-	HkUsageEvent **bulk = palloc(sizeof(HkUsageEvent *) * n);
-	HkUsageEvent **late = palloc(sizeof(HkUsageEvent *) * n);
-	int			nbulk = 0;
-	int			nlate = 0;
-	int64		inserted;
+	HkUsageEvent **run = palloc(sizeof(HkUsageEvent *) * n);
+	bool	   *done = palloc0(sizeof(bool) * n);
+	int64		rows = 0;
 	int			i;
+	int			j;
 
 	for (i = 0; i < n; i++)
 	{
-		if (ev[i]->at < rolled)
-			late[nlate++] = ev[i];
-		else if (hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) != NULL)
-			bulk[nbulk++] = ev[i];
+		Oid			part = route[i].raw_part;
+		int			nrun = 0;
+		int64		r;
+
+		if (done[i])
+			continue;
+		for (j = i; j < n; j++)
+		{
+			if (!done[j] && route[j].raw_part == part)
+			{
+				run[nrun++] = ev[j];
+				done[j] = true;
+			}
+		}
+		r = hk_usage_append(part, run, nrun);
+		if (r < 0)
+			return call_with_events(&raw_plan, "_usage_insert_raw", ev, n);	/* nothing written yet */
+		rows += r;
 	}
-	inserted = hk_usage_append(bulk, nbulk);
-	if (inserted < 0)
+	return rows;
+}
+
+/*
+ * The write step: a batch of queued events of this database (usage events
+ * only), routed (route[i] for ev[i], partitions locked), into the tables.
+ * Events of keys that do not exist are left out; the others with a minute
+ * partition are counted in the aggregates, and the sampled ones with a raw
+ * partition written as raw rows.  What a standby's worker ships instead of
+ * writing, the primary writes with _usage_flush(), the same step in SQL.
+ */
+static void
+write_events(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
+{
+	HTAB	   *exists;
+	HkUsageEvent **counted = palloc(sizeof(HkUsageEvent *) * n);
+	HkUsageEvent **raw = palloc(sizeof(HkUsageEvent *) * n);
+	HkRoute    *raw_route = palloc(sizeof(HkRoute) * n);
+	int			ncounted = 0;
+	int			nraw = 0;
+	int			i;
+
+	memset(c, 0, sizeof(BatchCounts));
+	if (route == NULL)
 	{
-		/*
-		 * The table was altered: let SQL (triggers, defaults, constraints)
-		 * see every row.
-		 */
-		return write_via_sql(ev, n);
+		/* 1.5's tables: its _usage_flush() skips keys that do not exist */
+		c->raw = call_with_events(&legacy_plan, "_usage_flush", ev, n);
+		c->discarded = n - c->raw;
+		return;
 	}
-	if (nlate > 0)
-		inserted += write_via_sql(late, nlate);
-	return inserted;
+	exists = existing_keys(ev, n);
+	for (i = 0; i < n; i++)
+	{
+		if (hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) == NULL)
+			c->discarded++;
+		else if (!OidIsValid(route[i].minute_part))
+			c->late++;
+		else
+		{
+			counted[ncounted++] = ev[i];
+			if (OidIsValid(route[i].raw_part))
+			{
+				raw_route[nraw] = route[i];
+				raw[nraw++] = ev[i];
+			}
+		}
+	}
+	hk_worker_write_aggregates(counted, ncounted);
+	c->aggregated = ncounted;
+	c->raw = write_raw(raw, raw_route, nraw);
 }
 
 /*
@@ -258,7 +294,7 @@ write_events(HkUsageEvent **ev, int n, TimestampTz rolled)
  * take the worker down.  False, with a WARNING logged, when it failed.
  */
 static bool
-write_in_subxact(HkUsageEvent **ev, int n, TimestampTz rolled, int64 *inserted)
+write_in_subxact(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -268,7 +304,7 @@ write_in_subxact(HkUsageEvent **ev, int n, TimestampTz rolled, int64 *inserted)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		*inserted = write_events(ev, n, rolled);
+		write_events(ev, route, n, c);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -293,14 +329,16 @@ write_in_subxact(HkUsageEvent **ev, int n, TimestampTz rolled, int64 *inserted)
 	return ok;
 }
 
-/* Count a committed batch: rows, events discarded, and the oldest one's lag. */
+/* Count a committed batch: what went where, and the oldest event's lag. */
 static void
-count_written(int nusage, int64 inserted, TimestampTz oldest)
+count_written(const BatchCounts *c, TimestampTz oldest)
 {
 	uint64		lag;
 
-	hk_usage_stat_add(HK_USTAT_FLUSHED, inserted);
-	hk_usage_stat_add(HK_USTAT_DISCARDED, nusage - inserted);
+	hk_usage_stat_add(HK_USTAT_FLUSHED, c->raw);
+	hk_usage_stat_add(HK_USTAT_AGGREGATED, c->aggregated);
+	hk_usage_stat_add(HK_USTAT_DISCARDED, c->discarded);
+	hk_usage_stat_add(HK_USTAT_LATE_DISCARDED, c->late);
 	hk_usage_stat_add(HK_USTAT_FLUSHES, 1);
 	lag = (uint64) Max(GetCurrentTimestamp() - oldest, 0);
 	hk_usage_stat_set(HK_USTAT_LAST_LAG_US, lag);
@@ -319,8 +357,8 @@ write_batch(HkUsageEvent *ev, int n)
 	int			nusage = 0;
 	int			other_db = 0;
 	TimestampTz oldest = 0;
-	TimestampTz rolled;
-	int64		inserted = 0;
+	HkRoute    *route;
+	BatchCounts counts;
 	bool		ok;
 	int			i;
 
@@ -348,13 +386,14 @@ write_batch(HkUsageEvent *ev, int n)
 
 	if (!hk_worker_begin_xact("hokusai_auth: writing usage events"))
 		return BATCH_YIELDED;
-	if (!read_rolled_until(&rolled))
+	route = hk_worker_usage_is_partitioned() ? palloc(sizeof(HkRoute) * nusage) : NULL;
+	if (route != NULL && !hk_worker_route_events(mine, nusage, route))
 	{
+		/* Nothing was written: the batch waits for the next cycle. */
 		hk_worker_end_xact();
-		hk_worker_yield("the usage_rollup_state row is locked (rollup_usage() is running)");
 		return BATCH_YIELDED;
 	}
-	ok = write_in_subxact(mine, nusage, rolled, &inserted);
+	ok = write_in_subxact(mine, route, nusage, &counts);
 	hk_worker_end_xact();
 
 	if (!ok)
@@ -369,7 +408,7 @@ write_batch(HkUsageEvent *ev, int n)
 	}
 	batch_failures = 0;
 	hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);
-	count_written(nusage, inserted, oldest);
+	count_written(&counts, oldest);
 	return BATCH_DONE;
 }
 

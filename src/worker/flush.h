@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * flush.h
- *	  The worker's batches: queued usage events into api_key_usage.
+ *	  The worker's batches: queued usage events into the usage tables.
  *
  *-------------------------------------------------------------------------
  */

@@ -12,7 +12,9 @@
  * them.  Expiry (hokusai_auth.expire_keys(), an audit row per key) is
  * asked for by each full cycle, not by the early and final flushes;
  * hokusai_auth.seal_audit_log() (1.5 and later) then chains the audit rows
- * committed since it last ran, expiry's too.  All of it is one transaction
+ * committed since it last ran, expiry's too, and
+ * hokusai_auth._prune_replica_state() (1.6 and later) forgets invalidation
+ * log rows older than an hour (replica/inval_log.c).  All of it is one transaction
  * begun as locks.c says: when it yields, the touches are kept and expiry
  * stays due for the next cycle.
  *
@@ -28,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "replica/inval_log.h"
 #include "usage/usage_queue.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
@@ -189,6 +192,8 @@ hk_worker_touch_and_expire(bool can_seal)
 		expire_keys();
 	if (expire_due && can_seal)
 		seal_audit_log();
+	if (expire_due)
+		hk_inval_log_prune();
 	hk_worker_end_xact();
 	forget_touches();
 	expire_due = false;

@@ -14,7 +14,11 @@
  * need: each relation that is a member of the extension, with its
  * inheritance children, indexes, TOAST table and owned sequences, each in
  * every mode of lock_modes[] (what its statements, the functions it calls
- * and their triggers take).  If one is not available the transaction ends
+ * and their triggers take).  The partitions of the usage tables (dozens to
+ * hundreds: one per day) are the exception: a transaction takes the
+ * parents up front and then, still without waiting and before any
+ * statement that touches them, only the partitions its events go to
+ * (hk_worker_lock_partition(), from worker/partitions.c).  If one is not available the transaction ends
  * at once, releasing what it took, and the work waits for the next cycle:
  * a yield, not a failure; the events stay queued and nothing is counted.
  * Once they are all held, every relation lock the transaction asks for
@@ -65,6 +69,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
@@ -87,6 +92,9 @@ static char yield_reason[2 * NAMEDATALEN + 64];
 static bool cycle_yielded = false;
 static TimestampTz yielding_since = 0;
 static bool yield_reported = false;
+
+/* The extension has the 1.6 usage tables (set by hk_worker_extension_ready). */
+static bool usage_partitioned = false;
 
 /* A cycle's work waits for the next cycle; log it when it lasts. */
 static void
@@ -129,6 +137,13 @@ hk_worker_yield(const char *reason)
 	note_yield();
 }
 
+/* A cycle's work waits for the next cycle: a lock was not available. */
+void
+hk_worker_yield_for_lock(void)
+{
+	note_yield();
+}
+
 /* A cycle begins: it has not yielded yet. */
 void
 hk_worker_yields_start_cycle(void)
@@ -165,6 +180,7 @@ hk_worker_extension_ready(bool *can_seal)
 	INT4ARRAYOID, INT4ARRAYOID};
 	Oid			no_args[1] = {InvalidOid};
 	Oid			seal_args[1] = {INT4OID};
+	Oid			add_args[2] = {REGCLASSOID, InvalidOid};
 	bool		ready;
 
 	SetCurrentStatementStartTimestamp();
@@ -172,14 +188,28 @@ hk_worker_extension_ready(bool *can_seal)
 	pgstat_report_activity(STATE_RUNNING, "hokusai_auth: checking the extension");
 	/* Catalog cache entries may hold TOASTed values (function bodies). */
 	PushActiveSnapshot(GetTransactionSnapshot());
+	add_args[1] = get_array_type(GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+												 CStringGetDatum("_usage_group"),
+												 ObjectIdGetDatum(get_namespace_oid(HK_SCHEMA, true))));
 	ready = OidIsValid(get_extension_oid(HK_EXTENSION, true)) &&
 		function_exists("_usage_flush", 5, flush_args) &&
 		function_exists("expire_keys", 0, no_args);
 	*can_seal = ready && function_exists("seal_audit_log", 1, seal_args);
+	usage_partitioned = ready && function_exists("_usage_add", 2, add_args);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ready;
+}
+
+/*
+ * Does the extension have the 1.6 usage tables (partitioned, aggregates)?
+ * Until ALTER EXTENSION UPDATE, a 1.5 database is written the 1.5 way.
+ */
+bool
+hk_worker_usage_is_partitioned(void)
+{
+	return usage_partitioned;
 }
 
 /* The relations that are members of extension extoid. */
@@ -281,6 +311,13 @@ lock_extension(Oid extoid)
 	{
 		ListCell   *lc2;
 
+		/* a partitioned table's partitions are locked when used */
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+		{
+			if (!lock_relation(lfirst_oid(lc)))
+				return false;
+			continue;
+		}
 		foreach(lc2, find_all_inheritors(lfirst_oid(lc), NoLock, NULL))
 		{
 			if (!lock_relation(lfirst_oid(lc2)))
@@ -288,6 +325,17 @@ lock_extension(Oid extoid)
 		}
 	}
 	return true;
+}
+
+/*
+ * A partition of a usage table (not taken up front, see the banner), with
+ * its indexes and TOAST table, in every mode, without waiting; false, with
+ * the yield's reason noted, when a lock is not available.
+ */
+bool
+hk_worker_lock_partition(Oid relid)
+{
+	return lock_relation(relid);
 }
 
 /*

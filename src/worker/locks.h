@@ -18,6 +18,9 @@
  */
 extern bool hk_worker_extension_ready(bool *can_seal);
 
+/* Its usage tables are 1.6's (else write through 1.5's _usage_flush()). */
+extern bool hk_worker_usage_is_partitioned(void);
+
 /*
  * Begin a transaction that reads or writes the extension's tables, its
  * locks all taken; false (no transaction open, the yield noted) when one is
@@ -26,8 +29,17 @@ extern bool hk_worker_extension_ready(bool *can_seal);
 extern bool hk_worker_begin_xact(const char *activity);
 extern void hk_worker_end_xact(void);
 
+/*
+ * Lock a usage partition (with its indexes) in that transaction, without
+ * waiting; false when a lock is not available (the caller yields).
+ */
+extern bool hk_worker_lock_partition(Oid relid);
+
 /* A cycle's work waits for the next cycle, for this reason. */
 extern void hk_worker_yield(const char *reason);
+
+/* ... because hk_worker_lock_partition() could not take a lock. */
+extern void hk_worker_yield_for_lock(void);
 
 /* Around each cycle: a cycle that did not yield ends a logged wait. */
 extern void hk_worker_yields_start_cycle(void);

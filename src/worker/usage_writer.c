@@ -1,29 +1,29 @@
 /*-------------------------------------------------------------------------
  *
  * usage_writer.c
- *	  Appends usage events to hokusai_auth.api_key_usage the way COPY FROM
- *	  does: heap multi-inserts (one WAL record per page of rows) and direct
- *	  index insertions, without planning and executing an INSERT ... SELECT
- *	  over arrays.
+ *	  Appends usage events to a partition of hokusai_auth.api_key_usage the
+ *	  way COPY FROM does: heap multi-inserts (one WAL record per page of
+ *	  rows) and direct index insertions, without planning and executing an
+ *	  INSERT ... SELECT over arrays.
  *
  * Only the background worker calls this, inside a transaction it started,
- * after it has checked that the events' keys exist (the foreign key's
- * trigger is not fired here, as it was not in the SQL path, which ran with
- * session_replication_role = replica).
+ * after it has checked that the events' keys exist, routed them to this
+ * partition and locked it (worker/partitions.c).
  *
  * This path must never write a row that an INSERT would refuse, so it is
- * taken only while the relation is the one the extension created, all of
- * whose rules for a new row are known here (table_is_plain()): a plain
- * table, not a partition, without rules; the six columns with their types,
- * none generated, NOT NULL only where the extension put it (id, api_key_id,
- * "timestamp", which every row here has); no CHECK constraint; its one
- * foreign key (api_key_id to api_keys, checked by the worker) and no
- * trigger but that key's internal ones.  Unique and exclusion constraints
- * are checked by ExecInsertIndexTuples() here as in an INSERT (a deferrable
- * one needs a trigger, so it makes the table altered).  Anything else an
- * operator adds (NOT NULL on another column, a CHECK, a trigger, a rule, a
- * column, a foreign key) makes hk_usage_append() return -1, and the worker
- * writes the batch through SQL (hokusai_auth._usage_flush()), whose INSERT
+ * taken only while the partition and its parent are as the extension made
+ * them, all of whose rules for a new row are known here (table_is_plain()):
+ * a plain table attached as a partition, without rules; the six columns
+ * with their types, none generated, NOT NULL only where the extension put
+ * it (id, api_key_id, "timestamp", which every row here has); no CHECK
+ * constraint, no foreign key and no trigger, on the partition or its
+ * parent.  (The partition's range holds every row: the worker routed them.)
+ * Unique and exclusion constraints are checked by ExecInsertIndexTuples()
+ * here as in an INSERT (a deferrable one needs a trigger, so it makes the
+ * table altered).  Anything else an operator adds (NOT NULL on another
+ * column, a CHECK, a trigger, a rule, a column, a foreign key) makes
+ * hk_usage_append() return -1, and the worker writes the raw rows through
+ * SQL (hokusai_auth._usage_insert_raw()), whose INSERT into the parent
  * checks every row as any INSERT does: a row it refuses fails the batch,
  * which the worker retries and then drops and counts as failed.  (That
  * INSERT runs with session_replication_role = replica, so of the triggers
@@ -46,6 +46,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -90,38 +91,31 @@ static const struct
 	{"status_code", INT4OID, false},
 };
 
-/* The constraint of rel's one foreign key, if it is api_key_id's to api_keys. */
-static Oid
-own_foreign_key(Relation rel, AttrNumber key_attnum)
+/* No rule, trigger or foreign key: nothing an INSERT would run or check. */
+static bool
+nothing_attached(Relation rel)
 {
-	List	   *fkeys = RelationGetFKeyList(rel);
-	ForeignKeyCacheInfo *fk;
-
-	if (list_length(fkeys) != 1)
-		return InvalidOid;
-	fk = linitial_node(ForeignKeyCacheInfo, fkeys);
-	if (fk->nkeys != 1 || fk->conkey[0] != key_attnum ||
-		fk->confrelid != get_relname_relid("api_keys", RelationGetNamespace(rel)))
-		return InvalidOid;
-	return fk->conoid;
+	return rel->rd_rules == NULL && rel->trigdesc == NULL &&
+		RelationGetFKeyList(rel) == NIL;
 }
 
 /*
- * Is rel still the table the extension created, so that a row an INSERT
- * would refuse cannot be written here (see the banner)?
+ * Is part still the partition the extension made, under the parent it
+ * made, so that a row an INSERT would refuse cannot be written here (see
+ * the banner)?
  */
 static bool
 table_is_plain(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	key_attnum = InvalidAttrNumber;
-	Oid			fk;
+	Relation	parent;
+	bool		parent_plain;
 	int			col = 0;
 	int			i;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+	if (rel->rd_rel->relkind != RELKIND_RELATION || !rel->rd_rel->relispartition)
 		return false;
-	if (rel->rd_rules != NULL)
+	if (!nothing_attached(rel))
 		return false;
 	if (desc->constr != NULL && desc->constr->num_check > 0)
 		return false;
@@ -137,26 +131,17 @@ table_is_plain(Relation rel)
 			(att->attnotnull && !usage_cols[col].notnull) ||
 			strcmp(NameStr(att->attname), usage_cols[col].name) != 0)
 			return false;
-		if (col == COL_KEY)
-			key_attnum = att->attnum;
 		col++;
 	}
 	if (col != NUM_COLS)
 		return false;
-	fk = own_foreign_key(rel, key_attnum);
-	if (!OidIsValid(fk))
-		return false;
-	if (rel->trigdesc != NULL)
-	{
-		for (i = 0; i < rel->trigdesc->numtriggers; i++)
-		{
-			Trigger    *trig = &rel->trigdesc->triggers[i];
-
-			if (!trig->tgisinternal || trig->tgconstraint != fk)
-				return false;
-		}
-	}
-	return true;
+	/* the parent, locked by the worker's transaction */
+	parent = table_open(get_partition_parent(RelationGetRelid(rel), false), NoLock);
+	parent_plain = nothing_attached(parent) &&
+		strcmp(RelationGetRelationName(parent), "api_key_usage") == 0 &&
+		RelationGetNamespace(parent) == RelationGetNamespace(rel);
+	table_close(parent, NoLock);
+	return parent_plain;
 }
 
 /* Fill a slot with one event; the id comes from ids[]. */
@@ -214,9 +199,8 @@ fill_slot(TupleTableSlot *slot, Relation rel, const HkUsageEvent *e, pg_uuid_t *
 
 /* Append the events in bulk, as COPY does; -1 when the table is altered. */
 int64
-hk_usage_append(HkUsageEvent **events, int n)
+hk_usage_append(Oid part, HkUsageEvent **events, int n)
 {
-	Oid			relid;
 	Relation	rel;
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -233,9 +217,7 @@ hk_usage_append(HkUsageEvent **events, int n)
 	if (n == 0)
 		return 0;
 
-	relid = RangeVarGetRelid(makeRangeVar(HK_SCHEMA, "api_key_usage", -1),
-							 RowExclusiveLock, false);
-	rel = table_open(relid, NoLock);
+	rel = table_open(part, NoLock);		/* locked by partitions.c */
 	if (!table_is_plain(rel))
 	{
 		table_close(rel, NoLock);

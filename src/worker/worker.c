@@ -2,7 +2,7 @@
  *
  * worker.c
  *	  The hokusai_auth background worker, which writes queued usage events
- *	  to hokusai_auth.api_key_usage, applies last_used_at touches and
+ *	  to the usage aggregates and raw log, applies last_used_at touches and
  *	  expires keys whose expires_at has passed.  This file owns its
  *	  registration, its signals, the main loop with its error recovery and
  *	  the schedule of its cycles; the work is done by the files named below.
@@ -11,21 +11,30 @@
  * preloaded, connected to hokusai_auth.database.  Every
  * hokusai_auth.flush_interval it runs a cycle:
  *
- *	1. nothing while the server is in recovery or the extension (at 1.2 or
- *	   later) is not installed in that database; the queue keeps its events
- *	   (and drops new ones once full) until then;
- *	2. the events queued when the cycle began, in batches of up to
- *	   HK_BATCH, one transaction each, in bulk or through SQL; they leave
- *	   the queue only once committed (flush.c, usage_writer.c); then the
- *	   credit balances changed in shared memory since their last
- *	   write-back, to api_keys (credits_writer.c), which waits for no row
- *	   lock and so comes before steps 3 and 4, which may (up to
- *	   lock_timeout, for a key row another transaction holds);
+ *	1. while the server is in recovery (a hot standby), only ship the queue
+ *	   to the primary over libpq (replica/ship.c): a standby never writes;
+ *	   nothing while the extension (at 1.2 or later) is not installed in
+ *	   that database; the queue keeps its events (and drops new ones once
+ *	   full) until then;
+ *	2. every hour (and at once after a start), the usage partitions of
+ *	   today and the next two days, unless they exist (partitions.c);
+ *	   then the events queued when the cycle began, in batches of up to
+ *	   HK_BATCH, one transaction each: counted in the per-minute and
+ *	   per-hour aggregates, the share usage_raw_sample keeps written as raw
+ *	   rows; they leave the queue only once committed (flush.c,
+ *	   aggregate.c, usage_writer.c); then the credit balances changed in
+ *	   shared memory since their last write-back, to api_keys
+ *	   (credits_writer.c), which waits for no row lock and so comes before
+ *	   steps 3 and 4, which may (up to lock_timeout, for a key row another
+ *	   transaction holds);
  *	3. last_used_at: the touch table and the batches' keys, merged to the
  *	   latest time per key, then one UPDATE for all of them;
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
- *	   are one transaction (housekeeping.c).
+ *	   are one transaction (housekeeping.c);
+ *	5. the events noted on the request path into hokusai_auth.events, and
+ *	   every few seconds key.expiring notices and retention (1.6 and later,
+ *	   events_step.c).
  *
  * When the queue is a quarter full a producer sets our latch and we run
  * steps 1 to 3 at once; so does any other wake-up of the latch (a signal).
@@ -70,11 +79,14 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "replica/ship.h"
 #include "usage/usage_queue.h"
 #include "worker/credits_writer.h"
+#include "worker/events_step.h"
 #include "worker/flush.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
+#include "worker/partitions.h"
 #include "worker/trust.h"
 #include "worker/worker.h"
 
@@ -169,7 +181,7 @@ hk_worker_register(void)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* Started on a hot standby too: it waits there until promotion. */
+	/* Started on a hot standby too: it ships usage there until promotion. */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = HK_RESTART_SECONDS;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "hokusai_auth");
@@ -221,16 +233,26 @@ run_cycle(bool expire)
 	if (expire)
 		hk_worker_expiry_due();
 	if (RecoveryInProgress())
+	{
+		hk_ship_cycle(&got_sigterm, shutting_down);
 		return;
+	}
+	hk_ship_disconnect();
 	if (!hk_worker_extension_ready(&can_seal))
 		return;
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
 	hk_worker_yields_start_cycle();
+	if (hk_worker_usage_is_partitioned())
+	{
+		hk_worker_make_partitions();
+		MemoryContextSwitchTo(cycle_cxt);
+	}
 	hk_worker_flush_events(cycle_cxt);
 	hk_worker_write_credits(cycle_cxt);
 	hk_worker_touch_and_expire(can_seal);
+	hk_worker_events(expire);
 	hk_worker_yields_end_cycle();
 	hk_usage_stat_set(HK_USTAT_LAST_FLUSH_AT, (uint64) GetCurrentTimestamp());
 }
@@ -271,6 +293,7 @@ hk_worker_main(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	hk_worker_flush_init();
 	hk_worker_housekeeping_init();
+	hk_worker_events_init();
 
 	elog(LOG, "hokusai_auth usage worker started in database \"%s\"", hk_database);
 

@@ -1,115 +1,198 @@
 #!/usr/bin/env bash
-# Benchmark of validate_key and its cache (issue: microsecond validation).
-# Not part of the test suite: it prints figures and ratios against
-# baselines measured in the same run.
+# Benchmark of validate_key and its cache (issues 2 and 15).  Not part of the
+# test suite: it prints figures and ratios against baselines measured in the
+# same run, by the rules of test/bench/lib.sh (medians of alternating rounds
+# with min and max, every counted call checked).
 #
 #   bash test/bench/cache_bench.sh [seconds per pgbench run, default 10]
+#
+# Environment: HK_BENCH_ROUNDS (default 5), HK_BENCH_PORT (default 55441).
+#
+# pgbench -n -M prepared -c 2 -j 2, 16 scripts picked at random per
+# transaction, script i using key i as a bind parameter ($ki), the same 16
+# scripts for every workload:
+#   select1    SELECT 1 (the round-trip floor)
+#   noop       SELECT valid FROM hk_bench.noop_validate(:ki): a C function
+#              with validate_key's signature and result type that does
+#              nothing (test/bench/noop/; the floor for our interface)
+#   hit        SELECT valid FROM hokusai_auth.validate_key(:ki): a cache hit,
+#              both rate limits active (16 keys, so that no key comes near
+#              its burst limit: each run checks that every call was ok)
+#   sha        SELECT id FROM sha_keys WHERE h = digest(:ki, 'sha256'): what
+#              a user would write by hand, 10,016 rows, unique index
+#   malformed  validate_key of key i with its last character changed (a
+#              checksum failure)
+# Then, in one backend: the in-process cost of a cache hit including the
+# limiter (a generate_series loop of validate_key calls on 64 keys minus its
+# empty twin), cold validation against crypt(), bytes per cache entry.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/setup.sh"
-source "$HK_TOP/test/lib/cluster.sh"
-hk_setup
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+hk_bench_setup
 SECS=${1:-10}
+NK=16
 DIR=$(mktemp -d /tmp/hokusai-bench.XXXXXX)
-hk_cluster_start "$DIR" "${HK_BENCH_PORT:-55441}"
+hk_bench_cluster_start "$DIR" "${HK_BENCH_PORT:-55441}"
 trap 'hk_cluster_stop "$DIR"' EXIT
-PGBIN=$(pg_config --bindir)
-q() { hk_as_user psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
 q -c "CREATE EXTENSION hokusai_auth CASCADE"
-KEY=$(q -c "SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('bench'), 'bench', rate_limit_per_hour => 1000000000, burst_limit => 60000)")
-# The hand-written alternative: a SHA-256 of the key in a unique index.
-q <<SQL
+hk_bench_noop_sql | q >/dev/null
+# 64 keys: limits high, burst at 60,000 per second (its counters' range is
+# 65,535), the first NK for pgbench, all of them in process.
+q <<SQL >/dev/null
+SET hokusai_auth.bcrypt_cost = 4;
+CREATE TABLE bench_keys AS
+SELECT i, k.key FROM generate_series(1, 64) i,
+	LATERAL hokusai_auth.create_key(hokusai_auth.create_user('bench' || i), 'bench',
+		rate_limit_per_hour => 2000000000, burst_limit => 60000) k;
+-- The hand-written alternative: a SHA-256 of the key in a unique index.
 CREATE TABLE sha_keys (id bigserial PRIMARY KEY, h bytea UNIQUE NOT NULL);
 INSERT INTO sha_keys (h) SELECT digest('other' || i, 'sha256') FROM generate_series(1, 10000) i;
-INSERT INTO sha_keys (h) VALUES (digest('$KEY', 'sha256'));
+INSERT INTO sha_keys (h) SELECT digest(key, 'sha256') FROM bench_keys WHERE i <= $NK;
 ANALYZE sha_keys;
-SELECT status FROM hokusai_auth.validate_key('$KEY');
+SELECT count(*) FROM bench_keys, LATERAL hokusai_auth.validate_key(key) v WHERE v.valid;
 SQL
+[ "$(q -c "SELECT count(*) FROM bench_keys, LATERAL hokusai_auth.validate_key(key) v WHERE v.valid")" = 64 ] ||
+	{ echo "the benchmark keys do not validate" >&2; exit 1; }
 
-scripts=$(mktemp -d); chmod 755 "$scripts"
-echo "SELECT 1;" > "$scripts/select1.sql"
-echo "SELECT * FROM hokusai_auth.validate_key('$KEY');" > "$scripts/hit.sql"
-echo "SELECT id FROM sha_keys WHERE h = digest('$KEY', 'sha256');" > "$scripts/sha.sql"
-echo "SELECT * FROM hokusai_auth.validate_key('hk_live_malformed');" > "$scripts/malformed.sql"
-chmod 644 "$scripts"/*.sql
+# -D k1=... -D m1=...: the keys and their malformed twins.
+defs=()
+while read -r i key; do
+	last=${key: -1}
+	if [ "$last" = A ]; then bad=B; else bad=A; fi
+	defs+=(-D "k$i=$key" -D "m$i=${key%?}$bad")
+done < <(q -F ' ' -c "SELECT i, key FROM bench_keys WHERE i <= $NK ORDER BY i")
+[ "$(q -c "SELECT status FROM hokusai_auth.validate_key('$(echo "${defs[3]}" | cut -d= -f2)')")" = malformed ] ||
+	{ echo "the malformed twin is not malformed" >&2; exit 1; }
+q -c "SELECT hokusai_auth.cache_stats_reset()" >/dev/null
 
-# run NAME: TPS and p99 latency (ms) of one pgbench run.
-run()
-{
-	local name=$1 logdir
-	logdir=$(mktemp -d); chmod 777 "$logdir"
-	local out
-	out=$(cd "$logdir" && hk_as_user "$PGBIN/pgbench" -n -M prepared -c 2 -j 2 -T "$SECS" \
-		-l --log-prefix="$logdir/log" -f "$scripts/$name.sql" 2>&1)
-	local tps p99
-	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
-	p99=$(cat "$logdir"/log* | awk '{print $3}' | sort -n |
-		awk '{a[NR]=$1} END {print a[int(NR*0.99)]/1000}')
-	rm -rf "$logdir"
-	echo "$tps $p99"
-}
+scripts=$DIR/scripts; mkdir -p "$scripts"
+for i in $(seq 1 $NK); do
+	echo "SELECT 1;" > "$scripts/select1.$i.sql"
+	echo "SELECT valid FROM hk_bench.noop_validate(:k$i);" > "$scripts/noop.$i.sql"
+	echo "SELECT valid FROM hokusai_auth.validate_key(:k$i);" > "$scripts/hit.$i.sql"
+	echo "SELECT id FROM sha_keys WHERE h = digest(:k$i, 'sha256');" > "$scripts/sha.$i.sql"
+	echo "SELECT valid FROM hokusai_auth.validate_key(:m$i);" > "$scripts/malformed.$i.sql"
+done
+chmod -R a+rX "$DIR"
 
-echo "pgbench -M prepared -c 2 -j 2 -T $SECS, one run each"
-read -r t_sel p_sel < <(run select1)
-read -r t_hit p_hit < <(run hit)
-read -r t_sha p_sha < <(run sha)
-read -r t_bad p_bad < <(run malformed)
-printf '%-34s %12s %10s %14s\n' workload TPS "p99 ms" "ratio"
-printf '%-34s %12.0f %10.3f %14s\n' "SELECT 1 (floor)" "$t_sel" "$p_sel" "1.00x"
-printf '%-34s %12.0f %10.3f %13.2fx\n' "validate_key, cache hit" "$t_hit" "$p_hit" "$(echo "$t_hit / $t_sel" | bc -l)"
-printf '%-34s %12.0f %10.3f %13.2fx\n' "SHA-256 unique-index lookup" "$t_sha" "$p_sha" "$(echo "$t_sha / $t_sel" | bc -l)"
-printf '%-34s %12.0f %10.3f %13.2fx\n' "validate_key, malformed key" "$t_bad" "$p_bad" "$(echo "$t_bad / $t_sel" | bc -l)"
-printf 'cache hit vs SHA-256 lookup: %.2fx\n' "$(echo "$t_hit / $t_sha" | bc -l)"
+declare -A expect=([select1]=none [noop]=none [hit]=hit [sha]=none [malformed]=malformed)
+declare -A label=([select1]="SELECT 1 (floor)" [noop]="do-nothing C function, same signature"
+	[hit]="validate_key, cache hit" [sha]="SHA-256 unique-index lookup"
+	[malformed]="validate_key, malformed key")
+declare -A tps p99 cpu
+WORKLOADS=(select1 noop hit sha malformed)
+r_sel=() r_noop=() r_sha=() r_bad=() c_sel=() c_noop=() c_sha=() c_bad=()
 
-# In-process cost of a cache hit: 100000 calls in one statement, minus the
-# same statement without the call.
-q <<SQL
-\pset format aligned
-\pset tuples_only off
-SELECT hokusai_auth.cache_stats_reset();
-CREATE TEMP TABLE t AS SELECT 1;
-DO \$\$
-DECLARE t0 timestamptz; t1 timestamptz; t2 timestamptz; n int := 100000; c bigint;
+echo "pgbench -n -M prepared -c 2 -j 2 -T $SECS, $NK keys; $HK_BENCH_ROUNDS alternating rounds; $(nproc) CPUs; load average before: $(bench_load)"
+for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
+	declare -A this=() thisc=()
+	for w in $(bench_order "$round" "${WORKLOADS[@]}"); do
+		files=()
+		for i in $(seq 1 $NK); do files+=(-f "$scripts/$w.$i.sql"); done
+		read -r t _ p c < <(bench_pgbench "${expect[$w]}" "${defs[@]}" "${files[@]}") ||
+			exit 1
+		[ -n "$t" ] || exit 1
+		tps[$w]+=" $t"; p99[$w]+=" $p"; cpu[$w]+=" $c"; this[$w]=$t; thisc[$w]=$c
+	done
+	r_sel+=("$(echo "${this[hit]} / ${this[select1]}" | bc -l)")
+	r_noop+=("$(echo "${this[hit]} / ${this[noop]}" | bc -l)")
+	r_sha+=("$(echo "${this[hit]} / ${this[sha]}" | bc -l)")
+	r_bad+=("$(echo "${this[malformed]} / ${this[select1]}" | bc -l)")
+	c_sel+=("$(echo "${thisc[select1]} / ${thisc[hit]}" | bc -l)")
+	c_noop+=("$(echo "${thisc[noop]} / ${thisc[hit]}" | bc -l)")
+	c_sha+=("$(echo "${thisc[sha]} / ${thisc[hit]}" | bc -l)")
+	c_bad+=("$(echo "${thisc[select1]} / ${thisc[malformed]}" | bc -l)")
+	echo "round $round: $(for w in "${WORKLOADS[@]}"; do printf '%s %.0f  ' "$w" "${this[$w]}"; done)load $(bench_load)"
+done
+
+echo
+printf '%-40s %-24s %-22s %s\n' workload "TPS median [min-max]" "p99 ms" "CPU us per transaction"
+for w in "${WORKLOADS[@]}"; do
+	# shellcheck disable=SC2086
+	printf '%-40s %-24s %-22s %s\n' "${label[$w]}" "$(bench_fmt %.0f ${tps[$w]})" \
+		"$(bench_fmt %.3f ${p99[$w]})" "$(bench_fmt %.1f ${cpu[$w]})"
+done
+echo
+echo "ratios, median [min-max] of the per-round ratios:"
+printf '  %-46s %s   (target >= 0.85)\n' "cache hit / SELECT 1" "$(bench_fmt %.3f "${r_sel[@]}")"
+printf '  %-46s %s   (target >= 0.93)\n' "cache hit / do-nothing function" "$(bench_fmt %.3f "${r_noop[@]}")"
+printf '  %-46s %s   (target >= 1.05)\n' "cache hit / SHA-256 lookup" "$(bench_fmt %.3f "${r_sha[@]}")"
+printf '  %-46s %s   (target >= 0.9)\n' "malformed / SELECT 1" "$(bench_fmt %.3f "${r_bad[@]}")"
+echo "the same ratios from CPU time per transaction (server + pgbench; what TPS would be"
+echo "with the two CPUs to ourselves), baseline CPU / measured CPU:"
+printf '  %-46s %s\n' "cache hit vs SELECT 1" "$(bench_fmt %.3f "${c_sel[@]}")"
+printf '  %-46s %s\n' "cache hit vs do-nothing function" "$(bench_fmt %.3f "${c_noop[@]}")"
+printf '  %-46s %s\n' "cache hit vs SHA-256 lookup" "$(bench_fmt %.3f "${c_sha[@]}")"
+printf '  %-46s %s\n' "malformed vs SELECT 1" "$(bench_fmt %.3f "${c_bad[@]}")"
+echo "load average after: $(bench_load)"
+
+# In-process cost of a cache hit, limiter included: n calls in one statement
+# minus the same statement without the call (its empty twin), alternating.
+before=$(bench_counters)
+out=$(q -c "DO \$\$
+DECLARE keys text[] := ARRAY(SELECT key FROM bench_keys ORDER BY i);
+	n int := 100000; t0 timestamptz; te float8; tf float8; c bigint; d float8[] := '{}';
 BEGIN
-	t0 := clock_timestamp();
-	SELECT count(*) INTO c FROM generate_series(1, n) i, LATERAL (SELECT left('$KEY' || i, 54) AS k) x;
-	t1 := clock_timestamp();
-	SELECT count(*) INTO c FROM generate_series(1, n) i,
-		LATERAL hokusai_auth.validate_key(left('$KEY' || i, 54)) v WHERE v.valid;
-	t2 := clock_timestamp();
-	RAISE NOTICE 'in-process cache hit: % us per call (% valid of %)',
-		round((extract(epoch FROM (t2 - t1)) - extract(epoch FROM (t1 - t0))) * 1e6 / n, 3), c, n;
-END \$\$;
-SELECT hits, misses FROM hokusai_auth.cache_stats;
-SQL
+	FOR round IN 1..$HK_BENCH_ROUNDS LOOP
+		FOR part IN 1..2 LOOP
+			t0 := clock_timestamp();
+			IF (part = 1) = (round % 2 = 1) THEN
+				SELECT count(*) INTO c FROM generate_series(1, n) i,
+					LATERAL (SELECT keys[1 + i % 64] AS k) x WHERE x.k IS NOT NULL;
+				te := extract(epoch FROM clock_timestamp() - t0);
+			ELSE
+				SELECT count(*) INTO c FROM generate_series(1, n) i,
+					LATERAL hokusai_auth.validate_key(keys[1 + i % 64]) v WHERE v.valid;
+				tf := extract(epoch FROM clock_timestamp() - t0);
+			END IF;
+			IF c <> n THEN
+				RAISE EXCEPTION 'BENCHMARK INVALID: % of % calls valid', c, n;
+			END IF;
+		END LOOP;
+		d := d || ((tf - te) * 1e6 / n);
+	END LOOP;
+	RAISE NOTICE 'inproc %', array_to_string(d, ' ');
+END \$\$" 2>&1)
+after=$(bench_counters)
+bench_check hit $((HK_BENCH_ROUNDS * 100000)) "$before" "$after" || exit 1
+# shellcheck disable=SC2046
+printf 'in-process cache hit incl. limiter (loop minus empty twin, 100,000 calls, 64 keys): %s us per call (target <= 0.5)\n' \
+	"$(bench_fmt %.3f $(echo "$out" | sed -n 's/.*NOTICE: *inproc //p'))"
 
-# Cold validation (cache miss) against one crypt() at the same cost.
-q <<SQL
+# Cold validation (cache miss: row lookup + bcrypt) against one crypt() at the
+# same cost, alternating, 10 fresh keys per round and side.
+q <<SQL >/dev/null
 SET hokusai_auth.bcrypt_cost = 10;
-CREATE TEMP TABLE cold AS
-SELECT k.id, k.key, NULL::text AS key_hash FROM generate_series(1, 20) i,
+CREATE TABLE cold AS
+SELECT i, k.id, k.key, NULL::text AS key_hash FROM generate_series(1, 10 * $HK_BENCH_ROUNDS) i,
 	LATERAL hokusai_auth.create_key((SELECT id FROM hokusai_auth.users LIMIT 1), 'cold ' || i) k;
--- A separate statement: the one above cannot see the rows it inserted.
 UPDATE cold SET key_hash = a.key_hash FROM hokusai_auth.api_keys a WHERE a.id = cold.id;
-DO \$\$
-DECLARE t0 timestamptz; t1 timestamptz; t2 timestamptz; r record; ok bool; s text;
-BEGIN
-	t0 := clock_timestamp();
-	FOR r IN SELECT * FROM cold LOOP
-		ok := crypt(r.key, r.key_hash) = r.key_hash;
-	END LOOP;
-	t1 := clock_timestamp();
-	FOR r IN SELECT * FROM cold LOOP
-		SELECT status INTO s FROM hokusai_auth.validate_key(r.key);
-	END LOOP;
-	t2 := clock_timestamp();
-	RAISE NOTICE 'cold validate_key: % ms, crypt(): % ms, ratio %x',
-		round(extract(epoch FROM (t2 - t1)) * 1000 / 20, 2),
-		round(extract(epoch FROM (t1 - t0)) * 1000 / 20, 2),
-		round(extract(epoch FROM (t2 - t1)) / extract(epoch FROM (t1 - t0)), 3);
-END \$\$;
 SQL
+out=$(q -c "DO \$\$
+DECLARE t0 timestamptz; tc float8; tv float8; r record; ok bool; s text; ratios float8[] := '{}';
+	cv float8[] := '{}';
+BEGIN
+	FOR round IN 1..$HK_BENCH_ROUNDS LOOP
+		t0 := clock_timestamp();
+		FOR r IN SELECT * FROM cold WHERE (i - 1) / 10 + 1 = round LOOP
+			ok := crypt(r.key, r.key_hash) = r.key_hash;
+		END LOOP;
+		tc := extract(epoch FROM clock_timestamp() - t0);
+		t0 := clock_timestamp();
+		FOR r IN SELECT * FROM cold WHERE (i - 1) / 10 + 1 = round LOOP
+			SELECT status INTO s FROM hokusai_auth.validate_key(r.key);
+			IF s <> 'ok' THEN RAISE EXCEPTION 'BENCHMARK INVALID: cold key %', s; END IF;
+		END LOOP;
+		tv := extract(epoch FROM clock_timestamp() - t0);
+		cv := cv || (tv * 1000 / 10);
+		ratios := ratios || (tv / tc);
+	END LOOP;
+	RAISE NOTICE 'cold % | %', array_to_string(cv, ' '), array_to_string(ratios, ' ');
+END \$\$" 2>&1 | sed -n 's/.*NOTICE: *cold //p')
+# shellcheck disable=SC2046
+printf 'cold validate_key (bcrypt cost 10): %s ms, vs crypt() alone %sx\n' \
+	"$(bench_fmt %.2f ${out%%|*})" "$(bench_fmt %.3f ${out#*|})"
 
 # Shared memory per cache entry.
-q -c "SELECT 'shared memory per cache entry: ' || round(a.size::numeric / s.capacity, 1) || ' bytes (' || a.size || ' bytes for ' || s.capacity || ' entries, incl. fixed header and throttle table)'
+q -c "SELECT 'shared memory per cache entry: ' || round(a.size::numeric / s.capacity, 1) || ' bytes (' || a.size || ' bytes for ' || s.capacity || ' entries, with the fixed header)'
         FROM pg_shmem_allocations a, hokusai_auth.cache_stats s WHERE a.name = 'hokusai_auth key cache'"

@@ -3,11 +3,14 @@
 # prints figures, with baselines measured in the same run.
 #
 #   bash test/bench/usage_bench.sh [seconds per pgbench run, default 60]
-#        [usage rows, default 10000000] [pairs of runs, default 3]
+#        [usage rows, default 10000000; 0: skip part 2] [rounds, default 5]
 #
-# 1. validate_key at full speed (pgbench -M prepared -c 2 -j 2) without an
-#    endpoint (no usage event; last_used_at touch only), then with one (one
-#    usage event per call), in alternating pairs: the TPS cost of recording,
+# 1. validate_key at full speed (pgbench -M prepared -c 2 -j 2, 8 keys picked
+#    at random per transaction as in cache_bench.sh) without an endpoint (no
+#    usage event; last_used_at touch only), then with one (one usage event
+#    per call), in rounds of alternating order (plain, usage, usage, plain,
+#    ...), each run checked (test/bench/lib.sh: every call ok, one event
+#    queued per call with an endpoint, none dropped): the TPS cost of recording,
 #    events dropped with the default queue size, and flush lag (age of the
 #    oldest event of a batch when the batch commits; target <= 2 x
 #    hokusai_auth.flush_interval).
@@ -15,14 +18,17 @@
 #    after rollup_usage() as the pg_cron job would run it, against the same
 #    summary computed from raw rows only.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/setup.sh"
-source "$HK_TOP/test/lib/cluster.sh"
-hk_setup
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+hk_bench_setup
 SECS=${1:-60}
 ROWS=${2:-10000000}
-PAIRS=${3:-3}
+PAIRS=${3:-$HK_BENCH_ROUNDS}
+if [ "$PAIRS" -lt 5 ] && [ "${HK_BENCH_QUICK:-0}" != 1 ]; then
+	echo "at least 5 rounds (HK_BENCH_QUICK=1 to try fewer)" >&2
+	exit 2
+fi
 DIR=$(mktemp -d /tmp/hokusai-usage-bench.XXXXXX)
-hk_cluster_start "$DIR" "${HK_USAGE_BENCH_PORT:-55462}"
+hk_bench_cluster_start "$DIR" "${HK_USAGE_BENCH_PORT:-55462}"
 trap 'hk_cluster_stop "$DIR"' EXIT
 cat >> "$DIR/data/postgresql.conf" <<CONF
 shared_buffers = 512MB
@@ -30,18 +36,26 @@ max_wal_size = 4GB
 CONF
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w restart >/dev/null
 PGBIN=$(pg_config --bindir)
-q() { hk_as_user psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
 q -c "CREATE EXTENSION hokusai_auth CASCADE"
-read -r KID KEY < <(q -F ' ' -c "SELECT id, key FROM hokusai_auth.create_key(
-	hokusai_auth.create_user('bench'), 'bench',
-	rate_limit_per_hour => 1000000000, burst_limit => 1000000)")
+q -c "CREATE TABLE bench_keys AS SELECT i, k.id, k.key FROM generate_series(1, 8) i,
+	LATERAL hokusai_auth.create_key(hokusai_auth.create_user('bench' || i), 'bench',
+	rate_limit_per_hour => 2000000000, burst_limit => 60000) k"
+read -r KID KEY < <(q -F ' ' -c "SELECT id, key FROM bench_keys WHERE i = 1")
 FLUSH_MS=$(q -c "SELECT setting FROM pg_settings WHERE name = 'hokusai_auth.flush_interval'")
 QSIZE=$(q -c "SHOW hokusai_auth.usage_queue_size")
 
 scripts=$(mktemp -d); chmod 755 "$scripts"
-echo "SELECT * FROM hokusai_auth.validate_key('$KEY');" > "$scripts/plain.sql"
-echo "SELECT * FROM hokusai_auth.validate_key('$KEY', endpoint => '/api/v1/things');" > "$scripts/usage.sql"
+defs=()
+files_plain=()
+files_usage=()
+while read -r i key; do
+	defs+=(-D "k$i=$key")
+	echo "SELECT valid FROM hokusai_auth.validate_key(:k$i);" > "$scripts/plain.$i.sql"
+	echo "SELECT valid FROM hokusai_auth.validate_key(:k$i, endpoint => '/api/v1/things');" > "$scripts/usage.$i.sql"
+	files_plain+=(-f "$scripts/plain.$i.sql")
+	files_usage+=(-f "$scripts/usage.$i.sql")
+done < <(q -F ' ' -c "SELECT i, key FROM bench_keys ORDER BY i")
 chmod 644 "$scripts"/*.sql
 
 # CPU time, in clock ticks, used so far by the server: the postmaster, its
@@ -64,20 +78,29 @@ server_ticks()
 # steadier measure of the cost than the ratio of TPS.
 run()
 {
-	local s0 s1 out tps txns pg_cpu
+	local s0 s1 out tps txns pg_cpu before after files
+	if [ "$1" = plain ]; then files=("${files_plain[@]}"); else files=("${files_usage[@]}"); fi
+	before=$(bench_counters)
 	s0=$(server_ticks)
 	out=$( { TIMEFORMAT='%U %S'; time hk_as_user "$PGBIN/pgbench" -n -M prepared -c 2 -j 2 \
-		-T "$SECS" -f "$scripts/$1.sql" 2>&1; } 2>&1 )
+		-T "$SECS" "${defs[@]}" "${files[@]}" 2>&1; } 2>&1 )
+	bench_wait_backends
 	s1=$(server_ticks)
+	after=$(bench_counters)
 	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
 	txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
 	pg_cpu=$(echo "$out" | tail -1 | awk '{print $1 + $2}')
+	if [ "$1" = plain ]; then
+		bench_check hit "$txns" "$before" "$after" || return 1
+	else
+		bench_check usage "$txns" "$before" "$after" || return 1
+	fi
 	echo "$tps $txns $(echo "($s1 - $s0) / $(getconf CLK_TCK) + $pg_cpu" | bc -l)"
 }
 
 echo "== 1. validate_key with and without usage recording"
-echo "pgbench -M prepared -c 2 -j 2 -T $SECS; flush_interval = ${FLUSH_MS} ms, usage_queue_size = $QSIZE"
-q -c "SELECT status FROM hokusai_auth.validate_key('$KEY')" >/dev/null
+echo "pgbench -M prepared -c 2 -j 2 -T $SECS; flush_interval = ${FLUSH_MS} ms, usage_queue_size = $QSIZE; $PAIRS rounds; $(nproc) CPUs; load average before: $(bench_load)"
+q -c "SELECT count(*) FROM bench_keys, LATERAL hokusai_auth.validate_key(key) v WHERE v.valid" >/dev/null
 # Alternate the two workloads in pairs (plain, usage): this machine is
 # shared and noisy, and the worker's CPU is part of the cost measured.  Each
 # pair gives one cost; the median of the pairs is reported.
@@ -88,14 +111,24 @@ w0=$(worker_ticks)
 rows0=$(q -c "SELECT count(*) FROM hokusai_auth.api_key_usage")
 costs=()
 cpu_costs=()
+tps_plain=()
+tps_usage=()
 for pair in $(seq 1 "$PAIRS"); do
-	read -r t_plain n_plain c_plain < <(run plain)
-	read -r t_usage n_usage c_usage < <(run usage)
+	if ((pair % 2)); then
+		read -r t_plain n_plain c_plain < <(run plain)
+		read -r t_usage n_usage c_usage < <(run usage)
+	else
+		read -r t_usage n_usage c_usage < <(run usage)
+		read -r t_plain n_plain c_plain < <(run plain)
+	fi
+	[ -n "$t_plain" ] && [ -n "$t_usage" ] || exit 1
+	tps_plain+=("$t_plain")
+	tps_usage+=("$t_usage")
 	cost=$(echo "100 * (1 - $t_usage / $t_plain)" | bc -l)
 	cpu_cost=$(echo "100 * (1 - ($n_usage / $c_usage) / ($n_plain / $c_plain))" | bc -l)
 	costs+=("$cost")
 	cpu_costs+=("$cpu_cost")
-	printf 'pair %d: TPS no endpoint %8.0f, with endpoint %8.0f, cost %5.1f%%;' \
+	printf 'round %d: TPS no endpoint %8.0f, with endpoint %8.0f, cost %5.1f%%;' \
 		"$pair" "$t_plain" "$t_usage" "$cost"
 	printf ' CPU per call %5.1f vs %5.1f us, cost %5.1f%%\n' \
 		"$(echo "1000000 * $c_plain / $n_plain" | bc -l)" \
@@ -123,17 +156,16 @@ BEGIN
 	RAISE NOTICE '%', 1000 * extract(epoch FROM clock_timestamp() - t0);
 END \$\$" 2>&1 | sed -n 's/.*NOTICE: *//p')
 q -c "DROP TABLE bench_copy"
-median()
-{
-	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-printf '%-44s %11.1f%%  (target <= 10%%)\n' "TPS cost of recording, median of $PAIRS pairs" \
-	"$(median "${costs[@]}")"
-printf '%-44s %11.1f%%  (server + pgbench CPU per call)\n' "CPU cost of recording, median" \
-	"$(median "${cpu_costs[@]}")"
+printf '%-44s %s\n' "TPS without endpoint, median [min-max]" "$(bench_fmt %.0f "${tps_plain[@]}")"
+printf '%-44s %s\n' "TPS with endpoint, median [min-max]" "$(bench_fmt %.0f "${tps_usage[@]}")"
+printf '%-44s %s %%  (target <= 7%%)\n' "TPS cost of recording, median [min-max]" \
+	"$(bench_fmt %.1f "${costs[@]}")"
+printf '%-44s %s %%  (server + pgbench CPU per call)\n' "CPU cost of recording, median [min-max]" \
+	"$(bench_fmt %.1f "${cpu_costs[@]}")"
+echo "load average after: $(bench_load)"
 printf '%-44s %12s\n' "events queued" "$enq"
 printf '%-44s %12s  (target 0)\n' "events dropped" "$dropped"
+[ "$dropped" = 0 ] || { echo "BENCHMARK INVALID: $dropped usage events dropped" >&2; exit 1; }
 printf '%-44s %12s\n' "rows written (after the run)" "$((rows1 - rows0))"
 printf '%-44s %12s\n' "still queued" "$queued"
 printf '%-44s %12s\n' "batches" "$flushes"
@@ -143,6 +175,7 @@ printf '%-44s %12.2f  (CPU time of the worker / rows)\n' "worker, us per row wri
 printf '%-44s %12.2f  (wall time of COPY FROM of 300000 rows, same indexes)\n' \
 	"COPY FROM, us per row" "$(echo "1000 * $copy_ms / 300000" | bc -l)"
 
+[ "$ROWS" -gt 0 ] || exit 0
 echo
 echo "== 2. usage_summary over $ROWS usage rows (one key, 30 days)"
 START=$(date +%s)
@@ -161,17 +194,21 @@ echo "loaded in $(( $(date +%s) - START )) s"
 
 time_sql()
 {
-	# best of 5, in ms
-	q -c "DO \$\$
-DECLARE t0 timestamptz; best float8 := 1e9; r record;
+	# median [min-max] of 5 runs, in ms
+	local v
+	# shellcheck disable=SC2046
+	v=$(q -c "DO \$\$
+DECLARE t0 timestamptz; ms float8[] := '{}'; r record;
 BEGIN
 	FOR i IN 1..5 LOOP
 		t0 := clock_timestamp();
 		$1
-		best := least(best, 1000 * extract(epoch FROM clock_timestamp() - t0));
+		ms := ms || 1000 * extract(epoch FROM clock_timestamp() - t0);
 	END LOOP;
-	RAISE NOTICE '%', round(best::numeric, 1);
-END \$\$" 2>&1 | sed -n 's/.*NOTICE: *//p'
+	RAISE NOTICE '%', array_to_string(ms, ' ');
+END \$\$" 2>&1 | sed -n 's/.*NOTICE: *//p')
+	# shellcheck disable=SC2086
+	bench_fmt %.1f $v
 }
 
 raw_30d=$(time_sql "SELECT * INTO r FROM hokusai_auth.usage_summary('$KID', now() - interval '30 days', now());")
@@ -187,9 +224,9 @@ s_1h=$(time_sql "SELECT * INTO r FROM hokusai_auth.usage_summary('$KID', now() -
 s_ts=$(time_sql "PERFORM * FROM hokusai_auth.usage_timeseries('$KID', 'day', now() - interval '30 days', now());")
 printf '%-52s %10s\n' "rollup_usage(): hours rolled up / rollup rows" "$hours / $rollup_rows"
 printf '%-52s %10.1f\n' "rollup_usage() time, s" "$roll_s"
-printf '%-52s %10s ms\n' "usage_summary, 30 days, raw rows only (no rollup)" "$raw_30d"
-printf '%-52s %10s ms  (target < 50)\n' "usage_summary, 30 days, with rollups" "$s_30d"
-printf '%-52s %10s ms\n' "usage_summary, all time (since NULL)" "$s_all"
-printf '%-52s %10s ms\n' "usage_summary, last day" "$s_1d"
-printf '%-52s %10s ms\n' "usage_summary, last hour (raw only)" "$s_1h"
-printf '%-52s %10s ms\n' "usage_timeseries, per day, 30 days" "$s_ts"
+printf '%-52s %22s ms\n' "usage_summary, 30 days, raw rows only (no rollup)" "$raw_30d"
+printf '%-52s %22s ms  (target < 50)\n' "usage_summary, 30 days, with rollups" "$s_30d"
+printf '%-52s %22s ms\n' "usage_summary, all time (since NULL)" "$s_all"
+printf '%-52s %22s ms\n' "usage_summary, last day" "$s_1d"
+printf '%-52s %22s ms\n' "usage_summary, last hour (raw only)" "$s_1h"
+printf '%-52s %22s ms\n' "usage_timeseries, per day, 30 days" "$s_ts"

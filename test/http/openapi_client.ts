@@ -107,6 +107,42 @@ async function main(): Promise<void> {
 		report("unknown key: 404 not_found", n.response.status === 404 && n.error?.code === "not_found", n.error);
 	}
 
+	// Change the key (PATCH): name and scopes; a read-only key then gets a
+	// 403 insufficient_scope for a write; disable and enable it.
+	{
+		const { data, error, response } = await asJwt.PATCH("/keys/{key_id}", {
+			params: { path: { key_id: keyId } },
+			body: { name: "openapi client, read-only", scopes: ["keys:read", "usage:read"] },
+		});
+		listed("/keys/{key_id}", "patch", response, "PATCH /keys/{key_id}");
+		report("PATCH: 200, renamed, scopes set", response.status === 200
+			&& data?.name === "openapi client, read-only" && data?.scopes?.join() === "keys:read,usage:read",
+			data ?? error);
+		const w = await asKey.POST("/keys", { body: { name: "not allowed", environment: "live" } });
+		listed("/keys", "post", w.response, "POST /keys with a read-only key");
+		report("read-only key: POST /keys is a 403 insufficient_scope", w.response.status === 403
+			&& w.error?.code === "insufficient_scope"
+			&& (w.response.headers.get("www-authenticate") ?? "").includes('scope="keys:write"'), w.error);
+		const off = await asJwt.PATCH("/keys/{key_id}", {
+			params: { path: { key_id: keyId } }, body: { disabled: true, reason: "openapi client" },
+		});
+		report("PATCH disabled: status disabled", off.response.status === 200 && off.data?.status === "disabled",
+			off.data ?? off.error);
+		const refused = await asKey.GET("/keys", {});
+		listed("/keys", "get", refused.response, "GET /keys with a disabled key");
+		report("disabled key: 403 disabled", refused.response.status === 403 && refused.error?.code === "disabled",
+			refused.error);
+		const on = await asJwt.PATCH("/keys/{key_id}", {
+			params: { path: { key_id: keyId } }, body: { disabled: false, scopes: [] },
+		});
+		report("PATCH disabled false, scopes []: active, no scopes", on.response.status === 200
+			&& on.data?.status === "active" && on.data?.scopes?.length === 0, on.data ?? on.error);
+		const none = await asJwt.PATCH("/keys/{key_id}", { params: { path: { key_id: keyId } }, body: {} });
+		listed("/keys/{key_id}", "patch", none.response, "PATCH with nothing to change");
+		report("PATCH with nothing to change: 400 invalid_body",
+			none.response.status === 400 && none.error?.code === "invalid_body", none.error);
+	}
+
 	// Rotate (with the key itself), then revoke the new key with the JWT.
 	{
 		const { data, error, response } = await asKey.POST("/keys/{key_id}/rotate", {

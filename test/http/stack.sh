@@ -6,7 +6,8 @@
 #
 #   stack.sh prepare DIR         write DIR/tls/{cert,key}.pem (self-signed, openssl),
 #                                DIR/jwt-secret, DIR/postgrest.conf, DIR/nginx.conf,
-#                                DIR/openapi.json (a copy of docs/openapi.json)
+#                                DIR/openapi.json (a copy of docs/openapi.json),
+#                                DIR/console/ (console/ and the chart library from node_modules)
 #   stack.sh start DIR           start PostgREST and nginx in the background and wait
 #                                (at most HK_STACK_TIMEOUT s, default 30) until PostgREST's
 #                                admin /ready is 200 and nginx answers over HTTPS; exits
@@ -23,7 +24,9 @@
 # HK_ANON_ROLE (hokusai_anon), HK_API_ROLE (hokusai_api_user),
 # HK_NGINX_WORKERS (1), HK_DB_POOL (10), HK_PGRST_LOG (error),
 # HK_PRE_REQUEST (1; 0 leaves db-pre-request out, for the benchmark's baseline),
-# HK_EXTRA_LOCATIONS (nginx location blocks to add), and for a real server
+# HK_EXTRA_LOCATIONS (nginx location blocks to add), HK_DB_SCHEMAS (hokusai_api;
+# PostgREST's db-schemas: add an application's schema after it, reached with
+# Accept-Profile/Content-Profile, docs/authorization.md), and for a real server
 # (docs/deployment.md): HK_LISTEN (127.0.0.1; the address nginx listens on),
 # HK_SERVER_NAME (_), HK_PUBLIC_ORIGIN (https://127.0.0.1:HK_HTTPS_PORT; what
 # redirects and the OpenAPI server name), HK_TLS_CERT and HK_TLS_KEY (the
@@ -104,7 +107,8 @@ cmd_prepare()
 	fi
 	local pre='db-pre-request = "hokusai_auth.pre_request"'
 	render "$HK_HTTP_DIR/postgrest.conf.in" "$dir/postgrest.conf" \
-		"DB_URI=$HK_DB_URI" "ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
+		"DB_URI=$HK_DB_URI" "DB_SCHEMAS=${HK_DB_SCHEMAS:-hokusai_api}" \
+		"ANON_ROLE=${HK_ANON_ROLE:-hokusai_anon}" \
 		"DB_POOL=${HK_DB_POOL:-10}" "PGRST_PORT=$HK_PGRST_PORT" "PGRST_ADMIN_PORT=$admin" \
 		"JWT_SECRET_FILE=$dir/jwt-secret" "PUBLIC_ORIGIN=$origin" \
 		"LOG_LEVEL=${HK_PGRST_LOG:-error}"
@@ -113,6 +117,8 @@ cmd_prepare()
 	fi
 	# The OpenAPI description nginx serves at /api/v1/auth/.
 	install -m 0644 "$HK_TOP/docs/openapi.json" "$dir/openapi.json"
+	# The console nginx serves at /console/ (docs/console.md).
+	copy_console "$dir/console"
 	render "$HK_HTTP_DIR/nginx.conf.in" "$dir/nginx.conf" \
 		"DIR=$dir" "WORKERS=${HK_NGINX_WORKERS:-1}" "PGRST_PORT=$HK_PGRST_PORT" \
 		"HTTP_PORT=$HK_HTTP_PORT" "HTTPS_PORT=$HK_HTTPS_PORT" \
@@ -121,6 +127,27 @@ cmd_prepare()
 		"EXTRA_LOCATIONS=${HK_EXTRA_LOCATIONS:-}"
 	"$(nginx_bin)" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" ||
 		die "nginx rejected $dir/nginx.conf"
+}
+
+# copy_console DEST: the console's files (console/ of this tree) and the
+# chart library pinned in package.json (uPlot, from node_modules: npm ci
+# installs it), replacing what DEST held.  Without the library the console
+# works but draws no chart: a warning says so.
+copy_console()
+{
+	local dest=$1 f uplot=${HK_NODE_MODULES:-$HK_TOP/node_modules}/uplot/dist
+	rm -rf "$dest"
+	mkdir -p "$dest/vendor"
+	for f in "$HK_TOP"/console/*; do
+		[ -f "$f" ] && install -m 0644 "$f" "$dest/"
+	done
+	if [ -r "$uplot/uPlot.iife.min.js" ] && [ -r "$uplot/uPlot.min.css" ]; then
+		install -m 0644 "$uplot/uPlot.iife.min.js" "$uplot/uPlot.min.css" "$dest/vendor/"
+		[ -r "$uplot/../LICENSE" ] && install -m 0644 "$uplot/../LICENSE" "$dest/vendor/uPlot.LICENSE"
+	else
+		echo "stack.sh: warning: $uplot/uPlot.iife.min.js missing (run npm ci --ignore-scripts at the top of the tree): the console will draw no chart" >&2
+	fi
+	chmod 0755 "$dest" "$dest/vendor"
 }
 
 # Ports nobody listens on, from a random start in 20000-59999.

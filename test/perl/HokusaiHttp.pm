@@ -4,6 +4,8 @@
 #
 #   use HokusaiHttp;
 #   my $http = HokusaiHttp->start($node, 'name', pgrst_log => 'info');
+#     (db_uri => '...' instead of the node's own address, e.g. a pooler;
+#      pgrst_conf => 'lines appended to postgrest.conf')
 #   $http->{base}      https://127.0.0.1:PORT/api/v1/auth
 #   $http->{cacert}    the certificate the set-up generated
 #   $http->{dir}, $http->{https_port}, $http->{http_port}, $http->{pgrst_port},
@@ -47,14 +49,20 @@ sub start
 	  map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 4;
 	{
 		local %ENV = (%ENV,
-			HK_DB_URI => "host=" . $node->host . " port=" . $node->port
-			  . " dbname=postgres user=hokusai_authenticator",
+			HK_DB_URI => $opt{db_uri} // ("host=" . $node->host . " port=" . $node->port
+			  . " dbname=postgres user=hokusai_authenticator"),
 			HK_HTTPS_PORT => $https_port,
 			HK_HTTP_PORT => $http_port,
 			HK_PGRST_PORT => $pgrst_port,
 			HK_PGRST_ADMIN_PORT => $admin_port,
 			($opt{pgrst_log} ? (HK_PGRST_LOG => $opt{pgrst_log}) : ()));
 		system('bash', $stack, 'prepare', $dir) == 0 or BAIL_OUT('stack.sh prepare failed');
+	}
+	if ($opt{pgrst_conf})
+	{
+		open(my $fh, '>>', "$dir/postgrest.conf") or die "postgrest.conf: $!";
+		print $fh "$opt{pgrst_conf}\n";
+		close $fh;
 	}
 	my $self = bless {
 		stack => $stack,

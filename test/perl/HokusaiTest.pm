@@ -16,7 +16,8 @@ use PostgreSQL::Test::Utils;
 # low bcrypt cost so tests run quickly, no default burst limit (tests that
 # hammer a key are not about bursts; rate-limit tests set their own), and
 # the extension created in the "postgres" database (unless create => 0).
-# extra_conf is appended to postgresql.conf.
+# extra_conf is appended to postgresql.conf; init is a hash of options for
+# PostgreSQL::Test::Cluster's init (allows_streaming => 1 for a primary).
 sub new_node
 {
 	my ($name, %opt) = @_;
@@ -24,7 +25,7 @@ sub new_node
 	my $create = exists $opt{create} ? $opt{create} : 1;
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%{ $opt{init} || {} });
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'hokusai_auth'\n") if $preload;
 	$node->append_conf('postgresql.conf', "hokusai_auth.bcrypt_cost = 4\n");

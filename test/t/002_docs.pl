@@ -107,7 +107,8 @@ for my $path (sort glob("$docs/*.md"))
 }
 
 # Files whose examples this test relies on must keep having some.
-for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md metering.md))
+for my $file (qw(keys.md audit.md cache.md configuration.md ratelimit.md metering.md events.md
+	authorization.md))
 {
 	ok(exists $stdout{$file}, "docs/$file has sql examples");
 }
@@ -175,6 +176,22 @@ output_has('cache.md', qr/ok\nrenamed\nok\n\{198\.51\.100\.0\/24\}\nip_denied\no
 is($node->safe_psql($dbname{'cache.md'} // 'postgres',
 		"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'hokusai_docs%'"),
 	'0', 'docs/cache.md: examples drop the roles they create');
+
+# events.md
+output_has('events.md', qr/key\.created\|t\|\{"name": "billing sync", "environment": "live", "rate_limit_per_hour": 1000\}/,
+	'the key\'s creation is an event');
+output_has('events.md', qr/key\.revoked\|t\|\{"reason": "retired"\}/, 'so is its revocation, with the reason');
+output_has('events.md', qr/1\|0\n1/, 'an open transaction\'s event is delivered once it commits');
+output_has('events.md', qr/1\|0\n7\|short contract/, 'key.expiring once, the 7-day notice');
+output_has('events.md', qr/41\nhttps:\/\/hooks\.example\.com\|41/, 'the webhook cursor keeps only the origin');
+# authorization.md
+output_has('authorization.md', qr/model runner\|\{models:\*,files:read\}/, 'a key with scopes');
+output_has('authorization.md', qr/\{models:predict\}\|ok/, 'models:* grants models:predict');
+output_has('authorization.md', qr/\{files:write\}\|insufficient_scope/, 'a scope the key lacks');
+output_has('authorization.md', qr/disabled\|t/, 'a disabled key');
+output_has('authorization.md', qr/disable\|invoice overdue/, 'disable_key is audited with its reason');
+output_has('authorization.md', qr/t\|\{notes:write,notes:read\}/, 'the caller of a request: key and scopes');
+output_has('authorization.md', qr/first\|t/, "row-level security: the auditor reads the writer's note");
 
 # configuration.md
 output_has('configuration.md', qr/5000\|\$2a\$11\$/, 'session SETs apply to create_key');

@@ -305,7 +305,7 @@ is_error(api('GET', '/keys/not-a-uuid', headers => [ xkey($akey) ]), 400, 'inval
 is_error(api('GET', "/keys/$akey_id"), 401, 'missing_credentials', 'GET /keys/{id} without credentials');
 $r = api('PUT', "/keys/$akey_id", headers => [ xkey($akey) ]);
 is_error($r, 405, 'method_not_allowed', 'PUT /keys/{id}');
-is($r->{headers}{allow}, 'GET, HEAD, DELETE', '... Allow: GET, HEAD, DELETE');
+is($r->{headers}{allow}, 'GET, HEAD, PATCH, DELETE', '... Allow: GET, HEAD, PATCH, DELETE');
 # The list keeps PostgREST's paging range.
 $r = api('GET', '/keys?select=id', headers => [ xkey($akey) ]);
 like($r->{headers}{'content-range'} // '', qr{^\d+-\d+/}, 'GET /keys keeps Content-Range (paging)');
@@ -523,7 +523,7 @@ like($storm_log, qr/pre_request/, '... (the server did log the statements)');
 # Every answered request of a known key is in usage with its status,
 # refusals included; the worker writes them within a flush interval.
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) >= 1 + $storm FROM hokusai_auth.api_key_usage "
+		"SELECT count(*) >= 2 + $storm FROM hokusai_auth.api_key_usage "
 		  . "WHERE api_key_id = '$l_kid' AND status_code = 429"),
 	'usage: the 429s are recorded with status 429');
 is(sql("SELECT string_agg(status_code || ':' || n, ',' ORDER BY status_code) FROM "

@@ -7,7 +7,7 @@
 # statement>", which the server logs.  Key and JWT requests go through
 # every route (a validation that misses the cache, one that hits it, a key
 # with more than 4 allowed_ips, refusals, create, list, rotate, usage,
-# revoke).  Then:
+# events, revoke, scopes, PATCH).  Then:
 #   - the planting role is not a superuser;
 #   - nothing planted ran as a superuser (the extension's owner);
 #   - nothing planted ran in PostgREST's db-pre-request statement
@@ -261,10 +261,30 @@ status_is(api('GET', "/keys/$h_id/usage", headers => [ xkey($k_six) ]), 200,
 	'GET /keys/{id}/usage with an API key');
 status_is(api('GET', "/keys/$h_id/usage?since=2000-01-01T00:00:00Z", headers => [ bearer($jwt) ]),
 	200, 'GET /keys/{id}/usage with a JWT');
+status_is(api('GET', '/events?after=0&limit=5', headers => [ bearer($jwt) ]), 200, 'GET /events with a JWT');
+status_is(api('GET', '/events', headers => [ xkey($k_six) ]), 200, 'GET /events with an API key');
 status_is(api('DELETE', "/keys/$rot_id", headers => [ xkey($k_plain) ]), 200,
 	'DELETE /keys/{id} with an API key');
 status_is(api('GET', '/keys', headers => [ xkey($rot_key) ]), 401, 'the revoked key');
 status_is(api('DELETE', "/keys/$h_id", headers => [ bearer($jwt) ]), 200, 'DELETE /keys/{id} with a JWT');
+
+# Scopes (the route scopes read by pre_request() and matched), PATCH, a
+# disabled key.
+$r = api('POST', '/keys', headers => [ bearer($jwt) ], body => '{"name": "scoped", "scopes": ["keys:read"]}');
+status_is($r, 201, 'POST /keys with scopes');
+my $s_key = $r->{json}{key} // '';
+my $s_id = $r->{json}{id} // '';
+status_is(api('GET', '/keys', headers => [ xkey($s_key) ]), 200, 'a key with keys:read: GET /keys (miss)');
+status_is(api('GET', '/keys', headers => [ xkey($s_key) ]), 200, 'a key with keys:read: GET /keys (hit)');
+status_is(api('POST', '/keys', headers => [ xkey($s_key) ], body => '{"name": "x"}'), 403,
+	'a key without keys:write: POST /keys');
+status_is(api('PATCH', "/keys/$s_id", headers => [ xkey($k_six) ],
+	body => '{"name": "patched", "scopes": ["keys:read", "usage:read"], "disabled": true}'), 200,
+	'PATCH /keys/{id} with an API key');
+status_is(api('GET', '/keys', headers => [ xkey($s_key) ]), 403, 'the disabled key');
+status_is(api('PATCH', "/keys/$s_id", headers => [ bearer($jwt) ], body => '{"disabled": false}'), 200,
+	'PATCH /keys/{id} with a JWT');
+status_is(api('GET', "/keys/$s_id/usage", headers => [ xkey($s_key) ]), 200, 'the enabled key, usage:read');
 
 $http->stop;
 

@@ -166,9 +166,9 @@ my $some_id = '00000000-0000-4000-8000-000000000000';
 for my $path (sort keys %{ $doc->{paths} })
 {
 	(my $url = "$base$path") =~ s/\{key_id\}/$some_id/;
-	for my $m (grep { /^(get|head|post|delete)$/ } sort keys %{ $doc->{paths}{$path} })
+	for my $m (grep { /^(get|head|post|patch|delete)$/ } sort keys %{ $doc->{paths}{$path} })
 	{
-		my $res = curl(uc $m, $url, [ 'Content-Type: application/json' ], $m =~ /post|delete/ ? '{}' : undef);
+		my $res = curl(uc $m, $url, [ 'Content-Type: application/json' ], $m =~ /post|patch|delete/ ? '{}' : undef);
 		my $name = "\U$m\E $path";
 		ok(!($res->{status} == 404 && ($res->{json}{message} // '') eq 'no such route'), "$name: not nginx's 404");
 		isnt($res->{status}, 405, "$name: not 405");

@@ -1,9 +1,11 @@
 # The usage queue and the background worker: events from many sessions all
-# arrive, track_request() in read-only transactions, expiry within two flush
+# arrive, in the aggregates (which answer what the raw log does) and the raw
+# log, track_request() in read-only transactions, expiry within two flush
 # intervals, the worker skips a database without the extension, a clean
 # shutdown and a terminated worker lose nothing, the worker comes back after
 # SIGKILL, a backend crash leaves keys and tables intact, a full queue drops
-# and counts, and a standby's worker stays idle.
+# and counts, a late event for a dropped partition is counted and written
+# nowhere, raw rows are sampled, and a standby's worker stays idle.
 use strict;
 use warnings;
 
@@ -61,6 +63,32 @@ is(q1('SELECT dropped FROM hokusai_auth.usage_queue_stats'), '0', 'nothing dropp
 ok($node->poll_query_until('postgres',
 		"SELECT last_used_at > now() - interval '1 minute' FROM hokusai_auth.api_keys WHERE id = '$kid'"),
 	'last_used_at is set');
+
+# Every event is in the aggregates, and with nothing sampled (the default
+# usage_raw_sample = 1) the summary and the time series answer what the raw
+# log does.
+is(q1('SELECT aggregated FROM hokusai_auth.usage_queue_stats'), '4000', 'every event aggregated');
+is( q1( "SELECT (s.requests, s.errors, s.avg_response_ms, s.max_response_ms, s.by_status, s.by_endpoint)::text
+		   FROM hokusai_auth.usage_summary('$kid') s"),
+	q1( "WITH u AS (SELECT * FROM hokusai_auth.api_key_usage WHERE api_key_id = '$kid')
+		 SELECT (count(*), count(*) FILTER (WHERE status_code >= 400), round(avg(response_time_ms), 1),
+				 max(response_time_ms),
+				 (SELECT jsonb_agg(jsonb_build_object('status_code', s, 'requests', n) ORDER BY s NULLS LAST)
+					FROM (SELECT status_code s, count(*) n FROM u GROUP BY 1) x),
+				 (SELECT jsonb_agg(jsonb_build_object('endpoint', e, 'requests', n, 'errors', er,
+													   'avg_response_ms', a) ORDER BY n DESC, e NULLS LAST)
+					FROM (SELECT endpoint e, count(*) n, count(*) FILTER (WHERE status_code >= 400) er,
+								 round(avg(response_time_ms), 1) a FROM u GROUP BY 1) y))::text
+		   FROM u"),
+	'usage_summary from the aggregates is the raw log\'s');
+is( q1( "SELECT count(*) FROM (
+			SELECT period_start, requests, errors, avg_response_ms, max_response_ms
+			  FROM hokusai_auth.usage_timeseries('$kid', 'minute')
+			EXCEPT
+			SELECT date_trunc('minute', \"timestamp\"), count(*), count(*) FILTER (WHERE status_code >= 400),
+				   round(avg(response_time_ms), 1), max(response_time_ms)
+			  FROM hokusai_auth.api_key_usage WHERE api_key_id = '$kid' GROUP BY 1) d"),
+	'0', 'the minute time series is the raw log\'s');
 
 # A validation without endpoint only touches last_used_at.
 my (undef, $kid2, $key2) = HokusaiTest::new_key($node, 'vera');
@@ -197,16 +225,42 @@ is(HokusaiTest::status($node, $key), 'ok', 'keys validate after the backend cras
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-crash', 1, 200)");
 wait_rows(1505, 'events flow after the backend crash');
 
+# Sampling: usage_raw_sample = 0 keeps no raw row, 0.05 about one in
+# twenty; the aggregates count every event either way.
+q1("ALTER SYSTEM SET hokusai_auth.usage_raw_sample = 0; SELECT pg_reload_conf()");
+usleep(3 * $FLUSH_MS * 1000);
+q1('SELECT hokusai_auth.usage_queue_stats_reset()');
+my $raw_before = usage_rows();
+q1("SELECT hokusai_auth.record_usage('$kid', '/unsampled', i % 50, 200) FROM generate_series(1, 3000) i");
+ok($node->poll_query_until('postgres', 'SELECT aggregated = 3000 FROM hokusai_auth.usage_queue_stats'),
+	'raw sample 0: every event aggregated');
+is(q1("SELECT sum(requests) || ' ' || sum(response_ms_sum) FROM hokusai_auth.api_key_usage_minutely
+		WHERE endpoint = '/unsampled'"), '3000 73500', '... into the minute aggregates');
+is(usage_rows() . ' ' . q1('SELECT flushed FROM hokusai_auth.usage_queue_stats'), "$raw_before 0",
+	'... and no raw row');
+q1("ALTER SYSTEM SET hokusai_auth.usage_raw_sample = 0.05; SELECT pg_reload_conf()");
+usleep(3 * $FLUSH_MS * 1000);
+q1("SELECT hokusai_auth.record_usage('$kid', '/sampled', 1, 200) FROM generate_series(1, 20000) i");
+ok($node->poll_query_until('postgres',
+		"SELECT sum(requests) = 20000 FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/sampled'"),
+	'raw sample 0.05: every event aggregated');
+my $sampled = q1("SELECT count(*) FROM hokusai_auth.api_key_usage WHERE endpoint = '/sampled'");
+ok($sampled > 800 && $sampled < 1200, "... and about one in twenty kept raw ($sampled of 20000)");
+q1("ALTER SYSTEM RESET hokusai_auth.usage_raw_sample; SELECT pg_reload_conf()");
+usleep(3 * $FLUSH_MS * 1000);
+
 # 8. Overflow: a 1024-event queue, the worker held off by a lock on the
-# rollup state row (its batches yield while the row is locked), 2000 events.
+# minute aggregates (its batches yield while a session holds one that
+# conflicts with writing), 2000 events.
 $node->append_conf('postgresql.conf', "hokusai_auth.usage_queue_size = 1024\n");
 $node->restart;
 ($in, $out, $err) = ('', '', '');
 $h = IPC::Run::start(
 	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
 	'<', \$in, '>', \$out, '2>', \$err);
-$in .= "BEGIN; SELECT 'locked' FROM hokusai_auth.usage_rollup_state FOR UPDATE;\n";
+$in .= "BEGIN; LOCK TABLE hokusai_auth.api_key_usage_minutely IN SHARE MODE; SELECT 'locked';\n";
 $h->pump until $out =~ /locked/;
+my $rows_before_flood = usage_rows();
 is( q1( "SELECT count(*) FILTER (WHERE NOT hokusai_auth.record_usage('$kid', '/flood', i, 200))
 		   FROM generate_series(1, 2000) i"),
 	'976', 'a full queue refuses events: 2000 - 1024 dropped');
@@ -214,7 +268,7 @@ is(q1('SELECT dropped || \' \' || enqueued FROM hokusai_auth.usage_queue_stats')
 	'976 1024', 'drops are counted');
 $in .= "COMMIT;\n\\q\n";
 $h->finish;
-wait_rows(1505 + 1024, 'the 1024 queued events arrive once the worker can write');
+wait_rows($rows_before_flood + 1024, 'the 1024 queued events arrive once the worker can write');
 
 # 8b. How the worker writes.  Bulk path: every column as given, ids that
 # are version 7 and grow in insertion order; events of a key that does not
@@ -247,16 +301,36 @@ is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage
 				  - ('x' || translate(substr(id::text, 1, 13), '-', ''))::bit(48)::bigint) > 1"),
 	'0', 'an id carries the millisecond of its event');
 
-# Events for an hour the rollups already cover go through _usage_flush()
-# and are added to the rollups as well.
-q1("UPDATE hokusai_auth.usage_rollup_state SET rolled_until = now() + interval '1 hour'");
-$before = usage_rows();
-q1("SELECT hokusai_auth.record_usage('$kid', '/late-worker', 5, 200) FROM generate_series(1, 3)");
-wait_rows($before + 3, 'late events arrive');
-is(q1("SELECT sum(requests) || ' ' || sum(response_ms_sum) FROM hokusai_auth.api_key_usage_hourly
-		WHERE endpoint = '/late-worker'"),
-	'3 15', 'late events are added to the hourly rollups');
-q1("UPDATE hokusai_auth.usage_rollup_state SET rolled_until = '-infinity'");
+# A late event: its day's partitions were dropped while it waited in the
+# queue.  It is counted as late_discarded and written nowhere, never an
+# error; the batch's other work goes on.
+q1('SELECT hokusai_auth.usage_queue_stats_reset()');
+($in, $out, $err) = ('', '', '');
+$h = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err);
+$in .= "BEGIN; LOCK TABLE hokusai_auth.api_key_usage_minutely IN SHARE MODE; SELECT 'held';\n";
+$h->pump until $out =~ /held/;
+q1("SELECT hokusai_auth.record_usage('$kid', '/late', i, 200) FROM generate_series(1, 5) i");
+$in .= "SELECT pg_catalog.format('DROP TABLE %s', partition) FROM hokusai_auth.usage_partitions
+		 WHERE table_name::text IN ('hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely')
+		   AND from_time <= now() AND until_time > now() \\gexec\n"
+  . "SELECT 'dropped ' || count(*) FROM hokusai_auth.usage_partitions WHERE from_time <= now() AND until_time > now();\n"
+  . "COMMIT;\n\\q\n";
+$h->finish;
+like($out, qr/dropped 2/, "today's raw and minute partitions dropped with events queued (the month's and the year's are left)");
+ok($node->poll_query_until('postgres',
+		"SELECT late_discarded = 5 AND queued = 0 FROM hokusai_auth.usage_queue_stats"),
+	'the late events are counted as late_discarded and leave the queue');
+is(q1("SELECT (SELECT count(*) FROM hokusai_auth.api_key_usage_hourly WHERE endpoint = '/late')
+			 + (SELECT count(*) FROM hokusai_auth.api_key_usage WHERE endpoint = '/late')"),
+	'0', '... and are written nowhere');
+is(q1("SELECT failed FROM hokusai_auth.usage_queue_stats"), '0', '... without a failed batch');
+q1('SELECT hokusai_auth.create_usage_partitions()');
+q1("SELECT hokusai_auth.record_usage('$kid', '/after-late', 1, 200)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM hokusai_auth.api_key_usage WHERE endpoint = '/after-late'"),
+	'events flow again once the partitions are back');
 
 # A table someone altered (here: a trigger of their own) is written
 # through SQL, so the trigger sees every row.
@@ -276,7 +350,26 @@ $before = usage_rows();
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-trigger', 1, 200)");
 wait_rows($before + 1, 'events arrive again once the trigger is gone');
 
-# 9. A standby: the worker starts there but writes nothing while in recovery.
+# 8c. A database at 1.5 under the 1.6 library: the worker writes it the 1.5
+# way until ALTER EXTENSION UPDATE, then into the 1.6 tables, without a
+# restart.
+q1('DROP EXTENSION hokusai_auth');
+q1("CREATE EXTENSION hokusai_auth VERSION '1.5'");
+(undef, $kid) = HokusaiTest::new_key($node, 'lena');
+q1("SELECT hokusai_auth.record_usage('$kid', '/on-1.5', 1, 200) FROM generate_series(1, 10)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 10 FROM hokusai_auth.api_key_usage WHERE endpoint = '/on-1.5'"),
+	'the worker writes a 1.5 database the 1.5 way');
+q1("ALTER EXTENSION hokusai_auth UPDATE TO '1.6'");
+q1("SELECT hokusai_auth.record_usage('$kid', '/on-1.6', 1, 200) FROM generate_series(1, 10)");
+ok($node->poll_query_until('postgres',
+		"SELECT sum(requests) = 10 FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/on-1.6'"),
+	'... and, once updated, into the 1.6 aggregates');
+is(q1("SELECT sum(requests) FROM hokusai_auth.api_key_usage_minutely WHERE endpoint = '/on-1.5'"),
+	'10', '... with the events of 1.5 moved by the update');
+
+# 9. A standby: the worker starts there, writes nothing itself while in
+# recovery, and ships the event to the primary (docs/scaling.md).
 $node->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($node, 'b', has_streaming => 1);
@@ -287,9 +380,11 @@ ok($standby->poll_query_until('postgres',
 is($standby->safe_psql('postgres',
 		"SELECT hokusai_auth.record_usage('$kid', '/standby', 1, 200)"),
 	't', 'record_usage works on a standby');
-usleep(3 * $FLUSH_MS * 1000);
-is($standby->safe_psql('postgres', 'SELECT queued FROM hokusai_auth.usage_queue_stats'),
-	'1', 'the standby worker leaves events queued while in recovery');
+ok($standby->poll_query_until('postgres', 'SELECT queued = 0 FROM hokusai_auth.usage_queue_stats'),
+	'the standby worker empties its queue');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM hokusai_auth.api_key_usage WHERE endpoint = '/standby'"),
+	'by shipping the event to the primary, which writes it once');
 $standby->stop;
 
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);

@@ -1,11 +1,14 @@
 # pg_cron housekeeping with the real pg_cron: schedule_housekeeping() installs
-# the jobs, the rollup job rolls raw usage up into hourly rows, the prune job
-# deletes raw rows older than the retention, and usage_summary() gives the
-# same answer before and after.  pg_cron 1.4 runs jobs at most once a
-# minute, so this test takes one to two minutes.
+# the prune job (and removes the rollup job of earlier versions), the job
+# drops the raw and minute partitions older than the retention, the hourly
+# aggregates stay and usage_summary() over whole hours gives the same answer
+# before and after; prune_usage() never waits for a lock on a usage table.
+# pg_cron 1.4 runs jobs at most once a minute, so this test takes one to two
+# minutes.
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use HokusaiTest;
@@ -25,51 +28,74 @@ like($err, qr/pg_cron is not installed in this database/, 'schedule_housekeeping
 
 q1('CREATE EXTENSION pg_cron');
 
-# Raw events over the last 6 hours.
-q1("INSERT INTO hokusai_auth.api_key_usage
-		(api_key_id, endpoint, \"timestamp\", response_time_ms, status_code)
-	SELECT '$kid', '/e' || (i % 3), now() - i * interval '1 minute', i % 50,
-		   CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END
-	  FROM generate_series(1, 360) i");
-my $before = q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid',
-	date_trunc('hour', now()) - interval '5 hours', date_trunc('hour', now())) s");
+# Usage over the last four days, through the worker's write step in SQL,
+# into partitions made for those days.
+q1("SELECT hokusai_auth._usage_make_partition(p, now() - d * interval '1 day')
+	  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+					hokusai_auth.api_key_usage_hourly}'::regclass[]) p, generate_series(0, 4) d");
+q1("SELECT hokusai_auth._usage_flush(array_agg('$kid'::uuid), array_agg('/e' || (i % 3)),
+		array_agg(now() - i * interval '20 minutes'), array_agg(i % 50),
+		array_agg(CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END))
+	  FROM generate_series(1, 4 * 72) i");
+my $range = "date_trunc('hour', now()) - interval '90 hours', date_trunc('hour', now())";
+my $before = q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid', $range) s");
+# A job of an earlier version, which schedule_housekeeping() replaces.
+q1("SELECT cron.schedule('hokusai_auth.rollup', '*/5 * * * *', 'SELECT hokusai_auth.rollup_usage()')");
 
 is( q1( "SELECT string_agg(jobname || ' ' || schedule || ' ' || command, E'\\n' ORDER BY jobname)
-		   FROM hokusai_auth.schedule_housekeeping(retention => '2 hours',
-				rollup_schedule => '* * * * *', prune_schedule => '* * * * *')"),
-	"hokusai_auth.prune * * * * * SELECT hokusai_auth.prune_usage(CAST('02:00:00' AS pg_catalog.interval))\n"
-	  . "hokusai_auth.rollup * * * * * SELECT hokusai_auth.rollup_usage()",
-	'one call installs both jobs');
-q1("SELECT count(*) FROM hokusai_auth.schedule_housekeeping(retention => '2 hours',
-	rollup_schedule => '* * * * *', prune_schedule => '* * * * *')");
+		   FROM hokusai_auth.schedule_housekeeping(retention => '2 days',
+				prune_schedule => '* * * * *', minute_retention => '2 days')"),
+	"hokusai_auth.prune * * * * * SELECT hokusai_auth.prune_usage(CAST('2 days' AS pg_catalog.interval), "
+	  . "CAST('2 days' AS pg_catalog.interval), CAST(NULL AS pg_catalog.interval))",
+	'one call installs the prune job');
+is(q1("SELECT string_agg(jobname, ' ') FROM cron.job WHERE jobname LIKE 'hokusai_auth.%'"),
+	'hokusai_auth.prune', 'the rollup job of earlier versions is gone');
+q1("SELECT count(*) FROM hokusai_auth.schedule_housekeeping(retention => '2 days',
+	prune_schedule => '* * * * *', minute_retention => '2 days')");
 is(q1("SELECT count(*) FROM cron.job WHERE jobname LIKE 'hokusai_auth.%'"),
-	'2', 'calling it again replaces the jobs');
+	'1', 'calling it again replaces the job');
 
 ok( $node->poll_query_until('postgres',
-		"SELECT count(DISTINCT j.jobname) = 2 FROM cron.job_run_details d
-		   JOIN cron.job j USING (jobid)
-		  WHERE j.jobname LIKE 'hokusai_auth.%' AND d.status = 'succeeded'"),
-	'both jobs ran and succeeded');
+		"SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+		  WHERE j.jobname = 'hokusai_auth.prune' AND d.status = 'succeeded'"),
+	'the prune job ran and succeeded');
 is(q1("SELECT count(*) FROM cron.job_run_details WHERE status = 'failed'"), '0', 'no failed runs');
-is(q1("SELECT rolled_until = date_trunc('hour', now(), 'UTC') FROM hokusai_auth.usage_rollup_state"),
-	't', 'the rollup job rolled up every whole hour');
-ok(q1("SELECT count(*) > 0 FROM hokusai_auth.api_key_usage_hourly WHERE api_key_id = '$kid'") eq 't',
-	'hourly rows exist');
-# Measured from when the last successful prune started, not from now: a row
-# crosses the two-hour line every minute.
-is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage
-		WHERE \"timestamp\" < least(
-			(SELECT max(d.start_time) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-			  WHERE j.jobname = 'hokusai_auth.prune' AND d.status = 'succeeded') - interval '2 hours',
-			(SELECT rolled_until FROM hokusai_auth.usage_rollup_state))"),
-	'0', 'the prune job deleted raw rows older than the retention');
-cmp_ok(q1("SELECT count(*) FROM hokusai_auth.api_key_usage"), '<', 360,
-	'... and it did delete some');
-is( q1( "SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid',
-		date_trunc('hour', now()) - interval '5 hours', date_trunc('hour', now())) s"),
-	$before, 'usage_summary gives the same answer from rollups');
+is( q1( "SELECT count(*) FROM hokusai_auth.usage_partitions
+		  WHERE table_name::text NOT LIKE '%hourly' AND until_time <= now() - interval '2 days'"),
+	'0', 'raw and minute partitions older than the retention were dropped');
+cmp_ok(q1("SELECT count(*) FROM hokusai_auth.api_key_usage"), '<', 4 * 72,
+	'... with their raw rows');
+is(q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid', $range) s"),
+	$before, 'usage_summary over whole hours answers as before: the hourly aggregates are kept');
 
-is(q1('SELECT hokusai_auth.unschedule_housekeeping()'), '2', 'unschedule removes both jobs');
+# An open transaction that read a usage table: prune_usage() does not wait
+# for it (nor make everyone else wait behind it): it drops nothing of that
+# table, with a WARNING, and the next run drops it.
+q1("SELECT cron.unschedule('hokusai_auth.prune')");
+q1("SELECT hokusai_auth._usage_make_partition('hokusai_auth.api_key_usage', now() - interval '10 days')");
+my ($in, $err2) = ("", "");
+$out = "";
+my $h = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err2);
+$in .= "BEGIN; SELECT 'reading ' || count(*) FROM hokusai_auth.api_key_usage;\n";
+$h->pump until $out =~ /reading/;
+my $t0 = time;
+($ret, $out, $err) = $node->psql('postgres', "SELECT hokusai_auth.prune_usage('2 days', '2 days')");
+cmp_ok(time - $t0, '<', 5, 'prune_usage() returns at once while a transaction holds the table');
+like($err, qr/WARNING:  could not drop usage partition hokusai_auth\.api_key_usage_p\d+: the table is in use/,
+	'... with a WARNING naming the partition');
+is(q1("SELECT count(*) FROM hokusai_auth.usage_partitions WHERE until_time <= now() - interval '2 days'
+		AND table_name = 'hokusai_auth.api_key_usage'::regclass"), '1', '... which is still there');
+is($node->safe_psql('postgres', 'SET statement_timeout = 2000; SELECT count(*) >= 0 FROM hokusai_auth.api_key_usage'),
+	't', 'and nobody queues behind it');
+$in .= "COMMIT;\n\\q\n";
+$h->finish;
+is(q1("SELECT hokusai_auth.prune_usage('2 days', '2 days')"), '1', 'the next run drops it');
+
+is(q1('SELECT hokusai_auth.unschedule_housekeeping()'), '0', 'nothing left to unschedule');
+q1("SELECT count(*) FROM hokusai_auth.schedule_housekeeping()");
+is(q1('SELECT hokusai_auth.unschedule_housekeeping()'), '1', 'unschedule removes the job');
 is(q1("SELECT count(*) FROM cron.job WHERE jobname LIKE 'hokusai_auth.%'"), '0', 'no jobs left');
 
 $node->stop;

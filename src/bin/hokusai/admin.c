@@ -47,20 +47,23 @@ refuse_both(const CommandLine *cl, CommandOption a, const char *a_label,
  * update-key KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]
  *			  [--rate-limit N] [--burst N | --no-burst]
  *			  [--allowed-ips CIDR,... | --no-allowed-ips]
+ *			  [--scope SCOPE ... | --no-scopes]
  *			  [--refill N/day|week|month | --no-refill]
  *
  * hokusai_auth.update_key(): a setting not given stays as it is; the
- * --no-* options are its clear_* flags.  Prints the key as show-key does.
+ * --no-* options are its clear_* flags (--no-scopes: no scopes; --scope,
+ * repeated, replaces the list).  Prints the key as show-key does.
  */
 void
 update_key(const CommandLine *cl)
 {
 	static const CommandOption changes[] = {
 		OPT_NAME, OPT_EXPIRES_AT, OPT_NO_EXPIRY, OPT_RATE_LIMIT, OPT_BURST,
-		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS, OPT_REFILL, OPT_NO_REFILL
+		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS, OPT_SCOPE, OPT_NO_SCOPES,
+		OPT_REFILL, OPT_NO_REFILL
 	};
 	bool		any = false;
-	const char *values[12];
+	const char *values[13];
 	RefillParam refill = refill_param(cl);
 	PGconn	   *conn;
 	PGresult   *key;
@@ -69,6 +72,7 @@ update_key(const CommandLine *cl)
 	refuse_both(cl, OPT_EXPIRES_AT, "--expires-at", OPT_NO_EXPIRY, "--no-expiry");
 	refuse_both(cl, OPT_BURST, "--burst", OPT_NO_BURST, "--no-burst");
 	refuse_both(cl, OPT_ALLOWED_IPS, "--allowed-ips", OPT_NO_ALLOWED_IPS, "--no-allowed-ips");
+	refuse_both(cl, OPT_SCOPE, "--scope", OPT_NO_SCOPES, "--no-scopes");
 	refuse_both(cl, OPT_REFILL, "--refill", OPT_NO_REFILL, "--no-refill");
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
 		any |= cl->value[changes[i]] != NULL;
@@ -88,9 +92,10 @@ update_key(const CommandLine *cl)
 	values[6] = flag_param(cl, OPT_NO_EXPIRY);
 	values[7] = flag_param(cl, OPT_NO_BURST);
 	values[8] = flag_param(cl, OPT_NO_ALLOWED_IPS);
-	values[9] = refill.amount;
-	values[10] = refill.interval;
-	values[11] = flag_param(cl, OPT_NO_REFILL);
+	values[9] = cl->value[OPT_NO_SCOPES] ? "{}" : cl->value[OPT_SCOPE];
+	values[10] = refill.amount;
+	values[11] = refill.interval;
+	values[12] = flag_param(cl, OPT_NO_REFILL);
 	res = run_query(conn,
 					"SELECT " KEY_COLUMNS
 					" FROM hokusai_auth.update_key(key_id => $1::pg_catalog.uuid,"
@@ -99,10 +104,11 @@ update_key(const CommandLine *cl)
 					" allowed_ips => $6::pg_catalog.cidr[], clear_expires_at => $7::pg_catalog.bool,"
 					" clear_burst_limit => $8::pg_catalog.bool,"
 					" clear_allowed_ips => $9::pg_catalog.bool,"
-					" refill_amount => $10::pg_catalog.int8, refill_interval => $11::pg_catalog.text,"
-					" clear_refill => $12::pg_catalog.bool) k"
+					" scopes => $10::pg_catalog.text[],"
+					" refill_amount => $11::pg_catalog.int8, refill_interval => $12::pg_catalog.text,"
+					" clear_refill => $13::pg_catalog.bool) k"
 					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id",
-					12, values);
+					13, values);
 	run_command(conn, "COMMIT");
 	print_row(res, cl->common.json);
 	PQclear(res);

@@ -29,11 +29,13 @@
 #include "admin.h"
 #include "commands.h"
 #include "conn.h"
+#include "events.h"
 #include "lookup.h"
 #include "metering.h"
 #include "output.h"
 #include "parse.h"
 #include "report.h"
+#include "switch.h"
 
 /*
  * A new key on stdout, flushed before any note on stderr: the key alone
@@ -84,7 +86,7 @@ create_user(const CommandLine *cl)
  * create-key --user USER --name NAME [--env live|test]
  *			  [--expires-in DURATION | --expires-at TIME] [--rate-limit N]
  *			  [--burst N] [--allow-ip CIDR ...] [--metadata JSON]
- *			  [--credits N] [--refill N/day|week|month]
+ *			  [--scope SCOPE ...] [--credits N] [--refill N/day|week|month]
  */
 static void
 create_key(const CommandLine *cl)
@@ -94,7 +96,7 @@ create_key(const CommandLine *cl)
 	char	   *interval = NULL;
 	char	   *user_id;
 	char	   *username;
-	const char *values[12];
+	const char *values[13];
 	const char *credits = credits_param(cl, false);
 	RefillParam refill = refill_param(cl);
 	PGconn	   *conn;
@@ -124,9 +126,10 @@ create_key(const CommandLine *cl)
 	values[6] = cl->value[OPT_BURST];
 	values[7] = cl->value[OPT_ALLOW_IP];
 	values[8] = cl->value[OPT_METADATA];
-	values[9] = credits;
-	values[10] = refill.amount;
-	values[11] = refill.interval;
+	values[9] = cl->value[OPT_SCOPE];
+	values[10] = credits;
+	values[11] = refill.amount;
+	values[12] = refill.interval;
 	res = run_query(conn,
 					"SELECT id, key, key_prefix, expires_at"
 					" FROM hokusai_auth.create_key("
@@ -136,14 +139,16 @@ create_key(const CommandLine *cl)
 					" pg_catalog.now() OPERATOR(pg_catalog.+) $5::pg_catalog.interval),"
 					" rate_limit_per_hour => $6::pg_catalog.int4, burst_limit => $7::pg_catalog.int4,"
 					" allowed_ips => $8::pg_catalog.cidr[], metadata => $9::pg_catalog.jsonb,"
-					" credits => $10::pg_catalog.int8, refill_amount => $11::pg_catalog.int8,"
-					" refill_interval => $12::pg_catalog.text)",
-					12, values);
+					" scopes => $10::pg_catalog.text[],"
+					" credits => $11::pg_catalog.int8, refill_amount => $12::pg_catalog.int8,"
+					" refill_interval => $13::pg_catalog.text)",
+					13, values);
 	values[0] = PQgetvalue(res, 0, 0);
 	info = run_query(conn,
 					 "SELECT k.user_id, u.username, k.name, k.environment,"
 					 " k.rate_limit_per_hour, k.burst_limit,"
 					 " pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata,"
+					 " pg_catalog.to_json(k.scopes) AS scopes,"
 					 " k.credits_remaining, k.refill_amount, k.refill_interval"
 					 " FROM hokusai_auth.keys k"
 					 " JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
@@ -164,6 +169,8 @@ create_key(const CommandLine *cl)
 
 /*
  * list-keys [--user USER] [--all]
+ *
+ * Without --all: the keys that work or can work again (active, disabled).
  */
 static void
 list_keys(const CommandLine *cl)
@@ -194,7 +201,7 @@ list_keys(const CommandLine *cl)
 						" FROM hokusai_auth.list_keys($1::pg_catalog.uuid) k"
 						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 						" WHERE $2::pg_catalog.bool"
-						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" OR k.status OPERATOR(pg_catalog.=) ANY ('{active,disabled}'::pg_catalog.text[])"
 						" ORDER BY k.created_at, k.id",
 						2, values);
 	}
@@ -204,7 +211,7 @@ list_keys(const CommandLine *cl)
 						" FROM hokusai_auth.keys k"
 						" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
 						" WHERE $1::pg_catalog.bool"
-						" OR k.status OPERATOR(pg_catalog.=) 'active'::pg_catalog.text"
+						" OR k.status OPERATOR(pg_catalog.=) ANY ('{active,disabled}'::pg_catalog.text[])"
 						" ORDER BY u.username, k.created_at, k.id",
 						1, &all);
 
@@ -383,7 +390,7 @@ static const struct
 			OPTION_SET(OPT_EXPIRES_IN) | OPTION_SET(OPT_EXPIRES_AT) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) |
 			OPTION_SET(OPT_ALLOW_IP) | OPTION_SET(OPT_METADATA) |
-			OPTION_SET(OPT_CREDITS) | OPTION_SET(OPT_REFILL),
+			OPTION_SET(OPT_SCOPE) | OPTION_SET(OPT_CREDITS) | OPTION_SET(OPT_REFILL),
 		NULL}, create_key},
 	{{"list-keys", OPTION_SET(OPT_USER) | OPTION_SET(OPT_ALL), NULL}, list_keys},
 	{{"show-key", 0, KEY_ARGUMENT}, show_key},
@@ -394,8 +401,11 @@ static const struct
 			OPTION_SET(OPT_NAME) | OPTION_SET(OPT_EXPIRES_AT) | OPTION_SET(OPT_NO_EXPIRY) |
 			OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST) | OPTION_SET(OPT_NO_BURST) |
 			OPTION_SET(OPT_ALLOWED_IPS) | OPTION_SET(OPT_NO_ALLOWED_IPS) |
+			OPTION_SET(OPT_SCOPE) | OPTION_SET(OPT_NO_SCOPES) |
 			OPTION_SET(OPT_REFILL) | OPTION_SET(OPT_NO_REFILL),
 		KEY_ARGUMENT}, update_key},
+	{{"disable-key", OPTION_SET(OPT_REASON), KEY_ARGUMENT}, disable_key},
+	{{"enable-key", 0, KEY_ARGUMENT}, enable_key},
 	{{"list-users", 0, NULL}, list_users},
 	{{"deactivate-user", 0, "USER"}, deactivate_user},
 	{{"audit", OPTION_SET(OPT_KEY) | OPTION_SET(OPT_LIMIT) | OPTION_SET(OPT_VERIFY), NULL}, audit},
@@ -403,6 +413,11 @@ static const struct
 	{{"add-credits", OPTION_SET(OPT_CREDITS), KEY_ARGUMENT}, add_credits},
 	{{"set-user-limits", OPTION_SET(OPT_RATE_LIMIT) | OPTION_SET(OPT_BURST), "USER"},
 		set_user_limits},
+	{{"events", OPTION_SET(OPT_AFTER) | OPTION_SET(OPT_FOLLOW), NULL}, events},
+	{{"webhook",
+			OPTION_SET(OPT_URL) | OPTION_SET(OPT_SECRET_FILE) | OPTION_SET(OPT_AFTER) |
+			OPTION_SET(OPT_CACERT),
+		NULL}, webhook},
 };
 
 /*

@@ -29,7 +29,10 @@
  *
  * There is one connection per run.  connect_db() registers disconnect_db()
  * with atexit(), so the connection is closed however the program ends and
- * the server rolls back a transaction that a failure left open.
+ * the server rolls back a transaction that a failure left open.  The
+ * commands that run until stopped (events --follow, webhook) get a lost
+ * connection back from run_query_or_lost() and make it again with
+ * reconnect_db().
  *
  * src/bin/hokusai/conn.c
  *
@@ -45,6 +48,8 @@
 
 /* The one connection; closed at exit, which rolls back an open transaction */
 static PGconn *db = NULL;
+
+static bool setup_session(void);
 
 /* The notice processor: notices are not shown */
 static void
@@ -140,7 +145,6 @@ connect_db(const char *host, const char *port, const char *user,
 		   const char *dbname, bool never_prompt, bool always_prompt)
 {
 	char	   *password = NULL;
-	PGresult   *res;
 
 	/* fail() exits: close the connection then, so the server sees a goodbye */
 	atexit(disconnect_db);
@@ -166,26 +170,64 @@ connect_db(const char *host, const char *port, const char *user,
 	}
 	if (password)
 		memset(password, 0, strlen(password));
+	if (!setup_session())
+		fail(EXIT_CONNECT, "lost the connection to the server: %s",
+			 first_line(PQerrorMessage(db)));
+	return db;
+}
+
+/*
+ * What every connection gets first (see the banner): an empty search_path,
+ * the check for the extension, the date style.  False when the connection
+ * was lost meanwhile; any other failure ends the program.
+ */
+static bool
+setup_session(void)
+{
+	PGresult   *res;
+
 	PQsetNoticeProcessor(db, ignore_notice, NULL);
 
 	/* first of all: nothing on search_path but pg_catalog (see the banner) */
-	res = run_query(db, "SELECT pg_catalog.set_config('search_path', '', false)",
-					0, NULL);
+	res = run_query_or_lost(db, "SELECT pg_catalog.set_config('search_path', '', false)",
+							0, NULL);
+	if (res == NULL)
+		return false;
 	PQclear(res);
 
 	/* a database without the extension: say so, not "relation ... does not exist" */
-	res = run_query(db, "SELECT pg_catalog.to_regnamespace('hokusai_auth') IS NULL",
-					0, NULL);
+	res = run_query_or_lost(db, "SELECT pg_catalog.to_regnamespace('hokusai_auth') IS NULL",
+							0, NULL);
+	if (res == NULL)
+		return false;
 	if (PQgetvalue(res, 0, 0)[0] == 't')
 		fail(EXIT_CONNECT, "database \"%s\" does not have the hokusai_auth extension: run CREATE EXTENSION hokusai_auth CASCADE as a superuser in it, or connect to another database (-d)",
 			 PQdb(db));
 	PQclear(res);
 
 	/* timestamps in one unambiguous form, whatever the server's default */
-	res = run_query(db, "SELECT pg_catalog.set_config('datestyle', 'ISO, YMD', false)",
-					0, NULL);
+	res = run_query_or_lost(db, "SELECT pg_catalog.set_config('datestyle', 'ISO, YMD', false)",
+							0, NULL);
+	if (res == NULL)
+		return false;
 	PQclear(res);
-	return db;
+	return true;
+}
+
+/*
+ * Connect again with the same parameters (a password asked for is kept by
+ * libpq) after the connection was lost, and set the session up again.
+ * False when the server cannot be reached yet; the caller tries again.
+ */
+bool
+reconnect_db(void)
+{
+	if (db == NULL)
+		return false;
+	PQreset(db);
+	if (PQstatus(db) != CONNECTION_OK)
+		return false;
+	return setup_session();
 }
 
 /* Close the connection, if there is one; also run at exit */
@@ -218,10 +260,13 @@ exit_code_for(const char *sqlstate)
 
 /*
  * Run one statement with text parameters.  Returns the result of a
- * successful statement; on failure reports it and exits.
+ * successful statement, or NULL when lost is not NULL and the connection
+ * was lost (the server went away, or is shutting down: *lost is then set);
+ * on any other failure reports it and exits.
  */
-PGresult *
-run_query(PGconn *conn, const char *sql, int nparams, const char *const *values)
+static PGresult *
+exec_query(PGconn *conn, const char *sql, int nparams, const char *const *values,
+		   bool *lost)
 {
 	PGresult   *res;
 	ExecStatusType status;
@@ -233,15 +278,46 @@ run_query(PGconn *conn, const char *sql, int nparams, const char *const *values)
 	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
 		return res;
 
+	sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (lost != NULL &&
+		(PQstatus(conn) == CONNECTION_BAD ||
+		 exit_code_for(sqlstate) == EXIT_CONNECT))
+	{
+		PQclear(res);
+		*lost = true;
+		return NULL;
+	}
 	if (PQstatus(conn) == CONNECTION_BAD)
 		fail(EXIT_CONNECT, "lost the connection to the server: %s",
 			 first_line(PQerrorMessage(conn)));
 
-	sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	if (primary == NULL)
 		primary = first_line(PQerrorMessage(conn));
 	fail(exit_code_for(sqlstate), "%s", primary);
+}
+
+/*
+ * Run one statement with text parameters.  Returns the result of a
+ * successful statement; on failure reports it and exits.
+ */
+PGresult *
+run_query(PGconn *conn, const char *sql, int nparams, const char *const *values)
+{
+	return exec_query(conn, sql, nparams, values, NULL);
+}
+
+/*
+ * The same, except that a lost connection returns NULL instead of ending
+ * the program: for the commands that reconnect (reconnect_db()).
+ */
+PGresult *
+run_query_or_lost(PGconn *conn, const char *sql, int nparams,
+				  const char *const *values)
+{
+	bool		lost = false;
+
+	return exec_query(conn, sql, nparams, values, &lost);
 }
 
 /* Run a statement without parameters or result (BEGIN, COMMIT) */

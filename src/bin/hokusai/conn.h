@@ -19,7 +19,10 @@ extern PGconn *connect_db(const char *host, const char *port, const char *user,
 						  bool always_prompt);
 extern PGresult *run_query(PGconn *conn, const char *sql, int nparams,
 						   const char *const *values);
+extern PGresult *run_query_or_lost(PGconn *conn, const char *sql, int nparams,
+								   const char *const *values);
 extern void run_command(PGconn *conn, const char *sql);
+extern bool reconnect_db(void);
 extern void disconnect_db(void);
 
 #endif							/* HOKUSAI_CONN_H */

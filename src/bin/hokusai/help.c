@@ -41,7 +41,7 @@ static const char commands_help[] =
 "  create-key  --user USER --name NAME [--env live|test]\n"
 "              [--expires-in DURATION | --expires-at TIME] [--rate-limit N]\n"
 "              [--burst N] [--allow-ip CIDR ...] [--metadata JSON]\n"
-"              [--credits N] [--refill N/day|week|month]\n"
+"              [--scope SCOPE ...] [--credits N] [--refill N/day|week|month]\n"
 "  list-keys   [--user USER] [--all]\n"
 "  show-key    KEY_ID_OR_PREFIX\n"
 "  revoke-key  KEY_ID_OR_PREFIX [--reason TEXT] [--yes]\n"
@@ -50,13 +50,18 @@ static const char commands_help[] =
 "  update-key  KEY_ID_OR_PREFIX [--name NAME] [--expires-at TIME | --no-expiry]\n"
 "              [--rate-limit N] [--burst N | --no-burst]\n"
 "              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
+"              [--scope SCOPE ... | --no-scopes]\n"
 "              [--refill N/day|week|month | --no-refill]\n"
+"  disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n"
+"  enable-key  KEY_ID_OR_PREFIX\n"
 "  list-users\n"
 "  deactivate-user USER\n"
 "  audit       [--key KEY_ID_OR_PREFIX] [--limit N] [--verify]\n"
 "  rate-limit-reset KEY_ID_OR_PREFIX\n"
 "  add-credits KEY_ID_OR_PREFIX --credits N\n"
-"  set-user-limits USER [--rate-limit N] [--burst N]\n";
+"  set-user-limits USER [--rate-limit N] [--burst N]\n"
+"  events      [--after ID] [--follow]\n"
+"  webhook     --url URL --secret-file FILE [--after ID] [--cacert FILE]\n";
 
 /* hokusai --help */
 void
@@ -103,13 +108,16 @@ static const CommandHelp command_help[] = {
 		"  --burst N              requests per rolling second (0: no burst limit)\n"
 		"  --allow-ip CIDR        allow only this network; repeat for more\n"
 		"  --metadata JSON        a JSON object stored with the key\n"
+		"  --scope SCOPE          what the key may do (keys:read, models:*); repeat\n"
+		"                         for more (docs/authorization.md)\n"
 		"  --credits N            a balance of N credits, which calls spend\n"
 		"                         (default: not metered)\n"
 		"  --refill N/INTERVAL    set the balance to N at the start of each UTC\n"
 		"                         day, week (Monday) or month: 1000/day\n"},
 	{"list-keys",
 		"Usage: hokusai auth list-keys [--user USER] [--all]\n\n"
-		"List active keys (never their hashes), of one user or of everyone.\n\n"
+		"List active and disabled keys (never their hashes), of one user or of\n"
+		"everyone.\n\n"
 		"  --user USER       only this user's keys (username or user id)\n"
 		"  --all             include revoked and expired keys\n"},
 	{"show-key",
@@ -146,10 +154,22 @@ static const CommandHelp command_help[] = {
 		"  --no-burst              follow the server's default burst limit again\n"
 		"  --allowed-ips CIDR,...  allow only these networks (replaces the list)\n"
 		"  --no-allowed-ips        allow every address\n"
+		"  --scope SCOPE           what the key may do; repeat for more (replaces\n"
+		"                          the list)\n"
+		"  --no-scopes             remove every scope\n"
 		"  --refill N/INTERVAL     refill the credits to N each UTC day, week or\n"
 		"                          month, from the next one (a key without credits\n"
 		"                          gets N now)\n"
 		"  --no-refill             stop refilling (the balance stays)\n"},
+	{"disable-key",
+		"Usage: hokusai auth disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n\n"
+		"Switch a key off: from now on it is refused (status disabled) until\n"
+		"enable-key.  Its settings stay; a revoked or expired key cannot be disabled.\n\n"
+		"  --reason TEXT     recorded in the audit log\n"},
+	{"enable-key",
+		"Usage: hokusai auth enable-key KEY_ID_OR_PREFIX\n\n"
+		"Switch a disabled key on again.  A revoked or expired key cannot be\n"
+		"enabled.\n"},
 	{"list-users",
 		"Usage: hokusai auth list-users\n\n"
 		"List the owners of API keys: active or inactive, and how many active keys\n"
@@ -182,6 +202,27 @@ static const CommandHelp command_help[] = {
 		"none.\n\n"
 		"  --rate-limit N    requests per hour for all the keys together\n"
 		"  --burst N         requests per rolling second for all the keys together\n"},
+	{"events",
+		"Usage: hokusai auth events [--after ID] [--follow] [--json]\n\n"
+		"Print events (hokusai_auth.events) in id order, one line each: id, time\n"
+		"(UTC), kind, key, data.  With --json, one JSON object per line.\n\n"
+		"  --after ID        only events with a higher id (default: all kept)\n"
+		"  --follow          then print each new event as it commits, until stopped;\n"
+		"                    reconnects after a server restart and resumes after the\n"
+		"                    last event printed\n"},
+	{"webhook",
+		"Usage: hokusai auth webhook --url URL --secret-file FILE [--after ID]\n"
+		"                            [--cacert FILE]\n\n"
+		"Deliver every event, in id order, as a POST of its JSON to URL, signed with\n"
+		"Hokusai-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">.\n"
+		"Runs until stopped.  Retries timeouts, 408, 429 and 5xx with exponential\n"
+		"backoff; gives up an event on any other answer.  Resumes after a restart\n"
+		"from the cursor kept in the database for URL.\n\n"
+		"  --url URL          the receiver (https://; http:// only for tests)\n"
+		"  --secret-file FILE the signing secret (a trailing newline is ignored)\n"
+		"  --after ID         start after this event id, not at the cursor\n"
+		"  --cacert FILE      trust these CA certificates (default: the system's,\n"
+		"                     or CURL_CA_BUNDLE)\n"},
 	{NULL, NULL}
 };
 

@@ -23,6 +23,7 @@
 	"k.status, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, " \
 	"k.rate_limit_per_hour, k.burst_limit, " \
 	"pg_catalog.to_json(k.allowed_ips) AS allowed_ips, k.metadata, k.rotated_from, " \
+	"pg_catalog.to_json(k.scopes) AS scopes, k.disabled_at, " \
 	"k.credits_remaining, k.refill_amount, k.refill_interval"
 
 enum
@@ -30,7 +31,7 @@ enum
 	COL_ID, COL_PREFIX, COL_USER_ID, COL_USERNAME, COL_NAME, COL_ENV,
 	COL_STATUS, COL_CREATED, COL_EXPIRES, COL_LAST_USED
 };
-#define COL_CREDITS 16			/* credits_remaining */
+#define COL_CREDITS 18			/* credits_remaining */
 
 /* The condition on hokusai_auth.keys k that picks the key of query_key() */
 #define KEY_MATCHES \

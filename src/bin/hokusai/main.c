@@ -20,6 +20,9 @@
  *	commands.c		the "auth" commands and their table by name
  *	admin.c			update-key, list-users, deactivate-user, audit, rate-limit-reset
  *	metering.c		add-credits, set-user-limits, --credits and --refill
+ *	events.c		events; webhook.c: webhook, delivering with post.c
+ *	stream.c		events in id order across lost connections
+ *	switch.c		disable-key, enable-key
  *	lookup.c		the connection by the options, the user or key an argument names
  *	conn.c			the connection and the statements sent on it
  *	output.c		tables and records on stdout, and JSON

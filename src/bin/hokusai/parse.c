@@ -48,8 +48,10 @@ typedef enum OptionKind
 								 * OPTION_LIST does */
 	OPTION_COUNT,				/* a positive integer, checked at once */
 	OPTION_COUNT_OR_ZERO,		/* the same, or 0 */
-	OPTION_INTERVAL				/* a duration, zero allowed, checked at once;
+	OPTION_INTERVAL,			/* a duration, zero allowed, checked at once;
 								 * kept as an interval ("N seconds") */
+	OPTION_ID					/* an event id: 0 or a positive bigint,
+								 * checked at once */
 } OptionKind;
 
 /* Every command option: its name after "--" and its kind */
@@ -84,6 +86,13 @@ static const struct
 	[OPT_CREDITS] = {"credits", OPTION_TEXT},	/* metering.c checks it */
 	[OPT_REFILL] = {"refill", OPTION_TEXT},	/* metering.c checks it */
 	[OPT_NO_REFILL] = {"no-refill", OPTION_FLAG},
+	[OPT_AFTER] = {"after", OPTION_ID},
+	[OPT_FOLLOW] = {"follow", OPTION_FLAG},
+	[OPT_URL] = {"url", OPTION_TEXT},	/* webhook checks it */
+	[OPT_SECRET_FILE] = {"secret-file", OPTION_TEXT},
+	[OPT_CACERT] = {"cacert", OPTION_TEXT},
+	[OPT_SCOPE] = {"scope", OPTION_LIST},
+	[OPT_NO_SCOPES] = {"no-scopes", OPTION_FLAG},
 };
 
 /*
@@ -243,6 +252,26 @@ count_param(const char *option, const char *value, bool allow_zero)
 	if (buf == NULL)
 		fail(EXIT_SERVER, "out of memory");
 	snprintf(buf, 16, "%ld", n);
+	return buf;
+}
+
+/* An event id option: 0 to 2^63 - 1, kept as its decimal text */
+static char *
+id_param(const char *option, const char *value)
+{
+	char	   *end;
+	long long	n;
+	char	   *buf;
+
+	errno = 0;
+	n = strtoll(value, &end, 10);
+	if (!isdigit((unsigned char) value[0]) || *end != '\0' || errno != 0 || n < 0)
+		fail(EXIT_USAGE, "invalid value \"%s\" for %s: expected an event id (0 or a positive integer)",
+			 value, option);
+	buf = malloc(24);
+	if (buf == NULL)
+		fail(EXIT_SERVER, "out of memory");
+	snprintf(buf, 24, "%lld", n);
 	return buf;
 }
 
@@ -488,6 +517,9 @@ keep_option(CommandLine *cl, CommandOption opt, char *arg)
 			break;
 		case OPTION_INTERVAL:
 			*value = duration_param(option_label(opt), arg, true);
+			break;
+		case OPTION_ID:
+			*value = id_param(option_label(opt), arg);
 			break;
 	}
 }

@@ -88,11 +88,18 @@ typedef enum CommandOption
 	OPT_CREDITS,
 	OPT_REFILL,
 	OPT_NO_REFILL,
+	OPT_AFTER,
+	OPT_FOLLOW,
+	OPT_URL,
+	OPT_SECRET_FILE,
+	OPT_CACERT,
+	OPT_SCOPE,
+	OPT_NO_SCOPES,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
-/* A set of CommandOptions, for CommandSyntax.options */
-#define OPTION_SET(opt)		(1u << (opt))
+/* A set of CommandOptions, for CommandSyntax.options (up to 64) */
+#define OPTION_SET(opt)		(1ull << (opt))
 
 /* The argument that names a key: checked and classified by parse.c */
 #define KEY_ARGUMENT		"KEY_ID_OR_PREFIX"
@@ -101,7 +108,7 @@ typedef enum CommandOption
 typedef struct CommandSyntax
 {
 	const char *name;			/* the command, as typed after "hokusai auth" */
-	unsigned int options;		/* OPTION_SET()s of its own options */
+	unsigned long long options; /* OPTION_SET()s of its own options */
 	const char *argument;		/* its one positional argument, NULL for none */
 } CommandSyntax;
 

@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * ship.h
+ *	  Usage recorded on a hot standby, shipped to the primary by the
+ *	  standby's worker (ship.c) and received there (receive.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HK_SHIP_H
+#define HK_SHIP_H
+
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "utils/uuid.h"
+
+/* Counters for replica_stats(), in its column order. */
+typedef enum HkShipStat
+{
+	HK_SSTAT_SHIPPED,			/* standby: usage events the primary took */
+	HK_SSTAT_TOUCHES_SHIPPED,	/* standby: last_used_at touches sent */
+	HK_SSTAT_BATCHES,			/* standby: calls that succeeded */
+	HK_SSTAT_FAILURES,			/* standby: connections or calls that failed */
+	HK_SSTAT_LAST_SHIP_AT,		/* standby: TimestampTz of the last success */
+	HK_SSTAT_RECEIVED,			/* primary: events received and queued */
+	HK_SSTAT_DUPLICATES,		/* primary: events received again, skipped */
+	HK_SSTAT_DEFERRED,			/* primary: events refused for lack of room */
+	HK_NUM_SSTATS
+} HkShipStat;
+
+/* Shared memory (shmem.c). */
+extern Size hk_ship_shmem_size(void);
+extern void hk_ship_shmem_request(void);
+extern void hk_ship_shmem_startup(void);
+
+extern uint64 hk_ship_stat(HkShipStat which);
+extern void hk_ship_stat_add(HkShipStat which, uint64 n);
+extern void hk_ship_stat_set(HkShipStat which, uint64 v);
+extern bool hk_ship_primary_reachable(void);
+extern void hk_ship_set_reachable(bool reachable);
+extern const pg_uuid_t *hk_ship_run_id(void);
+
+/*
+ * The worker, each cycle while the server is in recovery: send the queued
+ * events and touches to the primary.  hk_ship_disconnect() once it is not.
+ */
+extern void hk_ship_cycle(const volatile sig_atomic_t *stop, bool final);
+extern void hk_ship_disconnect(void);
+
+#endif							/* HK_SHIP_H */
