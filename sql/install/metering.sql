@@ -30,13 +30,6 @@ CREATE FUNCTION hokusai_auth._credits_add(key_id uuid, amount bigint,
 	AS 'MODULE_PATHNAME', 'hk_sql_credits_add'
 	LANGUAGE C VOLATILE;
 
--- For the events outbox: the crossings of 10% and zero since last taken.
-CREATE FUNCTION hokusai_auth._credits_events(OUT key_id uuid, OUT low boolean,
-	OUT exhausted boolean, OUT balance bigint, OUT at timestamptz)
-	RETURNS SETOF record
-	AS 'MODULE_PATHNAME', 'hk_sql_credits_events'
-	LANGUAGE C VOLATILE;
-
 CREATE FUNCTION hokusai_auth.metering_stats(
 	OUT credits_charged bigint, OUT credits_spent bigint, OUT credits_refused bigint,
 	OUT credits_given_back bigint, OUT credits_refills bigint, OUT credits_added bigint,

@@ -18,9 +18,10 @@
  *
  * Events.  A spend (or a negative add) that takes the balance from above
  * 10% of refill_amount (of the first balance, without a refill) to 10% or
- * less records HK_CREDIT_EVENT_LOW; one that takes it from above zero to
- * zero records HK_CREDIT_EVENT_EXHAUSTED.  They stay recorded in the
- * balance until taken (credits.c), for the events outbox.
+ * less crosses HK_CREDIT_EVENT_LOW; one that takes it from above zero to
+ * zero crosses HK_CREDIT_EVENT_EXHAUSTED.  The crossings are returned to
+ * the caller, which notes them as events (ratelimit/admit.c,
+ * metering/credits_xact.c); nothing is kept in the balance.
  *
  * Everything here is pure: no locks, no shared memory.
  *
@@ -200,12 +201,9 @@ hk_balance_threshold(const HkBalance *b, const HkRefill *r)
 	return b->initial / 10;
 }
 
-/*
- * Record the crossings of a decrease from old to the current balance;
- * returns them.
- */
+/* The crossings (HK_CREDIT_EVENT_*) of a decrease from old to the balance. */
 static uint8
-note_crossings(HkBalance *b, const HkRefill *r, int64 old, TimestampTz now)
+crossings(const HkBalance *b, const HkRefill *r, int64 old)
 {
 	int64		low = hk_balance_threshold(b, r);
 	uint8		ev = 0;
@@ -214,11 +212,6 @@ note_crossings(HkBalance *b, const HkRefill *r, int64 old, TimestampTz now)
 		ev |= HK_CREDIT_EVENT_LOW;
 	if (old > 0 && b->balance == 0)
 		ev |= HK_CREDIT_EVENT_EXHAUSTED;
-	if (ev != 0)
-	{
-		b->events |= ev;
-		b->event_at = now;
-	}
 	return ev;
 }
 
@@ -227,13 +220,13 @@ note_crossings(HkBalance *b, const HkRefill *r, int64 old, TimestampTz now)
  * the crossings it made (HK_CREDIT_EVENT_*).
  */
 uint8
-hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost, TimestampTz now)
+hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost)
 {
 	int64		old = b->balance;
 
 	Assert(cost >= 0 && cost <= b->balance);
 	b->balance -= cost;
-	return note_crossings(b, r, old, now);
+	return crossings(b, r, old);
 }
 
 /* Give back credits spent by a transaction that aborted. */
@@ -248,19 +241,21 @@ hk_balance_give_back(HkBalance *b, int64 amount)
 
 /*
  * Add delta (negative: take away, never below zero; the sum is capped at
- * the largest bigint).  Returns the change actually made.
+ * the largest bigint).  Returns the change actually made; *crossed gets the
+ * crossings a decrease made (HK_CREDIT_EVENT_*).
  */
 int64
-hk_balance_add(HkBalance *b, const HkRefill *r, int64 delta, TimestampTz now)
+hk_balance_add(HkBalance *b, const HkRefill *r, int64 delta, uint8 *crossed)
 {
 	int64		old = b->balance;
 
+	*crossed = 0;
 	if (delta >= 0)
 		b->balance = (old > PG_INT64_MAX - delta) ? PG_INT64_MAX : old + delta;
 	else
 	{
 		b->balance = (delta < -old) ? 0 : old + delta;
-		(void) note_crossings(b, r, old, now);
+		*crossed = crossings(b, r, old);
 	}
 	return b->balance - old;
 }

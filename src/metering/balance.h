@@ -30,7 +30,7 @@ typedef struct HkRefill
 	HkRefillInterval interval;
 } HkRefill;
 
-/* Crossings recorded for the events outbox (HkBalance.events). */
+/* Crossings of a decrease, noted as events (hk_balance_spend(), _add()). */
 #define HK_CREDIT_EVENT_LOW			0x01	/* credits.low: 10% left */
 #define HK_CREDIT_EVENT_EXHAUSTED	0x02	/* credits.exhausted: none left */
 
@@ -47,8 +47,6 @@ typedef struct HkBalance
 	uint32		refill_seq;		/* refills so far: a give-back from before
 								 * the latest refill is void */
 	uint8		next_interval;	/* HkRefillInterval of next_refill_at */
-	uint8		events;			/* crossings not yet taken */
-	TimestampTz event_at;		/* when the latest crossing happened */
 } HkBalance;
 
 extern TimestampTz hk_refill_period_start(TimestampTz t, HkRefillInterval iv);
@@ -60,10 +58,9 @@ extern void hk_balance_init(HkBalance *b, int64 balance, int64 initial,
 							TimestampTz refilled_at, HkRefillInterval interval);
 extern bool hk_balance_refill(HkBalance *b, const HkRefill *r, TimestampTz now);
 extern int64 hk_balance_threshold(const HkBalance *b, const HkRefill *r);
-extern uint8 hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost,
-							  TimestampTz now);
+extern uint8 hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost);
 extern void hk_balance_give_back(HkBalance *b, int64 amount);
 extern int64 hk_balance_add(HkBalance *b, const HkRefill *r, int64 delta,
-							TimestampTz now);
+							uint8 *crossed);
 
 #endif							/* HK_BALANCE_H */

@@ -37,8 +37,7 @@
  * the last write-back: at most one flush_interval of spending.
  *
  * Sweep.  An entry whose balance is written back, that no add_credits() has
- * pinned, that holds no crossing the events outbox has not taken,
- * unchanged for HK_CREDITS_IDLE and since before every transaction
+ * pinned, unchanged for HK_CREDITS_IDLE and since before every transaction
  * still open that has spent credits (open_since[]: an aborting transaction
  * must find the entry to give back to) is removed; so is every entry of a
  * schema that no longer exists.
@@ -80,6 +79,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "events/event_queue.h"
 #include "metering/credits.h"
 #include "metering/credits_internal.h"
 #include "validate/key_store.h"
@@ -306,6 +306,8 @@ hk_credits_ensure(const pg_uuid_t *root)
 			e->changed_at = GetCurrentTimestamp();
 			e->pins = 0;
 			e->charged = e->spent = 0;
+			e->row_balance = row.balance;
+			e->row_refilled_at = row.refilled_at;
 			pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_LOADED], 1);
 		}
 		dshash_release_lock(hk_credits_tab, e);
@@ -382,20 +384,103 @@ hk_credits_pin(const pg_uuid_t *root, const HkRefill *r, HkBalance *b)
 	return true;
 }
 
-/* Add delta to a pinned balance (see hk_balance_add); the change made. */
+/*
+ * A decrease of a balance crossed 10% or zero (HK_CREDIT_EVENT_*): count
+ * it and note credits.low or credits.exhausted for the events the worker
+ * writes (events/event_queue.c), naming key_id (and user_id when known)
+ * with the credits left.  No lock may be held: noting takes one.
+ */
+void
+hk_credits_note_crossings(uint8 crossed, const pg_uuid_t *key_id,
+						  const pg_uuid_t *user_id, int64 balance)
+{
+	if (crossed & HK_CREDIT_EVENT_LOW)
+	{
+		hk_credits_stat_add(HK_CSTAT_LOW, 1);
+		hk_event_note(HK_EVENT_CREDITS_LOW, key_id, user_id, balance);
+	}
+	if (crossed & HK_CREDIT_EVENT_EXHAUSTED)
+	{
+		hk_credits_stat_add(HK_CSTAT_EXHAUSTED, 1);
+		hk_event_note(HK_EVENT_CREDITS_EXHAUSTED, key_id, user_id, balance);
+	}
+}
+
+/*
+ * Add delta to a pinned balance (see hk_balance_add); the change made.  A
+ * decrease that crosses 10% or zero is noted as an event of the balance's
+ * key.
+ */
 int64
 hk_credits_adjust(const HkCreditKey *key, int64 delta, const HkRefill *r)
 {
 	HkCreditEntry *e = lock_key(key);
 	TimestampTz now = GetCurrentTimestamp();
 	int64		done;
+	int64		balance;
+	uint8		crossed;
 
 	if (e == NULL)
 		return 0;
-	done = hk_balance_add(&e->b, r, delta, now);
+	done = hk_balance_add(&e->b, r, delta, &crossed);
+	balance = e->b.balance;
 	hk_credits_changed(e, now);
 	hk_credits_unlock(e);
+	if (crossed != 0)
+		hk_credits_note_crossings(crossed, &key->key_id, NULL, balance);
 	return done;
+}
+
+/*
+ * On a hot standby, the primary changed the row of key root (the
+ * invalidation log names it: replica/walinval.c; add_credits() registers
+ * the balance's key).  A balance in memory here takes in what the
+ * primary's row gained or lost since this server last read it, on top of
+ * what was spent here: an add_credits() of 500 adds 500 here too.  When
+ * the primary has written a refill since (credits_refilled_at moved), the
+ * difference is not applied: this server refills on its own in the same
+ * period.  A key whose credits were removed loses its balance here.  Runs
+ * SQL (the row is read as the schema's owner) with no lock held.
+ */
+void
+hk_credits_replica_sync(const pg_uuid_t *root)
+{
+	HkCreditKey key;
+	HkCreditEntry *e;
+	HkCreditRow row;
+	bool		metered;
+
+	if (!hk_credits_exist())
+		return;
+	hk_credits_attach();
+	hk_credits_key_of(root, &key);
+	e = dshash_find(hk_credits_tab, &key, false);
+	if (e == NULL)
+		return;					/* read from the row when next used */
+	dshash_release_lock(hk_credits_tab, e);
+
+	metered = hk_key_store_credits(root, &row);
+	e = dshash_find(hk_credits_tab, &key, true);
+	if (e == NULL)
+		return;
+	if (!metered)
+	{
+		dshash_delete_entry(hk_credits_tab, e);
+		/* Under the partition lock: see "Loading" in the banner. */
+		pg_atomic_fetch_add_u64(&hk_credits_sh->generation, 1);
+		return;
+	}
+	if (row.refilled_at == e->row_refilled_at && row.balance != e->row_balance)
+	{
+		HkRefill	none = {0, HK_REFILL_NONE};
+		uint8		crossed;
+
+		(void) hk_balance_add(&e->b, &none, row.balance - e->row_balance, &crossed);
+		hk_credits_changed(e, GetCurrentTimestamp());
+	}
+	e->row_balance = row.balance;
+	e->row_refilled_at = row.refilled_at;
+	dshash_release_lock(hk_credits_tab, e);
 }
 
 /* Release a pin of hk_credits_pin(). */

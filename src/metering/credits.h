@@ -35,6 +35,9 @@ typedef struct HkCreditEntry
 	int32		pins;			/* add_credits() calls in progress */
 	uint64		charged;		/* calls that spent, since loaded */
 	uint64		spent;			/* credits they spent */
+	/* On a hot standby: the row as last read (hk_credits_replica_sync()). */
+	int64		row_balance;
+	TimestampTz row_refilled_at;
 } HkCreditEntry;
 
 /* Counters of credits_stats(). */
@@ -54,15 +57,6 @@ typedef enum HkCreditStat
 	HK_CSTAT_SWEPT,				/* idle balances dropped from memory */
 	HK_CSTAT_COUNT
 } HkCreditStat;
-
-/* A crossing of 10% or zero not yet taken by the events outbox. */
-typedef struct HkCreditEvent
-{
-	pg_uuid_t	key_id;			/* the balance's key */
-	uint8		events;			/* HK_CREDIT_EVENT_* */
-	int64		balance;		/* when taken */
-	TimestampTz at;				/* of the latest crossing */
-} HkCreditEvent;
 
 /* Shared memory set-up (shmem.c). */
 extern void hk_credits_shmem_request(void);
@@ -88,6 +82,9 @@ extern bool hk_credits_pin(const pg_uuid_t *root, const HkRefill *r,
 						   HkBalance *b);
 extern int64 hk_credits_adjust(const HkCreditKey *key, int64 delta,
 							   const HkRefill *r);
+extern void hk_credits_note_crossings(uint8 crossed, const pg_uuid_t *key_id,
+									  const pg_uuid_t *user_id, int64 balance);
+extern void hk_credits_replica_sync(const pg_uuid_t *root);
 extern void hk_credits_unpin(const HkCreditKey *key);
 extern void hk_credits_open_spend(TimestampTz since);
 extern void hk_credits_close_spend(void);
@@ -96,7 +93,6 @@ extern void hk_credits_close_spend(void);
 extern bool hk_credits_status(const pg_uuid_t *root, const HkRefill *r,
 							  HkBalance *b);
 extern int64 hk_credits_count_entries(void);
-extern int	hk_credits_take_events(Oid dbid, Oid nspid, HkCreditEvent *out, int max);
 
 /* Write-back (worker/credits_writer.c). */
 extern bool hk_credits_exist(void);

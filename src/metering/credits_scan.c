@@ -3,7 +3,7 @@
  * credits_scan.c
  *	  Whole-table passes over the credit balances in shared memory: what
  *	  the write-back needs (dirty balances, their values, marking them
- *	  written), the sweep, the events taken by the outbox, and counting.
+ *	  written), the sweep, and counting.
  *
  * The rules of credits.c apply: one partition lock at a time (a scan holds
  * each partition's lock while it visits that partition), nothing else held.
@@ -51,35 +51,6 @@ hk_credits_count_entries(void)
 	dshash_seq_init(&status, hk_credits_tab, false);
 	while (dshash_seq_next(&status) != NULL)
 		n++;
-	dshash_seq_term(&status);
-	return n;
-}
-
-/*
- * Take (and clear) the crossings recorded in the balances of a database's
- * schema, at most max of them: what the events outbox will write as
- * credits.low and credits.exhausted.  Returns how many.
- */
-int
-hk_credits_take_events(Oid dbid, Oid nspid, HkCreditEvent *out, int max)
-{
-	dshash_seq_status status;
-	HkCreditEntry *e;
-	int			n = 0;
-
-	hk_credits_attach();
-	dshash_seq_init(&status, hk_credits_tab, true);
-	while (n < max && (e = dshash_seq_next(&status)) != NULL)
-	{
-		if (e->key.dbid != dbid || e->key.nspid != nspid || e->b.events == 0)
-			continue;
-		out[n].key_id = e->key.key_id;
-		out[n].events = e->b.events;
-		out[n].balance = e->b.balance;
-		out[n].at = e->b.event_at;
-		e->b.events = 0;
-		n++;
-	}
 	dshash_seq_term(&status);
 	return n;
 }
@@ -159,9 +130,8 @@ oldest_open_spend(TimestampTz now)
 
 /*
  * Remove the balances of a database that may leave memory (see "Sweep" in
- * credits.c): those of its current schema that are written back, unpinned,
- * idle and hold no crossing not yet taken, and all of those of a schema
- * that is gone.  Returns how many.
+ * credits.c): those of its current schema that are written back, unpinned
+ * and idle, and all of those of a schema that is gone.  Returns how many.
  */
 int64
 hk_credits_sweep(Oid dbid, Oid nspid, TimestampTz now)
@@ -178,8 +148,7 @@ hk_credits_sweep(Oid dbid, Oid nspid, TimestampTz now)
 		if (e->key.dbid != dbid)
 			continue;
 		if (e->key.nspid == nspid &&
-			(e->version != e->flushed || e->pins > 0 || e->b.events != 0 ||
-			 e->changed_at >= before))
+			(e->version != e->flushed || e->pins > 0 || e->changed_at >= before))
 			continue;
 		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_CHARGED], e->charged);
 		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_SPENT], e->spent);

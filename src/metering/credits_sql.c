@@ -3,8 +3,7 @@
  * credits_sql.c
  *	  The SQL functions of metering in C: _credits_status() (the live
  *	  balance, behind rate_limit_status(), add_credits() and rotate_key()),
- *	  _credits_add() (behind add_credits()), _credits_events() and
- *	  metering_stats().  The checks of the arguments users give are in
+ *	  _credits_add() (behind add_credits()) and metering_stats().  The checks of the arguments users give are in
  *	  sql/install/metering.sql; these are internal.
  *
  *-------------------------------------------------------------------------
@@ -23,13 +22,12 @@
 #include "metering/credits.h"
 #include "metering/credits_xact.h"
 #include "ratelimit/limiter.h"
+#include "validate/invalidate.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_credits_status);
 PG_FUNCTION_INFO_V1(hk_sql_credits_add);
-PG_FUNCTION_INFO_V1(hk_sql_credits_events);
 PG_FUNCTION_INFO_V1(hk_sql_metering_stats);
 
-#define HK_EVENTS_MAX 10000
 
 /* Argument 0, the balance's key: not NULL. */
 static pg_uuid_t *
@@ -122,6 +120,13 @@ hk_sql_credits_add(PG_FUNCTION_ARGS)
 	arg_refill(fcinfo, 2, &r);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	/*
+	 * Hot standbys learn of the change through the invalidation log
+	 * (replica/inval_log.c): they add it to the balance they keep
+	 * (hk_credits_replica_sync()).  Here it also drops the key's cache entry
+	 * at commit, which costs its next validation a bcrypt.
+	 */
+	hk_invalidate_key_at_commit(root);
 	/* Without shared memory there is no live balance: the row is it. */
 	if (!hk_shmem_ready() || !hk_credits_pin(root, &r, &b))
 		PG_RETURN_NULL();
@@ -142,41 +147,6 @@ hk_sql_credits_add(PG_FUNCTION_ARGS)
 	values[2] = TimestampTzGetDatum(b.refilled_at);
 	nulls[2] = b.refilled_at == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/*
- * hokusai_auth._credits_events() returns setof (key_id uuid, low boolean,
- *	exhausted boolean, balance bigint, at timestamptz)
- *
- * Takes the crossings of 10% and zero recorded in this database's balances
- * since they were last taken: what the events outbox will turn into
- * credits.low and credits.exhausted.  Taking them clears them.
- */
-Datum
-hk_sql_credits_events(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HkCreditEvent *ev;
-	int			n;
-	int			i;
-
-	hk_require_preload();
-	InitMaterializedSRF(fcinfo, 0);
-	ev = palloc(sizeof(HkCreditEvent) * HK_EVENTS_MAX);
-	n = hk_credits_take_events(MyDatabaseId, hk_credits_nspid(), ev, HK_EVENTS_MAX);
-	for (i = 0; i < n; i++)
-	{
-		Datum		values[5];
-		bool		nulls[5] = {0};
-
-		values[0] = UUIDPGetDatum(&ev[i].key_id);
-		values[1] = BoolGetDatum((ev[i].events & HK_CREDIT_EVENT_LOW) != 0);
-		values[2] = BoolGetDatum((ev[i].events & HK_CREDIT_EVENT_EXHAUSTED) != 0);
-		values[3] = Int64GetDatum(ev[i].balance);
-		values[4] = TimestampTzGetDatum(ev[i].at);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }
 
 /*

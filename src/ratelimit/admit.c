@@ -87,7 +87,7 @@ admit_commit(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 		if (s->user != NULL)
 			hk_limiter_count(s->user, a->cost);
 		if (s->credits != NULL)
-			r->crossed = hk_balance_spend(s->credits, &a->refill, a->cost, now);
+			r->crossed = hk_balance_spend(s->credits, &a->refill, a->cost);
 	}
 }
 
@@ -251,10 +251,9 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 			hk_credits_stat_add(HK_CSTAT_REFILLS, 1);
 		if (r->refused_by == HK_REFUSED_CREDITS)
 			hk_credits_stat_add(HK_CSTAT_REFUSED, 1);
-		if (r->crossed & HK_CREDIT_EVENT_LOW)
-			hk_credits_stat_add(HK_CSTAT_LOW, 1);
-		if (r->crossed & HK_CREDIT_EVENT_EXHAUSTED)
-			hk_credits_stat_add(HK_CSTAT_EXHAUSTED, 1);
+		if (r->crossed != 0)
+			hk_credits_note_crossings(r->crossed, &a->key_id, &a->user_id,
+									  r->credits_remaining);
 		if (r->admitted && a->cost > 0)
 			hk_credits_note_spend(&credit_key, a->cost, r->refill_seq);
 	}

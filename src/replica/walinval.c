@@ -29,7 +29,10 @@
  *	4. if any: advance the generation, then clear each key or user (or the
  *	   whole database), as the primary does at commit (validate/invalidate.c:
  *	   a fill that read a row before S either sees the generation change or
- *	   is cleared; one that begins after step 4 reads after S);
+ *	   is cleared; one that begins after step 4 reads after S); a credit
+ *	   balance this server keeps for one of the keys takes in the change of
+ *	   its row (add_credits(): metering/credits.c,
+ *	   hk_credits_replica_sync());
  *	5. publish S with r, unless a read with a larger r published first.
  *
  * A backend whose callback fired when read_seq was v needs a completed read
@@ -84,6 +87,7 @@
 #include "utils/xid8.h"
 
 #include "hokusai_auth.h"
+#include "metering/credits.h"
 #include "replica/inval_log.h"
 #include "replica/walinval.h"
 #include "replica/xidsnap.h"
@@ -402,6 +406,11 @@ read_and_apply(void)
 			for (i = 0; i < lr->nids; i++)
 				hk_cache_clear(lr->scopes[i], &lr->ids[i]);
 			stat_add(HK_WSTAT_APPLIED, lr->nids);
+			/* Credit balances kept here take in the primary's changes. */
+			if (!after_recovery)
+				for (i = 0; i < lr->nids; i++)
+					if (lr->scopes[i] == HK_SCOPE_KEY)
+						hk_credits_replica_sync(&lr->ids[i]);
 		}
 	}
 	stat_add(HK_WSTAT_PASSES, 1);

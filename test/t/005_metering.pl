@@ -5,6 +5,8 @@
 #   - add_credits() left open in a transaction blocks no validation;
 #   - the worker writes balances back, and an idle transaction holding one
 #     key's row delays that key only;
+#   - the worker writes credits.low and credits.exhausted, once per
+#     crossing, spends and add_credits() alike;
 #   - a clean restart loses nothing, even with clients running;
 #   - after a crash (a backend killed with SIGKILL; an immediate stop) at
 #     most one flush_interval of spending is lost: measured and printed.
@@ -182,6 +184,40 @@ ok($node->poll_query_until('postgres',
 		"SELECT credits_remaining = 990 FROM hokusai_auth.api_keys WHERE id = '$k1'"),
 	'... and the held key is written back at the next cycle');
 $_->{h}->finish for ($a, $h);
+
+###########################################################################
+# credits.low and credits.exhausted: noted on the request path, written to
+# hokusai_auth.events by the worker, once per crossing
+###########################################################################
+
+my ($eu, $ek, $ekey) = HokusaiTest::new_key($node, 'events',
+	args => 'burst_limit => 0, credits => 10');
+sql("SELECT hokusai_auth.validate_key('$ekey', cost => 8)");    # 10 to 2: above 1
+sql("SELECT hokusai_auth.validate_key('$ekey', cost => 1)");    # to 1: low
+sql("SELECT hokusai_auth.validate_key('$ekey', cost => 1)");    # to 0: exhausted
+sql("SELECT hokusai_auth.validate_key('$ekey', cost => 1)");    # refused
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM hokusai_auth.events WHERE api_key_id = '$ek'"
+		  . " AND kind IN ('credits.low', 'credits.exhausted')"),
+	'the worker writes credits.low and credits.exhausted');
+is(sql("SELECT string_agg(kind || ' ' || (data->>'credits_remaining') || ' '"
+		  . " || (user_id = '$eu') || ' ' || (data->>'key_prefix' = (SELECT key_prefix"
+		  . " FROM hokusai_auth.api_keys WHERE id = '$ek')), ', ' ORDER BY id)"
+		  . " FROM hokusai_auth.events WHERE api_key_id = '$ek'"
+		  . " AND kind LIKE 'credits.%' AND kind <> 'credits.added'"),
+	'credits.low 1 true true, credits.exhausted 0 true true',
+	'... once each, with the key, its owner, its prefix and the credits left');
+# A negative add_credits() crossing both, on a balance with a refill: 10%
+# of the refill amount.
+my (undef, $ak) = HokusaiTest::new_key($node, 'events_add',
+	args => "burst_limit => 0, credits => 100, refill_amount => 100, refill_interval => 'month'");
+sql("SELECT hokusai_auth.add_credits('$ak', -95)");
+sql("SELECT hokusai_auth.add_credits('$ak', -5)");
+ok($node->poll_query_until('postgres',
+		"SELECT string_agg(kind || ' ' || (data->>'credits_remaining'), ', ' ORDER BY id)"
+		  . " = 'credits.low 5, credits.exhausted 0' FROM hokusai_auth.events"
+		  . " WHERE api_key_id = '$ak' AND kind IN ('credits.low', 'credits.exhausted')"),
+	'a negative add_credits() is written as credits.low, then credits.exhausted');
 
 ###########################################################################
 # Durability: clean restarts, crashes

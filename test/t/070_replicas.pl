@@ -7,7 +7,8 @@
 #     Both kinds of standby session are tried: a new connection per call
 #     (no session of the database was connected when the commit replayed)
 #     and a session that stays connected.  Only the changed key is cleared:
-#     another cached key keeps being a hit.
+#     another cached key keeps being a hit.  add_credits() reaches a
+#     standby's balance of the key the same way.
 #  2. Usage from both standbys reaches the primary's tables exactly once,
 #     also when the primary is stopped for a while (the standbys keep the
 #     events queued, count what a full queue drops, and send the rest when
@@ -152,6 +153,36 @@ is(on_standbys($key_b), 'disabled disabled', 'disabled on the primary: refused o
 sql($primary, "SELECT hokusai_auth.enable_key('$kid_b')");
 catch_up();
 is(on_standbys($key_b), 'ok ok', 'enabled again: admitted on both standbys right after replay');
+
+# add_credits() reaches the standbys: it registers the balance's key in the
+# invalidation log, and a balance a standby keeps (spent there, never
+# written back) takes in what the primary's row gained or lost, on top of
+# what the standby spent.  A change of the key that leaves its credits alone
+# gives nothing back.
+my (undef, $kid_m, $key_m) = HokusaiTest::new_key($primary, 'mia',
+	args => 'burst_limit => 0, credits => 3');
+catch_up();
+sub spend_on_standbys
+{
+	my ($cost) = @_;
+	return join(', ', map { sql($_, "SELECT status || ' ' || credits_remaining"
+		  . " FROM hokusai_auth.validate_key('$key_m', cost => $cost)") } @standbys);
+}
+is(spend_on_standbys(3), 'ok 0, ok 0', 'each standby spends the 3 credits of its own balance');
+is(spend_on_standbys(1), 'credits_exhausted 0, credits_exhausted 0', '... and then refuses');
+sql($primary, "SELECT 1 FROM hokusai_auth.update_key('$kid_m', rate_limit_per_hour => 500)");
+catch_up();
+is(spend_on_standbys(1), 'credits_exhausted 0, credits_exhausted 0',
+	'an update of the key on the primary gives the standbys no credits back');
+is(sql($primary, "SELECT hokusai_auth.add_credits('$kid_m', 5)"), '8',
+	'add_credits(5) on the primary (which spent nothing): 8 there');
+catch_up();
+is(spend_on_standbys(1), 'ok 4, ok 4',
+	'after replay each standby has the 5 added to what it had left, and spends from it');
+sql($primary, "SELECT hokusai_auth.add_credits('$kid_m', -100)");
+catch_up();
+is(spend_on_standbys(1), 'credits_exhausted 0, credits_exhausted 0',
+	'a negative add_credits() on the primary takes the standbys\' balances to 0');
 
 # The log pruned before the standbys read a revocation's row: the prune's
 # row names the transaction they missed, so they clear the database.
