@@ -113,9 +113,13 @@ export const api = {
 	revokeKey: (id, reason) => call('DELETE', keyPath(id), reason ? { reason } : undefined),
 	// Disable or enable a key (docs/authorization.md).
 	setDisabled: (id, disabled) => call('PATCH', keyPath(id), { disabled }),
+	// Change name, scopes, limits or refill: only the members given.
+	updateKey: (id, changes) => call('PATCH', keyPath(id), changes),
+	// The summary of [since, until) and its hours (series=hour: at most 31
+	// days; docs/http.md).
 	usage: (id, since, until) =>
 		call('GET', `${keyPath(id)}/usage?since=${encodeURIComponent(isoSeconds(since))}`
-			+ `&until=${encodeURIComponent(isoSeconds(until))}`),
+			+ `&until=${encodeURIComponent(isoSeconds(until))}&series=hour`),
 };
 
 // ---------------------------------------------------------------------------
@@ -142,7 +146,6 @@ function el(tag, props = {}, ...children) {
 
 const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const hourFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 const numFmt = new Intl.NumberFormat();
 
 function when(ts) {
@@ -319,8 +322,9 @@ function limitsText(k) {
 function creditsText(k) {
 	if (!('credits_remaining' in k)) return null;
 	if (k.credits_remaining == null) return 'unlimited';
-	let t = numFmt.format(k.credits_remaining);
-	if (k.refill_amount != null && k.refill_interval) t += ` (+${numFmt.format(k.refill_amount)} every ${k.refill_interval})`;
+	// A refill sets the balance (docs/metering.md): "refills to N".
+	let t = `${numFmt.format(k.credits_remaining)} left`;
+	if (k.refill_amount != null && k.refill_interval) t += ` · refills to ${numFmt.format(k.refill_amount)} every ${k.refill_interval}`;
 	return t;
 }
 
@@ -343,7 +347,16 @@ function renderKeys(keys) {
 	for (const th of document.querySelectorAll('#keys-table th[data-col="scopes"]')) th.hidden = !hasScopes;
 	for (const th of document.querySelectorAll('#keys-table th[data-col="credits"]')) th.hidden = !hasCredits;
 	const body = $('#keys-body');
+	// A row's button that has the focus (a dialog it opened just closed)
+	// keeps it in the new table: keyboard users stay where they were.
+	const active = document.activeElement;
+	const tr = active && active.dataset && active.dataset.action ? active.closest('#keys-body tr') : null;
+	const keep = tr ? { id: tr.dataset.keyId, action: active.dataset.action } : null;
 	body.replaceChildren(...rows.map((k) => keyRow(k, hasScopes, hasCredits)));
+	if (keep) {
+		const again = body.querySelector(`tr[data-key-id="${CSS.escape(keep.id)}"] button[data-action="${CSS.escape(keep.action)}"]`);
+		if (again) again.focus();
+	}
 	$('#keys-empty').hidden = rows.length > 0;
 	$('#keys-table').hidden = rows.length === 0;
 	if (selectedId && !keysById.has(selectedId)) closeUsage();
@@ -357,6 +370,7 @@ function keyRow(k, hasScopes, hasCredits) {
 	const cell = (name, content, cls) => el('td', { 'data-label': name, class: cls }, content);
 	const actions = el('td', { class: 'row-actions', 'data-label': 'Actions' },
 		el('button', { type: 'button', class: 'secondary small', 'data-action': 'usage', 'aria-label': `Usage of ${label}`, text: 'Usage' }),
+		live && !successor ? el('button', { type: 'button', class: 'secondary small', 'data-action': 'edit', 'aria-label': `Edit ${label}`, text: 'Edit' }) : null,
 		live && status === 'active' && !successor ? el('button', { type: 'button', class: 'secondary small', 'data-action': 'rotate', 'aria-label': `Rotate ${label}`, text: 'Rotate' }) : null,
 		live ? el('button', {
 			type: 'button', class: 'secondary small', 'data-action': status === 'disabled' ? 'enable' : 'disable',
@@ -546,6 +560,113 @@ $('#revoke-form').addEventListener('submit', async (event) => {
 	}
 });
 
+// Edit: name, scopes, limits, refill.  Only what changed is sent.
+const SCOPE_RE = /^[a-z0-9_.:-]{1,64}\*?$/;
+
+function scopesOf(text) {
+	return text.split(/[\s,]+/).filter(Boolean);
+}
+
+function sameList(a, b) {
+	const x = [...a].sort();
+	const y = [...b].sort();
+	return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function openEdit(k) {
+	const f = $('#edit-form');
+	f.reset();
+	$('#edit-prefix').textContent = `${k.key_prefix} (${k.name})`;
+	$('#e-name').value = k.name || '';
+	$('#e-scopes').value = Array.isArray(k.scopes) ? k.scopes.join(' ') : '';
+	$('#e-hourly').value = k.rate_limit_per_hour != null ? String(k.rate_limit_per_hour) : '';
+	$('#e-burst').value = k.burst_limit != null ? String(k.burst_limit) : '';
+	$('#e-refill-interval').value = k.refill_interval || '';
+	$('#e-refill-amount').value = k.refill_amount != null ? String(k.refill_amount) : '';
+	openDialog($('#edit-dialog'), $('#e-name'));
+}
+
+// A whole number in [min, max] from a field, null when empty; throws a
+// sentence for the user otherwise.
+function wholeNumber(input, what, min, max) {
+	const text = $(input).value.trim();
+	if (text === '') return null;
+	if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+		throw new Error(`${what} must be a whole number from ${numFmt.format(min)} to ${numFmt.format(max)}.`);
+	}
+	return Number(text);
+}
+
+// The PATCH body for the form: the members that differ from the key.
+function editChanges(k) {
+	const body = {};
+	const name = $('#e-name').value.trim();
+	if (!name) throw new Error('The name cannot be empty.');
+	if (name !== k.name) body.name = name;
+	const scopes = scopesOf($('#e-scopes').value);
+	const bad = scopes.find((s) => !SCOPE_RE.test(s));
+	if (bad !== undefined) {
+		throw new Error(`"${bad.slice(0, 70)}" is not a scope name: 1 to 64 of a-z, 0-9, _ . : - (and * at the end).`);
+	}
+	if (!sameList(scopes, Array.isArray(k.scopes) ? k.scopes : [])) body.scopes = scopes;
+	const hourly = wholeNumber('#e-hourly', 'Requests per hour', 1, 1000000000);
+	if (hourly === null) throw new Error('Requests per hour cannot be empty.');
+	if (hourly !== k.rate_limit_per_hour) body.rate_limit_per_hour = hourly;
+	const burst = wholeNumber('#e-burst', 'Requests per second', 1, 1000000);
+	if (burst !== (k.burst_limit ?? null)) body.burst_limit = burst;
+	const every = $('#e-refill-interval').value || null;
+	const amount = wholeNumber('#e-refill-amount', 'The refill amount', 1, Number.MAX_SAFE_INTEGER);
+	if (every === null) {
+		if (k.refill_interval) {
+			body.refill_amount = null;
+			body.refill_interval = null;
+		}
+	} else {
+		if (amount === null) throw new Error('Give the refill amount, or choose "no refill".');
+		if (every !== k.refill_interval || amount !== k.refill_amount) {
+			body.refill_amount = amount;
+			body.refill_interval = every;
+		}
+	}
+	return body;
+}
+
+$('#edit-form').addEventListener('submit', async (event) => {
+	event.preventDefault();
+	const f = event.target;
+	const err = $('.dialog-error', f);
+	err.hidden = true;
+	const k = keysById.get(actionId);
+	if (!k) return;
+	let changes;
+	try {
+		changes = editChanges(k);
+	} catch (e) {
+		err.textContent = e.message;
+		err.hidden = false;
+		return;
+	}
+	if (!Object.keys(changes).length) {
+		err.textContent = 'Nothing changed: edit a field first, or Cancel.';
+		err.hidden = false;
+		return;
+	}
+	const submit = $('button[type="submit"]', f);
+	submit.disabled = true;
+	try {
+		const r = await api.updateKey(actionId, changes);
+		$('#edit-dialog').close();
+		const what = Object.keys(changes).filter((m) => m !== 'refill_interval')
+			.map((m) => ({ name: 'name', scopes: 'scopes', rate_limit_per_hour: 'requests per hour', burst_limit: 'requests per second', refill_amount: 'refill' }[m]));
+		notice(`Key ${r.key_prefix} updated: ${what.join(', ')}.`, 'info');
+		await refreshKeys();
+	} catch (e) {
+		handle(e, err);
+	} finally {
+		submit.disabled = false;
+	}
+});
+
 async function setDisabled(id, disabled) {
 	const k = keysById.get(id);
 	try {
@@ -568,6 +689,9 @@ $('#keys-body').addEventListener('click', (event) => {
 	switch (b.dataset.action) {
 	case 'usage':
 		openUsage(id);
+		break;
+	case 'edit':
+		openEdit(k);
 		break;
 	case 'rotate':
 		$('#rotate-prefix').textContent = `${k.key_prefix} (${k.name})`;
@@ -603,10 +727,12 @@ $('#signin-form').addEventListener('submit', signIn);
 // Usage: requests and p95 latency per period, and the status codes
 // ---------------------------------------------------------------------------
 
+// Every range is drawn per hour: 24, 168 or 720 points, from the series
+// the usage route returns with series=hour (one request per range).
 const RANGES = {
-	'24h': { buckets: 24, step: 3600e3, unit: 'hour' },
-	'7d': { buckets: 7, step: 86400e3, unit: 'day' },
-	'30d': { buckets: 30, step: 86400e3, unit: 'day' },
+	'24h': { buckets: 24, step: 3600e3, unit: 'hour', title: 'Last 24 hours' },
+	'7d': { buckets: 7 * 24, step: 3600e3, unit: 'hour', title: 'Last 7 days' },
+	'30d': { buckets: 30 * 24, step: 3600e3, unit: 'hour', title: 'Last 30 days' },
 };
 let range = '24h';
 let chart = null;
@@ -621,40 +747,25 @@ function periods(r) {
 	return out;
 }
 
-// At most `limit` calls at a time.
-async function pool(items, limit, fn) {
-	const results = new Array(items.length);
-	let next = 0;
-	async function worker() {
-		while (next < items.length) {
-			const i = next;
-			next += 1;
-			results[i] = await fn(items[i], i);
-		}
+// The points of a range from the summary's series (hours without requests
+// are not in it: they are zero).
+function usageSeries(r, summary) {
+	if (!Array.isArray(summary.series)) {
+		throw new ApiError(0, { code: 'no_series', message: 'The server\'s usage route did not return an hourly series; it may be older than this console.' });
 	}
-	await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-	return results;
-}
-
-// The series for a range.  The usage route returns one summary per
-// [since, until); when it carries a `series` (per-period counts and p95),
-// that is used, otherwise the console asks for one summary per period.
-async function usageSeries(id, r, summary) {
-	const ps = periods(r);
-	if (Array.isArray(summary.series)) {
-		const byStart = new Map();
-		for (const s of summary.series) {
-			const t = Date.parse(s.period_start || s.hour || s.bucket || s.t);
-			if (!Number.isNaN(t)) byStart.set(t, s);
-		}
-		return ps.map(([t]) => {
-			const s = byStart.get(t);
-			return { t, requests: s ? Number(s.requests) || 0 : 0, p95: s && s.p95_response_ms != null ? Number(s.p95_response_ms) : null };
-		});
+	const byStart = new Map();
+	for (const s of summary.series) {
+		const t = Date.parse(s.period_start);
+		if (!Number.isNaN(t)) byStart.set(t, s);
 	}
-	return pool(ps, 4, async ([since, until]) => {
-		const s = await api.usage(id, since, until);
-		return { t: since, requests: Number(s.requests) || 0, p95: s.p95_response_ms != null ? Number(s.p95_response_ms) : null };
+	return periods(r).map(([t]) => {
+		const s = byStart.get(t);
+		return {
+			t,
+			requests: s ? Number(s.requests) || 0 : 0,
+			errors: s ? Number(s.errors) || 0 : 0,
+			p95: s && s.p95_response_ms != null ? Number(s.p95_response_ms) : null,
+		};
 	});
 }
 
@@ -708,14 +819,13 @@ async function loadUsage() {
 	const ps = periods(r);
 	try {
 		const summary = await api.usage(id, ps[0][0], ps[ps.length - 1][1]);
-		const series = await usageSeries(id, r, summary);
+		const series = usageSeries(r, summary);
 		if (seq !== usageSeq) return;
 		renderTotals(summary);
 		renderChart(series, r);
-		renderSeriesTable(series, r);
+		renderSeriesTable(series);
 		renderStatus(summary);
-		status.textContent = `${range === '24h' ? 'Last 24 hours' : range === '7d' ? 'Last 7 days' : 'Last 30 days'}, `
-			+ `per ${r.unit}, up to ${dateFmt.format(new Date(ps[ps.length - 1][1]))}.`;
+		status.textContent = `${r.title}, per ${r.unit}, up to ${dateFmt.format(new Date(ps[ps.length - 1][1]))}.`;
 		chartBox.dataset.state = 'ready';
 		chartBox.dataset.range = range;
 	} catch (err) {
@@ -734,16 +844,26 @@ function renderTotals(s) {
 		['p95 latency', fmtMs(s.p95_response_ms)],
 		['p99 latency', fmtMs(s.p99_response_ms)],
 	];
+	// The live balance (the keys table shows the one last written back).
+	if (s.credits && s.credits.remaining != null) {
+		let c = numFmt.format(Number(s.credits.remaining));
+		if (s.credits.refill_amount != null && s.credits.refill_interval) {
+			c += ` (refills to ${numFmt.format(Number(s.credits.refill_amount))} every ${s.credits.refill_interval})`;
+		}
+		items.push(['Credits left', c]);
+	}
 	$('#usage-totals').replaceChildren(...items.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: v }))));
 }
 
-function renderSeriesTable(series, r) {
-	const fmt = r.unit === 'hour' ? hourFmt : dayFmt;
-	$('#series-period').textContent = r.unit === 'hour' ? 'Hour starting' : 'Day (24 h) starting';
-	$('#series-table tbody').replaceChildren(...series.map((p) => el('tr', { 'data-t': String(p.t), 'data-requests': String(p.requests), 'data-p95': p.p95 == null ? '' : String(p.p95) },
-		el('td', { text: fmt.format(new Date(p.t)) }),
-		el('td', { class: 'num', text: numFmt.format(p.requests) }),
-		el('td', { class: 'num', text: p.p95 == null ? '—' : String(p.p95) }))));
+function renderSeriesTable(series) {
+	$('#series-period').textContent = 'Hour starting';
+	$('#series-table tbody').replaceChildren(...series.map((p) => el('tr', {
+		'data-t': String(p.t), 'data-requests': String(p.requests), 'data-errors': String(p.errors), 'data-p95': p.p95 == null ? '' : String(p.p95),
+	},
+	el('td', { text: hourFmt.format(new Date(p.t)) }),
+	el('td', { class: 'num', text: numFmt.format(p.requests) }),
+	el('td', { class: 'num', text: numFmt.format(p.errors) }),
+	el('td', { class: 'num', text: p.p95 == null ? '—' : String(p.p95) }))));
 }
 
 const STATUS_WORDS = {
@@ -777,7 +897,7 @@ function renderChart(series, r) {
 	box.dataset.points = String(series.length);
 	const total = series.reduce((a, p) => a + p.requests, 0);
 	const p95s = series.map((p) => p.p95).filter((v) => v != null);
-	box.setAttribute('aria-label', `Requests per ${r.unit} (bars) and p95 latency in ms (line), ${series.length} ${r.unit}s, `
+	box.setAttribute('aria-label', `Requests per ${r.unit} (bars) and p95 latency in ms (line), ${series.length} ${r.unit}s (${r.title.toLowerCase()}), `
 		+ `${numFmt.format(total)} requests in all${p95s.length ? `, highest p95 ${Math.max(...p95s)} ms` : ''}. `
 		+ 'The same figures are in the table below.');
 	$('#chart-caption').textContent = `Bars: requests per ${r.unit} (left axis). Line: p95 latency per ${r.unit} in ms (right axis).`;
@@ -806,9 +926,10 @@ function renderChart(series, r) {
 			{ scale: 'ms', side: 1, label: 'p95 ms', stroke: '#9a3412', grid: { show: false }, size: 60 },
 		],
 		series: [
-			{ label: r.unit === 'hour' ? 'Hour' : 'Day' },
+			{ label: 'Hour' },
 			{ label: 'Requests', scale: 'req', stroke: '#1f4e79', fill: 'rgba(31, 78, 121, 0.35)', paths: bars, points: { show: false } },
-			{ label: 'p95 ms', scale: 'ms', stroke: '#c2410c', width: 2, spanGaps: false, points: { show: true, size: 5 } },
+			// Hours without requests have no p95: a gap, so a lone hour is a dot.
+			{ label: 'p95 ms', scale: 'ms', stroke: '#c2410c', width: series.length > 48 ? 1.5 : 2, spanGaps: false, points: { show: true, size: series.length > 48 ? 3 : 5 } },
 		],
 	}, data, box);
 	box.dataset.chart = 'uplot';

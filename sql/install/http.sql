@@ -535,9 +535,10 @@ BEGIN
 END
 $$;
 -- PATCH /api/v1/auth/keys/{key_id}: change one of the caller's keys (name,
--- scopes, expiry, limits, allowed_ips, metadata) and disable or enable it,
--- in one transaction.  A member given as null clears expires_at,
--- burst_limit or allowed_ips; absent members stay as they are.
+-- scopes, expiry, limits, allowed_ips, metadata, refill) and disable or
+-- enable it, in one transaction.  A member given as null clears
+-- expires_at, burst_limit or allowed_ips, and refill_amount with
+-- refill_interval both null stops refills; absent members stay as they are.
 CREATE FUNCTION hokusai_api.update_key(jsonb)
 	RETURNS jsonb
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -546,7 +547,7 @@ CREATE FUNCTION hokusai_api.update_key(jsonb)
 DECLARE
 	body	jsonb := hokusai_auth._http_body($1, ARRAY['key_id', 'name', 'scopes',
 				'expires_at', 'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
-				'disabled', 'reason']);
+				'refill_amount', 'refill_interval', 'disabled', 'reason']);
 	caller	uuid := hokusai_auth._http_caller();
 	k		hokusai_auth.api_keys := hokusai_auth._http_own_key(
 				hokusai_auth._http_key_id(hokusai_auth._http_text(body, 'key_id', 64)));
@@ -557,10 +558,16 @@ DECLARE
 	burst	integer := hokusai_auth._http_int(body, 'burst_limit', 1, 1000000);
 	ips		cidr[] := hokusai_auth._http_cidrs(body);
 	meta	jsonb := body OPERATOR(pg_catalog.->) 'metadata';
+	refill	bigint := hokusai_auth._http_bigint(body, 'refill_amount', 1, 9223372036854775807);
+	refill_every text := hokusai_auth._http_text(body, 'refill_interval', 5);
+	-- Both members given as null: no refill from now on.
+	no_refill boolean := body OPERATOR(pg_catalog.?&) ARRAY['refill_amount', 'refill_interval']
+				AND refill IS NULL AND refill_every IS NULL;
 	disabled jsonb := body OPERATOR(pg_catalog.->) 'disabled';
 	reason	text := hokusai_auth._http_text(body, 'reason', 1000);
 	settings boolean := body OPERATOR(pg_catalog.?|) ARRAY['name', 'scopes', 'expires_at',
-				'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata'];
+				'rate_limit_per_hour', 'burst_limit', 'allowed_ips', 'metadata',
+				'refill_amount', 'refill_interval'];
 	msg		text;
 	r		hokusai_auth.keys;
 BEGIN
@@ -573,6 +580,23 @@ BEGIN
 	   AND pg_catalog.jsonb_typeof(meta) OPERATOR(pg_catalog.<>) 'object' THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'metadata must be a JSON object');
 	END IF;
+	IF NOT no_refill
+	   AND ((body OPERATOR(pg_catalog.?) 'refill_amount' AND refill IS NULL)
+			OR (body OPERATOR(pg_catalog.?) 'refill_interval' AND refill_every IS NULL)) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_amount and refill_interval are cleared together', NULL,
+			'Send "refill_amount": null, "refill_interval": null to stop refills.');
+	END IF;
+	IF refill_every OPERATOR(pg_catalog.<>) ALL (ARRAY['day', 'week', 'month']) THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_interval must be "day", "week" or "month"');
+	END IF;
+	IF (refill IS NULL) OPERATOR(pg_catalog.<>) (refill_every IS NULL)
+	   AND k.refill_interval IS NULL THEN
+		PERFORM hokusai_auth._http_error(400, 'invalid_field',
+			'refill_amount and refill_interval must be given together', NULL,
+			pg_catalog.format('Key %s has no refill yet.', k.key_prefix));
+	END IF;
 	IF disabled IS NOT NULL AND pg_catalog.jsonb_typeof(disabled) OPERATOR(pg_catalog.<>) 'boolean' THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_field', 'disabled must be true or false');
 	END IF;
@@ -582,7 +606,7 @@ BEGIN
 	END IF;
 	IF NOT settings AND disabled IS NULL THEN
 		PERFORM hokusai_auth._http_error(400, 'invalid_body', 'nothing to change', NULL,
-			'Send one or more of name, scopes, expires_at, rate_limit_per_hour, burst_limit, allowed_ips, metadata, disabled.');
+			'Send one or more of name, scopes, expires_at, rate_limit_per_hour, burst_limit, allowed_ips, metadata, refill_amount, refill_interval, disabled.');
 	END IF;
 	IF scopes IS NOT NULL THEN
 		PERFORM hokusai_auth._http_check_grant(scopes);
@@ -593,9 +617,11 @@ BEGIN
 			PERFORM hokusai_auth.update_key(k.id, name => new_name, expires_at => expires,
 				rate_limit_per_hour => hourly, burst_limit => burst, allowed_ips => ips,
 				metadata => meta, scopes => scopes,
+				refill_amount => refill, refill_interval => refill_every,
 				clear_expires_at => body OPERATOR(pg_catalog.?) 'expires_at' AND expires IS NULL,
 				clear_burst_limit => body OPERATOR(pg_catalog.?) 'burst_limit' AND burst IS NULL,
-				clear_allowed_ips => body OPERATOR(pg_catalog.?) 'allowed_ips' AND ips IS NULL);
+				clear_allowed_ips => body OPERATOR(pg_catalog.?) 'allowed_ips' AND ips IS NULL,
+				clear_refill => no_refill);
 		END IF;
 		IF disabled OPERATOR(pg_catalog.=) 'true'::jsonb THEN
 			PERFORM hokusai_auth.disable_key(k.id, reason);
@@ -616,36 +642,68 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hokusai_api.update_key(jsonb) IS
-	'Change one of the caller''s keys (name, scopes, expiry, limits, allowed_ips, metadata) and disable or enable it';
+	'Change one of the caller''s keys (name, scopes, expiry, limits, allowed_ips, metadata, refill) and disable or enable it';
 
 -- The usage summary of one of the caller's keys (hokusai_auth.usage_summary,
--- which reads as the owner: the ownership check is repeated here).
-CREATE FUNCTION hokusai_auth._http_usage(key_id uuid, since timestamptz, "until" timestamptz)
+-- which reads as the owner: the ownership check is repeated here) and, with
+-- series = 'hour', its hours (hokusai_auth.usage_timeseries): both read the
+-- aggregates only.  A series needs since and covers at most 31 days (745
+-- points at most, the hours that since and until cut included).
+CREATE FUNCTION hokusai_auth._http_usage(key_id uuid, since timestamptz, "until" timestamptz,
+	series text DEFAULT NULL)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	k	hokusai_auth.api_keys;
+	k		hokusai_auth.api_keys;
+	hi		timestamptz := coalesce("until", now());
+	points	jsonb;
 BEGIN
+	IF series IS NOT NULL THEN
+		IF series <> 'hour' THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field', 'series must be "hour"', NULL,
+				'Leave series out for the summary alone.');
+		END IF;
+		IF since IS NULL THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field', 'since is required with series');
+		END IF;
+		IF hi - since > interval '31 days' THEN
+			PERFORM hokusai_auth._http_error(400, 'invalid_field',
+				'a series covers at most 31 days', NULL,
+				'Ask for since and until at most 31 days apart, or leave series out for the summary alone.');
+		END IF;
+	END IF;
 	SELECT * INTO k FROM hokusai_auth.api_keys a
 	 WHERE a.id = _http_usage.key_id AND a.user_id = hokusai_auth._http_user_id();
 	IF NOT FOUND THEN
 		PERFORM hokusai_auth._http_error(404, 'not_found', 'api key not found');
 	END IF;
+	IF series IS NOT NULL THEN
+		SELECT coalesce(jsonb_agg(jsonb_build_object('period_start', t.period_start,
+													 'requests', t.requests,
+													 'errors', t.errors,
+													 'p95_response_ms', t.p95_response_ms)
+								  ORDER BY t.period_start), '[]')
+		  INTO points
+		  FROM hokusai_auth.usage_timeseries(k.id, 'hour', since, hi) t;
+	END IF;
 	RETURN jsonb_build_object('key_id', k.id, 'key_prefix', k.key_prefix,
-							  'since', since, 'until', coalesce("until", now()))
+							  'since', since, 'until', hi)
 		   || to_jsonb(s)
 		   || jsonb_build_object('credits', hokusai_auth._http_credits(k))
-	  FROM hokusai_auth.usage_summary(k.id, since, "until") s;
+		   || CASE WHEN series IS NOT NULL
+				   THEN jsonb_build_object('series_period', series, 'series', points)
+				   ELSE '{}' END
+	  FROM hokusai_auth.usage_summary(k.id, since, hi) s;
 END
 $$;
 
--- GET /api/v1/auth/keys/{key_id}/usage?since=...&until=...
+-- GET /api/v1/auth/keys/{key_id}/usage?since=...&until=...&series=hour
 -- Finds the key through row-level security (SECURITY INVOKER): another
 -- user's key is not found.
 CREATE FUNCTION hokusai_api.key_usage(key_id text DEFAULT NULL, since text DEFAULT NULL,
-	"until" text DEFAULT NULL)
+	"until" text DEFAULT NULL, series text DEFAULT NULL)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
@@ -662,8 +720,8 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM hokusai_auth.api_keys k WHERE k.id = kid) THEN
 		PERFORM hokusai_auth._http_error(404, 'not_found', 'api key not found');
 	END IF;
-	RETURN hokusai_auth._http_usage(kid, t_since, t_until);
+	RETURN hokusai_auth._http_usage(kid, t_since, t_until, series);
 END
 $$;
-COMMENT ON FUNCTION hokusai_api.key_usage(text, text, text) IS
-	'Usage summary of one of the caller''s keys in [since, until) (default: all of it, until now)';
+COMMENT ON FUNCTION hokusai_api.key_usage(text, text, text, text) IS
+	'Usage summary of one of the caller''s keys in [since, until) (default: all of it, until now); with series = ''hour'', its hours too (at most 31 days)';

@@ -60,7 +60,7 @@ BEGIN
 	EXECUTE format('GRANT SELECT ON hokusai_api.keys TO %I', api_user);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.create_key(jsonb), '
 				   'hokusai_api.revoke_key(jsonb), hokusai_api.rotate_key(jsonb), '
-				   'hokusai_api.key_usage(text, text, text) TO %I', api_user);
+				   'hokusai_api.key_usage(text, text, text, text) TO %I', api_user);
 	-- PATCH, and the caller for row-level security policies.
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.update_key(jsonb), '
 				   'hokusai_auth.current_key_id(), hokusai_auth.current_user_id(), '
@@ -75,7 +75,7 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_auth._http_user_id(), hokusai_auth._http_error(integer, text, text, text, text, jsonb), '
 				   'hokusai_auth._http_caller(), hokusai_auth._http_key_id(text), '
 				   'hokusai_auth._http_timestamp(text, text), '
-				   'hokusai_auth._http_usage(uuid, timestamptz, timestamptz) TO %I', api_user);
+				   'hokusai_auth._http_usage(uuid, timestamptz, timestamptz, text) TO %I', api_user);
 	-- GET /api/v1/auth/events: the caller's events, under row-level security.
 	EXECUTE format('GRANT SELECT ON hokusai_auth.events TO %I', api_user);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION hokusai_api.events(bigint), hokusai_auth._event_horizon() TO %I', api_user);

@@ -13,11 +13,13 @@
 //     "limited_key": "hk_..." (3 requests an hour), "ip_key": "hk_..."
 //     (allowed_ips elsewhere), "unknown_key": "hk_...", (full only)
 //     "usage_key_id": "uuid" (a key with usage rows; full only),
+//     "scoped_key": "hk_..." (scopes keys:read and keys:write; full only),
 //     "sync": true (optional: stop at checkpoints, below) }
 // With sync, a line {"checkpoint": "created", "key": ...} (and "rotated",
 // with "key" and "old_key") is written when the key was shown and its
 // dialog closed, and the script goes on when standard input has another
-// line.
+// line; so are "edited" and "refill_stopped" (the key was changed in the
+// edit dialog), for the caller to read the key's row by SQL.
 //
 // It checks nothing itself: it does what a user does and writes what it saw
 // as one JSON object on standard output (the keys it was shown included:
@@ -159,6 +161,9 @@ const rows = async () => page.$$eval('#keys-body tr', (trs) => trs.map((tr) => (
 	id: tr.dataset.keyId, status: tr.dataset.status,
 	prefix: tr.querySelector('code') ? tr.querySelector('code').textContent : null,
 	cells: [...tr.querySelectorAll('td')].map((td) => td.dataset.label),
+	text: Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.dataset.label, td.textContent.trim()])),
+	scopes: [...tr.querySelectorAll('td[data-label="Scopes"] .scope')].map((e) => e.textContent),
+	actions: [...tr.querySelectorAll('button[data-action]')].map((b) => b.dataset.action),
 })));
 
 // Where a key could be left behind: the page's markup, its text, the
@@ -213,6 +218,26 @@ async function takeSecret() {
 	let clipboard = null;
 	try { clipboard = await page.evaluate(() => navigator.clipboard.readText()); } catch (e) { clipboard = null; }
 	return { key, warning, copied, clipboard_matches: clipboard === key, d };
+}
+
+// Opens the edit dialog of a key from the keyboard: the focus on its Edit
+// button, Enter.  Returns the focused element's id once it is open.
+async function openEdit(prefix) {
+	const row = await rowOf(prefix);
+	await row.locator('button[data-action="edit"]').focus();
+	await page.keyboard.press('Enter');
+	await page.locator('#edit-dialog').waitFor({ state: 'visible' });
+	return page.evaluate(() => document.activeElement.id);
+}
+const dialogError = async (sel) => {
+	const e = page.locator(`${sel} .dialog-error`);
+	return (await e.isVisible()) ? (await e.textContent()).trim() : '';
+};
+// Types into the focused field after selecting what it holds.
+async function retype(text) {
+	await page.keyboard.press('Control+A');
+	if (text === '') await page.keyboard.press('Delete');
+	else await page.keyboard.type(text);
 }
 
 async function openUsage(id, r) {
@@ -400,6 +425,97 @@ try {
 			return { focus, after_cancel: afterCancel, after: (await rows()).find((r) => r.prefix === prefix), notice: await notice() };
 		});
 
+		// Edit every field of the rotated key from the keyboard: Enter on
+		// its Edit button, Tab from field to field, Enter submits.
+		await step('edit', async () => {
+			const prefix = rotated.slice(0, 16);
+			await clearNotice();
+			const focus = await openEdit(prefix);
+			const before = await page.evaluate(() => ({
+				name: document.querySelector('#e-name').value, scopes: document.querySelector('#e-scopes').value,
+				hourly: document.querySelector('#e-hourly').value, burst: document.querySelector('#e-burst').value,
+				refill_interval: document.querySelector('#e-refill-interval').value,
+				refill_amount: document.querySelector('#e-refill-amount').value,
+			}));
+			const order = [await page.evaluate(() => document.activeElement.id)];
+			await retype('edited in the console');
+			await page.keyboard.press('Tab');
+			order.push(await page.evaluate(() => document.activeElement.id));
+			await retype('keys:read, keys:write usage:read');
+			await page.keyboard.press('Tab');
+			order.push(await page.evaluate(() => document.activeElement.id));
+			await retype('1200');
+			await page.keyboard.press('Tab');
+			order.push(await page.evaluate(() => document.activeElement.id));
+			await retype('7');
+			await page.keyboard.press('Tab');
+			order.push(await page.evaluate(() => document.activeElement.id));
+			await page.locator('#e-refill-interval').selectOption('week');
+			await page.keyboard.press('Tab');
+			order.push(await page.evaluate(() => document.activeElement.id));
+			await retype('250');
+			await shot('14-edit');
+			await page.keyboard.press('Enter');
+			await page.locator('#edit-dialog').waitFor({ state: 'hidden' });
+			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
+			const focusAfter = await page.evaluate(() => document.activeElement.dataset.action || document.activeElement.id);
+			await page.waitForFunction((p) => {
+				const tr = [...document.querySelectorAll('#keys-body tr')].find((r) => r.querySelector('code').textContent === p);
+				return tr && tr.textContent.includes('edited in the console');
+			}, prefix);
+			await checkpoint('edited', {});
+			return {
+				focus, before, order, focus_after: focusAfter, notice: await notice(),
+				row: (await rows()).find((r) => r.prefix === prefix),
+			};
+		});
+
+		// Bad input: refused in the page (no request), then by the server
+		// (a 400 the page cannot foresee: 65 scopes); Escape cancels.
+		await step('edit: bad input', async () => {
+			const prefix = rotated.slice(0, 16);
+			await openEdit(prefix);
+			const requests = [];
+			const seen = (r) => { if (r.method() === 'PATCH') requests.push(r.url()); };
+			page.on('request', seen);
+			await page.locator('#e-scopes').fill('keys:read Bad Scope!');
+			await page.locator('#edit-form button[type="submit"]').click();
+			const local = await dialogError('#edit-form');
+			await page.locator('#e-scopes').fill('keys:read');
+			await page.locator('#e-hourly').fill('');
+			await page.locator('#edit-form button[type="submit"]').click();
+			const emptyHourly = await dialogError('#edit-form');
+			const localRequests = requests.length;
+			await page.locator('#e-hourly').fill('1200');
+			await page.locator('#e-scopes').fill(Array.from({ length: 65 }, (_, i) => `s${i}`).join(' '));
+			await page.locator('#edit-form button[type="submit"]').click();
+			await page.waitForFunction(() => !document.querySelector('#edit-form .dialog-error').hidden
+				&& /^Error 400/.test(document.querySelector('#edit-form .dialog-error').textContent));
+			const server = await dialogError('#edit-form');
+			await shot('15-edit-refused-400');
+			page.off('request', seen);
+			await page.keyboard.press('Escape');
+			await page.locator('#edit-dialog').waitFor({ state: 'hidden' });
+			const focusBack = await page.evaluate(() => document.activeElement.dataset.action || document.activeElement.id);
+			return { local, empty_hourly: emptyHourly, local_requests: localRequests, server, server_requests: requests.length, focus_back: focusBack };
+		});
+
+		await step('edit: stop the refill', async () => {
+			const prefix = rotated.slice(0, 16);
+			await clearNotice();
+			await openEdit(prefix);
+			await page.locator('#e-refill-interval').selectOption('');
+			await page.locator('#edit-form button[type="submit"]').click();
+			await page.locator('#edit-dialog').waitFor({ state: 'hidden' });
+			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
+			await page.waitForFunction((p) => {
+				const tr = [...document.querySelectorAll('#keys-body tr')].find((r) => r.querySelector('code').textContent === p);
+				return tr && !tr.textContent.includes('refills');
+			}, prefix);
+			await checkpoint('refill_stopped', {});
+			return { notice: await notice(), row: (await rows()).find((r) => r.prefix === prefix) };
+		});
+
 		for (const r of ['24h', '7d', '30d']) {
 			await step(`usage ${r}`, async () => {
 				const u = await openUsage(input.usage_key_id, r);
@@ -445,12 +561,38 @@ try {
 				seen.push(await notice());
 			}
 			await shot('13-rate-limited-429');
+			// The edit dialog says it too.
+			let edit = null;
+			const first = (await rows())[0];
+			if (first && first.actions.includes('edit')) {
+				await openEdit(first.prefix);
+				await page.locator('#e-name').fill('over the limit');
+				await page.locator('#edit-form button[type="submit"]').click();
+				await page.waitForFunction(() => !document.querySelector('#edit-form .dialog-error').hidden);
+				edit = await dialogError('#edit-form');
+				await page.keyboard.press('Escape');
+			}
 			if (await page.locator('#sign-out').isVisible()) await signOut();
-			return { first: r, refreshes: seen };
+			return { first: r, refreshes: seen, edit };
+		});
+	}
+	if (mode === 'full') {
+		// A key with scopes may give only scopes it has: 403 in the dialog.
+		await step('403: giving scopes the signed-in key lacks', async () => {
+			const r = await signIn(input.scoped_key);
+			const prefix = input.scoped_key.slice(0, 16);
+			await openEdit(prefix);
+			await page.locator('#e-scopes').fill('keys:read keys:write admin:everything');
+			await page.locator('#edit-form button[type="submit"]').click();
+			await page.waitForFunction(() => !document.querySelector('#edit-form .dialog-error').hidden);
+			const edit = await dialogError('#edit-form');
+			await page.keyboard.press('Escape');
+			await signOut();
+			return { first: r, edit };
 		});
 	}
 	// Nothing left anywhere at the end.
-	await step('end', async () => ({ storage: await secretsInPage([input.key, input.jwt, created].filter(Boolean)) }));
+	await step('end', async () => ({ storage: await secretsInPage([input.key, input.jwt, input.scoped_key, created].filter(Boolean)) }));
 } finally {
 	await collectViolations().catch(() => {});
 	await browser.close();

@@ -128,6 +128,174 @@ my $before = credits($kid);
 is(api('GET', '/keys', headers => [ xkey($key) ])->{status}, 429, 'the metered key is refused too');
 is(credits($kid), $before, '... and spends no credit (all or nothing)');
 
+###########################################################################
+# PATCH refill_amount and refill_interval (docs/http.md#patch-apiv1authkeyskey_id)
+###########################################################################
+
+my $bob = sql("SELECT hokusai_auth.create_user('bob')");
+$r = api('POST', '/keys', headers => [ bearer($bob) ], body => '{"name": "refill later"}');
+my $rk = $r->{json}{id};
+sub refill_row
+{
+	return sql("SELECT concat_ws(' ', name, coalesce(refill_amount::text, '-'), coalesce(refill_interval, '-'), "
+		  . "coalesce(credits_remaining::text, '-')) FROM hokusai_auth.api_keys WHERE id = '$_[0]'");
+}
+sub audit_count { return sql("SELECT count(*) FROM hokusai_auth.audit_log WHERE api_key_id = '$_[0]'"); }
+is(refill_row($rk), 'refill later - - -', 'a key without credits or refill');
+
+# A key without a refill needs both members.
+my $audits = audit_count($rk);
+for my $bad ([ '{"refill_amount": 5}', qr/^refill_amount and refill_interval must be given together$/ ],
+	[ '{"refill_interval": "day"}', qr/^refill_amount and refill_interval must be given together$/ ])
+{
+	$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => $bad->[0]);
+	is($r->{status}, 400, "PATCH refill on a key without one, $bad->[0]: 400");
+	is($r->{json}{code}, 'invalid_field', '... invalid_field');
+	like($r->{json}{message} // '', $bad->[1], '... the reason');
+	like($r->{json}{hint} // '', qr/has no refill yet/, '... the hint');
+}
+is(refill_row($rk), 'refill later - - -', '... nothing changed');
+is(audit_count($rk), $audits, '... nothing audited');
+
+$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => '{"refill_amount": 50, "refill_interval": "week"}');
+is($r->{status}, 200, 'PATCH refill: 200') or diag($r->{body});
+is($r->{json}{refill_amount}, 50, '... refill_amount in the response');
+is($r->{json}{refill_interval}, 'week', '... refill_interval');
+is($r->{json}{credits_remaining}, 50, '... an unmetered key given a refill starts full');
+is(refill_row($rk), 'refill later 50 week 50', '... in the database');
+is(sql("SELECT details->'changes' FROM hokusai_auth.audit_log WHERE api_key_id = '$rk' AND action = 'update' ORDER BY id DESC LIMIT 1"),
+	'{"refill_amount": 50, "refill_interval": "week"}', '... audited');
+
+$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => '{"refill_amount": 70}');
+is($r->{status}, 200, 'PATCH refill_amount alone on a key with a refill: 200') or diag($r->{body});
+is(refill_row($rk), 'refill later 70 week 50', '... the amount changed, the interval and balance kept');
+$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => '{"refill_interval": "month", "name": "monthly"}');
+is($r->{status}, 200, 'PATCH refill_interval with name: 200') or diag($r->{body});
+is(refill_row($rk), 'monthly 70 month 50', '... both changed');
+
+# Bad refills: 400 in PostgREST's error shape, nothing changed.
+$audits = audit_count($rk);
+for my $bad ([ '{"refill_amount": 0}', qr/^refill_amount must be between 1 and 9223372036854775807$/ ],
+	[ '{"refill_amount": -5}', qr/^refill_amount must be between 1 and/ ],
+	[ '{"refill_amount": 1.5}', qr/^refill_amount must be an integer$/ ],
+	[ '{"refill_amount": "10"}', qr/^refill_amount must be an integer$/ ],
+	[ '{"refill_amount": 9223372036854775808}', qr/^refill_amount must be between 1 and/ ],
+	[ '{"refill_interval": "hour"}', qr/^refill_interval must be "day", "week" or "month"$/ ],
+	[ '{"refill_interval": 7}', qr/^refill_interval must be a string$/ ],
+	[ '{"refill_interval": ""}', qr/^refill_interval must not be empty$/ ],
+	[ '{"refill_amount": null}', qr/^refill_amount and refill_interval are cleared together$/ ],
+	[ '{"refill_interval": null}', qr/^refill_amount and refill_interval are cleared together$/ ],
+	[ '{"refill_amount": null, "refill_interval": "day"}', qr/^refill_amount and refill_interval are cleared together$/ ],
+	[ '{"name": "renamed", "refill_interval": "year"}', qr/^refill_interval must be/ ],
+	[ '{"name": "renamed", "refill_amount": 5, "refill_every": "day"}', qr/^unknown field in the request body: refill_every$/ ])
+{
+	$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => $bad->[0]);
+	is($r->{status}, 400, "PATCH $bad->[0]: 400");
+	is_deeply([ sort keys %{ $r->{json} || {} } ], [qw(code details hint message)], '... PostgREST\'s error shape');
+	like($r->{json}{message} // '', $bad->[1], "... $r->{json}{code}: the reason");
+}
+is(refill_row($rk), 'monthly 70 month 50', 'after the bad requests: nothing changed');
+is(audit_count($rk), $audits, '... nothing audited');
+
+# Someone else's key: 404, unchanged.
+$r = api('PATCH', "/keys/$rk", headers => [ bearer($alice) ], body => '{"refill_amount": 1, "refill_interval": "day"}');
+is($r->{status}, 404, 'PATCH refill of another user\'s key: 404');
+is(refill_row($rk), 'monthly 70 month 50', '... unchanged');
+
+# Both null: no more refills, the balance stays.
+$r = api('PATCH', "/keys/$rk", headers => [ bearer($bob) ], body => '{"refill_amount": null, "refill_interval": null}');
+is($r->{status}, 200, 'PATCH refill_amount and refill_interval null: 200') or diag($r->{body});
+ok(!defined $r->{json}{refill_amount} && !defined $r->{json}{refill_interval}, '... the response has no refill');
+is(refill_row($rk), 'monthly - - 50', '... no refill in the database, the balance kept');
+
+###########################################################################
+# The usage route's hourly series (docs/http.md#get-apiv1authkeyskey_idusage)
+###########################################################################
+
+# Usage of bob's key over the last 3 days, through the worker's write step
+# in SQL, into partitions made for those days: in the hour that started h
+# hours ago (h = 0..71, every third hour left out), h % 5 + 1 requests.
+sql(<<"SQL");
+SELECT hokusai_auth._usage_make_partition(p, now() - d * interval '1 day')
+  FROM unnest('{hokusai_auth.api_key_usage, hokusai_auth.api_key_usage_minutely,
+				hokusai_auth.api_key_usage_hourly, hokusai_auth.api_key_usage_daily}'::regclass[]) p,
+	   generate_series(0, 4) d;
+SELECT hokusai_auth._usage_flush(array_agg(k), array_agg(e), array_agg(t), array_agg(r), array_agg(c))
+  FROM (SELECT '$rk'::uuid AS k, 'GET /keys'::text AS e,
+			   date_trunc('hour', now()) - h * interval '1 hour' + (i * 7 % 60) * interval '1 minute' AS t,
+			   3 * h + 11 * i AS r,
+			   CASE WHEN i = 2 THEN 429 WHEN i = 4 THEN 500 ELSE 200 END AS c
+		  FROM generate_series(1, 71) h, generate_series(0, h % 5) i
+		 WHERE h % 3 <> 0) ev;
+SQL
+sub utc { return sql("SELECT to_char(($_[0]) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"); }
+my $hour0 = utc("date_trunc('hour', now(), 'UTC') - interval '72 hours'");
+my $hour1 = utc("date_trunc('hour', now(), 'UTC') + interval '1 hour'");
+sub series_sql
+{
+	my ($since, $until) = @_;
+	return sql("SELECT coalesce(string_agg(extract(epoch FROM period_start)::bigint || '/' || requests || '/' || errors || '/' "
+		  . "|| coalesce(p95_response_ms::float8::text, '-'), ' ' ORDER BY period_start), '') "
+		  . "FROM hokusai_auth.usage_timeseries('$rk', 'hour', '$since', '$until')");
+}
+sub series_got
+{
+	my ($json) = @_;
+	my @p = @{ $json->{series} || [] };
+	return '' unless @p;
+	my @epochs = split / /, sql("SELECT string_agg(extract(epoch FROM t)::bigint::text, ' ' ORDER BY o) FROM unnest('{"
+		  . join(',', map { "\"$_->{period_start}\"" } @p) . "}'::timestamptz[]) WITH ORDINALITY u(t, o)");
+	return join ' ', map { "$epochs[$_]/$p[$_]{requests}/$p[$_]{errors}/" . ($p[$_]{p95_response_ms} // '-') } 0 .. $#p;
+}
+for my $range ([ $hour0, $hour1, '72 hours' ],
+	[ utc("'$hour0'::timestamptz + interval '90 minutes'"), utc("'$hour1'::timestamptz - interval '150 minutes'"),
+	  'hours cut at both ends' ])
+{
+	my ($since, $until, $what) = @$range;
+	$r = api('GET', "/keys/$rk/usage?since=$since&until=$until&series=hour", headers => [ bearer($bob) ]);
+	is($r->{status}, 200, "usage series=hour, $what: 200") or diag($r->{body});
+	is($r->{json}{series_period}, 'hour', '... series_period hour');
+	my $want = series_sql($since, $until);
+	ok(length $want > 100, '... the key has usage in the range');
+	is(series_got($r->{json}), $want, '... each point is usage_timeseries(\'hour\')\'s (requests, errors, p95)');
+	my $sum = 0;
+	$sum += $_->{requests} for @{ $r->{json}{series} || [] };
+	is($sum, $r->{json}{requests}, "... the points add up to the summary's requests ($sum)");
+	is(sql("SELECT requests FROM hokusai_auth.usage_summary('$rk', '$since', '$until')"), $sum,
+		'... which is usage_summary()\'s');
+}
+$r = api('GET', "/keys/$rk/usage?since=$hour0&until=$hour1", headers => [ bearer($bob) ]);
+is($r->{status}, 200, 'usage without series: 200');
+ok(!exists $r->{json}{series} && !exists $r->{json}{series_period}, '... and no series');
+
+# At most 31 days.
+my $d31 = utc("'$hour1'::timestamptz - interval '31 days'");
+$r = api('GET', "/keys/$rk/usage?since=$d31&until=$hour1&series=hour", headers => [ bearer($bob) ]);
+is($r->{status}, 200, 'usage series over exactly 31 days: 200') or diag($r->{body});
+is(series_got($r->{json}), series_sql($d31, $hour1), '... the points are usage_timeseries(\'hour\')\'s');
+
+# Bad series requests: 400 in PostgREST's error shape.
+my $d32 = utc("'$hour1'::timestamptz - interval '31 days 1 second'");
+my $d32now = utc("now() - interval '31 days 1 minute'");
+for my $bad ([ "since=$d32&until=$hour1&series=hour", 'invalid_field', qr/^a series covers at most 31 days$/, '31 days and a second' ],
+	[ "since=$d32now&series=hour", 'invalid_field', qr/^a series covers at most 31 days$/, 'since 31 days and a minute ago, until now' ],
+	[ "until=$hour1&series=hour", 'invalid_field', qr/^since is required with series$/, 'no since' ],
+	[ 'series=hour', 'invalid_field', qr/^since is required with series$/, 'no since or until' ],
+	[ "since=$hour0&until=$hour1&series=day", 'invalid_field', qr/^series must be "hour"$/, 'series=day' ],
+	[ "since=$hour0&until=$hour1&series=", 'invalid_field', qr/^series must be "hour"$/, 'series empty' ],
+	[ "since=$hour1&until=$hour0&series=hour", 'invalid_field', qr/^since must not be later than until$/, 'since after until' ],
+	[ "since=yesterday&series=hour", 'invalid_field', qr/^since must be an ISO 8601 timestamp$/, 'since not a timestamp' ],
+	[ "since=$hour0&period=hour", 'invalid_query', qr/^unknown query parameter$/, 'an unknown parameter (period)' ])
+{
+	$r = api('GET', "/keys/$rk/usage?$bad->[0]", headers => [ bearer($bob) ]);
+	is($r->{status}, 400, "usage series: $bad->[3]: 400");
+	is_deeply([ sort keys %{ $r->{json} || {} } ], [qw(code details hint message)], '... PostgREST\'s error shape');
+	is($r->{json}{code}, $bad->[1], "... $bad->[1]");
+	like($r->{json}{message} // '', $bad->[2], '... the reason');
+}
+$r = api('GET', "/keys/$rk/usage?since=$hour0&until=$hour1&series=hour", headers => [ bearer($alice) ]);
+is($r->{status}, 404, 'usage series of another user\'s key: 404');
+
 $http->stop;
 $node->stop;
 done_testing();
