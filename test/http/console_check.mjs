@@ -262,7 +262,7 @@ async function openUsage(id, r) {
 			canvas: canvas ? { width: canvas.width, height: canvas.height } : null,
 			label: c.getAttribute('aria-label'),
 			series: [...document.querySelectorAll('#series-table tbody tr')].map((tr) => ({
-				t: Number(tr.dataset.t), requests: Number(tr.dataset.requests),
+				t: Number(tr.dataset.t), requests: Number(tr.dataset.requests), errors: Number(tr.dataset.errors),
 				p95: tr.dataset.p95 === '' ? null : Number(tr.dataset.p95),
 			})),
 			by_status: [...document.querySelectorAll('#status-table tbody tr[data-status-code]')].map((tr) => ({

@@ -4,9 +4,10 @@
 # hokusai_auth started here as in 020_http.pl.  The browser signs in with a
 # JWT and with an API key, creates a key (validated here by SQL), rotates it
 # with a grace period, disables and enables it, revokes it after a
-# confirmation, and draws the usage chart of a key whose usage rows this
-# test wrote with known counts; it reports what it saw, and this test
-# checks it: no Content-Security-Policy violation, nothing written to the
+# confirmation, edits the name, scopes, limits and refill of a key from the
+# keyboard (checked here by SQL), and draws the hourly usage charts (24,
+# 168 and 720 points) of a key whose usage rows this test wrote with known
+# counts; it reports what it saw, and this test checks it: no Content-Security-Policy violation, nothing written to the
 # browser's console, no key left in the page after the dialog that shows it
 # closes, none in a URL or nginx's log, no horizontal scrolling at 375 and
 # 1440 px.  Screenshots of each screen at both widths go to
@@ -15,6 +16,7 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use Encode qw(encode_utf8);
 use File::Path qw(make_path rmtree);
 use IPC::Run;
 use JSON::PP;
@@ -127,6 +129,9 @@ my ($main_id, $main_key) = new_key($alice, 'main');
 my ($lim_id, $lim_key) = new_key($alice, 'three an hour', 'rate_limit_per_hour => 3');
 my ($ip_id, $ip_key) = new_key($alice, 'office only', "allowed_ips => '{10.0.0.0/8}'");
 my ($use_id) = new_key($alice, 'with usage');
+my ($metered_id) = new_key($alice, 'metered',
+	"scopes => '{usage:read,keys:read}', credits => 40, refill_amount => 100, refill_interval => 'day'");
+my ($scoped_id, $scoped_key) = new_key($alice, 'scoped', "scopes => '{keys:read,keys:write}'");
 my ($bob_id) = new_key($bob, 'bob main');
 my $unknown = sql("SELECT (hokusai_auth._new_key('live')).key");
 
@@ -180,7 +185,7 @@ chmod 0755, $shots;
 my $input = encode_json({
 	url => "$origin/console/", cacert => $cacert, shots => $shots, sync => JSON::PP::true,
 	jwt => $jwt, key => $main_key, limited_key => $lim_key, ip_key => $ip_key,
-	unknown_key => $unknown, usage_key_id => $use_id });
+	unknown_key => $unknown, usage_key_id => $use_id, scoped_key => $scoped_key });
 # The script stops at each checkpoint (a key was shown, its dialog closed)
 # until it gets another line: the key is checked by SQL meanwhile, while
 # it is as the console left it.  Its standard error has progress lines
@@ -208,10 +213,23 @@ $c = checkpoint('rotated');
 is(check_key($c->{key}), 'true ok', 'rotate: the new key the console showed validates by SQL');
 is(check_key($c->{old_key}), 'true ok', '... and the old one still does (grace period)');
 $in .= "continue\n";
+# The rotated key as the edit dialog left it, then without its refill.
+my $edit_sql = "SELECT concat_ws(' | ', name, array_to_string(ARRAY(SELECT unnest(scopes) ORDER BY 1), ' '), "
+  . "rate_limit_per_hour, coalesce(burst_limit::text, '-'), coalesce(refill_amount::text, '-'), "
+  . "coalesce(refill_interval, '-'), coalesce(credits_remaining::text, '-')) FROM hokusai_auth.keys "
+  . "WHERE key_prefix = '%s'";
+$c = checkpoint('edited');
+my %edited = (after_edit => sql(sprintf($edit_sql, substr($at{rotated}{key} // '', 0, 16))));
+$in .= "continue\n";
+$c = checkpoint('refill_stopped');
+$edited{after_stop} = sql(sprintf($edit_sql, substr($at{rotated}{key} // '', 0, 16)));
+$in .= "continue\n";
 my $ran = eval { $browser->finish };
 note($err);
 ok($ran, 'the browser script ran to the end') or diag("exit status $? $@");
 my $res = eval { decode_json((split /\n/, $out)[-1] // '') } || {};
+diag('the browser script\'s output could not be read: ' . ($@ =~ s/hk_(?:live|test)_\w+/hk_(redacted)/gr) . ' (' . length($out) . ' bytes)')
+  if !%$res;
 ok(ref $res->{steps} eq 'ARRAY', 'it reported what it saw') or BAIL_OUT('no result from the browser script');
 my %step = map { ($_->{name} => $_) } @{ $res->{steps} };
 for my $s (@{ $res->{steps} })
@@ -235,13 +253,27 @@ like($s->{notice} // '', qr/^Not signed in: the server refused your credentials 
 $s = $step{'sign in with a JWT, by keyboard'};
 is($s->{view}, 'keys', 'signed in with a JWT, typing it and pressing Enter');
 like($s->{whoami} // '', qr/\Q$alice\E/, '... as alice');
-is_deeply([ sort map { $_->{id} } @{ $s->{rows} || [] } ], [ sort($main_id, $lim_id, $ip_id, $use_id) ],
+is_deeply([ sort map { $_->{id} } @{ $s->{rows} || [] } ], [ sort($main_id, $lim_id, $ip_id, $use_id, $metered_id, $scoped_id) ],
 	'... the keys table lists her keys, not bob\'s');
 is_deeply($s->{rows}[0]{cells}, [ 'Prefix', 'Name', 'Environment', 'Status', 'Scopes', 'Limits', 'Credits',
 		'Created', 'Expires', 'Last used', 'Actions' ],
 	'... with prefix, name, environment, status, scopes, limits, credits, created, expires, last used');
 is($s->{storage}{session_storage_items} + $s->{storage}{local_storage_items}, 0,
 	'... the JWT is not stored (memory only unless asked)');
+{
+	my %row = map { ($_->{id} => $_) } @{ $s->{rows} || [] };
+	my $m = $row{$metered_id} || {};
+	is(join(' ', @{ $m->{scopes} || [] }), sql("SELECT array_to_string(scopes, ' ') FROM hokusai_auth.keys WHERE id = '$metered_id'"),
+		'... a key\'s scopes are in its row, as in the database');
+	is(encode_utf8($m->{text}{Credits} // ''), sql("SELECT credits_remaining || ' left · refills to ' || refill_amount || ' every ' || refill_interval "
+		  . "FROM hokusai_auth.keys WHERE id = '$metered_id'"), '... its credits: what is left and the refill, as in the database');
+	is(encode_utf8($m->{text}{Credits} // ''), '40 left · refills to 100 every day', '... (40 left · refills to 100 every day)');
+	is($row{$main_id}{text}{Credits}, 'unlimited', '... a key without credits: unlimited');
+	is($row{$main_id}{text}{Scopes}, 'all', '... a key without scopes: all');
+	(my $hourly = sql("SELECT rate_limit_per_hour FROM hokusai_auth.keys WHERE id = '$metered_id'")) =~ s/(\d)(?=(\d{3})+$)/$1,/g;
+	is($m->{text}{Limits}, "$hourly/h", "... its limits ($hourly/h)");
+	ok(scalar(grep { $_ eq 'edit' } @{ $m->{actions} || [] }), '... and an Edit button');
+}
 is($s->{storage}{in_dom}, 0, '... nor in the page');
 
 # Create
@@ -314,31 +346,74 @@ is(sql("SELECT string_agg(details->>'reason', ',') FROM hokusai_auth.audit_log "
 	'... the reason given is in the audit log');
 like($s->{notice} // '', qr/^Key \Q$cp\E revoked\.$/, '... the page says so');
 
+# Edit: every field, from the keyboard, checked by SQL at the checkpoint.
+$s = $step{edit};
+is($s->{focus}, 'e-name', 'edit: Enter on the Edit button opens the form with the focus on Name');
+is_deeply($s->{before}, { name => 'made in the console', scopes => '', hourly => '500', burst => '',
+		refill_interval => '', refill_amount => '' }, '... filled with the key\'s settings');
+is_deeply($s->{order}, [qw(e-name e-scopes e-hourly e-burst e-refill-interval e-refill-amount)],
+	'... Tab goes from field to field in order');
+is($edited{after_edit}, 'edited in the console | keys:read keys:write usage:read | 1200 | 7 | 250 | week | 250',
+	'... Enter saved name, scopes, requests per hour and second, and the refill (the database)');
+like($s->{notice} // '', qr/^Key \Q$rp\E updated: name, scopes, requests per hour, requests per second, refill\.$/,
+	'... the page says what changed');
+is($s->{focus_after}, 'edit', '... the focus is back on the key\'s Edit button');
+is($s->{row}{text}{Name}, 'edited in the console', '... the table shows the new name');
+is(join(' ', @{ $s->{row}{scopes} || [] }), 'keys:read keys:write usage:read', '... the scopes');
+is(encode_utf8($s->{row}{text}{Limits} // ''), '1,200/h · 7/s', '... the limits');
+is(encode_utf8($s->{row}{text}{Credits} // ''), '250 left · refills to 250 every week', '... and the credits: an unmetered key given a refill starts full');
+is(sql("SELECT details->'changes' FROM hokusai_auth.audit_log a JOIN hokusai_auth.api_keys k ON k.id = a.api_key_id "
+	  . "WHERE k.key_prefix = '$rp' AND a.action = 'update' ORDER BY a.id LIMIT 1"),
+	'{"name": "edited in the console", "scopes": ["keys:read", "keys:write", "usage:read"], "burst_limit": 7, '
+	  . '"refill_amount": 250, "refill_interval": "week", "rate_limit_per_hour": 1200}',
+	'... one PATCH, one audited update');
+
+$s = $step{'edit: bad input'};
+like($s->{local} // '', qr/^"Bad" is not a scope name: 1 to 64 of a-z, 0-9, _ \. : - \(and \* at the end\)\.$/,
+	'edit, a bad scope: refused in the page with the rule');
+is($s->{empty_hourly}, 'Requests per hour cannot be empty.', '... an empty requests per hour too');
+is($s->{local_requests}, 0, '... without a request');
+like($s->{server} // '', qr/^Error 400 \(invalid_field\): scopes must have at most 64 entries/,
+	'65 scopes: the server\'s 400, in words, in the dialog');
+is($s->{server_requests}, 1, '... one request');
+is($s->{focus_back}, 'edit', '... Escape closes the dialog, the focus back on Edit');
+
+$s = $step{'edit: stop the refill'};
+is($edited{after_stop}, 'edited in the console | keys:read keys:write usage:read | 1200 | 7 | - | - | 250',
+	'edit, "no refill": the refill is gone, the balance and the rest kept (the database)');
+like($s->{notice} // '', qr/^Key \Q$rp\E updated: refill\.$/, '... the page says so');
+is($s->{row}{text}{Credits}, '250 left', '... and the table');
+
 # Usage: the points against SQL, for each range.
-for my $range ([ '24h', 24, 3600 ], [ '7d', 7, 86400 ], [ '30d', 30, 86400 ])
+for my $range ([ '24h', 24 ], [ '7d', 168 ], [ '30d', 720 ])
 {
-	my ($name, $n, $step) = @$range;
+	my ($name, $n) = @$range;
 	$s = $step{"usage $name"};
 	is($s->{state}, 'ready', "usage $name: shown");
-	is($s->{points}, $n, "... $n points");
+	is($s->{points}, $n, "... $n points, one per hour");
 	is($s->{chart}, 'uplot', '... drawn by uPlot');
 	is($s->{chart_points}, $n, "... whose data has $n points");
 	ok($s->{canvas} && $s->{canvas}{width} > 100 && $s->{canvas}{height} > 100, '... on a canvas');
 	is(scalar @{ $s->{series} || [] }, $n, "... and a table of $n rows");
 	my @t = map { $_->{t} / 1000 } @{ $s->{series} || [] };
-	my $want = sql(<<"SQL");
-SELECT string_agg(n || '/' || coalesce(p95::float8::text, '-'), ' ' ORDER BY t)
-  FROM unnest('{@{[ join ',', @t ]}}'::float8[]) t,
-       LATERAL (SELECT count(*) n FROM hokusai_auth.api_key_usage
-                 WHERE api_key_id = '$use_id' AND "timestamp" >= to_timestamp(t)
-                   AND "timestamp" < to_timestamp(t) + interval '$step seconds') c,
-       LATERAL (SELECT p95_response_ms p95
-                  FROM hokusai_auth.usage_summary('$use_id', to_timestamp(t), to_timestamp(t) + interval '$step seconds')) p
-SQL
-	my $got = join ' ', map { $_->{requests} . '/' . ($_->{p95} // '-') } @{ $s->{series} || [] };
-	is($got, $want, "... each point's requests and p95 are the database's");
 	my $start = $t[0] // 0;
-	my $end = ($t[-1] // 0) + $step;
+	my $end = ($t[-1] // 0) + 3600;
+	is($end - $start, $n * 3600, '... consecutive hours');
+	# usage_timeseries('hour') over the range, zero for the hours it leaves
+	# out; and the raw log's count per hour (every request is a raw row here).
+	my $want = sql(<<"SQL");
+SELECT string_agg(coalesce(ts.requests, 0) || '/' || coalesce(ts.errors, 0) || '/' || coalesce(ts.p95_response_ms::float8::text, '-'), ' ' ORDER BY g)
+  FROM generate_series(to_timestamp($start), to_timestamp($end) - interval '1 hour', interval '1 hour') g
+  LEFT JOIN hokusai_auth.usage_timeseries('$use_id', 'hour', to_timestamp($start), to_timestamp($end)) ts ON ts.period_start = g
+SQL
+	my $got = join ' ', map { "$_->{requests}/$_->{errors}/" . ($_->{p95} // '-') } @{ $s->{series} || [] };
+	is($got, $want, "... each point's requests, errors and p95 are usage_timeseries('hour')'s");
+	my $raw = sql(<<"SQL");
+SELECT string_agg((SELECT count(*) FROM hokusai_auth.api_key_usage
+					WHERE api_key_id = '$use_id' AND "timestamp" >= g AND "timestamp" < g + interval '1 hour')::text, ' ' ORDER BY g)
+  FROM generate_series(to_timestamp($start), to_timestamp($end) - interval '1 hour', interval '1 hour') g
+SQL
+	is(join(' ', map { $_->{requests} } @{ $s->{series} || [] }), $raw, '... and the requests are the raw log\'s count of each hour');
 	is(sql("SELECT extract(epoch FROM date_trunc('hour', now()) + interval '1 hour') BETWEEN $end AND $end + 3600"), 't',
 		'... ending with the current hour');
 	my $st = sql("SELECT string_agg(coalesce(status_code::text, 'unknown') || '=' || n, ' ' ORDER BY status_code) "
@@ -359,7 +434,7 @@ is($s->{after_jwt_sign_out}{in_dom} + $s->{after_jwt_sign_out}{session_storage_i
 	'signing out leaves the JWT nowhere');
 is($s->{view}, 'keys', 'signed in with an API key');
 is($s->{whoami}, 'Signed in with key ' . substr($main_key, 0, 16), '... named by its prefix only');
-is(scalar @{ $s->{rows} || [] }, 6, '... the owner\'s keys (4, and the created and rotated ones)');
+is(scalar @{ $s->{rows} || [] }, 8, '... the owner\'s keys (6, and the created and rotated ones)');
 is($s->{stored}{in_session_storage}, 1, '"keep me signed in": the key is in this tab\'s sessionStorage');
 is($s->{stored}{local_storage_items}, 0, '... never in localStorage');
 is($s->{stored}{in_dom}, 0, '... not in the page');
@@ -376,14 +451,21 @@ is($s->{first}{view}, 'keys', '429: signed in with a key allowed 3 requests an h
 like(($s->{refreshes} || [])->[-1] // '',
 	qr/^Too many requests \(429\): hourly rate limit exceeded\. Try again in (?:\d+ seconds?|about \d+ minutes)\.$/,
 	'... the 4th request: a clear message with the wait');
+like($s->{edit} // '', qr/^Too many requests \(429\): hourly rate limit exceeded\. Try again in /,
+	'... the edit dialog says so too');
+$s = $step{'403: giving scopes the signed-in key lacks'};
+is($s->{first}{view}, 'keys', '403 in the edit dialog: signed in with a key that has scopes keys:read and keys:write');
+like($s->{edit} // '', qr/^Not allowed \(403, insufficient_scope\): /, '... giving a scope it lacks: a clear message');
+is(sql("SELECT array_to_string(scopes, ' ') FROM hokusai_auth.api_keys WHERE id = '$scoped_id'"), 'keys:read keys:write',
+	'... and the scopes are unchanged');
 
 # The whole run
 is_deeply($res->{violations}, [], 'no Content-Security-Policy violation')
   or diag(explain($res->{violations}));
 is_deeply($res->{page_errors}, [], 'no uncaught error in the page');
 # The browser reports refused requests itself ("Failed to load resource:
-# ... 401"); the page writes nothing.
-my @logged = grep { $_->{text} !~ /^Failed to load resource: the server responded with a status of (?:401|403|404|429) / }
+# ... 401"; 400: the 65 scopes of the edit step); the page writes nothing.
+my @logged = grep { $_->{text} !~ /^Failed to load resource: the server responded with a status of (?:400|401|403|404|429) / }
   @{ $res->{console} || [] };
 is_deeply(\@logged, [], 'nothing written to the browser console') or diag(explain(\@logged));
 ok(!grep({ $_->{text} =~ /Content Security Policy/i } @{ $res->{console} || [] }), '... no CSP report there either');
@@ -391,7 +473,7 @@ is_deeply($res->{requests_with_key_in_url}, [], 'no request had a key in its URL
 is_deeply([ grep { $_->{scroll_width} > $_->{inner_width} } @{ $res->{overflow} || [] } ], [],
 	'no screen scrolls sideways at 375 or 1440 px');
 my %shots = map { ($_ => 1) } @{ $res->{shots} || [] };
-is(scalar(grep { -s $_ } keys %shots), 2 * 13, 'screenshots of 13 screens at 375 and 1440 px')
+is(scalar(grep { -s $_ } keys %shots), 2 * 15, 'screenshots of 15 screens at 375 and 1440 px')
   or diag(join "\n", sort keys %shots);
 $s = $step{end};
 is($s->{storage}{in_dom} + $s->{storage}{session_storage_items} + $s->{storage}{local_storage_items}, 0,
