@@ -919,7 +919,8 @@ function renderChart(series, r) {
 		height,
 		legend: { show: true },
 		cursor: { drag: { x: false, y: false } },
-		scales: { x: { time: true }, req: { range: (u, min, max) => [0, Math.max(1, max)] }, ms: { range: (u, min, max) => [0, Math.max(1, max || 1)] } },
+		// Some room above the highest bar and point.
+		scales: { x: { time: true }, req: { range: (u, min, max) => [0, Math.max(1, Math.ceil(max * 1.1))] }, ms: { range: (u, min, max) => [0, Math.max(1, Math.ceil((max || 1) * 1.1))] } },
 		axes: [
 			{ stroke: '#57606a', grid: { stroke: '#eaeef2' } },
 			{ scale: 'req', label: `requests / ${r.unit}`, stroke: '#57606a', grid: { stroke: '#eaeef2' }, size: 60 },
