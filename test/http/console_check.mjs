@@ -597,5 +597,6 @@ try {
 	await collectViolations().catch(() => {});
 	await browser.close();
 }
-process.stdout.write(`${JSON.stringify(out)}\n`);
-process.exit(0);
+// Exit once the result is written: it is larger than a pipe's buffer
+// (the 30 d chart has 720 points), and an exit at once would cut it short.
+process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));

@@ -89,6 +89,20 @@ async function main(): Promise<void> {
 		listed("/keys/{key_id}/usage", "get", bad.response, "usage: since after until");
 		report("usage: since after until is a 400 invalid_field",
 			bad.response.status === 400 && bad.error?.code === "invalid_field", bad.error);
+		// The hourly series (at most 31 days).
+		const now = Date.now();
+		const hours = await asKey.GET("/keys/{key_id}/usage", {
+			params: { path: { key_id: keyId }, query: { since: new Date(now - 86400e3).toISOString(), until: new Date(now).toISOString(), series: "hour" } },
+		});
+		listed("/keys/{key_id}/usage", "get", hours.response, "usage: series=hour");
+		report("usage: series=hour, a series", hours.response.status === 200 && hours.data?.series_period === "hour"
+			&& Array.isArray(hours.data?.series), hours.data ?? hours.error);
+		const long = await asKey.GET("/keys/{key_id}/usage", {
+			params: { path: { key_id: keyId }, query: { since: "2000-01-01T00:00:00Z", until: "2100-01-01T00:00:00Z", series: "hour" } },
+		});
+		listed("/keys/{key_id}/usage", "get", long.response, "usage: a series of more than 31 days");
+		report("usage: a series of more than 31 days is a 400 invalid_field",
+			long.response.status === 400 && long.error?.code === "invalid_field", long.error);
 	}
 
 	// Errors, each with the error object of the document.
