@@ -19,7 +19,9 @@
 // with "key" and "old_key") is written when the key was shown and its
 // dialog closed, and the script goes on when standard input has another
 // line; so are "edited" and "refill_stopped" (the key was changed in the
-// edit dialog), for the caller to read the key's row by SQL.
+// edit dialog), for the caller to read the key's row by SQL, and
+// "revoke_scoped" (signed in with scoped_key, its edit form open), for the
+// caller to revoke that key.
 //
 // It checks nothing itself: it does what a user does and writes what it saw
 // as one JSON object on standard output (the keys it was shown included:
@@ -587,8 +589,25 @@ try {
 			await page.waitForFunction(() => !document.querySelector('#edit-form .dialog-error').hidden);
 			const edit = await dialogError('#edit-form');
 			await page.keyboard.press('Escape');
-			await signOut();
+			await page.locator('#edit-dialog').waitFor({ state: 'hidden' });
 			return { first: r, edit };
+		});
+		// The key signed in with is revoked (by the caller, at the
+		// checkpoint) while its edit form is open: saving is a 401, which
+		// signs out with a message.
+		await step('401: the signed-in key revoked while editing', async () => {
+			const prefix = input.scoped_key.slice(0, 16);
+			await clearNotice();
+			await openEdit(prefix);
+			await page.locator('#e-name').fill('scoped, renamed');
+			await checkpoint('revoke_scoped', {});
+			await page.locator('#edit-form button[type="submit"]').click();
+			await page.waitForFunction(() => document.body.dataset.view === 'signin');
+			return {
+				view: await page.evaluate(() => document.body.dataset.view), notice: await notice(),
+				dialog_open: await page.locator('#edit-dialog').isVisible(),
+				storage: await secretsInPage([input.scoped_key]),
+			};
 		});
 	}
 	// Nothing left anywhere at the end.

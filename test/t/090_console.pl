@@ -224,6 +224,10 @@ $in .= "continue\n";
 $c = checkpoint('refill_stopped');
 $edited{after_stop} = sql(sprintf($edit_sql, substr($at{rotated}{key} // '', 0, 16)));
 $in .= "continue\n";
+# The scoped key is signed in, its edit form open: revoked now.
+checkpoint('revoke_scoped');
+sql("SELECT hokusai_auth.revoke_key('$scoped_id', 'console test: 401 while editing')");
+$in .= "continue\n";
 my $ran = eval { $browser->finish };
 note($err);
 ok($ran, 'the browser script ran to the end') or diag("exit status $? $@");
@@ -458,6 +462,13 @@ is($s->{first}{view}, 'keys', '403 in the edit dialog: signed in with a key that
 like($s->{edit} // '', qr/^Not allowed \(403, insufficient_scope\): /, '... giving a scope it lacks: a clear message');
 is(sql("SELECT array_to_string(scopes, ' ') FROM hokusai_auth.api_keys WHERE id = '$scoped_id'"), 'keys:read keys:write',
 	'... and the scopes are unchanged');
+$s = $step{'401: the signed-in key revoked while editing'};
+is($s->{view}, 'signin', '401: the key signed in with, revoked while its edit form was open: saving signs out');
+like($s->{notice} // '', qr/^Not signed in: the server refused your credentials \(revoked: .*\)\. Sign in again with a valid JWT or API key\.$/,
+	'... with a clear message');
+ok(!$s->{dialog_open}, '... the form is closed');
+is($s->{storage}{in_dom} + $s->{storage}{session_storage_items}, 0, '... the key is nowhere in the page');
+is(sql("SELECT name FROM hokusai_auth.api_keys WHERE id = '$scoped_id'"), 'scoped', '... and the name is unchanged');
 
 # The whole run
 is_deeply($res->{violations}, [], 'no Content-Security-Policy violation')
