@@ -3672,6 +3672,42 @@ SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');
 
 ------------------------------------------------------------------------------
+-- expire_keys() skips rows other transactions hold (sql/install/keys.sql).
+------------------------------------------------------------------------------
+
+-- Deactivate expired keys, with an audit row each (the background worker
+-- calls it every flush_interval).  A key whose row another transaction
+-- holds is left for a later call: it never waits for a row lock (an idle
+-- transaction must not stall the worker), and validation refuses an
+-- expired key by its expires_at either way.
+CREATE OR REPLACE FUNCTION hokusai_auth.expire_keys()
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k	record;
+	n	integer := 0;
+BEGIN
+	FOR k IN
+		UPDATE hokusai_auth.api_keys a
+		   SET is_active = false
+		  FROM (SELECT x.id FROM hokusai_auth.api_keys x
+				 WHERE x.is_active AND x.revoked_at IS NULL
+				   AND x.expires_at IS NOT NULL AND x.expires_at <= now()
+				   FOR NO KEY UPDATE SKIP LOCKED) d
+		 WHERE a.id = d.id
+		RETURNING a.id, a.user_id, a.key_prefix, a.expires_at
+	LOOP
+		PERFORM hokusai_auth._audit('expire', k.id, k.user_id,
+			jsonb_build_object('key_prefix', k.key_prefix, 'expires_at', k.expires_at));
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.
 ------------------------------------------------------------------------------
 

@@ -634,7 +634,10 @@ COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, in
 	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes or refill; NULL leaves a setting as it is';
 
 -- Deactivate expired keys, with an audit row each (the background worker
--- calls it every flush_interval).
+-- calls it every flush_interval).  A key whose row another transaction
+-- holds is left for a later call: it never waits for a row lock (an idle
+-- transaction must not stall the worker), and validation refuses an
+-- expired key by its expires_at either way.
 CREATE FUNCTION hokusai_auth.expire_keys()
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -647,8 +650,11 @@ BEGIN
 	FOR k IN
 		UPDATE hokusai_auth.api_keys a
 		   SET is_active = false
-		 WHERE a.is_active AND a.revoked_at IS NULL
-		   AND a.expires_at IS NOT NULL AND a.expires_at <= now()
+		  FROM (SELECT x.id FROM hokusai_auth.api_keys x
+				 WHERE x.is_active AND x.revoked_at IS NULL
+				   AND x.expires_at IS NOT NULL AND x.expires_at <= now()
+				   FOR NO KEY UPDATE SKIP LOCKED) d
+		 WHERE a.id = d.id
 		RETURNING a.id, a.user_id, a.key_prefix, a.expires_at
 	LOOP
 		PERFORM hokusai_auth._audit('expire', k.id, k.user_id,
