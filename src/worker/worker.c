@@ -24,11 +24,10 @@
  *	   rows; they leave the queue only once committed (flush.c,
  *	   aggregate.c, usage_writer.c); then the credit balances changed in
  *	   shared memory since their last write-back, to api_keys
- *	   (credits_writer.c), which waits for no row lock and so comes before
- *	   steps 3 and 4, which may (up to lock_timeout, for a key row another
- *	   transaction holds);
+ *	   (credits_writer.c), which waits for no row lock;
  *	3. last_used_at: the touch table and the batches' keys, merged to the
- *	   latest time per key, then one UPDATE for all of them;
+ *	   latest time per key, then one UPDATE for all of them whose rows no
+ *	   other transaction holds (the others wait for a later cycle);
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
  *	   are one transaction (housekeeping.c);
