@@ -25,7 +25,10 @@
 #
 # Prints, per workload, the median TPS and CPU time per transaction (server
 # and pgbench, microseconds) with min and max, and the median of the
-# per-round ratios metered/plain of each.
+# per-round ratios metered/plain of each; then the CPU time per call of
+# each in one backend (no second client).  Instruction counts, which other
+# work on the machine cannot move, are in callgrind_bench.sh (metered vs
+# hit).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SECS=${1:-10}
@@ -125,6 +128,42 @@ if [ "$(echo "$tm >= 0.95" | bc -l)" = 1 ]; then
 else
 	printf 'target (metered TPS at most 5%% below plain): MISSED (%+.1f%%)\n' "$(echo "($tm - 1) * 100" | bc -l)"
 fi
+
+# In one backend, by CPU time (utime + stime of the backend from
+# /proc/PID/stat: other processes move it much less than wall time): N
+# calls of each key in one statement, minus the same statement without the
+# call, the two keys in alternating order, every round; median of the
+# per-round figures.  No second client: this is the cost of the code, not
+# of two backends contending for the same entries.
+N=${HK_BENCH_CALLS:-500000}
+HZ=$(getconf CLK_TCK)
+cpu_round()
+{
+	q -v first="$1" -v second="$2" <<SQL
+SELECT pg_backend_pid() AS pid \\gset
+\\setenv HKPID :pid
+\\! awk '{print "t0", \$14 + \$15}' /proc/\$HKPID/stat
+SELECT count(*) FROM generate_series(1, $N) i, LATERAL (SELECT left(:'first' || i, 54) AS k) x;
+\\! awk '{print "t1", \$14 + \$15}' /proc/\$HKPID/stat
+SELECT count(*) FROM generate_series(1, $N) i, LATERAL hokusai_auth.validate_key(left(:'first' || i, 54)) v WHERE v.valid;
+\\! awk '{print "t2", \$14 + \$15}' /proc/\$HKPID/stat
+SELECT count(*) FROM generate_series(1, $N) i, LATERAL hokusai_auth.validate_key(left(:'second' || i, 54)) v WHERE v.valid;
+\\! awk '{print "t3", \$14 + \$15}' /proc/\$HKPID/stat
+SQL
+}
+pu=(); mu=(); ur=()
+for r in $(seq 1 "$HK_BENCH_ROUNDS"); do
+	if ((r % 2)); then out=$(cpu_round "$PLAIN" "$METERED"); a=plain; else out=$(cpu_round "$METERED" "$PLAIN"); a=metered; fi
+	[ "$(echo "$out" | grep -cx "$N")" = 3 ] ||
+		{ echo "BENCHMARK INVALID: an in-process statement did not admit all $N calls" >&2; exit 1; }
+	read -r t0 t1 t2 t3 < <(echo "$out" | awk '/^t[0-3] /{printf "%s ", $2} END {print ""}')
+	base=$((t1 - t0)); x=$((t2 - t1 - base)); y=$((t3 - t2 - base))
+	if [ "$a" = plain ]; then p=$x; m=$y; else m=$x; p=$y; fi
+	pu+=("$(echo "$p * 1000000 / $HZ / $N" | bc -l)"); mu+=("$(echo "$m * 1000000 / $HZ / $N" | bc -l)")
+	ur+=("$(echo "$m / $p" | bc -l)")
+done
+printf 'in one backend, %d calls a statement, CPU us per call, median [min-max] of %d rounds: plain %s, metered %s; metered/plain %s\n' \
+	"$N" "$HK_BENCH_ROUNDS" "$(bench_fmt %.3f "${pu[@]}")" "$(bench_fmt %.3f "${mu[@]}")" "$(bench_fmt %.3f "${ur[@]}")"
 q -c "SELECT 'credits charged: ' || credits_charged || ', refused: ' || credits_refused
 	|| ', balances in memory: ' || credit_entries || ', users tracked: ' || user_entries
 	FROM hokusai_auth.metering_stats()"
