@@ -312,7 +312,7 @@ credits_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_PREPARE:
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot PREPARE a transaction that has spent or added API key credits")));
+					 errmsg("cannot PREPARE a transaction that has spent, added or set API key credits")));
 			break;
 		default:
 			break;
