@@ -15,8 +15,9 @@
  * update_key() or a SELECT ... FOR UPDATE left idle) stay in the table for
  * the next cycle, and expire_keys() skips such rows too, so that an idle
  * transaction delays what concerns its key and nothing else
- * (test/t/035_worker_row_lock.pl).  Expiry (hokusai_auth.expire_keys(), an audit row per key) is
- * asked for by each full cycle, not by the early and final flushes;
+ * (test/t/035_worker_row_lock.pl).  Expiry (hokusai_auth.expire_keys(),
+ * an audit row per key) is asked for by each full cycle, not by the early
+ * and final flushes;
  * hokusai_auth.seal_audit_log() (1.5 and later) then chains the audit rows
  * committed since it last ran, expiry's too, and
  * hokusai_auth._prune_replica_state() (1.6 and later) forgets invalidation
