@@ -1277,6 +1277,15 @@ CREATE FUNCTION hokusai_auth._credits_add(key_id uuid, amount bigint,
 	AS 'MODULE_PATHNAME', 'hk_sql_credits_add'
 	LANGUAGE C VOLATILE;
 
+-- For update_key(): the live balance set (balance NULL: removed, the key
+-- no longer metered) when the transaction commits; the keys of key_ids
+-- leave the cache then, and standbys hear of the balance's key.
+CREATE FUNCTION hokusai_auth._credits_reset(key_id uuid, key_ids uuid[], balance bigint,
+	refill_amount bigint, refill_interval text, refilled_at timestamptz)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'hk_sql_credits_reset'
+	LANGUAGE C VOLATILE;
+
 CREATE FUNCTION hokusai_auth.metering_stats(
 	OUT credits_charged bigint, OUT credits_spent bigint, OUT credits_refused bigint,
 	OUT credits_given_back bigint, OUT credits_refills bigint, OUT credits_added bigint,
@@ -1415,6 +1424,55 @@ BEGIN
 END
 $$;
 
+-- update_key(credits => N) and (clear_credits => true), after update_key()
+-- wrote the key's other settings: the balance the key spends (shared with
+-- the keys of its rotation) is set to N, the key made metered if it was
+-- not (its refill, if any, from the next period on); or, credits NULL, the
+-- key and the keys that share its balance are no longer metered (no
+-- balance, no refill).  The rows are written now, in one order; the live
+-- balance changes when the transaction commits (_credits_reset()).
+CREATE FUNCTION hokusai_auth._credits_update(key_id uuid, credits bigint)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		hokusai_auth.api_keys;
+	root	uuid;
+	ids		uuid[];
+	anchor	timestamptz;
+BEGIN
+	SELECT * INTO STRICT k FROM hokusai_auth.api_keys a
+	 WHERE a.id OPERATOR(pg_catalog.=) _credits_update.key_id;
+	root := coalesce(k.credits_key_id, k.id);
+	SELECT pg_catalog.array_agg(r.id ORDER BY r.id) INTO ids
+	  FROM (SELECT a.id FROM hokusai_auth.api_keys a
+			 WHERE a.id OPERATOR(pg_catalog.=) root
+				OR a.credits_key_id OPERATOR(pg_catalog.=) root
+			 ORDER BY a.id FOR NO KEY UPDATE) r;
+	IF _credits_update.credits IS NULL THEN
+		UPDATE hokusai_auth.api_keys a
+		   SET credits_remaining = NULL, credits_key_id = NULL, credits_initial = NULL,
+			   credits_refilled_at = NULL, refill_amount = NULL, refill_interval = NULL
+		 WHERE a.id OPERATOR(pg_catalog.=) ANY (ids);
+		PERFORM hokusai_auth._credits_reset(root, ids, NULL, NULL, NULL, NULL);
+		RETURN;
+	END IF;
+	-- The refill anchor stays; a key metered from now on starts its
+	-- schedule in the current period.
+	IF k.refill_interval IS NOT NULL THEN
+		anchor := coalesce(k.credits_refilled_at,
+			hokusai_auth._refill_period_start(pg_catalog.now(), k.refill_interval));
+	END IF;
+	UPDATE hokusai_auth.api_keys a
+	   SET credits_remaining = _credits_update.credits,
+		   credits_initial = _credits_update.credits, credits_refilled_at = anchor
+	 WHERE a.id OPERATOR(pg_catalog.=) ANY (ids);
+	PERFORM hokusai_auth._credits_reset(root, ids, _credits_update.credits,
+		k.refill_amount, k.refill_interval, anchor);
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- add_credits() and set_user_limits()
 ------------------------------------------------------------------------------
@@ -1465,7 +1523,7 @@ BEGIN
 		RAISE EXCEPTION 'api key % has no credit balance', k.key_prefix
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Its calls are not metered.',
-				  HINT = 'Give a key credits when it is created (credits => ...), or a refill with update_key().';
+				  HINT = 'Give it a balance with update_key(key_id, credits => ...).';
 	END IF;
 	SELECT s.old_balance, s.new_balance, s.refilled_at
 	  INTO old_balance, new_balance, refilled
@@ -1884,7 +1942,7 @@ $$;
 COMMENT ON FUNCTION hokusai_auth.rotate_key(uuid, interval) IS
 	'Replace a key with a new one of the same settings; the old key stops at now() + grace';
 
-CREATE OR REPLACE FUNCTION hokusai_auth.update_key(key_id uuid,
+CREATE FUNCTION hokusai_auth.update_key(key_id uuid,
 	name text DEFAULT NULL,
 	expires_at timestamptz DEFAULT NULL,
 	rate_limit_per_hour integer DEFAULT NULL,
@@ -1897,7 +1955,9 @@ CREATE OR REPLACE FUNCTION hokusai_auth.update_key(key_id uuid,
 	scopes text[] DEFAULT NULL,
 	refill_amount bigint DEFAULT NULL,
 	refill_interval text DEFAULT NULL,
-	clear_refill boolean DEFAULT false)
+	clear_refill boolean DEFAULT false,
+	credits bigint DEFAULT NULL,
+	clear_credits boolean DEFAULT false)
 	RETURNS SETOF hokusai_auth.keys
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1913,13 +1973,19 @@ BEGIN
 	PERFORM hokusai_auth._check_not_null(clear_burst_limit, 'clear_burst_limit');
 	PERFORM hokusai_auth._check_not_null(clear_allowed_ips, 'clear_allowed_ips');
 	PERFORM hokusai_auth._check_not_null(clear_refill, 'clear_refill');
+	PERFORM hokusai_auth._check_not_null(clear_credits, 'clear_credits');
+	PERFORM hokusai_auth._check_credit_settings(credits, NULL, NULL);
 	IF (clear_expires_at AND expires_at IS NOT NULL)
 	   OR (clear_burst_limit AND burst_limit IS NOT NULL)
 	   OR (clear_allowed_ips AND allowed_ips IS NOT NULL)
-	   OR (clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL)) THEN
+	   OR (clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL))
+	   OR (clear_credits AND (credits IS NOT NULL OR refill_amount IS NOT NULL
+							  OR refill_interval IS NOT NULL)) THEN
 		RAISE EXCEPTION 'a setting cannot be both given and cleared'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- A key without credits has no refill either (metering.sql).
+	clear_refill := clear_refill OR clear_credits;
 	IF expires_at = 'infinity' THEN
 		expires_at := NULL;
 		clear_expires_at := true;
@@ -1980,6 +2046,11 @@ BEGIN
 			'refill_amount', coalesce(refill_amount, k.refill_amount),
 			'refill_interval', coalesce(refill_interval, k.refill_interval));
 	END IF;
+	IF clear_credits AND k.credits_remaining IS NOT NULL THEN
+		changes := changes || jsonb_build_object('credits', 'null'::jsonb);
+	ELSIF credits IS NOT NULL THEN
+		changes := changes || jsonb_build_object('credits', credits);
+	END IF;
 
 	IF changes <> '{}' THEN
 		UPDATE hokusai_auth.api_keys a SET
@@ -2001,6 +2072,9 @@ BEGIN
 		IF changes ? 'refill_interval' THEN
 			PERFORM hokusai_auth._credits_refill_changed(k.id);
 		END IF;
+		IF changes ? 'credits' THEN
+			PERFORM hokusai_auth._credits_update(k.id, update_key.credits);
+		END IF;
 		-- Keep the audit trail free of the values of metadata: it may be large.
 		PERFORM hokusai_auth._audit('update', k.id, k.user_id,
 			jsonb_build_object('key_prefix', k.key_prefix, 'changes', changes));
@@ -2008,8 +2082,13 @@ BEGIN
 	RETURN QUERY SELECT * FROM hokusai_auth.keys WHERE id = k.id;
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean) IS
-	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes or refill; NULL leaves a setting as it is';
+COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean, bigint, boolean) IS
+	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes, refill or credits; NULL leaves a setting as it is';
+SELECT hokusai_auth._copy_function_grants(
+	'hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean)',
+	'hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean, bigint, boolean)');
+DROP FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer,
+	cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean);
 
 -- http.sql: credits when a key is created, in the usage summary.
 CREATE FUNCTION hokusai_auth._http_bigint(body jsonb, field text, min_value bigint, max_value bigint)
@@ -3766,6 +3845,42 @@ $$;
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('hokusai_auth.webhook_cursors', '');
+
+------------------------------------------------------------------------------
+-- expire_keys() skips rows other transactions hold (sql/install/keys.sql).
+------------------------------------------------------------------------------
+
+-- Deactivate expired keys, with an audit row each (the background worker
+-- calls it every flush_interval).  A key whose row another transaction
+-- holds is left for a later call: it never waits for a row lock (an idle
+-- transaction must not stall the worker), and validation refuses an
+-- expired key by its expires_at either way.
+CREATE OR REPLACE FUNCTION hokusai_auth.expire_keys()
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k	record;
+	n	integer := 0;
+BEGIN
+	FOR k IN
+		UPDATE hokusai_auth.api_keys a
+		   SET is_active = false
+		  FROM (SELECT x.id FROM hokusai_auth.api_keys x
+				 WHERE x.is_active AND x.revoked_at IS NULL
+				   AND x.expires_at IS NOT NULL AND x.expires_at <= now()
+				   FOR NO KEY UPDATE SKIP LOCKED) d
+		 WHERE a.id = d.id
+		RETURNING a.id, a.user_id, a.key_prefix, a.expires_at
+	LOOP
+		PERFORM hokusai_auth._audit('expire', k.id, k.user_id,
+			jsonb_build_object('key_prefix', k.key_prefix, 'expires_at', k.expires_at));
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.

@@ -123,6 +123,61 @@ SELECT credits_remaining, refill_amount, refill_interval
   FROM hokusai_auth.update_key(:'u_id', clear_refill => true);
 SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'u_key', cost => 2);
 
+-- update_key(credits => N) makes an unmetered key metered, or sets a
+-- metered key's balance, when the transaction commits;
+-- update_key(clear_credits => true) makes a key unmetered (no balance, no
+-- refill).  The key is cached each time before the change: the change
+-- reaches validation at commit all the same.
+SELECT * FROM hokusai_auth.create_key(:'meg', 'toggle', burst_limit => 0) \gset g_
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'g_id', credits => 4);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+BEGIN;
+SELECT credits_remaining FROM hokusai_auth.update_key(:'g_id', credits => 100);
+SELECT status, credits_remaining AS not_yet FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+ROLLBACK;
+SELECT pg_temp.credits(:'g_id') AS after_rollback;
+SELECT credits_remaining FROM hokusai_auth.update_key(:'g_id', credits => 10);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'g_id', clear_credits => true);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 3);
+SELECT credits_remaining IS NULL AS unmetered_live FROM hokusai_auth.rate_limit_status(:'g_id');
+SELECT credits_key_id, credits_initial, credits_refilled_at FROM hokusai_auth.api_keys WHERE id = :'g_id';
+-- Metered again through a refill: a full balance, not the 7 it had.
+SELECT credits_remaining FROM hokusai_auth.update_key(:'g_id', refill_amount => 20, refill_interval => 'day');
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 1);
+-- A set keeps the refill and its schedule; clearing the credits ends both.
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'g_id', credits => 5);
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 1);
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'g_id', clear_credits => true);
+-- Credits and a refill in one call for an unmetered key: the balance is
+-- the credits, the refill from the next period on.
+SELECT credits_remaining, refill_amount, refill_interval
+  FROM hokusai_auth.update_key(:'g_id', credits => 3, refill_amount => 50, refill_interval => 'week');
+SELECT credits_refilled_at = date_trunc('week', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS this_week
+  FROM hokusai_auth.api_keys WHERE id = :'g_id';
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'g_key', cost => 1);
+-- Cleared twice: the second call changes nothing (no audit row).
+SELECT credits_remaining FROM hokusai_auth.update_key(:'g_id', clear_credits => true);
+SELECT count(*) AS one_row FROM hokusai_auth.update_key(:'g_id', clear_credits => true);
+SELECT a.details->'changes' AS changes FROM hokusai_auth.audit_log a
+ WHERE a.api_key_id = :'g_id' AND a.action = 'update' ORDER BY a.id;
+-- The keys of a rotation share one balance: clearing it on the new key
+-- clears it for the old one (in its grace period) too.
+SELECT * FROM hokusai_auth.create_key(:'meg', 'chain', credits => 30, burst_limit => 0) \gset h_
+SELECT status FROM hokusai_auth.validate_key(:'h_key', cost => 5);
+SELECT id AS h2_id, key AS h2_key FROM hokusai_auth.rotate_key(:'h_id', '1 hour') \gset
+SELECT credits_remaining FROM hokusai_auth.update_key(:'h2_id', clear_credits => true);
+SELECT v.status, v.credits_remaining FROM (VALUES (1, :'h_key'), (2, :'h2_key')) k(i, key),
+	   LATERAL hokusai_auth.validate_key(k.key, cost => 100) v ORDER BY k.i;
+SELECT count(*) FILTER (WHERE credits_remaining IS NOT NULL OR credits_key_id IS NOT NULL) AS metered_rows
+  FROM hokusai_auth.api_keys WHERE id IN (:'h_id', :'h2_id');
+
 -- Rotation hands the live balance on; with a grace period the old and the
 -- new key spend one balance; revoking either resurrects nothing.
 SELECT * FROM hokusai_auth.create_key(:'meg', 'to rotate', credits => 50,
@@ -245,6 +300,10 @@ SELECT t.what, pg_temp.try(t.stmt) AS result FROM (VALUES
 	('overflow', format($$SELECT hokusai_auth.add_credits(%L, 9223372036854775807)$$, :'t_id')),
 	('refill alone', format($$SELECT hokusai_auth.update_key(%L, refill_amount => 5)$$, :'s_id')),
 	('bad refill', format($$SELECT hokusai_auth.update_key(%L, refill_amount => -5, refill_interval => 'day')$$, :'s_id')),
+	('negative credits', format($$SELECT hokusai_auth.update_key(%L, credits => -1)$$, :'s_id')),
+	('credits and clear', format($$SELECT hokusai_auth.update_key(%L, credits => 1, clear_credits => true)$$, :'s_id')),
+	('refill and clear', format($$SELECT hokusai_auth.update_key(%L, refill_amount => 5, refill_interval => 'day', clear_credits => true)$$, :'s_id')),
+	('null clear_credits', format($$SELECT hokusai_auth.update_key(%L, clear_credits => NULL)$$, :'s_id')),
 	('null user', $$SELECT hokusai_auth.set_user_limits(NULL, 1, 1)$$),
 	('unknown user', $$SELECT hokusai_auth.set_user_limits('00000000-0000-0000-0000-000000000000', 1, 1)$$),
 	('zero hourly', format($$SELECT hokusai_auth.set_user_limits(%L, 0, NULL)$$, :'meg')),

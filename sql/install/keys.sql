@@ -519,7 +519,9 @@ CREATE FUNCTION hokusai_auth.update_key(key_id uuid,
 	scopes text[] DEFAULT NULL,
 	refill_amount bigint DEFAULT NULL,
 	refill_interval text DEFAULT NULL,
-	clear_refill boolean DEFAULT false)
+	clear_refill boolean DEFAULT false,
+	credits bigint DEFAULT NULL,
+	clear_credits boolean DEFAULT false)
 	RETURNS SETOF hokusai_auth.keys
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -535,13 +537,19 @@ BEGIN
 	PERFORM hokusai_auth._check_not_null(clear_burst_limit, 'clear_burst_limit');
 	PERFORM hokusai_auth._check_not_null(clear_allowed_ips, 'clear_allowed_ips');
 	PERFORM hokusai_auth._check_not_null(clear_refill, 'clear_refill');
+	PERFORM hokusai_auth._check_not_null(clear_credits, 'clear_credits');
+	PERFORM hokusai_auth._check_credit_settings(credits, NULL, NULL);
 	IF (clear_expires_at AND expires_at IS NOT NULL)
 	   OR (clear_burst_limit AND burst_limit IS NOT NULL)
 	   OR (clear_allowed_ips AND allowed_ips IS NOT NULL)
-	   OR (clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL)) THEN
+	   OR (clear_refill AND (refill_amount IS NOT NULL OR refill_interval IS NOT NULL))
+	   OR (clear_credits AND (credits IS NOT NULL OR refill_amount IS NOT NULL
+							  OR refill_interval IS NOT NULL)) THEN
 		RAISE EXCEPTION 'a setting cannot be both given and cleared'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- A key without credits has no refill either (metering.sql).
+	clear_refill := clear_refill OR clear_credits;
 	IF expires_at = 'infinity' THEN
 		expires_at := NULL;
 		clear_expires_at := true;
@@ -602,6 +610,11 @@ BEGIN
 			'refill_amount', coalesce(refill_amount, k.refill_amount),
 			'refill_interval', coalesce(refill_interval, k.refill_interval));
 	END IF;
+	IF clear_credits AND k.credits_remaining IS NOT NULL THEN
+		changes := changes || jsonb_build_object('credits', 'null'::jsonb);
+	ELSIF credits IS NOT NULL THEN
+		changes := changes || jsonb_build_object('credits', credits);
+	END IF;
 
 	IF changes <> '{}' THEN
 		UPDATE hokusai_auth.api_keys a SET
@@ -623,6 +636,9 @@ BEGIN
 		IF changes ? 'refill_interval' THEN
 			PERFORM hokusai_auth._credits_refill_changed(k.id);
 		END IF;
+		IF changes ? 'credits' THEN
+			PERFORM hokusai_auth._credits_update(k.id, update_key.credits);
+		END IF;
 		-- Keep the audit trail free of the values of metadata: it may be large.
 		PERFORM hokusai_auth._audit('update', k.id, k.user_id,
 			jsonb_build_object('key_prefix', k.key_prefix, 'changes', changes));
@@ -630,11 +646,14 @@ BEGIN
 	RETURN QUERY SELECT * FROM hokusai_auth.keys WHERE id = k.id;
 END
 $$;
-COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean) IS
-	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes or refill; NULL leaves a setting as it is';
+COMMENT ON FUNCTION hokusai_auth.update_key(uuid, text, timestamptz, integer, integer, cidr[], jsonb, boolean, boolean, boolean, text[], bigint, text, boolean, bigint, boolean) IS
+	'Change a key''s name, expiry, limits, allowed_ips, metadata, scopes, refill or credits; NULL leaves a setting as it is';
 
 -- Deactivate expired keys, with an audit row each (the background worker
--- calls it every flush_interval).
+-- calls it every flush_interval).  A key whose row another transaction
+-- holds is left for a later call: it never waits for a row lock (an idle
+-- transaction must not stall the worker), and validation refuses an
+-- expired key by its expires_at either way.
 CREATE FUNCTION hokusai_auth.expire_keys()
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -647,8 +666,11 @@ BEGIN
 	FOR k IN
 		UPDATE hokusai_auth.api_keys a
 		   SET is_active = false
-		 WHERE a.is_active AND a.revoked_at IS NULL
-		   AND a.expires_at IS NOT NULL AND a.expires_at <= now()
+		  FROM (SELECT x.id FROM hokusai_auth.api_keys x
+				 WHERE x.is_active AND x.revoked_at IS NULL
+				   AND x.expires_at IS NOT NULL AND x.expires_at <= now()
+				   FOR NO KEY UPDATE SKIP LOCKED) d
+		 WHERE a.id = d.id
 		RETURNING a.id, a.user_id, a.key_prefix, a.expires_at
 	LOOP
 		PERFORM hokusai_auth._audit('expire', k.id, k.user_id,

@@ -30,6 +30,15 @@ CREATE FUNCTION hokusai_auth._credits_add(key_id uuid, amount bigint,
 	AS 'MODULE_PATHNAME', 'hk_sql_credits_add'
 	LANGUAGE C VOLATILE;
 
+-- For update_key(): the live balance set (balance NULL: removed, the key
+-- no longer metered) when the transaction commits; the keys of key_ids
+-- leave the cache then, and standbys hear of the balance's key.
+CREATE FUNCTION hokusai_auth._credits_reset(key_id uuid, key_ids uuid[], balance bigint,
+	refill_amount bigint, refill_interval text, refilled_at timestamptz)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'hk_sql_credits_reset'
+	LANGUAGE C VOLATILE;
+
 CREATE FUNCTION hokusai_auth.metering_stats(
 	OUT credits_charged bigint, OUT credits_spent bigint, OUT credits_refused bigint,
 	OUT credits_given_back bigint, OUT credits_refills bigint, OUT credits_added bigint,
@@ -168,6 +177,55 @@ BEGIN
 END
 $$;
 
+-- update_key(credits => N) and (clear_credits => true), after update_key()
+-- wrote the key's other settings: the balance the key spends (shared with
+-- the keys of its rotation) is set to N, the key made metered if it was
+-- not (its refill, if any, from the next period on); or, credits NULL, the
+-- key and the keys that share its balance are no longer metered (no
+-- balance, no refill).  The rows are written now, in one order; the live
+-- balance changes when the transaction commits (_credits_reset()).
+CREATE FUNCTION hokusai_auth._credits_update(key_id uuid, credits bigint)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	k		hokusai_auth.api_keys;
+	root	uuid;
+	ids		uuid[];
+	anchor	timestamptz;
+BEGIN
+	SELECT * INTO STRICT k FROM hokusai_auth.api_keys a
+	 WHERE a.id OPERATOR(pg_catalog.=) _credits_update.key_id;
+	root := coalesce(k.credits_key_id, k.id);
+	SELECT pg_catalog.array_agg(r.id ORDER BY r.id) INTO ids
+	  FROM (SELECT a.id FROM hokusai_auth.api_keys a
+			 WHERE a.id OPERATOR(pg_catalog.=) root
+				OR a.credits_key_id OPERATOR(pg_catalog.=) root
+			 ORDER BY a.id FOR NO KEY UPDATE) r;
+	IF _credits_update.credits IS NULL THEN
+		UPDATE hokusai_auth.api_keys a
+		   SET credits_remaining = NULL, credits_key_id = NULL, credits_initial = NULL,
+			   credits_refilled_at = NULL, refill_amount = NULL, refill_interval = NULL
+		 WHERE a.id OPERATOR(pg_catalog.=) ANY (ids);
+		PERFORM hokusai_auth._credits_reset(root, ids, NULL, NULL, NULL, NULL);
+		RETURN;
+	END IF;
+	-- The refill anchor stays; a key metered from now on starts its
+	-- schedule in the current period.
+	IF k.refill_interval IS NOT NULL THEN
+		anchor := coalesce(k.credits_refilled_at,
+			hokusai_auth._refill_period_start(pg_catalog.now(), k.refill_interval));
+	END IF;
+	UPDATE hokusai_auth.api_keys a
+	   SET credits_remaining = _credits_update.credits,
+		   credits_initial = _credits_update.credits, credits_refilled_at = anchor
+	 WHERE a.id OPERATOR(pg_catalog.=) ANY (ids);
+	PERFORM hokusai_auth._credits_reset(root, ids, _credits_update.credits,
+		k.refill_amount, k.refill_interval, anchor);
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- add_credits() and set_user_limits()
 ------------------------------------------------------------------------------
@@ -218,7 +276,7 @@ BEGIN
 		RAISE EXCEPTION 'api key % has no credit balance', k.key_prefix
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Its calls are not metered.',
-				  HINT = 'Give a key credits when it is created (credits => ...), or a refill with update_key().';
+				  HINT = 'Give it a balance with update_key(key_id, credits => ...).';
 	END IF;
 	SELECT s.old_balance, s.new_balance, s.refilled_at
 	  INTO old_balance, new_balance, refilled

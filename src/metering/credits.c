@@ -18,8 +18,11 @@
  * Who changes a balance.  Validation spends (ratelimit/admit.c, with the
  * limiter's entries locked: all-or-nothing); an aborting transaction gives
  * back what it spent (credits_xact.c); add_credits() adjusts it just before
- * its transaction commits; a refill due is applied by whichever of them
+ * its transaction commits, and update_key(credits => N) sets it then
+ * (hk_credits_set()); a refill due is applied by whichever of them
  * comes first (balance.c).  Every change bumps the entry's version.
+ * update_key(clear_credits => true) removes it once its transaction has
+ * committed (hk_credits_remove()).
  *
  * Loading.  A balance is read from its row (validate/key_store.c) the first
  * time it is needed, and never again while it is in memory: the table
@@ -481,6 +484,92 @@ hk_credits_replica_sync(const pg_uuid_t *root)
 	e->row_balance = row.balance;
 	e->row_refilled_at = row.refilled_at;
 	dshash_release_lock(hk_credits_tab, e);
+}
+
+/*
+ * update_key(credits => N), at commit (credits_xact.c): the balance of key
+ * becomes balance, its first balance (for credits.low) too, after a refill
+ * that is due is applied (a set replaces what that refill gave, not the
+ * reverse).  A balance not in memory is made from the row's refill anchor
+ * (refilled_at, interval), as a load would.  refill_seq moves on: credits
+ * spent before the set are not given back to the new balance if their
+ * transaction aborts later.  *prev gets the balance as it was and *existed
+ * whether there was one, for hk_credits_restore().  May raise an ERROR
+ * (out of shared memory) only while inserting, before the entry exists.
+ */
+void
+hk_credits_set(const HkCreditKey *key, int64 balance, const HkRefill *r,
+			   TimestampTz refilled_at, HkBalance *prev, bool *existed)
+{
+	HkCreditEntry *e;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		found;
+	uint32		seq = 0;
+
+	hk_credits_attach();
+	e = dshash_find_or_insert(hk_credits_tab, key, &found);
+	*existed = found;
+	if (found)
+	{
+		*prev = e->b;
+		seq = e->b.refill_seq + 1;
+	}
+	else
+	{
+		memset(prev, 0, sizeof(*prev));
+		hk_balance_init(&e->b, balance, balance, refilled_at, r->interval);
+		e->version = e->flushed = 1;
+		e->pins = 0;
+		e->charged = e->spent = 0;
+		e->row_balance = balance;
+		e->row_refilled_at = refilled_at;
+		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_LOADED], 1);
+	}
+	if (hk_balance_refill(&e->b, r, now))
+		pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_REFILLS], 1);
+	e->b.balance = Max(balance, 0);
+	e->b.initial = Max(balance, 0);
+	e->b.refill_seq = seq;
+	hk_credits_changed(e, now);
+	hk_credits_unlock(e);
+}
+
+/* A set whose transaction failed after all: put back what was there. */
+void
+hk_credits_restore(const HkCreditKey *key, const HkBalance *prev, bool existed)
+{
+	HkCreditEntry *e;
+
+	if (!existed)
+	{
+		hk_credits_remove(key);
+		return;
+	}
+	e = lock_key(key);
+	if (e == NULL)
+		return;
+	e->b = *prev;
+	hk_credits_changed(e, GetCurrentTimestamp());
+	hk_credits_unlock(e);
+}
+
+/*
+ * update_key(clear_credits => true), once committed: the balance leaves
+ * memory.  A load that read the row before the commit cannot put it back
+ * (the generation moves on; see "Loading" in the banner).
+ */
+void
+hk_credits_remove(const HkCreditKey *key)
+{
+	HkCreditEntry *e = lock_key(key);
+
+	if (e == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_CHARGED], e->charged);
+	pg_atomic_fetch_add_u64(&hk_credits_sh->stats[HK_CSTAT_SPENT], e->spent);
+	dshash_delete_entry(hk_credits_tab, e);
+	/* Under the partition lock: see "Loading" in the banner. */
+	pg_atomic_fetch_add_u64(&hk_credits_sh->generation, 1);
 }
 
 /* Release a pin of hk_credits_pin(). */

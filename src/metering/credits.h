@@ -86,6 +86,11 @@ extern void hk_credits_note_crossings(uint8 crossed, const pg_uuid_t *key_id,
 									  const pg_uuid_t *user_id, int64 balance);
 extern void hk_credits_replica_sync(const pg_uuid_t *root);
 extern void hk_credits_unpin(const HkCreditKey *key);
+extern void hk_credits_set(const HkCreditKey *key, int64 balance, const HkRefill *r,
+						   TimestampTz refilled_at, HkBalance *prev, bool *existed);
+extern void hk_credits_restore(const HkCreditKey *key, const HkBalance *prev,
+							   bool existed);
+extern void hk_credits_remove(const HkCreditKey *key);
 extern void hk_credits_open_spend(TimestampTz since);
 extern void hk_credits_close_spend(void);
 

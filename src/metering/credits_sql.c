@@ -3,7 +3,9 @@
  * credits_sql.c
  *	  The SQL functions of metering in C: _credits_status() (the live
  *	  balance, behind rate_limit_status(), add_credits() and rotate_key()),
- *	  _credits_add() (behind add_credits()) and metering_stats().  The checks of the arguments users give are in
+ *	  _credits_add() (behind add_credits()), _credits_reset() (behind
+ *	  update_key(credits => ..., clear_credits => ...)) and
+ *	  metering_stats().  The checks of the arguments users give are in
  *	  sql/install/metering.sql; these are internal.
  *
  *-------------------------------------------------------------------------
@@ -14,12 +16,15 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "hokusai_auth.h"
 #include "metering/credits.h"
+#include "metering/credits_internal.h"
 #include "metering/credits_xact.h"
 #include "ratelimit/limiter.h"
 #include "validate/invalidate.h"
@@ -27,6 +32,7 @@
 PG_FUNCTION_INFO_V1(hk_sql_credits_status);
 PG_FUNCTION_INFO_V1(hk_sql_credits_add);
 PG_FUNCTION_INFO_V1(hk_sql_metering_stats);
+PG_FUNCTION_INFO_V1(hk_sql_credits_reset);
 
 
 /* Argument 0, the balance's key: not NULL. */
@@ -181,4 +187,58 @@ hk_sql_metering_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) ls.rejected[HK_REFUSED_USER_BURST]);
 	values[i++] = Int64GetDatum(ls.user_entries);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * hokusai_auth._credits_reset(key_id uuid, key_ids uuid[], balance bigint,
+ *	refill_amount bigint, refill_interval text, refilled_at timestamptz)
+ *	returns void
+ *
+ * For update_key(), which has written the rows key_ids of the balance
+ * owned by key_id and holds their locks: the live balance becomes balance
+ * when the transaction commits (NULL: the key is no longer metered, and
+ * the balance leaves memory).  Every key of key_ids leaves the key cache at
+ * commit (whether a key is metered, and whose balance it spends, are in
+ * its entry), and the balance's key is registered in the invalidation log,
+ * so that a hot standby takes the change in (hk_credits_replica_sync(): a
+ * key no longer metered loses its balance there; a set balance reaches it
+ * as the difference of the rows, as for add_credits()).
+ */
+Datum
+hk_sql_credits_reset(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *root = arg_root(fcinfo);
+	HkRefill	r;
+	HkCreditKey key;
+	TimestampTz refilled_at = PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5);
+
+	arg_refill(fcinfo, 3, &r);
+	hk_invalidate_key_at_commit(root);
+	if (!PG_ARGISNULL(1))
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(1);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int			i;
+
+		deconstruct_array(ids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+						  &elems, &nulls, &n);
+		for (i = 0; i < n; i++)
+			if (!nulls[i])
+				hk_invalidate_key_at_commit(DatumGetUUIDP(elems[i]));
+	}
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("credits must not be negative")));
+	/* Without shared memory there is no live balance: the row is it. */
+	if (!hk_shmem_ready())
+		PG_RETURN_VOID();
+	/* Attached now: what runs at commit must not have to. */
+	hk_credits_attach();
+	hk_credits_key_of(root, &key);
+	hk_credits_note_reset(&key, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
+						  &r, refilled_at);
+	PG_RETURN_VOID();
 }

@@ -28,8 +28,15 @@
  * after that, the abort takes the change back.  The pin ends with the
  * transaction.
  *
- * PREPARE TRANSACTION is refused for a transaction that spent or added
- * credits: its fate would be decided where these callbacks cannot see it.
+ * Resets.  update_key(credits => N) sets the live balance to N at
+ * XACT_EVENT_PRE_COMMIT, while the transaction holds the balance's rows,
+ * as for adds (undone if the commit fails after all);
+ * update_key(clear_credits => true) removes it at XACT_EVENT_COMMIT, once
+ * the rows say "not metered" to every new snapshot.
+ *
+ * PREPARE TRANSACTION is refused for a transaction that spent, added or
+ * set credits: its fate would be decided where these callbacks cannot see
+ * it.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +57,20 @@ typedef struct SpendNote
 	int			level;
 } SpendNote;
 
+/* update_key(credits => N) (metered) or (clear_credits => true) (not). */
+typedef struct ResetNote
+{
+	HkCreditKey key;
+	bool		metered;
+	int64		balance;
+	HkRefill	refill;
+	TimestampTz refilled_at;
+	int			level;
+	bool		applied;
+	bool		existed;		/* for an applied set: what was there */
+	HkBalance	prev;
+} ResetNote;
+
 typedef struct AddNote
 {
 	HkCreditKey key;
@@ -66,6 +87,9 @@ static int	maxspends = 0;
 static AddNote *adds = NULL;
 static int	nadds = 0;
 static int	maxadds = 0;
+static ResetNote *resets = NULL;
+static int	nresets = 0;
+static int	maxresets = 0;
 static bool registered = false;
 
 static void credits_xact_callback(XactEvent event, void *arg);
@@ -144,6 +168,29 @@ hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r)
 	nadds++;
 }
 
+/*
+ * Note update_key()'s change of a balance: set to balance (metered), or
+ * removed (not metered), when the transaction commits.
+ */
+void
+hk_credits_note_reset(const HkCreditKey *key, bool metered, int64 balance,
+					  const HkRefill *r, TimestampTz refilled_at)
+{
+	ResetNote  *n;
+
+	ensure_registered();
+	if (nresets == maxresets)
+		resets = grow(resets, &maxresets, sizeof(ResetNote));
+	n = &resets[nresets++];
+	memset(n, 0, sizeof(*n));
+	n->key = *key;
+	n->metered = metered;
+	n->balance = balance;
+	n->refill = *r;
+	n->refilled_at = refilled_at;
+	n->level = GetCurrentTransactionNestLevel();
+}
+
 /* Give back the spends of level >= level and forget them. */
 static void
 give_back_from(int level)
@@ -184,12 +231,29 @@ drop_adds_from(int level)
 	nadds = keep;
 }
 
+/* Undo (if applied, latest first) and forget the resets of level >= level. */
+static void
+drop_resets_from(int level)
+{
+	int			keep = 0;
+	int			i;
+
+	for (i = nresets - 1; i >= 0; i--)
+		if (resets[i].level >= level && resets[i].applied)
+			hk_credits_restore(&resets[i].key, &resets[i].prev, resets[i].existed);
+	for (i = 0; i < nresets; i++)
+		if (resets[i].level < level)
+			resets[keep++] = resets[i];
+	nresets = keep;
+}
+
 /* The transaction is over: nothing noted is open any more. */
 static void
 forget_all(void)
 {
 	nspends = 0;
 	nadds = 0;
+	nresets = 0;
 	hk_credits_close_spend();
 }
 
@@ -198,7 +262,7 @@ credits_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
 
-	if (nspends == 0 && nadds == 0)
+	if (nspends == 0 && nadds == 0 && nresets == 0)
 		return;
 	switch (event)
 	{
@@ -215,23 +279,40 @@ credits_xact_callback(XactEvent event, void *arg)
 					hk_credits_stat_add(HK_CSTAT_ADDED, 1);
 				}
 			}
+			/* Sets, in the order made (the last one wins). */
+			for (i = 0; i < nresets; i++)
+			{
+				ResetNote  *n = &resets[i];
+
+				if (n->metered && !n->applied)
+				{
+					hk_credits_set(&n->key, n->balance, &n->refill, n->refilled_at,
+								   &n->prev, &n->existed);
+					n->applied = true;
+				}
+			}
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			for (i = 0; i < nadds; i++)
 				hk_credits_unpin(&adds[i].key);
+			/* Committed and visible: a load now reads the key unmetered. */
+			for (i = 0; i < nresets; i++)
+				if (!resets[i].metered)
+					hk_credits_remove(&resets[i].key);
 			forget_all();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			give_back_from(0);
 			drop_adds_from(0);
+			drop_resets_from(0);
 			forget_all();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot PREPARE a transaction that has spent or added API key credits")));
+					 errmsg("cannot PREPARE a transaction that has spent, added or set API key credits")));
 			break;
 		default:
 			break;
@@ -245,13 +326,14 @@ credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			level = GetCurrentTransactionNestLevel();
 	int			i;
 
-	if (nspends == 0 && nadds == 0)
+	if (nspends == 0 && nadds == 0 && nresets == 0)
 		return;
 	switch (event)
 	{
 		case SUBXACT_EVENT_ABORT_SUB:
 			give_back_from(level);
 			drop_adds_from(level);
+			drop_resets_from(level);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = 0; i < nspends; i++)
@@ -260,6 +342,9 @@ credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			for (i = 0; i < nadds; i++)
 				if (adds[i].level >= level)
 					adds[i].level = level - 1;
+			for (i = 0; i < nresets; i++)
+				if (resets[i].level >= level)
+					resets[i].level = level - 1;
 			break;
 		default:
 			break;

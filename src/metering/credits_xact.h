@@ -18,5 +18,7 @@
 
 extern void hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq);
 extern void hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r);
+extern void hk_credits_note_reset(const HkCreditKey *key, bool metered, int64 balance,
+								  const HkRefill *r, TimestampTz refilled_at);
 
 #endif							/* HK_CREDITS_XACT_H */

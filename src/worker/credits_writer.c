@@ -194,7 +194,9 @@ write_rows(Datum *ids, pg_uuid_t *owners, int nrows, HTAB *balances)
 			"   SET credits_remaining = d.balance, credits_refilled_at = d.refilled_at"
 			"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 			"                 pg_catalog.unnest($3)) AS d(id, balance, refilled_at)"
-			" WHERE a.id OPERATOR(pg_catalog.=) d.id", 3, argtypes);
+			" WHERE a.id OPERATOR(pg_catalog.=) d.id"
+			/* Made unmetered by update_key() just before we locked it. */
+			"   AND a.credits_remaining IS NOT NULL", 3, argtypes);
 	}
 	ret = SPI_execute_plan(write_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)

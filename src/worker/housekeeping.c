@@ -9,8 +9,15 @@
  * without an endpoint) and the events of the batches flush.c writes.  They
  * are merged here, in a table that lives across cycles, to the latest time
  * per key, and applied by one hokusai_auth._usage_touch() call for all of
- * them.  Expiry (hokusai_auth.expire_keys(), an audit row per key) is
- * asked for by each full cycle, not by the early and final flushes;
+ * them.  It waits for no key row: the rows of the touched keys are locked
+ * first, without waiting (FOR NO KEY UPDATE SKIP LOCKED), and only those
+ * are touched; the touches of rows another transaction holds (an
+ * update_key() or a SELECT ... FOR UPDATE left idle) stay in the table for
+ * the next cycle, and expire_keys() skips such rows too, so that an idle
+ * transaction delays what concerns its key and nothing else
+ * (test/t/035_worker_row_lock.pl).  Expiry (hokusai_auth.expire_keys(),
+ * an audit row per key) is asked for by each full cycle, not by the early
+ * and final flushes;
  * hokusai_auth.seal_audit_log() (1.5 and later) then chains the audit rows
  * committed since it last ran, expiry's too, and
  * hokusai_auth._prune_replica_state() (1.6 and later) forgets invalidation
@@ -39,11 +46,15 @@ typedef struct TouchEntry
 {
 	pg_uuid_t	key_id;
 	TimestampTz at;
+	bool		done;			/* applied (or the key is gone) by the
+								 * transaction in progress */
 } TouchEntry;
 
 /* The queue's touch table is copied here (HK_TOUCH_SLOTS entries). */
 static HkUsageTouch *touch_buf = NULL;
 static SPIPlanPtr touch_plan = NULL;
+static SPIPlanPtr exists_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
 
 /* last_used_at touches not yet applied: kept across cycles that yield. */
 static HTAB *touches = NULL;
@@ -57,6 +68,8 @@ hk_worker_note_touch(const pg_uuid_t *key_id, TimestampTz at)
 	bool		found;
 	TouchEntry *e = hash_search(touches, key_id, HASH_ENTER, &found);
 
+	if (!found)
+		e->done = false;
 	if (!found || e->at < at)
 		e->at = at;
 }
@@ -98,44 +111,146 @@ hk_worker_expiry_due(void)
 	expire_due = true;
 }
 
-/* last_used_at for every key in the touch table: one _usage_touch() call. */
+/* The touch table's keys, as a uuid[] (an array of keys[n], in cxt). */
+static Datum
+touch_keys(Datum **keys, long *nkeys)
+{
+	HASH_SEQ_STATUS seq;
+	TouchEntry *e;
+	long		i = 0;
+
+	*nkeys = hash_get_num_entries(touches);
+	*keys = palloc(sizeof(Datum) * Max(*nkeys, 1));
+	hash_seq_init(&seq, touches);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		(*keys)[i++] = UUIDPGetDatum(&e->key_id);
+	return PointerGetDatum(construct_array(*keys, *nkeys, UUIDOID,
+										   UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+/*
+ * Lock, without waiting, the rows of the touch table's keys that no other
+ * transaction holds.  Returns a table of the ids locked; *gone gets the
+ * ids that have no row (deleted keys: nothing to touch).
+ */
+static HTAB *
+lock_touched_rows(List **gone)
+{
+	Datum	   *keys;
+	long		nkeys;
+	Datum		arg = touch_keys(&keys, &nkeys);
+	HTAB	   *locked = hk_worker_key_table("hokusai_auth touched rows",
+											 sizeof(pg_uuid_t), CurrentMemoryContext);
+	HTAB	   *exist = hk_worker_key_table("hokusai_auth touched keys",
+											sizeof(pg_uuid_t), CurrentMemoryContext);
+	int			ret;
+	uint64		i;
+	bool		isnull;
+
+	if (exists_plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDARRAYOID};
+
+		exists_plan = hk_worker_keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
+										  " WHERE a.id OPERATOR(pg_catalog.=) ANY ($1)",
+										  1, argtypes);
+		lock_plan = hk_worker_keep_plan("SELECT a.id FROM " HK_SCHEMA ".api_keys a"
+										" WHERE a.id OPERATOR(pg_catalog.=) ANY ($1)"
+										"   FOR NO KEY UPDATE OF a SKIP LOCKED",
+										1, argtypes);
+	}
+	ret = SPI_execute_plan(exists_plan, &arg, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read touched keys: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+		hash_search(exist, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 1, &isnull)),
+					HASH_ENTER, NULL);
+	ret = SPI_execute_plan(lock_plan, &arg, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not lock touched keys: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+		hash_search(locked, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull)),
+					HASH_ENTER, NULL);
+	*gone = NIL;
+	for (i = 0; i < (uint64) nkeys; i++)
+		if (!hash_search(exist, DatumGetUUIDP(keys[i]), HASH_FIND, NULL))
+			*gone = lappend(*gone, DatumGetUUIDP(keys[i]));
+	return locked;
+}
+
+/*
+ * last_used_at for the keys of the touch table whose rows no one else
+ * holds: one _usage_touch() call.  The touches applied, and those of keys
+ * that no longer exist, leave the table; those of rows another transaction
+ * holds (an open update_key(), SELECT ... FOR UPDATE) stay for the next
+ * cycle: the worker never waits for a key row.
+ */
 static void
 apply_touches(void)
 {
-	long		nkeys = hash_get_num_entries(touches);
-	Datum	   *keys = palloc(sizeof(Datum) * nkeys);
-	Datum	   *ats = palloc(sizeof(Datum) * nkeys);
+	List	   *gone;
+	HTAB	   *locked = lock_touched_rows(&gone);
+	long		nkeys = hash_get_num_entries(locked);
+	Datum	   *keys = palloc(sizeof(Datum) * Max(nkeys, 1));
+	Datum	   *ats = palloc(sizeof(Datum) * Max(nkeys, 1));
 	HASH_SEQ_STATUS seq;
-	TouchEntry *e;
+	pg_uuid_t  *id;
+	ListCell   *lc;
 	Datum		args[2];
 	int			ret;
 	bool		isnull;
 	int			i;
 
 	i = 0;
-	hash_seq_init(&seq, touches);
-	while ((e = hash_seq_search(&seq)) != NULL)
+	hash_seq_init(&seq, locked);
+	while ((id = hash_seq_search(&seq)) != NULL)
 	{
+		TouchEntry *e = hash_search(touches, id, HASH_FIND, NULL);
+
 		keys[i] = UUIDPGetDatum(&e->key_id);
 		ats[i] = TimestampTzGetDatum(e->at);
 		i++;
 	}
-	args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
-											  UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
-											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
-	if (touch_plan == NULL)
+	if (nkeys > 0)
 	{
-		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
+												  UUID_LEN, false, TYPALIGN_CHAR));
+		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
+												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												  TYPALIGN_DOUBLE));
+		if (touch_plan == NULL)
+		{
+			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
 
-		touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
-										 2, argtypes);
+			touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+											 2, argtypes);
+		}
+		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
+		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
+						  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
+															&isnull)));
 	}
-	ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-					  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
-														&isnull)));
+	/* Done once the transaction commits; the touches of held rows stay. */
+	hash_seq_init(&seq, locked);
+	while ((id = hash_seq_search(&seq)) != NULL)
+		((TouchEntry *) hash_search(touches, id, HASH_FIND, NULL))->done = true;
+	foreach(lc, gone)
+		((TouchEntry *) hash_search(touches, lfirst(lc), HASH_FIND, NULL))->done = true;
+}
+
+/* The transaction that applied them has committed: forget those done. */
+static void
+forget_done_touches(void)
+{
+	HASH_SEQ_STATUS seq;
+	TouchEntry *e;
+
+	hash_seq_init(&seq, touches);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->done)
+			hash_search(touches, &e->key_id, HASH_REMOVE, NULL);
 }
 
 /* Expire the keys whose expires_at has passed; count and log them. */
@@ -187,7 +302,16 @@ hk_worker_touch_and_expire(bool can_seal)
 	if (!hk_worker_begin_xact("hokusai_auth: last_used_at and expiry"))
 		return;
 	if (hash_get_num_entries(touches) > 0)
+	{
+		HASH_SEQ_STATUS seq;
+		TouchEntry *e;
+
+		/* A transaction that failed or yielded before applied none. */
+		hash_seq_init(&seq, touches);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			e->done = false;
 		apply_touches();
+	}
 	if (expire_due)
 		expire_keys();
 	if (expire_due && can_seal)
@@ -195,6 +319,6 @@ hk_worker_touch_and_expire(bool can_seal)
 	if (expire_due)
 		hk_inval_log_prune();
 	hk_worker_end_xact();
-	forget_touches();
+	forget_done_touches();
 	expire_due = false;
 }

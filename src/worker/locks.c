@@ -29,13 +29,13 @@
  * locks can include it.  After the locks it looks the extension up again
  * (a DROP that committed just before we locked shows only then) and only
  * then takes the snapshot its statements use.  Row locks are the other
- * waits: the usage_rollup_state row is read FOR SHARE SKIP LOCKED (while
- * rollup_usage() holds it the batch yields), and last_used_at and expiry
- * may wait, under lock_timeout, for a key row another transaction has
- * locked.  That transaction could wait for DDL on the extension that waits
- * for us only through a lock the DDL holds; while we hold ours, the DDL
- * holds none of the extension's relations, and DML takes no locks on its
- * other objects (functions, types).  A statement added to the worker (or
+ * waits, and the worker takes none of them waiting: the usage_rollup_state
+ * row is read FOR SHARE SKIP LOCKED (while rollup_usage() holds it the
+ * batch yields), and the key rows that last_used_at, expiry and the credit
+ * write-back change are locked FOR NO KEY UPDATE SKIP LOCKED first (a row
+ * another transaction holds, say an update_key() left idle, is left for a
+ * later cycle: housekeeping.c, credits_writer.c).  lock_timeout stays as a
+ * bound for anything else.  A statement added to the worker (or
  * to a function it calls) that needs a stronger mode on a relation must add
  * that mode to lock_modes[].
  *

@@ -16,19 +16,20 @@
  *	   nothing while the extension (at 1.2 or later) is not installed in
  *	   that database; the queue keeps its events (and drops new ones once
  *	   full) until then;
- *	2. every hour (and at once after a start), the usage partitions of
+ *	2. the credit balances changed in shared memory since their last
+ *	   write-back, to api_keys (credits_writer.c), which waits for no row
+ *	   lock: first, so that write-backs start flush_interval apart however
+ *	   long the usage flush takes, which bounds what a crash loses; then
+ *	   every hour (and at once after a start), the usage partitions of
  *	   today and the next two days, unless they exist (partitions.c);
  *	   then the events queued when the cycle began, in batches of up to
  *	   HK_BATCH, one transaction each: counted in the per-minute and
  *	   per-hour aggregates, the share usage_raw_sample keeps written as raw
  *	   rows; they leave the queue only once committed (flush.c,
- *	   aggregate.c, usage_writer.c); then the credit balances changed in
- *	   shared memory since their last write-back, to api_keys
- *	   (credits_writer.c), which waits for no row lock and so comes before
- *	   steps 3 and 4, which may (up to lock_timeout, for a key row another
- *	   transaction holds);
+ *	   aggregate.c, usage_writer.c);
  *	3. last_used_at: the touch table and the batches' keys, merged to the
- *	   latest time per key, then one UPDATE for all of them;
+ *	   latest time per key, then one UPDATE for all of them whose rows no
+ *	   other transaction holds (the others wait for a later cycle);
  *	4. hokusai_auth.expire_keys(), then hokusai_auth.seal_audit_log(), which
  *	   chains the audit rows committed since (1.5 and later); steps 3 and 4
  *	   are one transaction (housekeeping.c);
@@ -244,13 +245,15 @@ run_cycle(bool expire)
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);
 	hk_worker_yields_start_cycle();
+	/* First: write-backs flush_interval apart bound what a crash loses. */
+	hk_worker_write_credits(cycle_cxt);
+	MemoryContextSwitchTo(cycle_cxt);
 	if (hk_worker_usage_is_partitioned())
 	{
 		hk_worker_make_partitions();
 		MemoryContextSwitchTo(cycle_cxt);
 	}
 	hk_worker_flush_events(cycle_cxt);
-	hk_worker_write_credits(cycle_cxt);
 	hk_worker_touch_and_expire(can_seal);
 	hk_worker_events(expire);
 	hk_worker_yields_end_cycle();

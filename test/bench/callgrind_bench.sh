@@ -26,7 +26,9 @@
 # 2 x ROWS of them: what one statement costs inside the backend (executor
 # start-up, the function, the row; not the wire protocol or the kernel),
 # for SELECT 1, the do-nothing function, a cache hit, a cache hit of a key
-# with scopes that requires one (required_scopes) and a malformed key.
+# with scopes that requires one (required_scopes), a cache hit of a key
+# with credits whose user has shared limits (metered: every call spends a
+# credit and a unit of the user's limits) and a malformed key.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${1:-10000}
@@ -41,7 +43,14 @@ q -c "SET hokusai_auth.bcrypt_cost = 4;
 	CREATE TABLE cg_keys AS SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('cg'), 'cg',
 		rate_limit_per_hour => 2000000000, burst_limit => 60000);
 	CREATE TABLE cg_scoped_keys AS SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('cgs'), 'cgs',
-		rate_limit_per_hour => 2000000000, burst_limit => 60000, scopes => '{files:read, models:*}')" >/dev/null
+		rate_limit_per_hour => 2000000000, burst_limit => 60000, scopes => '{files:read, models:*}');
+	CREATE TABLE cg_metered_keys AS SELECT key FROM hokusai_auth.create_key(hokusai_auth.create_user('cgm'), 'cgm',
+		rate_limit_per_hour => 2000000000, burst_limit => 60000, credits => 1000000000000000,
+		refill_amount => 1000000000000000, refill_interval => 'month');
+	SELECT hokusai_auth.set_user_limits((SELECT id FROM hokusai_auth.users WHERE username = 'cgm'),
+		2000000000, 2000000000)" >/dev/null
+[ "$(q -c "SELECT status || ' ' || credits_remaining FROM cg_metered_keys, hokusai_auth.validate_key(key)")" = "ok 999999999999999" ] ||
+	{ echo "BENCHMARK INVALID: the metered key is not admitted with its credits" >&2; exit 1; }
 [ "$(q -c "SELECT status FROM cg_scoped_keys, hokusai_auth.validate_key(key, required_scopes => '{models:predict}')")" = ok ] ||
 	{ echo "BENCHMARK INVALID: the scoped key is not admitted" >&2; exit 1; }
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
@@ -97,6 +106,9 @@ stmt()
 		key=$(cat "$DIR/scoped_key")
 		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1, required_scopes => '{models:predict}')"
 		arg="'$key'" ;;
+	metered)	# credits (and a refill) and a user limit (docs/metering.md)
+		key=$(cat "$DIR/metered_key")
+		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"; arg="'$key'" ;;
 	malformed)	# the last character changed: a checksum failure
 		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"
 		if [ "${key: -1}" = A ]; then arg="'${key%?}B'"; else arg="'${key%?}A'"; fi ;;
@@ -115,11 +127,12 @@ stmt()
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
 q -c "SELECT key FROM cg_keys" > "$DIR/key"
 q -c "SELECT key FROM cg_scoped_keys" > "$DIR/scoped_key"
+q -c "SELECT key FROM cg_metered_keys" > "$DIR/metered_key"
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
 declare -A st
 echo
 echo "one execution of a prepared statement (postgres --single, EXECUTE p(key) per line), instructions:"
-for v in select1 noop hit scoped malformed; do
+for v in select1 noop hit scoped metered malformed; do
 	a=$(stmt $v "$ROWS"); b=$(stmt $v $((2 * ROWS)))
 	[ -n "$a" ] && [ -n "$b" ] || exit 1
 	st[$v]=$(( (b - a) / ROWS ))
@@ -130,3 +143,5 @@ printf 'ratios of instructions (baseline / measured): cache hit vs SELECT 1 %.3f
 	"$(echo "${st[select1]} / ${st[malformed]}" | bc -l)"
 printf 'cache hit with required_scopes vs without (docs/authorization.md): %.3f of the instructions\n' \
 	"$(echo "${st[scoped]} / ${st[hit]}" | bc -l)"
+printf 'cache hit of a metered key (credits and a user limit) vs an unmetered one (docs/metering.md): %.3f of the instructions\n' \
+	"$(echo "${st[metered]} / ${st[hit]}" | bc -l)"

@@ -135,6 +135,8 @@ output_has('metering.md', qr/60\|100\|day\|t/, 'a daily refill, next at midnight
 output_has('metering.md', qr/5\|second\|rate_limited\|0/, "the user's limit refuses a key with room");
 output_has('metering.md', qr/2\|4\|4\|0/, "the refused call counted on neither the key nor the user");
 output_has('metering.md', qr/new\|40\nold\|30/, 'rotation: old and new key share one balance');
+output_has('metering.md', qr/ok\|\n12\nok\|7\n\|\nok\|/,
+	'update_key: credits make a key metered, clear_credits unmetered again');
 output_has('metering.md', qr/t\|t\|t\|t/, 'the counters move');
 
 # keys.md
