@@ -90,7 +90,7 @@ REGRESS = install keys validate bad_input audit cache ratelimit metering client_
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 
-ISOLATION = revoke_race events_order disable_race metering_race metering_limits_race
+ISOLATION = revoke_race events_order disable_race metering_race metering_limits_race metering_events
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--outputdir=$(CURDIR)/output_iso \
 	--temp-instance=$(CURDIR)/tmp_check_iso \

@@ -323,3 +323,31 @@ SELECT credits_charged > 0 AS charged, credits_spent > 0 AS spent, credits_refus
 	   credits_loaded > 0 AS loaded, credit_entries > 0 AS in_memory
   FROM hokusai_auth.metering_stats();
 SELECT credits_spent > 0 AS in_stats_view FROM hokusai_auth.stats;
+
+-- A crossing is an event only when the spend that made it commits: rolled
+-- back (or in a savepoint rolled back), the credits come back and nothing
+-- is noted; a committed spend's crossing is noted when it commits.
+DELETE FROM n0;
+INSERT INTO n0 SELECT * FROM pg_temp.noted();
+SELECT * FROM hokusai_auth.create_key(:'meg', 'events 3', credits => 10, burst_limit => 0) \gset e3_
+BEGIN;
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'e3_key', cost => 10);
+SELECT * FROM pg_temp.new_notes() AS not_before_commit;
+ROLLBACK;
+SELECT * FROM pg_temp.new_notes() AS none_after_rollback;
+SELECT pg_temp.credits(:'e3_id') AS given_back;
+BEGIN;
+SAVEPOINT s;
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'e3_key', cost => 10);
+ROLLBACK TO SAVEPOINT s;
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'e3_key', cost => 9);
+SELECT * FROM pg_temp.new_notes() AS not_before_commit;
+COMMIT;
+SELECT * FROM pg_temp.new_notes() AS low_at_commit;
+-- A savepoint that commits hands its crossing to the transaction.
+BEGIN;
+SAVEPOINT s;
+SELECT status, credits_remaining FROM hokusai_auth.validate_key(:'e3_key', cost => 1);
+RELEASE SAVEPOINT s;
+COMMIT;
+SELECT * FROM pg_temp.new_notes() AS exhausted_at_commit;

@@ -216,6 +216,23 @@ crossings(const HkBalance *b, const HkRefill *r, int64 old)
 }
 
 /*
+ * Of the crossings in crossed, those the balance is still past: after an
+ * aborted spend is given back, another spend may keep it below 10% or at
+ * zero.
+ */
+uint8
+hk_balance_crossings_held(const HkBalance *b, const HkRefill *r, uint8 crossed)
+{
+	uint8		held = 0;
+
+	if (b->balance <= hk_balance_threshold(b, r))
+		held |= HK_CREDIT_EVENT_LOW;
+	if (b->balance == 0)
+		held |= HK_CREDIT_EVENT_EXHAUSTED;
+	return crossed & held;
+}
+
+/*
  * Spend cost credits (0 <= cost <= balance: the caller checked); returns
  * the crossings it made (HK_CREDIT_EVENT_*).
  */

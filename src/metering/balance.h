@@ -58,6 +58,8 @@ extern void hk_balance_init(HkBalance *b, int64 balance, int64 initial,
 							TimestampTz refilled_at, HkRefillInterval interval);
 extern bool hk_balance_refill(HkBalance *b, const HkRefill *r, TimestampTz now);
 extern int64 hk_balance_threshold(const HkBalance *b, const HkRefill *r);
+extern uint8 hk_balance_crossings_held(const HkBalance *b, const HkRefill *r,
+									   uint8 crossed);
 extern uint8 hk_balance_spend(HkBalance *b, const HkRefill *r, int64 cost);
 extern void hk_balance_give_back(HkBalance *b, int64 amount);
 extern int64 hk_balance_add(HkBalance *b, const HkRefill *r, int64 delta,

@@ -361,6 +361,25 @@ hk_credits_give_back(const HkCreditKey *key, int64 amount, uint32 seq)
 }
 
 /*
+ * Of the crossings in crossed, those a balance (refilled by r) is still
+ * past, with its balance in *balance; 0 when it is no longer in memory.
+ */
+uint8
+hk_credits_crossings_held(const HkCreditKey *key, const HkRefill *r,
+						  uint8 crossed, int64 *balance)
+{
+	HkCreditEntry *e = lock_key(key);
+	uint8		held;
+
+	if (e == NULL)
+		return 0;
+	held = hk_balance_crossings_held(&e->b, r, crossed);
+	*balance = e->b.balance;
+	hk_credits_unlock(e);
+	return held;
+}
+
+/*
  * For add_credits(): load the balance, pin it in memory until
  * hk_credits_unpin(), apply a refill that is due, and copy it to *b.  False
  * when the key has no balance.

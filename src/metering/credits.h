@@ -78,6 +78,8 @@ extern void hk_credits_entry_counts(uint64 *charged, uint64 *spent);
  */
 extern void hk_credits_key_of(const pg_uuid_t *root, HkCreditKey *key);
 extern void hk_credits_give_back(const HkCreditKey *key, int64 amount, uint32 seq);
+extern uint8 hk_credits_crossings_held(const HkCreditKey *key, const HkRefill *r,
+									   uint8 crossed, int64 *balance);
 extern bool hk_credits_pin(const pg_uuid_t *root, const HkRefill *r,
 						   HkBalance *b);
 extern int64 hk_credits_adjust(const HkCreditKey *key, int64 delta,

@@ -34,6 +34,13 @@
  * update_key(clear_credits => true) removes it at XACT_EVENT_COMMIT, once
  * the rows say "not metered" to every new snapshot.
  *
+ * Crossings.  A spend that takes a balance to 10% or to zero is an event
+ * (credits.low, credits.exhausted) only if its transaction commits: the
+ * crossing is noted here and handed to the event queue at commit.  At
+ * abort, once the spends are given back, a crossing the balance is still
+ * past (another transaction's spend keeps it there) is noted all the same,
+ * so that a crossing is not lost with the spend that happened to make it.
+ *
  * PREPARE TRANSACTION is refused for a transaction that spent, added or
  * set credits: its fate would be decided where these callbacks cannot see
  * it.
@@ -81,6 +88,17 @@ typedef struct AddNote
 	int64		done;			/* the change applied */
 } AddNote;
 
+typedef struct CrossNote
+{
+	HkCreditKey key;
+	HkRefill	refill;
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	int64		balance;
+	uint8		crossed;		/* HK_CREDIT_EVENT_* */
+	int			level;
+} CrossNote;
+
 static SpendNote *spends = NULL;
 static int	nspends = 0;
 static int	maxspends = 0;
@@ -90,6 +108,9 @@ static int	maxadds = 0;
 static ResetNote *resets = NULL;
 static int	nresets = 0;
 static int	maxresets = 0;
+static CrossNote *crosses = NULL;
+static int	ncrosses = 0;
+static int	maxcrosses = 0;
 static bool registered = false;
 
 static void credits_xact_callback(XactEvent event, void *arg);
@@ -148,6 +169,65 @@ hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq)
 	spends[nspends].seq = seq;
 	spends[nspends].level = level;
 	nspends++;
+}
+
+/*
+ * Note the crossings (HK_CREDIT_EVENT_*) a spend of this transaction made
+ * on a balance refilled by r, for key_id (of user_id), leaving balance:
+ * events at commit.  Noted before the spend itself.
+ */
+void
+hk_credits_note_crossing(const HkCreditKey *key, const HkRefill *r,
+						 uint8 crossed, const pg_uuid_t *key_id,
+						 const pg_uuid_t *user_id, int64 balance)
+{
+	CrossNote  *n;
+
+	ensure_registered();
+	if (ncrosses == maxcrosses)
+		crosses = grow(crosses, &maxcrosses, sizeof(CrossNote));
+	n = &crosses[ncrosses++];
+	n->key = *key;
+	n->refill = *r;
+	n->key_id = *key_id;
+	n->user_id = *user_id;
+	n->balance = balance;
+	n->crossed = crossed;
+	n->level = GetCurrentTransactionNestLevel();
+}
+
+/*
+ * The spends of level >= level were given back: keep the crossings of
+ * those levels that the balance is still past, for the parent (level > 1)
+ * or as events now (the top level); forget the others.
+ */
+static void
+recheck_crossings_from(int level)
+{
+	int			keep = 0;
+	int			i;
+
+	for (i = 0; i < ncrosses; i++)
+	{
+		CrossNote  *n = &crosses[i];
+
+		if (n->level >= level)
+		{
+			n->crossed = hk_credits_crossings_held(&n->key, &n->refill,
+												   n->crossed, &n->balance);
+			if (n->crossed == 0)
+				continue;
+			if (level <= 1)
+			{
+				hk_credits_note_crossings(n->crossed, &n->key_id, &n->user_id,
+										  n->balance);
+				continue;
+			}
+			n->level = level - 1;
+		}
+		crosses[keep++] = *n;
+	}
+	ncrosses = keep;
 }
 
 /* Note an add_credits() change of a pinned balance, applied at commit. */
@@ -254,6 +334,7 @@ forget_all(void)
 	nspends = 0;
 	nadds = 0;
 	nresets = 0;
+	ncrosses = 0;
 	hk_credits_close_spend();
 }
 
@@ -262,7 +343,7 @@ credits_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
 
-	if (nspends == 0 && nadds == 0 && nresets == 0)
+	if (nspends == 0 && nadds == 0 && nresets == 0 && ncrosses == 0)
 		return;
 	switch (event)
 	{
@@ -300,6 +381,9 @@ credits_xact_callback(XactEvent event, void *arg)
 			for (i = 0; i < nresets; i++)
 				if (!resets[i].metered)
 					hk_credits_remove(&resets[i].key);
+			for (i = 0; i < ncrosses; i++)
+				hk_credits_note_crossings(crosses[i].crossed, &crosses[i].key_id,
+										  &crosses[i].user_id, crosses[i].balance);
 			forget_all();
 			break;
 		case XACT_EVENT_ABORT:
@@ -307,6 +391,7 @@ credits_xact_callback(XactEvent event, void *arg)
 			give_back_from(0);
 			drop_adds_from(0);
 			drop_resets_from(0);
+			recheck_crossings_from(0);
 			forget_all();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -326,7 +411,7 @@ credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			level = GetCurrentTransactionNestLevel();
 	int			i;
 
-	if (nspends == 0 && nadds == 0 && nresets == 0)
+	if (nspends == 0 && nadds == 0 && nresets == 0 && ncrosses == 0)
 		return;
 	switch (event)
 	{
@@ -334,6 +419,7 @@ credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			give_back_from(level);
 			drop_adds_from(level);
 			drop_resets_from(level);
+			recheck_crossings_from(level);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = 0; i < nspends; i++)
@@ -345,6 +431,9 @@ credits_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			for (i = 0; i < nresets; i++)
 				if (resets[i].level >= level)
 					resets[i].level = level - 1;
+			for (i = 0; i < ncrosses; i++)
+				if (crosses[i].level >= level)
+					crosses[i].level = level - 1;
 			break;
 		default:
 			break;

@@ -17,6 +17,9 @@
 #include "metering/credits.h"
 
 extern void hk_credits_note_spend(const HkCreditKey *key, int64 amount, uint32 seq);
+extern void hk_credits_note_crossing(const HkCreditKey *key, const HkRefill *r,
+									uint8 crossed, const pg_uuid_t *key_id,
+									const pg_uuid_t *user_id, int64 balance);
 extern void hk_credits_note_add(const HkCreditKey *key, int64 delta, const HkRefill *r);
 extern void hk_credits_note_reset(const HkCreditKey *key, bool metered, int64 balance,
 								  const HkRefill *r, TimestampTz refilled_at);

@@ -252,8 +252,9 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 		if (r->refused_by == HK_REFUSED_CREDITS)
 			hk_credits_stat_add(HK_CSTAT_REFUSED, 1);
 		if (r->crossed != 0)
-			hk_credits_note_crossings(r->crossed, &a->key_id, &a->user_id,
-									  r->credits_remaining);
+			hk_credits_note_crossing(&credit_key, &a->refill, r->crossed,
+									 &a->key_id, &a->user_id,
+									 r->credits_remaining);
 		if (r->admitted && a->cost > 0)
 			hk_credits_note_spend(&credit_key, a->cost, r->refill_seq);
 	}
