@@ -803,6 +803,18 @@ is($r->[0], 0, 'update-key --refill') or diag($r->[2]);
 like($r->[1], qr/^refill_amount\s+20$/m, '... the new amount');
 $r = hk('auth', 'update-key', $dprefix, '--no-refill');
 like($r->[1], qr/^refill_interval\s+-$/m, 'update-key --no-refill');
+$r = hk('auth', 'update-key', $dprefix, '--credits', '40');
+is($r->[0], 0, 'update-key --credits') or diag($r->[2]);
+is(sql("SELECT credits_remaining FROM hokusai_auth.rate_limit_status("
+	  . "(SELECT id FROM hokusai_auth.api_keys WHERE key_prefix = '$dprefix'))"),
+	'40', '... sets the live balance');
+$r = hk('auth', 'update-key', $dprefix, '--no-credits');
+is($r->[0], 0, 'update-key --no-credits') or diag($r->[2]);
+like($r->[1], qr/^credits_remaining\s+-$/m, '... the key is no longer metered');
+is(sql("SELECT count(*) FROM hokusai_auth.api_keys WHERE key_prefix = '$dprefix'"
+	  . " AND credits_remaining IS NULL AND refill_amount IS NULL"), '1', '... nor is its row');
+$r = hk('auth', 'update-key', $dprefix, '--credits', '50');
+like($r->[1], qr/^credits_remaining\s+50$/m, 'update-key --credits makes it metered again');
 $j = decode_json(ok_run('set-user-limits --json', '--json', 'auth', 'set-user-limits', 'dave',
 		'--rate-limit', '500', '--burst', '20'));
 is($j->{rate_limit_per_hour}, 500, 'set-user-limits --rate-limit');
@@ -826,6 +838,12 @@ for my $bad (
 	[ [ 'add-credits', $dprefix, '--credits', '0' ], 6, qr/amount must not be zero/, 'add-credits 0' ],
 	[ [ 'add-credits', $cprefix, '--credits', '5' ], 1, qr/has no credit balance|revoked|expired/,
 		'add-credits to a key without credits' ],
+	[ [ 'update-key', $dprefix, '--credits', '5', '--no-credits' ], 2,
+		qr/--credits and --no-credits cannot be used together/, '--credits with --no-credits' ],
+	[ [ 'update-key', $dprefix, '--refill', '5/day', '--no-credits' ], 2,
+		qr/--refill and --no-credits cannot be used together/, '--refill with --no-credits' ],
+	[ [ 'update-key', $dprefix, '--credits', '-5' ], 2,
+		qr/invalid value "-5" for --credits/, 'update-key with negative --credits' ],
 	[ [ 'update-key', $dprefix, '--refill', '5/day', '--no-refill' ], 2,
 		qr/--refill and --no-refill cannot be used together/, '--refill with --no-refill' ],
 	[ [ 'set-user-limits', 'nobody' ], 5, qr/nobody/, 'set-user-limits of an unknown user' ],

@@ -49,10 +49,12 @@ refuse_both(const CommandLine *cl, CommandOption a, const char *a_label,
  *			  [--allowed-ips CIDR,... | --no-allowed-ips]
  *			  [--scope SCOPE ... | --no-scopes]
  *			  [--refill N/day|week|month | --no-refill]
+ *			  [--credits N | --no-credits]
  *
  * hokusai_auth.update_key(): a setting not given stays as it is; the
  * --no-* options are its clear_* flags (--no-scopes: no scopes; --scope,
- * repeated, replaces the list).  Prints the key as show-key does.
+ * repeated, replaces the list; --credits sets the balance, --no-credits
+ * makes the key unmetered: clear_credits).  Prints the key as show-key does.
  */
 void
 update_key(const CommandLine *cl)
@@ -60,11 +62,12 @@ update_key(const CommandLine *cl)
 	static const CommandOption changes[] = {
 		OPT_NAME, OPT_EXPIRES_AT, OPT_NO_EXPIRY, OPT_RATE_LIMIT, OPT_BURST,
 		OPT_NO_BURST, OPT_ALLOWED_IPS, OPT_NO_ALLOWED_IPS, OPT_SCOPE, OPT_NO_SCOPES,
-		OPT_REFILL, OPT_NO_REFILL
+		OPT_REFILL, OPT_NO_REFILL, OPT_CREDITS, OPT_NO_CREDITS
 	};
 	bool		any = false;
-	const char *values[13];
+	const char *values[15];
 	RefillParam refill = refill_param(cl);
+	const char *credits = credits_param(cl, false);
 	PGconn	   *conn;
 	PGresult   *key;
 	PGresult   *res;
@@ -74,6 +77,8 @@ update_key(const CommandLine *cl)
 	refuse_both(cl, OPT_ALLOWED_IPS, "--allowed-ips", OPT_NO_ALLOWED_IPS, "--no-allowed-ips");
 	refuse_both(cl, OPT_SCOPE, "--scope", OPT_NO_SCOPES, "--no-scopes");
 	refuse_both(cl, OPT_REFILL, "--refill", OPT_NO_REFILL, "--no-refill");
+	refuse_both(cl, OPT_CREDITS, "--credits", OPT_NO_CREDITS, "--no-credits");
+	refuse_both(cl, OPT_REFILL, "--refill", OPT_NO_CREDITS, "--no-credits");
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
 		any |= cl->value[changes[i]] != NULL;
 	if (!any)
@@ -96,6 +101,8 @@ update_key(const CommandLine *cl)
 	values[10] = refill.amount;
 	values[11] = refill.interval;
 	values[12] = flag_param(cl, OPT_NO_REFILL);
+	values[13] = credits;
+	values[14] = flag_param(cl, OPT_NO_CREDITS);
 	res = run_query(conn,
 					"SELECT " KEY_COLUMNS
 					" FROM hokusai_auth.update_key(key_id => $1::pg_catalog.uuid,"
@@ -106,9 +113,10 @@ update_key(const CommandLine *cl)
 					" clear_allowed_ips => $9::pg_catalog.bool,"
 					" scopes => $10::pg_catalog.text[],"
 					" refill_amount => $11::pg_catalog.int8, refill_interval => $12::pg_catalog.text,"
-					" clear_refill => $13::pg_catalog.bool) k"
+					" clear_refill => $13::pg_catalog.bool,"
+					" credits => $14::pg_catalog.int8, clear_credits => $15::pg_catalog.bool) k"
 					" JOIN hokusai_auth.users u ON u.id OPERATOR(pg_catalog.=) k.user_id",
-					13, values);
+					15, values);
 	run_command(conn, "COMMIT");
 	print_row(res, cl->common.json);
 	PQclear(res);

@@ -52,6 +52,7 @@ static const char commands_help[] =
 "              [--allowed-ips CIDR,... | --no-allowed-ips]\n"
 "              [--scope SCOPE ... | --no-scopes]\n"
 "              [--refill N/day|week|month | --no-refill]\n"
+"              [--credits N | --no-credits]\n"
 "  disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n"
 "  enable-key  KEY_ID_OR_PREFIX\n"
 "  list-users\n"
@@ -160,7 +161,11 @@ static const CommandHelp command_help[] = {
 		"  --refill N/INTERVAL     refill the credits to N each UTC day, week or\n"
 		"                          month, from the next one (a key without credits\n"
 		"                          gets N now)\n"
-		"  --no-refill             stop refilling (the balance stays)\n"},
+		"  --no-refill             stop refilling (the balance stays)\n"
+		"  --credits N             set the balance to N (a key without credits\n"
+		"                          becomes metered)\n"
+		"  --no-credits            no credits: the key (and the keys sharing its\n"
+		"                          balance) is no longer metered, no refill either\n"},
 	{"disable-key",
 		"Usage: hokusai auth disable-key KEY_ID_OR_PREFIX [--reason TEXT]\n\n"
 		"Switch a key off: from now on it is refused (status disabled) until\n"

@@ -93,6 +93,7 @@ static const struct
 	[OPT_CACERT] = {"cacert", OPTION_TEXT},
 	[OPT_SCOPE] = {"scope", OPTION_LIST},
 	[OPT_NO_SCOPES] = {"no-scopes", OPTION_FLAG},
+	[OPT_NO_CREDITS] = {"no-credits", OPTION_FLAG},
 };
 
 /*

@@ -95,6 +95,7 @@ typedef enum CommandOption
 	OPT_CACERT,
 	OPT_SCOPE,
 	OPT_NO_SCOPES,
+	OPT_NO_CREDITS,
 	NUM_COMMAND_OPTIONS
 } CommandOption;
 
