@@ -43,6 +43,7 @@ OBJS = \
 	src/replica/inval_log.o \
 	src/replica/receive.o \
 	src/replica/ship.o \
+	src/replica/ship_events.o \
 	src/replica/ship_state.o \
 	src/replica/walinval.o \
 	src/replica/xidsnap.o \
