@@ -219,6 +219,8 @@ hk_ship_call(const char *sql, int nparams, const Oid *types, const char *const *
 		}
 		PQclear(res);
 	}
+	if (result < 0)
+		ship_failed(refused, "no position in the answer");
 	return result;
 }
 

@@ -9,9 +9,10 @@
 #     to zero there: one event each on the primary, with the standby's
 #     figures.  A key rate-limited on the primary and on the standby within
 #     the same minute: one rate_limit.exceeded in all.
-#  2. The primary stopped: notes stay queued on the standby; 4150 keys
-#     refused there fill the 4096-note queue and 54 are dropped, counted;
-#     after the restart every queued note is an event, once.
+#  2. The primary stopped: notes stay queued on the standby; two keys'
+#     3 notes and 4150 more keys refused there overfill the 4096-note
+#     queue: 57 are dropped, counted; after the restart every queued note
+#     is an event, once.
 #  3. _receive_events() itself: a repeat is skipped, only the three
 #     request-path kinds are taken, not on a standby, and the shipping role
 #     needs EXECUTE on the two functions and nothing else.
