@@ -41,6 +41,7 @@ OBJS = \
 	src/metering/credits_xact.o \
 	src/http/caller.o \
 	src/replica/inval_log.o \
+	src/replica/promoted.o \
 	src/replica/receive.o \
 	src/replica/ship.o \
 	src/replica/ship_events.o \

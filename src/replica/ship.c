@@ -431,6 +431,7 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 
 	stop_flag = stop;
 	final_cycle = final;
+	hk_ship_note_standby();
 	if (batch == NULL)
 	{
 		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_SHIP_BATCH);

@@ -63,4 +63,12 @@ extern void hk_ship_append_uuid(StringInfo s, const pg_uuid_t *u);
 extern bool hk_ship_events_pending(void);
 extern bool hk_ship_events(void);
 
+/*
+ * promoted.c: the worker ran a cycle in recovery; and at its first cycles
+ * after the promotion (in the database, extension ready), drop from the
+ * queues what the old primary had taken (replayed shipping state).
+ */
+extern void hk_ship_note_standby(void);
+extern void hk_ship_after_promotion(void);
+
 #endif							/* HK_SHIP_H */

@@ -242,6 +242,8 @@ run_cycle(bool expire)
 	hk_ship_disconnect();
 	if (!hk_worker_extension_ready(&can_seal))
 		return;
+	/* Once after a promotion: what the old primary took is written. */
+	hk_ship_after_promotion();
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);

@@ -16,6 +16,8 @@
 #  3. _receive_events() itself: a repeat is skipped, only the three
 #     request-path kinds are taken, not on a standby, and the shipping role
 #     needs EXECUTE on the two functions and nothing else.
+#  4. Promotion: what the old primary had taken (the shipping state the
+#     standby replayed) is not written again by the promoted worker.
 use strict;
 use warnings;
 
@@ -182,6 +184,46 @@ like($err, qr/cannot receive events on a server in recovery/, 'a standby refuses
 ($ret, $out, $err) = $primary->psql('postgres', 'SELECT count(*) FROM hokusai_auth.events',
 	extra_params => [ '-U', 'shipper' ]);
 like($err, qr/permission denied/, 'the shipping role cannot read the events');
+
+# ---------------------------------------------------------------------------
+# 4. Promotion after an answer that never came back: the promoted worker
+#    writes only what the replayed shipping state says the old primary had
+#    not taken.  The standby is made unable to ship events (EXECUTE on
+#    _receive_events() revoked: the call fails, the notes stay queued);
+#    then the primary's row for its run is moved over the first two of its
+#    three queued notes, as a call that committed but whose answer was lost
+#    would have moved it.
+# ---------------------------------------------------------------------------
+my $run = sql($primary, "SELECT run_id FROM hokusai_auth.usage_shipments
+	WHERE run_id::text NOT LIKE '00000000-%' AND events_received_until > 0");
+like($run, qr/^[0-9a-f-]{36}$/, 'the standby\'s run is in usage_shipments');
+my $until = sql($primary, "SELECT events_received_until FROM hokusai_auth.usage_shipments WHERE run_id = '$run'");
+sql($primary, "REVOKE EXECUTE ON FUNCTION hokusai_auth._receive_events(uuid, bigint, bigint[], text[],
+	uuid[], bigint[], bigint[]) FROM shipper");
+my (undef, $kid_z, $key_z) = HokusaiTest::new_key($primary, 'zoe', args => 'rate_limit_per_hour => 1');
+my (undef, $kid_w, $key_w) = HokusaiTest::new_key($primary, 'walt', args => 'credits => 4');
+catch_up();
+my $failures = sql($standby, 'SELECT ship_failures FROM hokusai_auth.replica_stats');
+is(statuses($standby, $key_z, 2) . ' ' . statuses($standby, $key_w, 1, 4), 'ok,rate_limited ok',
+	'standby: key z refused (1 note), key w\'s 4 credits spent (2 notes)');
+ok($standby->poll_query_until('postgres', "SELECT ship_failures > $failures FROM hokusai_auth.replica_stats"),
+	'the standby cannot ship them');
+is(sql($standby, 'SELECT queued FROM hokusai_auth.event_queue_stats()'), '3', 'its 3 notes stay queued');
+sql($primary, "UPDATE hokusai_auth.usage_shipments SET events_received_until = $until + 2 WHERE run_id = '$run'");
+catch_up();
+$standby->promote;
+$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
+ok($standby->poll_query_until('postgres', 'SELECT queued = 0 FROM hokusai_auth.event_queue_stats()'),
+	'promoted: its worker empties the event queue');
+ok($standby->poll_query_until('postgres', "SELECT count(*) > 0 FROM hokusai_auth.events WHERE api_key_id = '$kid_w'
+		AND kind LIKE 'credits.%'"), 'promoted: it writes events itself');
+sleep(1);
+is(sql($standby, "SELECT string_agg(e.kind || ' ' || coalesce(e.data->>'credits_remaining', e.data->>'retry_after'), ', ' ORDER BY e.id)
+		FROM hokusai_auth.events e WHERE e.api_key_id IN ('$kid_z', '$kid_w')
+		 AND e.kind IN ('rate_limit.exceeded', 'credits.low', 'credits.exhausted')"), 'credits.exhausted 0',
+	'promoted: only the note the old primary had not taken is written (its replayed row covered the first two)');
+like(slurp_file($standby->logfile), qr/promoted: the old primary had taken this server's usage up to queue position \d+ and its noted events up to \d+/,
+	'the worker logs the positions it took over');
 
 $standby->stop;
 $primary->stop;
