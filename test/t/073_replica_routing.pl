@@ -8,7 +8,9 @@
 #  1. Each key lands on one server, whether it is sent in X-API-Key or as
 #     Authorization: Bearer, and the keys are spread over the servers.
 #  2. A key's hourly limit is one limit through nginx (4 admitted, then
-#     429), counted on its server alone.
+#     429), counted on its server alone; so is its burst limit (8 parallel
+#     requests of a key allowed 3 a second: some refused, the admitted
+#     ones all counted on one server).
 #  3. A write (POST) goes to the primary.
 #  4. One server's PostgREST stopped: every key still gets 200; that
 #     server's keys move, each to one other server, and the other keys stay.
@@ -25,7 +27,10 @@ use HokusaiHttp;
 
 my $primary = HokusaiTest::new_node('primary',
 	init => { allows_streaming => 1 },
-	extra_conf => "hokusai_auth.trusted_proxies = '127.0.0.1/32'\n");
+	extra_conf => "hokusai_auth.trusted_proxies = '127.0.0.1/32'\n"
+	  # PostgREST's pool of 10 beside the test's own sessions (the
+	  # standbys inherit it from the base backup).
+	  . "max_connections = 40\n");
 $primary->safe_psql('postgres', 'SELECT hokusai_auth.setup_http_roles()');
 $primary->backup('base');
 my @nodes = ($primary);
@@ -129,17 +134,40 @@ cmp_ok(scalar(grep { $_ >= 0 } keys %per_server), '>=', 2,
 # ---------------------------------------------------------------------------
 # 2. One limit per key through nginx.
 # ---------------------------------------------------------------------------
+my ($out, $err);
 my (undef, $kid_l, $key_l) = HokusaiTest::new_key($primary, 'limited', args => 'rate_limit_per_hour => 4');
 catch_up();
 is(join(',', map { get_keys($key_l, $_ % 2 ? 'bearer' : 'header') } 1 .. 7), '200,200,200,200,429,429,429',
 	'a key allowed 4 an hour: 4 answers of 200 through nginx, then 429');
 like(counts($kid_l), qr/^(?:4 0 0|0 4 0|0 0 4)$/, 'all counted on one server: ' . counts($kid_l));
 
+# The burst limit the same way: 8 requests at once (curl --parallel) of a
+# key allowed 3 in any second.  Through nginx all 8 reach the key's one
+# server, which admits 3 per rolling second: some are refused, and every
+# admitted one is counted there.  (Spread over the three servers, each
+# with its own 3 a second, all 8 would be admitted.)
+my (undef, $kid_u, $key_u) = HokusaiTest::new_key($primary, 'bursty',
+	args => 'rate_limit_per_hour => 1000, burst_limit => 3');
+catch_up();
+($out, $err) = ('', '');
+IPC::Run::run([ 'curl', '-s', '--parallel', '--parallel-immediate', '--parallel-max', '8',
+		'--max-time', '20', '--cacert', $cacert, '-H', "X-API-Key: $key_u",
+		map { ('-o', '/dev/null', '-w', '%{http_code}\n', "$base/keys") } 1 .. 8 ],
+	'>', \$out, '2>', \$err);
+my @codes = split /\n/, $out;
+my $ok200 = grep { $_ eq '200' } @codes;
+my $n429 = grep { $_ eq '429' } @codes;
+is(scalar(@codes), 8, '8 answers to 8 parallel requests (' . join(',', sort @codes) . ')');
+ok($ok200 >= 3 && $n429 >= 1 && $ok200 + $n429 == 8,
+	"a key allowed 3 a second: $ok200 admitted, $n429 refused with 429");
+like(counts($kid_u), qr/^(?:$ok200 0 0|0 $ok200 0|0 0 $ok200)$/,
+	'every admitted request counted on one server: ' . counts($kid_u));
+
 # ---------------------------------------------------------------------------
 # 3. Writes go to the primary.
 # ---------------------------------------------------------------------------
 my ($kid_w, $key_w) = @{ $keys[0] };
-my ($out, $err) = ('', '');
+($out, $err) = ('', '');
 IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '20', '--cacert', $cacert,
 		'-X', 'POST', '-H', "X-API-Key: $key_w", '-H', 'Content-Type: application/json',
 		'--data-binary', '{"name":"made through the front"}', "$base/keys" ], '>', \$out, '2>', \$err);
