@@ -41,8 +41,10 @@ OBJS = \
 	src/metering/credits_xact.o \
 	src/http/caller.o \
 	src/replica/inval_log.o \
+	src/replica/promoted.o \
 	src/replica/receive.o \
 	src/replica/ship.o \
+	src/replica/ship_events.o \
 	src/replica/ship_state.o \
 	src/replica/walinval.o \
 	src/replica/xidsnap.o \

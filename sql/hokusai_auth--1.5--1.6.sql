@@ -3393,18 +3393,19 @@ $$;
 -- Replicas: usage recorded on hot standbys, shipped here by their workers
 -- (src/replica/ship.c) and received once (src/replica/receive.c): per
 -- standby run, the queue position below which everything was received.
--- Grant EXECUTE on _receive_usage() to the role the standbys connect as
--- (docs/scaling.md); it needs nothing else.
+-- Grant EXECUTE on _receive_usage() and _receive_events() to the role the
+-- standbys connect as (docs/scaling.md); it needs nothing else.
 ------------------------------------------------------------------------------
 
 CREATE TABLE hokusai_auth.usage_shipments (
 	run_id			uuid PRIMARY KEY,
 	received_until	bigint NOT NULL DEFAULT 0,
 	first_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	last_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+	last_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	events_received_until bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE hokusai_auth.usage_shipments IS
-	'Per standby run: the queue position below which its usage has been received';
+	'Per standby run: the queue positions below which its usage and its noted events have been received';
 
 CREATE FUNCTION hokusai_auth._receive_usage(run_id uuid, upto bigint,
 	positions bigint[], key_ids uuid[], endpoints text[], ats bigint[],
@@ -3415,13 +3416,84 @@ CREATE FUNCTION hokusai_auth._receive_usage(run_id uuid, upto bigint,
 	LANGUAGE C VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 
+-- The events a standby noted on the request path (rate_limit.exceeded,
+-- credits.low, credits.exhausted; src/replica/ship_events.c), written here
+-- once: per standby run, the event queue position below which everything
+-- was received, moved in the transaction that writes them.  The kinds are
+-- those three only: the shipping role cannot make up other events.
+CREATE FUNCTION hokusai_auth._receive_events(run_id uuid, upto bigint,
+	positions bigint[], kinds text[], key_ids uuid[], vals bigint[], ats bigint[])
+	RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	done	bigint;
+	n		integer := coalesce(pg_catalog.cardinality(positions), 0);
+	k		text[];
+	ks		uuid[];
+	vs		bigint[];
+	ts		timestamptz[];
+BEGIN
+	IF pg_catalog.pg_is_in_recovery() THEN
+		RAISE EXCEPTION 'cannot receive events on a server in recovery'
+			USING ERRCODE = 'read_only_sql_transaction',
+				  HINT = 'Ship events to the primary: set hokusai_auth.primary_conninfo on the standby.';
+	END IF;
+	IF run_id IS NULL OR upto IS NULL THEN
+		RAISE EXCEPTION 'run_id and upto must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF coalesce(pg_catalog.cardinality(kinds), 0) OPERATOR(pg_catalog.<>) n
+	   OR coalesce(pg_catalog.cardinality(key_ids), 0) OPERATOR(pg_catalog.<>) n
+	   OR coalesce(pg_catalog.cardinality(vals), 0) OPERATOR(pg_catalog.<>) n
+	   OR coalesce(pg_catalog.cardinality(ats), 0) OPERATOR(pg_catalog.<>) n THEN
+		RAISE EXCEPTION 'the event arrays must have the same length' USING ERRCODE = 'array_subscript_error';
+	END IF;
+	IF n OPERATOR(pg_catalog.>) 0 AND (
+		   pg_catalog.array_position(positions, NULL) IS NOT NULL
+		OR pg_catalog.array_position(key_ids, NULL) IS NOT NULL
+		OR pg_catalog.array_position(vals, NULL) IS NOT NULL
+		OR pg_catalog.array_position(ats, NULL) IS NOT NULL) THEN
+		RAISE EXCEPTION 'positions, key ids, values and times must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT kinds OPERATOR(pg_catalog.<@)
+		   '{rate_limit.exceeded,credits.low,credits.exhausted}'::text[] THEN
+		RAISE EXCEPTION 'a standby ships rate_limit.exceeded, credits.low and credits.exhausted only'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO hokusai_auth.usage_shipments (run_id) VALUES (_receive_events.run_id)
+		ON CONFLICT ON CONSTRAINT usage_shipments_pkey DO NOTHING;
+	SELECT s.events_received_until INTO done FROM hokusai_auth.usage_shipments s
+	 WHERE s.run_id OPERATOR(pg_catalog.=) _receive_events.run_id FOR UPDATE;
+	SELECT pg_catalog.array_agg(kinds[i] ORDER BY i), pg_catalog.array_agg(key_ids[i] ORDER BY i),
+		   pg_catalog.array_agg(vals[i] ORDER BY i),
+		   pg_catalog.array_agg('2000-01-01 00:00:00+00'::timestamptz OPERATOR(pg_catalog.+)
+								(ats[i] OPERATOR(pg_catalog.*) interval '1 microsecond') ORDER BY i)
+	  INTO k, ks, vs, ts
+	  FROM pg_catalog.generate_subscripts(positions, 1) AS g(i)
+	 WHERE positions[i] OPERATOR(pg_catalog.>=) done;
+	IF k IS NOT NULL THEN
+		PERFORM hokusai_auth._events_from_notes(k, ks, vs, ts);
+	END IF;
+	IF upto OPERATOR(pg_catalog.>) done THEN
+		UPDATE hokusai_auth.usage_shipments s
+		   SET events_received_until = upto, last_at = pg_catalog.now()
+		 WHERE s.run_id OPERATOR(pg_catalog.=) _receive_events.run_id;
+		done := upto;
+	END IF;
+	RETURN done;
+END
+$$;
+
 CREATE FUNCTION hokusai_auth.replica_stats(
 	OUT in_recovery boolean, OUT invalidation_reads bigint,
 	OUT invalidations_applied bigint, OUT invalidation_clear_all bigint,
 	OUT shipped bigint, OUT touches_shipped bigint, OUT ship_calls bigint,
 	OUT ship_failures bigint, OUT last_ship_at timestamptz,
 	OUT primary_reachable boolean, OUT received bigint,
-	OUT received_duplicates bigint, OUT received_deferred bigint)
+	OUT received_duplicates bigint, OUT received_deferred bigint,
+	OUT events_shipped bigint)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'hk_sql_replica_stats'
 	LANGUAGE C VOLATILE;

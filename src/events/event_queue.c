@@ -44,7 +44,10 @@
  *	- The counters are atomics and need no lock.
  *
  * The queue is server-wide; the worker writes the notes of its own
- * database (hokusai_auth.database) and discards the others, counted.
+ * database (hokusai_auth.database) and discards the others, counted.  On a
+ * hot standby the worker ships them to the primary instead, with their
+ * positions (tail and head), which only grow while the server runs
+ * (replica/ship_events.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -254,6 +257,18 @@ hk_event_queue_advance(int n)
 	Assert(queue->tail + n <= queue->head);
 	queue->tail += n;
 	LWLockRelease(queue_lock);
+}
+
+/* The position of the oldest note queued (of the next one when none is). */
+uint64
+hk_event_queue_tail_position(void)
+{
+	uint64		tail;
+
+	LWLockAcquire(queue_lock, LW_SHARED);
+	tail = queue->tail;
+	LWLockRelease(queue_lock);
+	return tail;
 }
 
 /* Capacity, notes waiting, and the counters (HK_NUM_ESTATS of them). */

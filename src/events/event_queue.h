@@ -66,9 +66,14 @@ extern void hk_event_note(HkEventKind kind, const pg_uuid_t *key_id,
 
 extern const char *hk_event_kind_name(HkEventKind kind);
 
-/* For the worker (the only consumer): see hk_usage_peek() for the protocol. */
+/*
+ * For the worker (the only consumer): see hk_usage_peek() for the protocol.
+ * Positions only grow while the server runs; a standby's worker ships the
+ * notes with them (replica/ship_events.c).
+ */
 extern int	hk_event_queue_peek(HkEventNote *buf, int max);
 extern void hk_event_queue_advance(int n);
+extern uint64 hk_event_queue_tail_position(void);
 
 extern void hk_event_stat_add(HkEventStat which, uint64 n);
 extern void hk_event_queue_state(uint32 *capacity, uint64 *queued,

@@ -299,8 +299,8 @@ Datum
 hk_sql_replica_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[14];
+	bool		nulls[14];
 	uint64		last;
 	int			i = 0;
 
@@ -323,5 +323,6 @@ hk_sql_replica_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(hk_ship_stat(HK_SSTAT_RECEIVED));
 	values[i++] = Int64GetDatum(hk_ship_stat(HK_SSTAT_DUPLICATES));
 	values[i++] = Int64GetDatum(hk_ship_stat(HK_SSTAT_DEFERRED));
+	values[i++] = Int64GetDatum(hk_ship_stat(HK_SSTAT_EVENTS_SHIPPED));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -15,7 +15,10 @@
  *	2. sends the events queued when the cycle began, from the tail, in calls
  *	   of up to HK_SHIP_BATCH, with their queue positions, and the touch
  *	   table's touches: hokusai_auth._receive_usage();
- *	3. consumes its queue up to the position the primary returns.
+ *	3. consumes its queue up to the position the primary returns;
+ *	4. sends the events noted on the request path (rate_limit.exceeded,
+ *	   credits.low, credits.exhausted) the same way, with their positions in
+ *	   the event queue: hokusai_auth._receive_events() (ship_events.c).
  *
  * When the primary cannot be reached or a call fails, the events stay
  * queued (new ones are dropped and counted once the queue is full, as on a
@@ -169,9 +172,73 @@ ship_connect(void)
 	return true;
 }
 
+/*
+ * Run one statement on the primary with text parameters and return its one
+ * bigint result; -1 when that fails (logged as ship_failed() says, with
+ * "refused" as what when the primary answered with an error).  Never waits
+ * beyond HK_SHIP_TIMEOUT_MS (HK_SHIP_FINAL_MS in the last cycle).
+ */
+int64
+hk_ship_call(const char *sql, int nparams, const Oid *types, const char *const *params,
+			 const char *refused)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   final_cycle ? HK_SHIP_FINAL_MS : HK_SHIP_TIMEOUT_MS);
+	PGresult   *res;
+	int64		result = -1;
+
+	if (!PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0))
+	{
+		ship_failed("could not send", PQerrorMessage(conn));
+		return -1;
+	}
+	while (PQisBusy(conn))
+	{
+		if (!wait_socket(WL_SOCKET_READABLE, deadline))
+		{
+			ship_failed("no answer", "timeout");
+			return -1;
+		}
+		if (!PQconsumeInput(conn))
+		{
+			ship_failed("connection lost", PQerrorMessage(conn));
+			return -1;
+		}
+	}
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+			!PQgetisnull(res, 0, 0))
+			result = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		else
+		{
+			ship_failed(PQstatus(conn) == CONNECTION_BAD ? "connection lost" : refused,
+						PQresultErrorMessage(res));
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	if (result < 0)
+		ship_failed(refused, "no position in the answer");
+	return result;
+}
+
+/* A call succeeded: count it, and log the end of an outage. */
+void
+hk_ship_succeeded(void)
+{
+	hk_ship_stat_add(HK_SSTAT_BATCHES, 1);
+	hk_ship_stat_set(HK_SSTAT_LAST_SHIP_AT, (uint64) GetCurrentTimestamp());
+	hk_ship_set_reachable(true);
+	if (failing)
+		ereport(LOG, (errmsg("hokusai_auth worker ships usage to the primary again")));
+	failing = false;
+}
+
 /* Append a uuid's text form to an array literal. */
-static void
-append_uuid(StringInfo s, const pg_uuid_t *u)
+void
+hk_ship_append_uuid(StringInfo s, const pg_uuid_t *u)
 {
 	static const char hex[] = "0123456789abcdef";
 	int			i;
@@ -230,13 +297,10 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 	const char *params[2 + NUM_ARRAYS];
 	Oid			types[2 + NUM_ARRAYS] = {UUIDOID, INT8OID, INT8ARRAYOID, UUIDARRAYOID,
 	TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT8ARRAYOID};
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   final_cycle ? HK_SHIP_FINAL_MS : HK_SHIP_TIMEOUT_MS);
 	StringInfoData run;
 	HASH_SEQ_STATUS seq;
 	ShipTouch  *t;
-	PGresult   *res;
-	int64		result = -1;
+	int64		result;
 	int			i;
 
 	for (i = 0; i < NUM_ARRAYS; i++)
@@ -266,7 +330,7 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 		add_sep(&a[A_POS]);
 		appendStringInfo(&a[A_POS], UINT64_FORMAT, first + i);
 		add_sep(&a[A_KEY]);
-		append_uuid(&a[A_KEY], &e->key_id);
+		hk_ship_append_uuid(&a[A_KEY], &e->key_id);
 		add_sep(&a[A_EP]);
 		append_endpoint(&a[A_EP], e);
 		add_sep(&a[A_AT]);
@@ -288,7 +352,7 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 	while ((t = hash_seq_search(&seq)) != NULL)
 	{
 		add_sep(&a[A_TKEY]);
-		append_uuid(&a[A_TKEY], &t->key_id);
+		hk_ship_append_uuid(&a[A_TKEY], &t->key_id);
 		add_sep(&a[A_TAT]);
 		appendStringInfo(&a[A_TAT], INT64_FORMAT, (int64) t->at);
 		(*ntouch)++;
@@ -299,45 +363,13 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 		params[2 + i] = a[i].data;
 	}
 	initStringInfo(&run);
-	append_uuid(&run, hk_ship_run_id());
+	hk_ship_append_uuid(&run, hk_ship_run_id());
 	snprintf(upto, sizeof(upto), UINT64_FORMAT, first + n);
 	params[0] = run.data;
 	params[1] = upto;
 
-	if (!PQsendQueryParams(conn,
-						   "SELECT hokusai_auth._receive_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-						   2 + NUM_ARRAYS, types, params, NULL, NULL, 0))
-	{
-		ship_failed("could not send", PQerrorMessage(conn));
-		return -1;
-	}
-	while (PQisBusy(conn))
-	{
-		if (!wait_socket(WL_SOCKET_READABLE, deadline))
-		{
-			ship_failed("no answer", "timeout");
-			return -1;
-		}
-		if (!PQconsumeInput(conn))
-		{
-			ship_failed("connection lost", PQerrorMessage(conn));
-			return -1;
-		}
-	}
-	while ((res = PQgetResult(conn)) != NULL)
-	{
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-			!PQgetisnull(res, 0, 0))
-			result = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		else
-		{
-			ship_failed(PQstatus(conn) == CONNECTION_BAD ? "connection lost" :
-						"the primary refused the usage", PQresultErrorMessage(res));
-			PQclear(res);
-			return -1;
-		}
-		PQclear(res);
-	}
+	result = hk_ship_call("SELECT hokusai_auth._receive_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+						  2 + NUM_ARRAYS, types, params, "the primary refused the usage");
 	for (i = 0; i < NUM_ARRAYS; i++)
 		pfree(a[i].data);
 	pfree(run.data);
@@ -399,6 +431,7 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 
 	stop_flag = stop;
 	final_cycle = final;
+	hk_ship_note_standby();
 	if (batch == NULL)
 	{
 		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_SHIP_BATCH);
@@ -419,7 +452,7 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	}
 
 	hk_usage_queue_state(&capacity, &queued, &worker_pid);
-	if (queued == 0 && hash_get_num_entries(touches) == 0)
+	if (queued == 0 && hash_get_num_entries(touches) == 0 && !hk_ship_events_pending())
 		return;
 	if (conn == NULL && GetCurrentTimestamp() < retry_after)
 		return;
@@ -448,14 +481,13 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 		touches = new_touch_table();
 		hk_ship_stat_add(HK_SSTAT_SHIPPED, count_usage((int) consumed));
 		hk_ship_stat_add(HK_SSTAT_TOUCHES_SHIPPED, ntouch);
-		hk_ship_stat_add(HK_SSTAT_BATCHES, 1);
-		hk_ship_stat_set(HK_SSTAT_LAST_SHIP_AT, (uint64) GetCurrentTimestamp());
-		hk_ship_set_reachable(true);
-		if (failing)
-			ereport(LOG, (errmsg("hokusai_auth worker ships usage to the primary again")));
-		failing = false;
+		hk_ship_succeeded();
 		done += consumed;
 		if (consumed < n)
 			break;				/* the primary is short of room: next cycle */
 	} while (done < limit);
+
+	/* Then the events noted on the request path (ship_events.c). */
+	if (hk_ship_events_pending())
+		(void) hk_ship_events();
 }

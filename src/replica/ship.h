@@ -13,6 +13,7 @@
 
 #include <signal.h>
 
+#include "lib/stringinfo.h"
 #include "utils/uuid.h"
 
 /* Counters for replica_stats(), in its column order. */
@@ -26,6 +27,7 @@ typedef enum HkShipStat
 	HK_SSTAT_RECEIVED,			/* primary: events received and queued */
 	HK_SSTAT_DUPLICATES,		/* primary: events received again, skipped */
 	HK_SSTAT_DEFERRED,			/* primary: events refused for lack of room */
+	HK_SSTAT_EVENTS_SHIPPED,	/* standby: noted events the primary took */
 	HK_NUM_SSTATS
 } HkShipStat;
 
@@ -47,5 +49,26 @@ extern const pg_uuid_t *hk_ship_run_id(void);
  */
 extern void hk_ship_cycle(const volatile sig_atomic_t *stop, bool final);
 extern void hk_ship_disconnect(void);
+
+/* For ship_events.c: a call on the worker's connection (see ship.c). */
+extern int64 hk_ship_call(const char *sql, int nparams, const Oid *types,
+						  const char *const *params, const char *refused);
+extern void hk_ship_succeeded(void);
+extern void hk_ship_append_uuid(StringInfo s, const pg_uuid_t *u);
+
+/*
+ * ship_events.c: are notes of the request path queued, and ship them (from
+ * hk_ship_cycle(), connected); false when the call failed.
+ */
+extern bool hk_ship_events_pending(void);
+extern bool hk_ship_events(void);
+
+/*
+ * promoted.c: the worker ran a cycle in recovery; and at its first cycles
+ * after the promotion (in the database, extension ready), drop from the
+ * queues what the old primary had taken (replayed shipping state).
+ */
+extern void hk_ship_note_standby(void);
+extern void hk_ship_after_promotion(void);
 
 #endif							/* HK_SHIP_H */

@@ -11,8 +11,9 @@
  * preloaded, connected to hokusai_auth.database.  Every
  * hokusai_auth.flush_interval it runs a cycle:
  *
- *	1. while the server is in recovery (a hot standby), only ship the queue
- *	   to the primary over libpq (replica/ship.c): a standby never writes;
+ *	1. while the server is in recovery (a hot standby), only ship the usage
+ *	   queue and the noted events to the primary over libpq (replica/ship.c,
+ *	   replica/ship_events.c): a standby never writes;
  *	   nothing while the extension (at 1.2 or later) is not installed in
  *	   that database; the queue keeps its events (and drops new ones once
  *	   full) until then;
@@ -233,6 +234,7 @@ run_cycle(bool expire)
 
 	if (expire)
 		hk_worker_expiry_due();
+	MemoryContextSwitchTo(cycle_cxt);
 	if (RecoveryInProgress())
 	{
 		hk_ship_cycle(&got_sigterm, shutting_down);
@@ -241,6 +243,8 @@ run_cycle(bool expire)
 	hk_ship_disconnect();
 	if (!hk_worker_extension_ready(&can_seal))
 		return;
+	/* Once after a promotion: what the old primary took is written. */
+	hk_ship_after_promotion();
 
 	/* Transactions leave CurrentMemoryContext at TopMemoryContext. */
 	MemoryContextSwitchTo(cycle_cxt);

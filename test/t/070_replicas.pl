@@ -17,7 +17,11 @@
 #     as a role that may only run _receive_usage().
 #  3. Promotion: standby1 becomes the primary; keys validate, revocations
 #     hold, a new revocation takes effect at commit, its worker writes
-#     usage locally; rate limits are per server and survive the promotion.
+#     usage locally; rate limits are per server and survive the promotion;
+#     credits are per server: a standby's spending is not written back to
+#     the primary, and after promotion its balances are written to its own
+#     tables, keys it never spent from starting at the old primary's last
+#     write-back.
 use strict;
 use warnings;
 
@@ -310,8 +314,49 @@ is(admitted($s1, 6), 'ok,ok,ok,ok,ok,rate_limited',
 	'standby1 counts its own calls: 5 admitted there, whatever the primary admitted');
 warm($key_q, undef, 'the key to revoke after promotion');
 
+# Credits are per server too (docs/scaling.md, "Failover"): a standby
+# spends from its own balance and never writes it back to the primary; a
+# write-back of the primary's own spending (no add_credits()) leaves a
+# standby's balance alone.
+my (undef, $kid_n, $key_n) = HokusaiTest::new_key($primary, 'nina',
+	args => 'burst_limit => 0, credits => 10');
+my (undef, $kid_o, $key_o) = HokusaiTest::new_key($primary, 'olaf',
+	args => 'burst_limit => 0, credits => 10');
+catch_up();
+sub spend
+{
+	my ($node, $k, $cost) = @_;
+	return sql($node, "SELECT status || ' ' || credits_remaining"
+		  . " FROM hokusai_auth.validate_key('$k', cost => $cost)");
+}
+# "n o": the rows' credits_remaining of keys n and o.
+sub balances_row
+{
+	my ($node) = @_;
+	return sql($node, "SELECT string_agg(credits_remaining::text, ' ' ORDER BY id = '$kid_o')"
+		  . " FROM hokusai_auth.api_keys WHERE id IN ('$kid_n', '$kid_o')");
+}
+is(spend($s1, $key_n, 3), 'ok 7', 'standby1 spends 3 of key n\'s 10 credits');
+is(spend($primary, $key_n, 2), 'ok 8', 'the primary spends 2 of key n from its own 10');
+is(spend($primary, $key_o, 4), 'ok 6', 'the primary spends 4 of key o, which standby1 never uses');
+ok($primary->poll_query_until('postgres', "SELECT '8 6' = (SELECT string_agg(credits_remaining::text, ' '"
+		  . " ORDER BY id = '$kid_o') FROM hokusai_auth.api_keys WHERE id IN ('$kid_n', '$kid_o'))"),
+	'the primary writes its balances back: 8 and 6');
+catch_up();
+sleep(1);
+is(balances_row($primary), '8 6', 'standby1\'s spending is not written back to the primary (key n: 8, not 5)');
+is(balances_row($s1), '8 6', 'standby1 has replayed those rows');
+is(sql($s1, "SELECT credits_remaining FROM hokusai_auth.rate_limit_status('$kid_n')"), '7',
+	'standby1 keeps its own balance of key n (7): the primary\'s write-back is not taken in');
+
 $s1->promote;
 $s1->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
+ok($s1->poll_query_until('postgres', "SELECT credits_remaining = 7 FROM hokusai_auth.api_keys WHERE id = '$kid_n'"),
+	'promoted: its worker writes the balance it kept as a standby (key n: 7) to its own table');
+is(spend($s1, $key_n, 1), 'ok 6', 'promoted: key n spends from that balance');
+is(spend($s1, $key_o, 1), 'ok 5',
+	'promoted: key o, never used there, starts from the old primary\'s last write-back it replayed (6)');
+is(spend($primary, $key_n, 1), 'ok 7', 'the old primary, still running, keeps its own balance of key n (8)');
 is(HokusaiTest::status($s1, $new_key), 'ok', 'promoted: a key validates');
 is(HokusaiTest::status($s1, $key), 'revoked', 'promoted: a key revoked on the old primary stays revoked');
 is(HokusaiTest::status($s1, $key_q), 'ok', 'promoted: the cached key still validates');
