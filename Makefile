@@ -25,6 +25,7 @@ OBJS = \
 	src/validate/invalidate.o \
 	src/validate/key_store.o \
 	src/validate/pipeline.o \
+	src/validate/row.o \
 	src/validate/scopes.o \
 	src/validate/stats.o \
 	src/validate/throttle.o \

@@ -125,3 +125,21 @@ SELECT status FROM hokusai_auth.validate_key(
 -- The key text never appears in the tables.
 SELECT count(*) AS leaks FROM hokusai_auth.api_keys k, hokusai_auth.audit_log a
  WHERE k::text LIKE '%' || :'k_key' || '%' OR a::text LIKE '%' || :'k_key' || '%';
+
+-- After the first row of a status, validate_key copies its row from that
+-- status's template and writes the call's values in (validate/row.c):
+-- rows of one status for different keys, with the statuses interleaved,
+-- each carry their own key, user, limit and remaining count.
+SELECT hokusai_auth.create_user('rowtpl') AS rowtpl \gset
+SELECT * FROM hokusai_auth.create_key(:'rowtpl', 'template', rate_limit_per_hour => 77) \gset t_
+SELECT i, r.valid, r.status,
+       r.key_id = CASE i % 4 WHEN 0 THEN :'k_id'::uuid WHEN 1 THEN :'t_id'::uuid
+                             WHEN 2 THEN :'i_id'::uuid END AS key_id_ok,
+       r.user_id = CASE i % 4 WHEN 1 THEN :'rowtpl'::uuid ELSE :'carol'::uuid END AS user_id_ok,
+       r.rate_limit, CASE WHEN i % 4 = 1 THEN r.remaining ELSE -1 END AS t_remaining,
+       r.remaining < r.rate_limit AS counted, r.reset_seconds,
+       r.retry_after, r.credits_remaining
+  FROM generate_series(0, 11) i,
+       LATERAL hokusai_auth.validate_key(CASE i % 4 WHEN 0 THEN :'k_key' WHEN 1 THEN :'t_key'
+                                         WHEN 2 THEN :'i_key' ELSE 'hk_live_junk' END) r
+ ORDER BY i;

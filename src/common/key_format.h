@@ -51,12 +51,15 @@ typedef enum HkKeyShape
 /* The base62 alphabet: 0-9, A-Z, a-z in that order. */
 extern const char hk_base62_digits[];
 
+/* Each byte's base62 value, HK_NOT_BASE62 for any other byte. */
+#define HK_NOT_BASE62		0x80
+extern const unsigned char hk_base62_value[256];
+
 /* Is c one of the base62 digits? */
 static inline bool
 hk_is_base62(char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
-		(c >= 'a' && c <= 'z');
+	return hk_base62_value[(unsigned char) c] != HK_NOT_BASE62;
 }
 
 extern bool hk_environment_from_name(const char *name, HkEnvironment *env);

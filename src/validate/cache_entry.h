@@ -37,24 +37,32 @@
 
 typedef struct HkCacheEntry
 {
+	/*
+	 * What a probe of a set reads of an entry that is not the one it looks
+	 * for, in the entry's first cache line (entries are 256 bytes, cache-line
+	 * aligned): with many keys, the set's 16 entries are not in the CPU's
+	 * caches, and a probe that touched two or three lines per entry paid a
+	 * cache miss for each.
+	 */
 	pg_atomic_uint32 changes;	/* odd while a writer changes the entry */
-	uint8		digest[HK_DIGEST_LEN];
+	uint8		flags;
+	uint8		n_allowed;
+	uint8		n_scopes;		/* how many the key has */
+	uint8		scopes_len;		/* bytes in scopes; 0 with n_scopes > 0: too long */
 	Oid			dbid;
 	Oid			nspid;
-	pg_uuid_t	key_id;
-	pg_uuid_t	user_id;
-	TimestampTz expires_at;
+	uint8		digest[HK_DIGEST_LEN];
 	TimestampTz filled_at;
 	pg_atomic_uint32 last_used; /* seconds since cache start */
 	pg_atomic_uint32 last_touch;	/* last usage touch, same clock */
+	/* The rest: read on a hit. */
+	pg_uuid_t	key_id;
+	pg_uuid_t	user_id;
+	TimestampTz expires_at;
 	int32		rate_limit_per_hour;
 	int32		burst_limit;
-	uint8		flags;
-	uint8		n_allowed;
 	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
 	/* authorization: the key's scopes, packed, when they fit */
-	uint8		n_scopes;		/* how many the key has */
-	uint8		scopes_len;		/* bytes in scopes; 0 with n_scopes > 0: too long */
 	char		scopes[HK_CACHE_SCOPE_BYTES];
 	/* metering: the key's credits and refill, its owner's limits */
 	bool		has_credits;
@@ -65,7 +73,10 @@ typedef struct HkCacheEntry
 	int64		refill_amount;
 } HkCacheEntry;
 
-StaticAssertDecl(sizeof(HkCacheEntry) <= 256, "cache entry must fit in 256 bytes");
+StaticAssertDecl(sizeof(HkCacheEntry) == 256, "cache entry must be 256 bytes");
+/* 64: the line of today's CPUs (PG_CACHE_LINE_SIZE, 128, is the alignment). */
+StaticAssertDecl(offsetof(HkCacheEntry, last_touch) + sizeof(pg_atomic_uint32) <= 64,
+				 "what a probe reads must fit in the entry's first cache line");
 
 typedef struct HkCacheShared
 {
@@ -73,7 +84,8 @@ typedef struct HkCacheShared
 	TimestampTz started_at;
 	uint32		nsets;
 	pg_atomic_uint64 generation;
-	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER];
+	/* Cache-line aligned (ShmemInitStruct() returns aligned memory). */
+	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER] pg_attribute_aligned(PG_CACHE_LINE_SIZE);
 } HkCacheShared;
 
 extern HkCacheShared *hk_cache_shm;

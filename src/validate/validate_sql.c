@@ -16,11 +16,20 @@
 #include "hokusai_auth.h"
 #include "validate/cidr_datum.h"
 #include "validate/pipeline.h"
+#include "validate/row.h"
 #include "validate/scopes.h"
 
 PG_FUNCTION_INFO_V1(hk_sql_validate_key);
 
 #define VALIDATE_NATTS 9
+
+StaticAssertDecl(HK_NUM_STATUSES <= HK_ROW_MAX_SHAPES, "one row template per status");
+
+/*
+ * The result type and one row template per status (row.c), kept per
+ * backend for 1.6's hokusai_auth.validation.
+ */
+static HkRowType validation_row;
 
 /*
  * The status column's values as text, made once per backend: a call copies
@@ -53,7 +62,7 @@ make_status_texts(void)
 Datum
 hk_sql_validate_key(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	HkRowType  *rt;
 	HkRequest	req;
 	HkCidr		client;
 	HkValidation res;
@@ -62,19 +71,10 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 
 	hk_require_preload();
 
-	/* The blessed result descriptor, built once per call site. */
-	if (tupdesc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		fcinfo->flinfo->fn_extra = tupdesc;
-		MemoryContextSwitchTo(old);
-		if (status_text[0] == NULL)
-			make_status_texts();
-	}
+	/* The result descriptor and the row templates (row.c). */
+	rt = hk_row_type(fcinfo, &validation_row);
+	if (status_text[0] == NULL)
+		make_status_texts();
 
 	/*
 	 * A database not yet updated to 1.6 calls this with the three arguments
@@ -119,6 +119,7 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 	}
 	hk_validate(&req, &res);
 
+	memset(values, 0, sizeof(values));
 	memset(nulls, true, sizeof(nulls));
 	values[0] = BoolGetDatum(res.status == HK_STATUS_OK);
 	nulls[0] = false;
@@ -142,11 +143,12 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		values[7] = Int32GetDatum(res.retry_after);
 		nulls[7] = false;
 	}
-	if (res.has_credits && tupdesc->natts > 8)
+	if (res.has_credits && rt->tupdesc->natts > 8)
 	{
 		values[8] = Int64GetDatum(res.credits_remaining);
 		nulls[8] = false;
 	}
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(hk_row_form(rt->tupdesc, &rt->rows[res.status], rt->cxt,
+								values, nulls));
 }

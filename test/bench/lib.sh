@@ -73,6 +73,8 @@ BEGIN
 		required_scopes text[] DEFAULT NULL) RETURNS %s
 		AS 'hk_bench_noop', 'hk_bench_noop_validate' LANGUAGE C VOLATILE$f$, rt);
 END $$;
+CREATE FUNCTION hk_bench.cpu_us() RETURNS float8
+	AS 'hk_bench_noop', 'hk_bench_cpu_us' LANGUAGE C VOLATILE;
 SQL
 }
 
