@@ -3031,6 +3031,14 @@ BEGIN
 END
 $$;
 
+-- One statement, planned at each call with the range's bounds as constants
+-- (plpgsql's custom plans), so that only the partitions holding them are
+-- opened: whole UTC days from api_key_usage_daily, whole UTC hours from
+-- api_key_usage_hourly, the minutes at either edge from
+-- api_key_usage_minutely (the bounds as _usage_rows() computes them, read
+-- here without it: a set-returning function would copy every row into a
+-- tuplestore twice, and its own plan and compilation would add to a new
+-- session's first call).
 CREATE OR REPLACE FUNCTION hokusai_auth.usage_summary(key_id uuid,
 	since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
 	OUT requests bigint, OUT errors bigint, OUT client_errors bigint,
@@ -3044,15 +3052,61 @@ CREATE OR REPLACE FUNCTION hokusai_auth.usage_summary(key_id uuid,
 	AS $$
 DECLARE
 	hist	bigint[];
+	lo		timestamptz := coalesce(since, '-infinity');
+	hi		timestamptz := coalesce(until, now());
+	-- minutes m with l <= m < h: the bounds rounded up to whole minutes
+	l		timestamptz := CASE WHEN date_trunc('minute', lo) = lo THEN lo
+								ELSE date_trunc('minute', lo) + interval '1 minute' END;
+	h		timestamptz := CASE WHEN date_trunc('minute', hi) = hi THEN hi
+								ELSE date_trunc('minute', hi) + interval '1 minute' END;
+	-- whole hours in [l, h): [hl, hh); whole days in [hl, hh): [dl, dh)
+	hl		timestamptz := CASE WHEN date_trunc('hour', l, 'UTC') = l THEN l
+								ELSE date_trunc('hour', l, 'UTC') + interval '1 hour' END;
+	hh		timestamptz := date_trunc('hour', h, 'UTC');
+	dl		timestamptz;
+	dh		timestamptz;
 BEGIN
-	PERFORM hokusai_auth._check_range(key_id, since, until);
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF since > until THEN
+		RAISE EXCEPTION 'since must not be later than until'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF hl >= hh THEN
+		hl := l;
+		hh := l;
+	END IF;
+	dl := CASE WHEN date_trunc('day', hl, 'UTC') = hl THEN hl
+			   ELSE date_trunc('day', hl, 'UTC') + interval '1 day' END;
+	dh := date_trunc('day', hh, 'UTC');
+	IF dl >= dh THEN
+		dl := hl;
+		dh := hl;
+	END IF;
 
 	WITH g AS (
 		-- Grouped at once: a few rows per endpoint and status, however long the range.
 		SELECT r.endpoint, r.status_code, sum(r.requests) AS n, sum(r.timed_requests) AS timed,
 			   sum(r.response_ms_sum) AS ms, max(r.max_response_ms) AS mx,
 			   hokusai_auth._hist_sum(r.latency_hist) AS h
-		  FROM hokusai_auth._usage_rows(key_id, coalesce(since, '-infinity'), coalesce(until, now())) r
+		  FROM (SELECT d.endpoint, d.status_code, d.requests, d.timed_requests,
+					   d.response_ms_sum, d.max_response_ms, d.latency_hist
+				  FROM hokusai_auth.api_key_usage_daily d
+				 WHERE d.api_key_id = usage_summary.key_id AND d.day >= dl AND d.day < dh
+				UNION ALL
+				SELECT a.endpoint, a.status_code, a.requests, a.timed_requests,
+					   a.response_ms_sum, a.max_response_ms, a.latency_hist
+				  FROM hokusai_auth.api_key_usage_hourly a
+				 WHERE a.api_key_id = usage_summary.key_id
+				   AND ((a.hour >= hl AND a.hour < dl) OR (a.hour >= dh AND a.hour < hh))
+				UNION ALL
+				SELECT m.endpoint, m.status_code, m.requests, m.timed_requests,
+					   m.response_ms_sum, m.max_response_ms, m.latency_hist
+				  FROM hokusai_auth.api_key_usage_minutely m
+				 WHERE m.api_key_id = usage_summary.key_id
+				   AND ((m.minute >= l AND m.minute < hl) OR (m.minute >= hh AND m.minute < h))) r
 		 GROUP BY 1, 2
 	), st AS (
 		SELECT g.status_code, sum(g.n)::bigint AS n FROM g GROUP BY 1

@@ -57,6 +57,20 @@ hk_usage_clean_endpoint(const char *src, int len, char *buf)
 	int			in = 0;
 	int			out = 0;
 
+	/*
+	 * Printable ASCII, what endpoints usually are, byte by byte: in every
+	 * server encoding a byte below 0x80 is a character of its own.  The
+	 * first other byte goes to the loop below.
+	 */
+	while (in < len && out < HK_USAGE_ENDPOINT_LEN - 1)
+	{
+		unsigned char c = (unsigned char) src[in];
+
+		if (c < 0x20 || c >= 0x7f)
+			break;
+		buf[out++] = (char) c;
+		in++;
+	}
 	while (in < len)
 	{
 		int			clen = pg_mblen(src + in);

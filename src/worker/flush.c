@@ -85,6 +85,12 @@ hk_worker_flush_init(void)
 	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
 }
 
+static inline bool
+same_key(const pg_uuid_t *a, const pg_uuid_t *b)
+{
+	return memcmp(a->data, b->data, UUID_LEN) == 0;
+}
+
 /* The batch's keys that exist, as a hash table of key ids. */
 static HTAB *
 existing_keys(HkUsageEvent **ev, int n)
@@ -105,7 +111,12 @@ existing_keys(HkUsageEvent **ev, int n)
 	found = hk_worker_key_table("hokusai_auth existing keys", sizeof(pg_uuid_t),
 								CurrentMemoryContext);
 	for (i = 0; i < n; i++)
+	{
+		/* runs of one key's events: one lookup per run */
+		if (i > 0 && same_key(&ev[i]->key_id, &ev[i - 1]->key_id))
+			continue;
 		(void) hash_search(wanted, &ev[i]->key_id, HASH_ENTER, NULL);
+	}
 
 	nkeys = hash_get_num_entries(wanted);
 	ids = palloc(sizeof(Datum) * nkeys);
@@ -257,6 +268,7 @@ write_events(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 	HkRoute    *raw_route = palloc(sizeof(HkRoute) * n);
 	int			ncounted = 0;
 	int			nraw = 0;
+	bool		key_exists = false;
 	int			i;
 
 	memset(c, 0, sizeof(BatchCounts));
@@ -270,7 +282,10 @@ write_events(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 	exists = existing_keys(ev, n);
 	for (i = 0; i < n; i++)
 	{
-		if (hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) == NULL)
+		/* runs of one key's events: one lookup per run */
+		if (i == 0 || !same_key(&ev[i]->key_id, &ev[i - 1]->key_id))
+			key_exists = hash_search(exists, &ev[i]->key_id, HASH_FIND, NULL) != NULL;
+		if (!key_exists)
 			c->discarded++;
 		else if (!OidIsValid(route[i].minute_part))
 			c->late++;
@@ -360,6 +375,8 @@ write_batch(HkUsageEvent *ev, int n)
 	HkRoute    *route;
 	BatchCounts counts;
 	bool		ok;
+	const pg_uuid_t *run_key = NULL;
+	TimestampTz run_at = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -371,13 +388,24 @@ write_batch(HkUsageEvent *ev, int n)
 			other_db++;
 			continue;
 		}
-		hk_worker_note_touch(&e->key_id, e->at);
+		/* last_used_at: noted once per run of one key's events */
+		if (run_key != NULL && same_key(run_key, &e->key_id))
+			run_at = Max(run_at, e->at);
+		else
+		{
+			if (run_key != NULL)
+				hk_worker_note_touch(run_key, run_at);
+			run_key = &e->key_id;
+			run_at = e->at;
+		}
 		if (!(e->flags & HK_EV_USAGE))
 			continue;
 		if (nusage == 0 || e->at < oldest)
 			oldest = e->at;
 		mine[nusage++] = e;
 	}
+	if (run_key != NULL)
+		hk_worker_note_touch(run_key, run_at);
 	if (nusage == 0)
 	{
 		hk_usage_stat_add(HK_USTAT_OTHER_DB, other_db);

@@ -5,7 +5,8 @@
 # shutdown and a terminated worker lose nothing, the worker comes back after
 # SIGKILL, a backend crash leaves keys and tables intact, a full queue drops
 # and counts, a late event for a dropped partition is counted and written
-# nowhere, raw rows are sampled, and a standby's worker stays idle.
+# nowhere, raw rows are sampled, endpoints are cut at a character boundary
+# with control characters made '?', and a standby's worker stays idle.
 use strict;
 use warnings;
 
@@ -349,6 +350,34 @@ q1('DROP TRIGGER note_usage ON hokusai_auth.api_key_usage');
 $before = usage_rows();
 q1("SELECT hokusai_auth.record_usage('$kid', '/after-trigger', 1, 200)");
 wait_rows($before + 1, 'events arrive again once the trigger is gone');
+
+# 8d. Endpoints as validate_key() queues them: cut to 127 bytes at a
+# character boundary, control characters (C0, DEL, C1) made '?', whether
+# they come first, after printable ASCII or after other characters.
+$before = usage_rows();
+my @cases = (
+	[ "repeat('/x', 100)", "left(repeat('/x', 100), 127)", '200 bytes of ASCII: the first 127' ],
+	[ "'/c' || repeat('a', 124) || 'éz'", "'/c' || repeat('a', 124)",
+		'a 2-byte character across byte 127 is left out' ],
+	[ "'/d' || repeat('a', 123) || 'éz'", "'/d' || repeat('a', 123) || 'é'",
+		'a 2-byte character ending at byte 127 is kept' ],
+	[ "'/e' || chr(9) || 'b' || chr(127) || 'c'", "'/e?b?c'", 'C0 and DEL after ASCII become ?' ],
+	[ "chr(10) || '/f'", "'?/f'", 'a control character first becomes ?' ],
+	[ "'/gé' || chr(133) || 'x' || chr(1)", "'/gé?x?'", 'C1 and C0 after a 2-byte character become ?' ],
+	[ "'/h' || repeat('é', 70)", "'/h' || repeat('é', 62)", '2-byte characters cut at a boundary' ]);
+for my $c (@cases)
+{
+	is(q1("SELECT status FROM hokusai_auth.validate_key('$key', endpoint => $c->[0])"),
+		'ok', "validate_key with endpoint: $c->[2]");
+}
+wait_rows($before + scalar(@cases), 'the endpoint events arrive');
+for my $c (@cases)
+{
+	is( q1( "SELECT count(*) FROM hokusai_auth.api_key_usage
+			  WHERE api_key_id = '$kid' AND endpoint = $c->[1] AND octet_length(endpoint) <= 127
+				AND \"timestamp\" > now() - interval '1 minute'"),
+		'1', "stored: $c->[2]");
+}
 
 # 8c. A database at 1.5 under the 1.6 library: the worker writes it the 1.5
 # way until ALTER EXTENSION UPDATE, then into the 1.6 tables, without a
