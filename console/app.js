@@ -413,17 +413,28 @@ async function refreshKeys() {
 // ---------------------------------------------------------------------------
 
 let returnFocus = null;
+let returnRow = null;
 
 function openDialog(d, focus) {
 	returnFocus = document.activeElement;
+	// A row's button may be replaced while the dialog is open (the table
+	// reloads): remember which key's which button it was.
+	const tr = returnFocus && returnFocus.dataset && returnFocus.dataset.action
+		? returnFocus.closest('#keys-body tr') : null;
+	returnRow = tr ? { id: tr.dataset.keyId, action: returnFocus.dataset.action } : null;
 	for (const e of d.querySelectorAll('.dialog-error')) { e.hidden = true; e.textContent = ''; }
 	d.showModal();
 	if (focus) focus.focus();
 }
 
 function restoreFocus() {
-	const target = returnFocus && returnFocus.isConnected ? returnFocus : $('#new-key');
+	let target = returnFocus && returnFocus.isConnected ? returnFocus : null;
+	if (!target && returnRow)
+		target = $('#keys-body').querySelector(`tr[data-key-id="${CSS.escape(returnRow.id)}"] button[data-action="${CSS.escape(returnRow.action)}"]`);
+	if (!target)
+		target = $('#new-key');
 	returnFocus = null;
+	returnRow = null;
 	if (target && !target.closest('[hidden]')) target.focus();
 }
 
