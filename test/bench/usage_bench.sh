@@ -174,8 +174,10 @@ printf '%-44s %12s\n' "rows written (after the run)" "$((rows1 - rows0))"
 printf '%-44s %12s\n' "still queued" "$queued"
 printf '%-44s %12s\n' "batches" "$flushes"
 printf '%-44s %12s  (%s x flush_interval; target <= 2)\n' "max flush lag, ms" "$maxlag" "$lagratio"
-printf '%-44s %12.2f  (CPU time of the worker / rows)\n' "worker, us per row written" \
-	"$(echo "1000000 * ($w1 - $w0) / $(getconf CLK_TCK) / ($flushed + 1)" | bc -l)"
+# Per event the worker took in (aggregated, and a raw row when sampled):
+# with raw rows off it writes no row at all.
+printf '%-44s %12.2f  (CPU time of the worker / events queued)\n' "worker, us per event" \
+	"$(echo "1000000 * ($w1 - $w0) / $(getconf CLK_TCK) / ($enq + ($enq == 0))" | bc -l)"
 printf '%-44s %12.2f  (wall time of COPY FROM of 300000 rows, same indexes)\n' \
 	"COPY FROM, us per row" "$(echo "1000 * $copy_ms / 300000" | bc -l)"
 
