@@ -349,14 +349,10 @@ function renderKeys(keys) {
 	const body = $('#keys-body');
 	// A row's button that has the focus (a dialog it opened just closed)
 	// keeps it in the new table: keyboard users stay where they were.
-	const active = document.activeElement;
-	const tr = active && active.dataset && active.dataset.action ? active.closest('#keys-body tr') : null;
-	const keep = tr ? { id: tr.dataset.keyId, action: active.dataset.action } : null;
+	const keep = rowButtonOf(document.activeElement);
 	body.replaceChildren(...rows.map((k) => keyRow(k, hasScopes, hasCredits)));
-	if (keep) {
-		const again = body.querySelector(`tr[data-key-id="${CSS.escape(keep.id)}"] button[data-action="${CSS.escape(keep.action)}"]`);
-		if (again) again.focus();
-	}
+	const again = rowButton(keep);
+	if (again) again.focus();
 	$('#keys-empty').hidden = rows.length > 0;
 	$('#keys-table').hidden = rows.length === 0;
 	if (selectedId && !keysById.has(selectedId)) closeUsage();
@@ -412,27 +408,34 @@ async function refreshKeys() {
 // Dialogs
 // ---------------------------------------------------------------------------
 
+// Which key's which button el is ({id, action}); null when el is not a
+// button of the keys table.
+function rowButtonOf(el) {
+	const tr = el && el.dataset && el.dataset.action ? el.closest('#keys-body tr') : null;
+	return tr ? { id: tr.dataset.keyId, action: el.dataset.action } : null;
+}
+
+// That button in the keys table as it is now (it may have been redrawn).
+function rowButton(which) {
+	return which ? $('#keys-body').querySelector(
+		`tr[data-key-id="${CSS.escape(which.id)}"] button[data-action="${CSS.escape(which.action)}"]`) : null;
+}
+
 let returnFocus = null;
 let returnRow = null;
 
 function openDialog(d, focus) {
 	returnFocus = document.activeElement;
-	// A row's button may be replaced while the dialog is open (the table
+	// A row's button may be redrawn while the dialog is open (the table
 	// reloads): remember which key's which button it was.
-	const tr = returnFocus && returnFocus.dataset && returnFocus.dataset.action
-		? returnFocus.closest('#keys-body tr') : null;
-	returnRow = tr ? { id: tr.dataset.keyId, action: returnFocus.dataset.action } : null;
+	returnRow = rowButtonOf(returnFocus);
 	for (const e of d.querySelectorAll('.dialog-error')) { e.hidden = true; e.textContent = ''; }
 	d.showModal();
 	if (focus) focus.focus();
 }
 
 function restoreFocus() {
-	let target = returnFocus && returnFocus.isConnected ? returnFocus : null;
-	if (!target && returnRow)
-		target = $('#keys-body').querySelector(`tr[data-key-id="${CSS.escape(returnRow.id)}"] button[data-action="${CSS.escape(returnRow.action)}"]`);
-	if (!target)
-		target = $('#new-key');
+	const target = (returnFocus && returnFocus.isConnected ? returnFocus : rowButton(returnRow)) || $('#new-key');
 	returnFocus = null;
 	returnRow = null;
 	if (target && !target.closest('[hidden]')) target.focus();
