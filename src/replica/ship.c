@@ -279,10 +279,58 @@ enum
 	A_POS, A_KEY, A_EP, A_AT, A_RT, A_SC, A_TKEY, A_TAT, NUM_ARRAYS
 };
 
-static void
-add_sep(StringInfo a)
+/* Start n array literals. */
+void
+hk_ship_arrays_start(StringInfo a, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		initStringInfo(&a[i]);
+		appendStringInfoChar(&a[i], '{');
+	}
+}
+
+/* Before each element of an array literal: a comma after the first. */
+void
+hk_ship_add_sep(StringInfo a)
 {
 	appendStringInfoChar(a, a->len > 1 ? ',' : ' ');
+}
+
+/*
+ * Close n array literals and run sql with this run's id, upto and them as
+ * its parameters (types: of all 2 + n); frees the literals.  hk_ship_call()'s
+ * result.
+ */
+int64
+hk_ship_send_arrays(const char *sql, StringInfo a, int n, const Oid *types,
+					uint64 upto, const char *refused)
+{
+	const char **params = palloc(sizeof(char *) * (2 + n));
+	StringInfoData run;
+	char		upto_s[24];
+	int64		result;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		appendStringInfoChar(&a[i], '}');
+		params[2 + i] = a[i].data;
+	}
+	initStringInfo(&run);
+	hk_ship_append_uuid(&run, hk_ship_run_id());
+	snprintf(upto_s, sizeof(upto_s), UINT64_FORMAT, upto);
+	params[0] = run.data;
+	params[1] = upto_s;
+
+	result = hk_ship_call(sql, 2 + n, types, params, refused);
+	for (i = 0; i < n; i++)
+		pfree(a[i].data);
+	pfree(run.data);
+	pfree(params);
+	return result;
 }
 
 /*
@@ -293,21 +341,13 @@ static int64
 send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 {
 	StringInfoData a[NUM_ARRAYS];
-	char		upto[24];
-	const char *params[2 + NUM_ARRAYS];
 	Oid			types[2 + NUM_ARRAYS] = {UUIDOID, INT8OID, INT8ARRAYOID, UUIDARRAYOID,
 	TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT8ARRAYOID};
-	StringInfoData run;
 	HASH_SEQ_STATUS seq;
 	ShipTouch  *t;
-	int64		result;
 	int			i;
 
-	for (i = 0; i < NUM_ARRAYS; i++)
-	{
-		initStringInfo(&a[i]);
-		appendStringInfoChar(&a[i], '{');
-	}
+	hk_ship_arrays_start(a, NUM_ARRAYS);
 	*nsent = 0;
 	for (i = 0; i < n; i++)
 	{
@@ -327,20 +367,20 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 				st->at = e->at;
 			continue;
 		}
-		add_sep(&a[A_POS]);
+		hk_ship_add_sep(&a[A_POS]);
 		appendStringInfo(&a[A_POS], UINT64_FORMAT, first + i);
-		add_sep(&a[A_KEY]);
+		hk_ship_add_sep(&a[A_KEY]);
 		hk_ship_append_uuid(&a[A_KEY], &e->key_id);
-		add_sep(&a[A_EP]);
+		hk_ship_add_sep(&a[A_EP]);
 		append_endpoint(&a[A_EP], e);
-		add_sep(&a[A_AT]);
+		hk_ship_add_sep(&a[A_AT]);
 		appendStringInfo(&a[A_AT], INT64_FORMAT, (int64) e->at);
-		add_sep(&a[A_RT]);
+		hk_ship_add_sep(&a[A_RT]);
 		if (e->response_time_ms == HK_EV_NONE)
 			appendStringInfoString(&a[A_RT], "NULL");
 		else
 			appendStringInfo(&a[A_RT], "%d", e->response_time_ms);
-		add_sep(&a[A_SC]);
+		hk_ship_add_sep(&a[A_SC]);
 		if (e->status_code == HK_EV_NONE)
 			appendStringInfoString(&a[A_SC], "NULL");
 		else
@@ -351,29 +391,14 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 	hash_seq_init(&seq, touches);
 	while ((t = hash_seq_search(&seq)) != NULL)
 	{
-		add_sep(&a[A_TKEY]);
+		hk_ship_add_sep(&a[A_TKEY]);
 		hk_ship_append_uuid(&a[A_TKEY], &t->key_id);
-		add_sep(&a[A_TAT]);
+		hk_ship_add_sep(&a[A_TAT]);
 		appendStringInfo(&a[A_TAT], INT64_FORMAT, (int64) t->at);
 		(*ntouch)++;
 	}
-	for (i = 0; i < NUM_ARRAYS; i++)
-	{
-		appendStringInfoChar(&a[i], '}');
-		params[2 + i] = a[i].data;
-	}
-	initStringInfo(&run);
-	hk_ship_append_uuid(&run, hk_ship_run_id());
-	snprintf(upto, sizeof(upto), UINT64_FORMAT, first + n);
-	params[0] = run.data;
-	params[1] = upto;
-
-	result = hk_ship_call("SELECT hokusai_auth._receive_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-						  2 + NUM_ARRAYS, types, params, "the primary refused the usage");
-	for (i = 0; i < NUM_ARRAYS; i++)
-		pfree(a[i].data);
-	pfree(run.data);
-	return result;
+	return hk_ship_send_arrays("SELECT hokusai_auth._receive_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+							   a, NUM_ARRAYS, types, first + n, "the primary refused the usage");
 }
 
 /* An empty table of touches to send. */

@@ -57,6 +57,16 @@ extern void hk_ship_succeeded(void);
 extern void hk_ship_append_uuid(StringInfo s, const pg_uuid_t *u);
 
 /*
+ * For the calls of ship.c and ship_events.c: n array literals built element
+ * by element (hk_ship_arrays_start(), hk_ship_add_sep() before each
+ * element), sent as parameters 3 and on after the run id and upto.
+ */
+extern void hk_ship_arrays_start(StringInfo a, int n);
+extern void hk_ship_add_sep(StringInfo a);
+extern int64 hk_ship_send_arrays(const char *sql, StringInfo a, int n, const Oid *types,
+								 uint64 upto, const char *refused);
+
+/*
  * ship_events.c: are notes of the request path queued, and ship them (from
  * hk_ship_cycle(), connected); false when the call failed.
  */

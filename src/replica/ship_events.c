@@ -56,12 +56,6 @@ hk_ship_events_pending(void)
 	return queued > 0;
 }
 
-static void
-add_sep(StringInfo a)
-{
-	appendStringInfoChar(a, a->len > 1 ? ',' : ' ');
-}
-
 /* Of the first n notes, how many are of this database. */
 static int
 count_mine(int n)
@@ -80,11 +74,8 @@ bool
 hk_ship_events(void)
 {
 	StringInfoData a[NUM_EARRAYS];
-	StringInfoData run;
-	const char *params[2 + NUM_EARRAYS];
 	Oid			types[2 + NUM_EARRAYS] = {UUIDOID, INT8OID, INT8ARRAYOID, TEXTARRAYOID,
 	UUIDARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	char		upto_s[24];
 	uint64		first;
 	int64		upto;
 	int64		consumed;
@@ -100,44 +91,26 @@ hk_ship_events(void)
 	if (n == 0)
 		return true;
 
-	for (i = 0; i < NUM_EARRAYS; i++)
-	{
-		initStringInfo(&a[i]);
-		appendStringInfoChar(&a[i], '{');
-	}
+	hk_ship_arrays_start(a, NUM_EARRAYS);
 	for (i = 0; i < n; i++)
 	{
 		HkEventNote *e = &notes[i];
 
 		if (e->dbid != MyDatabaseId)
 			continue;
-		add_sep(&a[E_POS]);
+		hk_ship_add_sep(&a[E_POS]);
 		appendStringInfo(&a[E_POS], UINT64_FORMAT, first + i);
-		add_sep(&a[E_KIND]);
+		hk_ship_add_sep(&a[E_KIND]);
 		appendStringInfoString(&a[E_KIND], hk_event_kind_name((HkEventKind) e->kind));
-		add_sep(&a[E_KEY]);
+		hk_ship_add_sep(&a[E_KEY]);
 		hk_ship_append_uuid(&a[E_KEY], &e->key_id);
-		add_sep(&a[E_VAL]);
+		hk_ship_add_sep(&a[E_VAL]);
 		appendStringInfo(&a[E_VAL], INT64_FORMAT, e->value);
-		add_sep(&a[E_AT]);
+		hk_ship_add_sep(&a[E_AT]);
 		appendStringInfo(&a[E_AT], INT64_FORMAT, (int64) e->at);
 	}
-	for (i = 0; i < NUM_EARRAYS; i++)
-	{
-		appendStringInfoChar(&a[i], '}');
-		params[2 + i] = a[i].data;
-	}
-	initStringInfo(&run);
-	hk_ship_append_uuid(&run, hk_ship_run_id());
-	snprintf(upto_s, sizeof(upto_s), UINT64_FORMAT, first + n);
-	params[0] = run.data;
-	params[1] = upto_s;
-
-	upto = hk_ship_call("SELECT hokusai_auth._receive_events($1, $2, $3, $4, $5, $6, $7)",
-						2 + NUM_EARRAYS, types, params, "the primary refused the events");
-	for (i = 0; i < NUM_EARRAYS; i++)
-		pfree(a[i].data);
-	pfree(run.data);
+	upto = hk_ship_send_arrays("SELECT hokusai_auth._receive_events($1, $2, $3, $4, $5, $6, $7)",
+							   a, NUM_EARRAYS, types, first + n, "the primary refused the events");
 	if (upto < 0)
 		return false;
 
