@@ -386,11 +386,13 @@ try {
 			const row = await rowOf(rotated.slice(0, 16));
 			await clearNotice();
 			await row.locator('button[data-action="disable"]').click();
+			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
+			// The notice comes before the keys are read again: wait for the
+			// row to be redrawn (or for an error, which leaves it as it was).
 			await page.waitForFunction((p) => {
 				const tr = [...document.querySelectorAll('#keys-body tr')].find((r) => r.querySelector('code').textContent === p);
-				return (tr && tr.dataset.status === 'disabled') || !document.querySelector('#notice').hidden;
+				return (tr && tr.dataset.status === 'disabled') || document.querySelector('#notice').dataset.kind === 'error';
 			}, rotated.slice(0, 16));
-			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
 			await shot('07-disabled');
 			return { notice: await notice(), row: (await rows()).find((r) => r.prefix === rotated.slice(0, 16)) };
 		});
@@ -401,6 +403,12 @@ try {
 			await clearNotice();
 			await b.click();
 			await page.waitForFunction(() => !document.querySelector('#notice').hidden);
+			// The notice comes before the keys are read again: wait for the
+			// row to be redrawn (or for an error, which leaves it as it was).
+			await page.waitForFunction((p) => {
+				const tr = [...document.querySelectorAll('#keys-body tr')].find((r) => r.querySelector('code').textContent === p);
+				return (tr && tr.dataset.status !== 'disabled') || document.querySelector('#notice').dataset.kind === 'error';
+			}, rotated.slice(0, 16));
 			return { notice: await notice(), row: (await rows()).find((r) => r.prefix === rotated.slice(0, 16)), enable_button: true };
 		});
 
