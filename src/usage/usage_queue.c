@@ -43,12 +43,17 @@
  * published (pos + 1), with a read barrier between reading seq and reading
  * the event, and stops at the first that is not: an event reserved later
  * but published earlier waits for the one before it, so positions stay
- * in order and without gaps.  hk_usage_advance(), called after the
- * transaction that wrote those events has committed, issues a full barrier
- * (the worker's reads of the slots are done), moves tail, issues a write
- * barrier and only then sets each consumed slot's seq = pos + capacity: a
- * producer that sees a slot free therefore also sees the new tail, so
- * head - tail never exceeds capacity.  An error in the worker loses
+ * in order and without gaps.  hk_usage_peek_refs() (the flush) returns
+ * pointers to those events in their slots instead of copies: no producer
+ * writes a slot before the consumer has handed it back.
+ * hk_usage_advance(), called after the transaction that wrote those events
+ * has committed, issues a full barrier (the worker's reads of the slots are
+ * done), moves tail, issues a write barrier and only then sets each
+ * consumed slot's seq = pos + capacity: a producer that sees a slot free
+ * therefore also sees the new tail, so head - tail never exceeds capacity.
+ * (On promotion it may consume events never peeked: it waits for each to
+ * be published first, a few stores away, so that no producer still writes
+ * a slot it hands back.)  An error in the worker loses
  * nothing: it catches it and reads the same events again in its next
  * cycle (after HK_MAX_RETRIES failed cycles it drops the batch and counts
  * it as failed; see worker/flush.c).
@@ -677,6 +682,30 @@ hk_usage_peek(HkUsageEvent *buf, int max)
 		/* The bytes that are set: the endpoint's up to its NUL. */
 		memcpy(&buf[n], ev, offsetof(HkUsageEvent, endpoint) + ev->endpoint_len + 1);
 	}
+	return n;
+}
+
+/*
+ * Like hk_usage_peek(), but pointers to the events in their slots instead
+ * of copies: a slot is not written again until hk_usage_advance() hands it
+ * back, so they stay valid until then (for the worker, the only consumer).
+ */
+int
+hk_usage_peek_refs(HkUsageEvent **refs, int max)
+{
+	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	int			n;
+
+	for (n = 0; n < max; n++)
+	{
+		HkRingSlot *slot = &usage->ring[(tail + n) % usage->capacity];
+
+		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
+			break;
+		refs[n] = &slot->ev;
+	}
+	/* The events are read after their seq. */
+	pg_read_barrier();
 	return n;
 }
 

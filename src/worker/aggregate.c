@@ -10,7 +10,8 @@
  * Every event counts here, whatever hokusai_auth.usage_raw_sample keeps as
  * raw rows, and straight from the queue: no raw row in between.  Summing in
  * C costs a hash lookup per run of events of one group (a busy key's
- * events mostly come in runs: a comparison instead of hashing 160 bytes);
+ * events mostly come in runs: a comparison of the event's fields with the
+ * run's group instead of hashing 160 bytes);
  * the tables then see one row per group and batch, through
  * hokusai_auth._usage_add(table, groups), which upserts
  * each partition's groups in one statement (ON CONFLICT on the partition's
@@ -105,30 +106,48 @@ group_for(HTAB *groups, const UsageGroupKey *k)
 	return g;
 }
 
-/* The minute groups of the events. */
+/* Is event e of the group k (whose minute is minute)? */
+static inline bool
+in_group(const HkUsageEvent *e, TimestampTz minute, const UsageGroupKey *k)
+{
+	int			len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
+
+	return e->at >= minute && e->at < minute + USECS_PER_MINUTE &&
+		memcmp(&e->key_id, &k->key_id, sizeof(pg_uuid_t)) == 0 &&
+		e->status_code == k->status_code &&
+		len == k->endpoint_len &&
+		(len <= 0 || memcmp(e->endpoint, k->endpoint, len) == 0);
+}
+
+/*
+ * The minute groups of the events.  A run of events of one group costs one
+ * hash lookup: each event is compared with the group of the one before,
+ * field by field (the endpoint's bytes only), and the key is built and
+ * looked up only when the run ends.
+ */
 static HTAB *
 minute_groups(HkUsageEvent **ev, int n)
 {
 	HTAB	   *groups = group_table("hokusai_auth minute groups");
-	UsageGroupKey	keys[2];
+	UsageGroupKey k;
 	UsageGroup *g = NULL;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
 		HkUsageEvent *e = ev[i];
-		UsageGroupKey *k = &keys[i % 2];
 
-		memset(k, 0, sizeof(UsageGroupKey));
-		k->t = floor_to(e->at, USECS_PER_MINUTE);
-		k->key_id = e->key_id;
-		k->status_code = e->status_code;
-		k->endpoint_len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
-		if (k->endpoint_len > 0)
-			memcpy(k->endpoint, e->endpoint, k->endpoint_len);
-		/* a run of events of one group: one hash lookup for the run */
-		if (g == NULL || memcmp(k, &keys[(i + 1) % 2], sizeof(UsageGroupKey)) != 0)
-			g = group_for(groups, k);
+		if (g == NULL || !in_group(e, k.t, &k))
+		{
+			memset(&k, 0, sizeof(UsageGroupKey));
+			k.t = floor_to(e->at, USECS_PER_MINUTE);
+			k.key_id = e->key_id;
+			k.status_code = e->status_code;
+			k.endpoint_len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
+			if (k.endpoint_len > 0)
+				memcpy(k.endpoint, e->endpoint, k.endpoint_len);
+			g = group_for(groups, &k);
+		}
 		g->requests++;
 		if (e->response_time_ms != HK_EV_NONE)
 		{
