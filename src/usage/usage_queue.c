@@ -694,15 +694,18 @@ int
 hk_usage_peek_refs(HkUsageEvent **refs, int max)
 {
 	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	uint32		idx = (uint32) (tail % usage->capacity);
 	int			n;
 
 	for (n = 0; n < max; n++)
 	{
-		HkRingSlot *slot = &usage->ring[(tail + n) % usage->capacity];
+		HkRingSlot *slot = &usage->ring[idx];
 
 		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
 			break;
 		refs[n] = &slot->ev;
+		if (++idx == usage->capacity)
+			idx = 0;
 	}
 	/* The events are read after their seq. */
 	pg_read_barrier();
@@ -719,23 +722,28 @@ void
 hk_usage_advance(int n)
 {
 	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	uint32		first = (uint32) (tail % usage->capacity);
+	uint32		idx;
 	int			i;
 
 	Assert(tail + n <= pg_atomic_read_u64(&usage->head_pos));
-	for (i = 0; i < n; i++)
+	for (i = 0, idx = first; i < n; i++)
 	{
-		HkRingSlot *slot = &usage->ring[(tail + i) % usage->capacity];
-
-		while (pg_atomic_read_u64(&slot->seq) != tail + i + 1)
+		while (pg_atomic_read_u64(&usage->ring[idx].seq) != tail + i + 1)
 			pg_spin_delay();
+		if (++idx == usage->capacity)
+			idx = 0;
 	}
 	/* The slots are read; tail moves before they are handed back. */
 	pg_memory_barrier();
 	pg_atomic_write_u64(&usage->tail_pos, tail + n);
 	pg_write_barrier();
-	for (i = 0; i < n; i++)
-		pg_atomic_write_u64(&usage->ring[(tail + i) % usage->capacity].seq,
-							tail + i + usage->capacity);
+	for (i = 0, idx = first; i < n; i++)
+	{
+		pg_atomic_write_u64(&usage->ring[idx].seq, tail + i + usage->capacity);
+		if (++idx == usage->capacity)
+			idx = 0;
+	}
 	pg_atomic_write_u32(&usage->wake_flag, 0);
 }
 
