@@ -5,10 +5,11 @@
  *	  touches, filled on the request path and drained by the background
  *	  worker (worker/worker.c).
  *
- * Layout.  One HkUsageShared struct: counters, the ring of
- * hokusai_auth.usage_queue_size slots (HkRingSlot: a sequence number and a
- * 168-byte HkUsageEvent; the endpoint is cut to HK_USAGE_ENDPOINT_LEN - 1
- * bytes at a character boundary) and the touch table.  head and tail are
+ * Layout.  One HkUsageShared struct (positions, counters), then the ring
+ * of hokusai_auth.usage_queue_size slots (HkRingSlot: a sequence number and
+ * a 168-byte HkUsageEvent, padded to 192 bytes, whole cache lines; the
+ * endpoint is cut to HK_USAGE_ENDPOINT_LEN - 1 bytes at a character
+ * boundary), then the touch table.  head and tail are
  * positions that only grow; the event at position pos lives in
  * ring[pos % capacity].  The ring is full when head - tail == capacity: a
  * new event is then dropped and counted, never waited for.
@@ -131,12 +132,22 @@
 
 StaticAssertDecl(sizeof(HkUsageEvent) <= 168, "usage event must fit in 168 bytes");
 
-/* One place in the ring: see the banner for what seq says. */
+/*
+ * One place in the ring: see the banner for what seq says.  Padded to whole
+ * cache lines, so that producers writing neighbouring slots at the same
+ * time do not share one.
+ */
+#define HK_RING_SLOT_SIZE	192
+
 typedef struct HkRingSlot
 {
 	pg_atomic_uint64 seq;
 	HkUsageEvent ev;
+	char		pad[HK_RING_SLOT_SIZE - sizeof(pg_atomic_uint64) - sizeof(HkUsageEvent)];
 } HkRingSlot;
+
+StaticAssertDecl(sizeof(HkRingSlot) == HK_RING_SLOT_SIZE &&
+				 HK_RING_SLOT_SIZE % 64 == 0, "a ring slot is whole cache lines");
 
 typedef struct HkTouchSlot
 {
@@ -173,15 +184,15 @@ typedef struct HkUsageShared
 	/* Written when set up, or rarely. */
 	uint32		capacity;
 	uint32		touch_slots;	/* a power of two */
-	Size		touch_offset;	/* of the touch table, from the struct */
 	Latch	   *worker_latch;	/* ring_lock; NULL when no worker */
 	int			worker_pid;		/* ring_lock */
 	pg_atomic_uint32 worker_dbid;	/* InvalidOid until the worker connects */
 	pg_atomic_uint32 missing_db_reported;	/* 1: the worker said its database is missing */
+	/* The worker's counters: off the line above, which producers read. */
+	char		pad[PG_CACHE_LINE_SIZE];
 	pg_atomic_uint64 stats[HK_NUM_USTATS];
 	HkTouchPart touch_parts[HK_TOUCH_PARTITIONS];
-	HkRingSlot	ring[FLEXIBLE_ARRAY_MEMBER];
-	/* then the touch table, at touch_offset */
+	/* then the ring, at ring_offset(), and the touch table, at touch_offset() */
 } HkUsageShared;
 
 #define head_pos	h.head
@@ -189,6 +200,7 @@ typedef struct HkUsageShared
 #define wake_flag	t.t.wake_sent
 
 static HkUsageShared *usage = NULL;
+static HkRingSlot *ring = NULL;
 static HkTouchSlot *touches = NULL;
 static LWLock *ring_lock = NULL;
 static LWLock *touch_locks[HK_TOUCH_PARTITIONS];
@@ -202,11 +214,18 @@ touch_slot_count(void)
 	return (uint32) pg_nextpower2_64(want);
 }
 
+/* Where the ring starts, from the struct: on a cache line. */
+static Size
+ring_offset(void)
+{
+	return CACHELINEALIGN(sizeof(HkUsageShared));
+}
+
 /* Where the touch table starts, from the struct. */
 static Size
 touch_offset(void)
 {
-	return MAXALIGN(add_size(offsetof(HkUsageShared, ring),
+	return MAXALIGN(add_size(ring_offset(),
 							 mul_size(hk_usage_queue_size, sizeof(HkRingSlot))));
 }
 
@@ -252,14 +271,14 @@ hk_usage_shmem_startup(void)
 	ring_lock = &locks[0].lock;
 	for (i = 0; i < HK_TOUCH_PARTITIONS; i++)
 		touch_locks[i] = &locks[1 + i].lock;
+	ring = (HkRingSlot *) ((char *) usage + ring_offset());
 	touches = (HkTouchSlot *) ((char *) usage + touch_offset());
 	if (found)
 		return;
 
-	memset(usage, 0, offsetof(HkUsageShared, ring));
+	memset(usage, 0, sizeof(HkUsageShared));
 	usage->capacity = hk_usage_queue_size;
 	usage->touch_slots = touch_slot_count();
-	usage->touch_offset = touch_offset();
 	pg_atomic_init_u64(&usage->head_pos, 0);
 	pg_atomic_init_u64(&usage->tail_pos, 0);
 	pg_atomic_init_u32(&usage->wake_flag, 0);
@@ -270,7 +289,7 @@ hk_usage_shmem_startup(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 	/* Every slot free for its first position. */
 	for (i = 0; i < usage->capacity; i++)
-		pg_atomic_init_u64(&usage->ring[i].seq, i);
+		pg_atomic_init_u64(&ring[i].seq, i);
 	memset(touches, 0, sizeof(HkTouchSlot) * (Size) usage->touch_slots);
 }
 
@@ -399,7 +418,7 @@ ring_reserve(uint64 *posp)
 
 	for (;;)
 	{
-		HkRingSlot *slot = &usage->ring[pos % usage->capacity];
+		HkRingSlot *slot = &ring[pos % usage->capacity];
 		uint64		seq = pg_atomic_read_u64(&slot->seq);
 
 		if (seq == pos)
@@ -673,7 +692,7 @@ hk_usage_peek(HkUsageEvent *buf, int max)
 
 	for (n = 0; n < max; n++)
 	{
-		HkRingSlot *slot = &usage->ring[(tail + n) % usage->capacity];
+		HkRingSlot *slot = &ring[(tail + n) % usage->capacity];
 		const HkUsageEvent *ev = &slot->ev;
 
 		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
@@ -699,7 +718,7 @@ hk_usage_peek_refs(HkUsageEvent **refs, int max)
 
 	for (n = 0; n < max; n++)
 	{
-		HkRingSlot *slot = &usage->ring[idx];
+		HkRingSlot *slot = &ring[idx];
 
 		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
 			break;
@@ -729,7 +748,7 @@ hk_usage_advance(int n)
 	Assert(tail + n <= pg_atomic_read_u64(&usage->head_pos));
 	for (i = 0, idx = first; i < n; i++)
 	{
-		while (pg_atomic_read_u64(&usage->ring[idx].seq) != tail + i + 1)
+		while (pg_atomic_read_u64(&ring[idx].seq) != tail + i + 1)
 			pg_spin_delay();
 		if (++idx == usage->capacity)
 			idx = 0;
@@ -740,7 +759,7 @@ hk_usage_advance(int n)
 	pg_write_barrier();
 	for (i = 0, idx = first; i < n; i++)
 	{
-		pg_atomic_write_u64(&usage->ring[idx].seq, tail + i + usage->capacity);
+		pg_atomic_write_u64(&ring[idx].seq, tail + i + usage->capacity);
 		if (++idx == usage->capacity)
 			idx = 0;
 	}
