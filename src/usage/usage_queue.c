@@ -523,7 +523,7 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 	slot->ev.endpoint[endpoint_len] = '\0';
 	ring_publish(slot, pos);
 
-	hk_usage_stat_add(HK_USTAT_ENQUEUED, 1);
+	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
 	return true;
 }
 
@@ -551,7 +551,7 @@ enqueue_validation(const pg_uuid_t *key_id, const text *endpoint, TimestampTz no
 								slot->ev.endpoint);
 	ring_publish(slot, pos);
 
-	hk_usage_stat_add(HK_USTAT_ENQUEUED, 1);
+	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
 	return true;
 }
 
