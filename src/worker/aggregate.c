@@ -11,7 +11,9 @@
  * raw rows, and straight from the queue: no raw row in between.  Summing in
  * C costs a hash lookup per run of events of one group (a busy key's
  * events mostly come in runs: a comparison of the event's fields with the
- * run's group instead of hashing 160 bytes);
+ * run's group instead of hashing 160 bytes, and the run's response times
+ * counted in a dense array of buckets, added to the group's histogram when
+ * the run ends);
  * the tables then see one row per group and batch, through
  * hokusai_auth._usage_add(table, groups), which upserts
  * each partition's groups in one statement (ON CONFLICT on the partition's
@@ -32,6 +34,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -120,6 +123,36 @@ in_group(const HkUsageEvent *e, TimestampTz minute, const UsageGroupKey *k)
 }
 
 /*
+ * The response times of the run of events being summed, counted per bucket
+ * in a dense array (an increment an event) and added to the run's group's
+ * sparse histogram, bucket by bucket in order, when the run ends.
+ */
+typedef struct RunHist
+{
+	int64		counts[HK_HIST_BUCKETS];
+	uint64		used[(HK_HIST_BUCKETS + 63) / 64];	/* buckets counted */
+} RunHist;
+
+/* Move the run's counts into h and empty the run. */
+static void
+run_hist_flush(RunHist *r, HkHist *h)
+{
+	int			w;
+
+	for (w = 0; w < (int) lengthof(r->used); w++)
+	{
+		while (r->used[w] != 0)
+		{
+			int			b = w * 64 + pg_rightmost_one_pos64(r->used[w]);
+
+			hk_hist_add(h, b, r->counts[b]);
+			r->counts[b] = 0;
+			r->used[w] &= r->used[w] - 1;
+		}
+	}
+}
+
+/*
  * The minute groups of the events.  A run of events of one group costs one
  * hash lookup: each event is compared with the group of the one before,
  * field by field (the endpoint's bytes only), and the key is built and
@@ -129,6 +162,7 @@ static HTAB *
 minute_groups(HkUsageEvent **ev, int n)
 {
 	HTAB	   *groups = group_table("hokusai_auth minute groups");
+	RunHist    *run = palloc0(sizeof(RunHist));
 	UsageGroupKey k;
 	UsageGroup *g = NULL;
 	int			i;
@@ -139,6 +173,8 @@ minute_groups(HkUsageEvent **ev, int n)
 
 		if (g == NULL || !in_group(e, k.t, &k))
 		{
+			if (g != NULL)
+				run_hist_flush(run, &g->hist);
 			memset(&k, 0, sizeof(UsageGroupKey));
 			k.t = floor_to(e->at, USECS_PER_MINUTE);
 			k.key_id = e->key_id;
@@ -151,12 +187,18 @@ minute_groups(HkUsageEvent **ev, int n)
 		g->requests++;
 		if (e->response_time_ms != HK_EV_NONE)
 		{
+			int			b = hk_hist_bucket(e->response_time_ms);
+
 			g->timed++;
 			g->ms_sum += e->response_time_ms;
 			g->max_ms = Max(g->max_ms, e->response_time_ms);
-			hk_hist_add(&g->hist, hk_hist_bucket(e->response_time_ms), 1);
+			run->counts[b]++;
+			run->used[b / 64] |= UINT64CONST(1) << (b % 64);
 		}
 	}
+	if (g != NULL)
+		run_hist_flush(run, &g->hist);
+	pfree(run);
 	return groups;
 }
 
