@@ -460,10 +460,10 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	if (batch == NULL)
 	{
 		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_SHIP_BATCH);
-		touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
+		touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * hk_usage_touch_slots());
 		touches = new_touch_table();
 	}
-	ntaken = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
+	ntaken = hk_usage_take_touches(touch_buf, hk_usage_touch_slots());
 	for (i = 0; i < ntaken; i++)
 	{
 		bool		found;

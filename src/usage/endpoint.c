@@ -53,24 +53,27 @@ hk_usage_endpoint_arg(const text *t, char *buf)
 int
 hk_usage_clean_endpoint(const char *src, int len, char *buf)
 {
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	int			ascii = Min(len, HK_USAGE_ENDPOINT_LEN - 1);
 	int			in = 0;
-	int			out = 0;
+	int			out;
+	bool		utf8;
 
 	/*
-	 * Printable ASCII, what endpoints usually are, byte by byte: in every
-	 * server encoding a byte below 0x80 is a character of its own.  The
-	 * first other byte goes to the loop below.
+	 * Printable ASCII (0x20 .. 0x7e), what endpoints usually are, is copied
+	 * in one go: in every server encoding a byte below 0x80 is a character
+	 * of its own.  The first other byte goes to the loop below.
 	 */
-	while (in < len && out < HK_USAGE_ENDPOINT_LEN - 1)
-	{
-		unsigned char c = (unsigned char) src[in];
-
-		if (c < 0x20 || c >= 0x7f)
-			break;
-		buf[out++] = (char) c;
+	while (in < ascii && (unsigned char) (src[in] - 0x20) < 0x5f)
 		in++;
+	memcpy(buf, src, in);
+	out = in;
+	if (in == len || out == HK_USAGE_ENDPOINT_LEN - 1)
+	{
+		buf[out] = '\0';
+		return out;
 	}
+
+	utf8 = GetDatabaseEncoding() == PG_UTF8;
 	while (in < len)
 	{
 		int			clen = pg_mblen(src + in);

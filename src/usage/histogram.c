@@ -61,17 +61,33 @@ hk_hist_bucket_range(int b, int64 *lo, int64 *hi)
 	*hi = (mant + 1) << shift;
 }
 
-/* Add count to bucket b, keeping the pairs in bucket order. */
+/*
+ * Add count to bucket b, keeping the pairs in bucket order: the last pair
+ * first (pairs merged in order append there), else a binary search.
+ */
 void
 hk_hist_add(HkHist *h, int b, int64 count)
 {
-	int			i;
+	int			lo = 0;
+	int			hi = h->npairs;
 
-	for (i = h->npairs - 1; i >= 0 && h->pairs[i].bucket > b; i--)
-		;
-	if (i >= 0 && h->pairs[i].bucket == b)
+	if (hi > 0 && h->pairs[hi - 1].bucket <= b)
+		lo = h->pairs[hi - 1].bucket == b ? hi - 1 : hi;
+	else
 	{
-		h->pairs[i].count += count;
+		while (lo < hi)
+		{
+			int			mid = (lo + hi) / 2;
+
+			if (h->pairs[mid].bucket < b)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	if (lo < h->npairs && h->pairs[lo].bucket == b)
+	{
+		h->pairs[lo].count += count;
 		return;
 	}
 	if (h->npairs == h->cap)
@@ -80,10 +96,10 @@ hk_hist_add(HkHist *h, int b, int64 count)
 		h->pairs = h->pairs == NULL ? palloc(sizeof(HkHistPair) * h->cap) :
 			repalloc(h->pairs, sizeof(HkHistPair) * h->cap);
 	}
-	/* insert after i */
-	memmove(&h->pairs[i + 2], &h->pairs[i + 1], sizeof(HkHistPair) * (h->npairs - i - 1));
-	h->pairs[i + 1].bucket = b;
-	h->pairs[i + 1].count = count;
+	/* insert at lo */
+	memmove(&h->pairs[lo + 1], &h->pairs[lo], sizeof(HkHistPair) * (h->npairs - lo));
+	h->pairs[lo].bucket = b;
+	h->pairs[lo].count = count;
 	h->npairs++;
 }
 

@@ -5,40 +5,95 @@
  *	  touches, filled on the request path and drained by the background
  *	  worker (worker/worker.c).
  *
- * Layout.  One HkUsageShared struct: counters, the touch table and a ring
- * of hokusai_auth.usage_queue_size fixed-size events (HkUsageEvent, 168
- * bytes: the endpoint is cut to HK_USAGE_ENDPOINT_LEN - 1 bytes at a
- * character boundary).  head and tail are positions that only grow; an
- * event lives in ring[pos % capacity].  The ring is full when
- * head - tail == capacity: a new event is then dropped and counted, never
- * waited for.
+ * Layout.  One HkUsageShared struct (positions, counters), then the ring
+ * of hokusai_auth.usage_queue_size slots (HkRingSlot: a sequence number and
+ * a 168-byte HkUsageEvent, padded to 192 bytes, whole cache lines; the
+ * endpoint is cut to HK_USAGE_ENDPOINT_LEN - 1 bytes at a character
+ * boundary), then the touch table.  head and tail are
+ * positions that only grow; the event at position pos lives in
+ * ring[pos % capacity].  The ring is full when head - tail == capacity: a
+ * new event is then dropped and counted, never waited for.
+ *
+ * The ring (a bounded multi-producer, single-consumer queue).  Each slot
+ * carries seq, a position that only grows and says what the slot holds:
+ *
+ *	seq == pos			free for the producer of position pos
+ *	seq == pos + 1		the event of position pos, published
+ *	seq == pos + capacity	consumed: free for position pos + capacity
+ *
+ * A producer reads head (pos) and the seq of ring[pos % capacity]:
+ *	- seq == pos: it tries to move head from pos to pos + 1 with a
+ *	  compare-and-swap.  The one that succeeds owns the slot; the others
+ *	  try again at the head they read back.  It writes its event straight
+ *	  into the slot (the endpoint is cleaned into the slot, no copy on the
+ *	  stack), issues a write barrier and sets seq = pos + 1 (published).
+ *	- seq < pos: the slot still holds the event of position
+ *	  pos - capacity (published or still being written), which the worker
+ *	  has not consumed: the ring is full, the event is dropped.  (seq only
+ *	  grows, and someone reserving pos would have seen seq == pos, so head
+ *	  is still pos: the ring really was full when seq was read.)
+ *	- seq > pos: position pos was taken meanwhile; read head again.
+ * Between reserving and publishing a producer runs only plain stores and
+ * the endpoint cleaning (hk_usage_clean_endpoint(), which cannot fail): no
+ * allocation, no elog, no CHECK_FOR_INTERRUPTS.  A slot reserved and never
+ * published would stop the consumer at it for good.
+ *
+ * The worker is the only consumer (flush, and on a standby the shipping and
+ * the promotion step, all in the worker process); it alone writes tail.
+ * hk_usage_peek() copies the slots from tail on while their seq says
+ * published (pos + 1), with a read barrier between reading seq and reading
+ * the event, and stops at the first that is not: an event reserved later
+ * but published earlier waits for the one before it, so positions stay
+ * in order and without gaps.  hk_usage_peek_refs() (the flush) returns
+ * pointers to those events in their slots instead of copies: no producer
+ * writes a slot before the consumer has handed it back.
+ * hk_usage_advance(), called after the transaction that wrote those events
+ * has committed, issues a full barrier (the worker's reads of the slots are
+ * done), moves tail, issues a write barrier and only then sets each
+ * consumed slot's seq = pos + capacity: a producer that sees a slot free
+ * therefore also sees the new tail, so head - tail never exceeds capacity.
+ * (On promotion it may consume events never peeked: it waits for each to
+ * be published first, a few stores away, so that no producer still writes
+ * a slot it hands back.)  An error in the worker loses
+ * nothing: it catches it and reads the same events again in its next
+ * cycle (after HK_MAX_RETRIES failed cycles it drops the batch and counts
+ * it as failed; see worker/flush.c).
+ *
+ * head is on a cache line of its own (every producer writes it), tail and
+ * the wake flag on another (written once per batch); a producer writes
+ * only head, its own slot and its backend-local counters.
+ *
+ * Waking the worker.  A producer that has published reads tail; when the
+ * ring holds a quarter of its capacity or more and the wake flag is clear,
+ * the one that sets the flag (an atomic exchange) wakes the worker, so a
+ * burst is written at once rather than at the next interval.  The worker
+ * clears the flag when it consumes (hk_usage_advance) and when it
+ * attaches: the next time the ring reaches a quarter it is woken again.
  *
  * Touches.  A validation without an endpoint only records that the key was
- * used.  Such touches go to a small open-addressed table (HK_TOUCH_SLOTS
- * slots, keyed by database and key id, keeping the latest time), so a hot
- * key takes one slot however often it is used; when its probe window is
- * full the touch goes into the ring as an event without endpoint.  The
- * worker derives touches from usage events too, and applies all of them as
- * one UPDATE per key per flush.
+ * used.  Such touches go to an open-addressed table, keyed by database and
+ * key id, keeping the latest time, so a key takes one slot however often it
+ * is used.  It has the next power of two at least 2 x
+ * hokusai_auth.cache_size slots (at least 4096), so the keys one flush
+ * sees fit at a load of at most a half; it is split into
+ * HK_TOUCH_PARTITIONS partitions, each with its own lock and count of used
+ * slots, and a key probes at most HK_TOUCH_PROBE slots within its
+ * partition.  When that window is full the touch goes into the ring as an
+ * event without endpoint.  The worker derives touches from usage events
+ * too, and applies all of them as one UPDATE per key per flush.
  *
  * Locking rules:
  *
- *	- ring_lock (exclusive) guards head, tail, the worker fields and the
- *	  writing of a slot.  A producer takes it, checks for room, copies its
- *	  event into ring[head], advances head and releases: a few hundred
- *	  bytes of copying, nothing else (no allocation, no elog).
- *	- The worker is the only consumer.  It reads head and tail under the
- *	  lock (shared), then copies slots [tail, head) WITHOUT the lock:
- *	  producers never write there until tail moves past them, and only the
- *	  worker moves tail.  It moves tail (exclusive) after the transaction
- *	  that wrote those events has committed, so an error in the worker
- *	  loses nothing: the worker catches it and reads the same events again
- *	  in its next cycle (after HK_MAX_RETRIES failed cycles it drops the
- *	  batch and counts it as failed; see worker/flush.c).
- *	- touch_lock (exclusive) guards the touch table; producers hold it to
- *	  probe at most HK_TOUCH_PROBE slots, the worker to copy and clear it.
- *	- The two locks are never held together, and no lock is held across
- *	  anything that can raise an ERROR.
+ *	- The ring has no lock on the request path (see above).
+ *	- ring_lock guards only the worker's latch and pid: exclusive to attach
+ *	  and detach, shared to read them (the producer that wakes the worker,
+ *	  hk_usage_queue_state()).
+ *	- touch_locks[p] (exclusive) guards partition p of the touch table and
+ *	  its count; producers hold it to probe at most HK_TOUCH_PROBE slots,
+ *	  the worker to copy and clear that partition.  A backend holds at
+ *	  most one of these locks at a time.
+ *	- No lock is held together with another or across anything that can
+ *	  raise an ERROR.
  *	- The worker's counters and gauges are atomics and need no lock.  The
  *	  producers' counters (enqueued, dropped, other_database,
  *	  touches_dropped) are per-backend counters summed on read
@@ -55,9 +110,9 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -72,8 +127,27 @@
 
 #define HK_USAGE_TRANCHE	"hokusai_auth_usage"
 #define HK_TOUCH_PROBE		16
+#define HK_TOUCH_PARTITIONS	16
+#define HK_TOUCH_MIN_SLOTS	4096
 
 StaticAssertDecl(sizeof(HkUsageEvent) <= 168, "usage event must fit in 168 bytes");
+
+/*
+ * One place in the ring: see the banner for what seq says.  Padded to whole
+ * cache lines, so that producers writing neighbouring slots at the same
+ * time do not share one.
+ */
+#define HK_RING_SLOT_SIZE	192
+
+typedef struct HkRingSlot
+{
+	pg_atomic_uint64 seq;
+	HkUsageEvent ev;
+	char		pad[HK_RING_SLOT_SIZE - sizeof(pg_atomic_uint64) - sizeof(HkUsageEvent)];
+} HkRingSlot;
+
+StaticAssertDecl(sizeof(HkRingSlot) == HK_RING_SLOT_SIZE &&
+				 HK_RING_SLOT_SIZE % 64 == 0, "a ring slot is whole cache lines");
 
 typedef struct HkTouchSlot
 {
@@ -82,38 +156,93 @@ typedef struct HkTouchSlot
 	TimestampTz at;
 } HkTouchSlot;
 
+/* A partition of the touch table: its used slots (under its lock). */
+typedef union HkTouchPart
+{
+	uint32		used;
+	char		pad[PG_CACHE_LINE_SIZE];
+} HkTouchPart;
+
 typedef struct HkUsageShared
 {
+	/* Written by every producer: a cache line of its own. */
+	union
+	{
+		pg_atomic_uint64 head;
+		char		pad[PG_CACHE_LINE_SIZE];
+	}			h;
+	/* Written by the worker, once per batch. */
+	union
+	{
+		struct
+		{
+			pg_atomic_uint64 tail;
+			pg_atomic_uint32 wake_sent; /* 1: woken, not consumed since */
+		}			t;
+		char		pad[PG_CACHE_LINE_SIZE];
+	}			t;
+	/* Written when set up, or rarely. */
 	uint32		capacity;
-	uint64		head;			/* ring_lock */
-	uint64		tail;			/* ring_lock; moved only by the worker */
+	uint32		touch_slots;	/* a power of two */
 	Latch	   *worker_latch;	/* ring_lock; NULL when no worker */
 	int			worker_pid;		/* ring_lock */
 	pg_atomic_uint32 worker_dbid;	/* InvalidOid until the worker connects */
 	pg_atomic_uint32 missing_db_reported;	/* 1: the worker said its database is missing */
+	/* The worker's counters: off the line above, which producers read. */
+	char		pad[PG_CACHE_LINE_SIZE];
 	pg_atomic_uint64 stats[HK_NUM_USTATS];
-	HkTouchSlot touches[HK_TOUCH_SLOTS];
-	HkUsageEvent ring[FLEXIBLE_ARRAY_MEMBER];
+	HkTouchPart touch_parts[HK_TOUCH_PARTITIONS];
+	/* then the ring, at ring_offset(), and the touch table, at touch_offset() */
 } HkUsageShared;
 
-static HkUsageShared *usage = NULL;
-static LWLock *ring_lock = NULL;
-static LWLock *touch_lock = NULL;
+#define head_pos	h.head
+#define tail_pos	t.t.tail
+#define wake_flag	t.t.wake_sent
 
-/* Bytes of main shared memory the queue takes: the struct and the ring. */
+static HkUsageShared *usage = NULL;
+static HkRingSlot *ring = NULL;
+static HkTouchSlot *touches = NULL;
+static LWLock *ring_lock = NULL;
+static LWLock *touch_locks[HK_TOUCH_PARTITIONS];
+
+/* Slots of the touch table: 2 x cache_size rounded up to a power of two. */
+static uint32
+touch_slot_count(void)
+{
+	uint64		want = Max((uint64) hk_cache_size * 2, HK_TOUCH_MIN_SLOTS);
+
+	return (uint32) pg_nextpower2_64(want);
+}
+
+/* Where the ring starts, from the struct: on a cache line. */
+static Size
+ring_offset(void)
+{
+	return CACHELINEALIGN(sizeof(HkUsageShared));
+}
+
+/* Where the touch table starts, from the struct. */
+static Size
+touch_offset(void)
+{
+	return MAXALIGN(add_size(ring_offset(),
+							 mul_size(hk_usage_queue_size, sizeof(HkRingSlot))));
+}
+
+/* Bytes of main shared memory the queue takes: struct, ring, touch table. */
 Size
 hk_usage_shmem_size(void)
 {
-	return add_size(offsetof(HkUsageShared, ring),
-					mul_size(hk_usage_queue_size, sizeof(HkUsageEvent)));
+	return add_size(touch_offset(),
+					mul_size(touch_slot_count(), sizeof(HkTouchSlot)));
 }
 
-/* From shmem_request_hook: the queue and its two locks. */
+/* From shmem_request_hook: the queue and its locks. */
 void
 hk_usage_shmem_request(void)
 {
 	RequestAddinShmemSpace(hk_usage_shmem_size());
-	RequestNamedLWLockTranche(HK_USAGE_TRANCHE, 2);
+	RequestNamedLWLockTranche(HK_USAGE_TRANCHE, 1 + HK_TOUCH_PARTITIONS);
 }
 
 /* The worker is exiting: nobody is there to wake any more. */
@@ -135,22 +264,33 @@ hk_usage_shmem_startup(void)
 {
 	bool		found;
 	LWLockPadded *locks;
-	int			i;
+	uint32		i;
 
 	usage = ShmemInitStruct("hokusai_auth usage queue", hk_usage_shmem_size(), &found);
 	locks = GetNamedLWLockTranche(HK_USAGE_TRANCHE);
 	ring_lock = &locks[0].lock;
-	touch_lock = &locks[1].lock;
+	for (i = 0; i < HK_TOUCH_PARTITIONS; i++)
+		touch_locks[i] = &locks[1 + i].lock;
+	ring = (HkRingSlot *) ((char *) usage + ring_offset());
+	touches = (HkTouchSlot *) ((char *) usage + touch_offset());
 	if (found)
 		return;
 
-	memset(usage, 0, offsetof(HkUsageShared, ring));
+	memset(usage, 0, sizeof(HkUsageShared));
 	usage->capacity = hk_usage_queue_size;
+	usage->touch_slots = touch_slot_count();
+	pg_atomic_init_u64(&usage->head_pos, 0);
+	pg_atomic_init_u64(&usage->tail_pos, 0);
+	pg_atomic_init_u32(&usage->wake_flag, 0);
 	pg_atomic_init_u32(&usage->worker_dbid, InvalidOid);
 	pg_atomic_init_u32(&usage->missing_db_reported, 0);
 	for (i = 0; i < HK_NUM_USTATS; i++)
 		pg_atomic_init_u64(&usage->stats[i], 0);
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
+	/* Every slot free for its first position. */
+	for (i = 0; i < usage->capacity; i++)
+		pg_atomic_init_u64(&ring[i].seq, i);
+	memset(touches, 0, sizeof(HkTouchSlot) * (Size) usage->touch_slots);
 }
 
 /*
@@ -220,13 +360,39 @@ hk_usage_stats_reset(void)
 	pg_atomic_write_u64(&usage->stats[HK_USTAT_RESET_AT], (uint64) GetCurrentTimestamp());
 }
 
+/*
+ * Events in the ring (reserved or published, not consumed): head - tail
+ * read at one moment, tail read again until it did not move meanwhile.
+ */
+static uint64
+ring_used(void)
+{
+	uint64		tail;
+	uint64		head;
+
+	tail = pg_atomic_read_u64(&usage->tail_pos);
+	for (;;)
+	{
+		uint64		again;
+
+		pg_read_barrier();
+		head = pg_atomic_read_u64(&usage->head_pos);
+		pg_read_barrier();
+		again = pg_atomic_read_u64(&usage->tail_pos);
+		if (again == tail)
+			break;
+		tail = again;
+	}
+	return head > tail ? Min(head - tail, (uint64) usage->capacity) : 0;
+}
+
 /* The ring's capacity and fill, and the worker's pid (0: none). */
 void
 hk_usage_queue_state(uint32 *capacity, uint64 *queued, int *worker_pid)
 {
-	LWLockAcquire(ring_lock, LW_SHARED);
 	*capacity = usage->capacity;
-	*queued = usage->head - usage->tail;
+	*queued = ring_used();
+	LWLockAcquire(ring_lock, LW_SHARED);
 	*worker_pid = usage->worker_pid;
 	LWLockRelease(ring_lock);
 }
@@ -240,30 +406,81 @@ wanted_here(void)
 	return !OidIsValid(dbid) || dbid == MyDatabaseId;
 }
 
-/* Put one event in the ring; false when full.  Wakes the worker early. */
-static bool
-ring_put(const HkUsageEvent *ev)
+/*
+ * Reserve the slot at head for an event: NULL when the ring is full.  The
+ * caller writes the event into the returned slot and hands it to
+ * ring_publish(pos) without raising an error in between.
+ */
+static inline HkRingSlot *
+ring_reserve(uint64 *posp)
+{
+	uint64		pos = pg_atomic_read_u64(&usage->head_pos);
+
+	for (;;)
+	{
+		HkRingSlot *slot = &ring[pos % usage->capacity];
+		uint64		seq = pg_atomic_read_u64(&slot->seq);
+
+		if (seq == pos)
+		{
+			/* Free: take it if head is still pos (a full barrier). */
+			if (pg_atomic_compare_exchange_u64(&usage->head_pos, &pos, pos + 1))
+			{
+				*posp = pos;
+				return slot;
+			}
+			/* Taken by another producer: pos is now the head read back. */
+		}
+		else if (seq < pos)
+			return NULL;		/* not consumed since the last lap: full */
+		else
+			pos = pg_atomic_read_u64(&usage->head_pos);
+	}
+}
+
+/* Wake the worker, if there is one. */
+static void
+wake_worker(void)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(ring_lock, LW_SHARED);
+	latch = usage->worker_latch;
+	LWLockRelease(ring_lock);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * The event of position pos is written: publish it, and wake the worker
+ * when the ring holds a quarter of its capacity (see the banner).
+ */
+static inline void
+ring_publish(HkRingSlot *slot, uint64 pos)
 {
 	uint64		used;
-	Latch	   *wake = NULL;
 
-	LWLockAcquire(ring_lock, LW_EXCLUSIVE);
-	used = usage->head - usage->tail;
-	if (used >= usage->capacity)
-	{
-		LWLockRelease(ring_lock);
-		return false;
-	}
-	memcpy(&usage->ring[usage->head % usage->capacity], ev, sizeof(HkUsageEvent));
-	usage->head++;
-	/* A quarter full: flush now rather than at the next interval. */
-	if (used + 1 == Max(usage->capacity / 4, 1))
-		wake = usage->worker_latch;
-	LWLockRelease(ring_lock);
+	pg_write_barrier();
+	pg_atomic_write_u64(&slot->seq, pos + 1);
 
-	if (wake != NULL)
-		SetLatch(wake);
-	return true;
+	used = pos + 1 - Min(pg_atomic_read_u64(&usage->tail_pos), pos + 1);
+	if (used >= Max(usage->capacity / 4, 1) &&
+		pg_atomic_read_u32(&usage->wake_flag) == 0 &&
+		pg_atomic_exchange_u32(&usage->wake_flag, 1) == 0)
+		wake_worker();
+}
+
+/* The fields of an event before its endpoint. */
+static inline void
+event_head(HkUsageEvent *ev, const pg_uuid_t *key_id, TimestampTz at,
+		   uint8 flags, int32 response_time_ms, int32 status_code)
+{
+	ev->key_id = *key_id;
+	ev->at = at;
+	ev->dbid = MyDatabaseId;
+	ev->response_time_ms = response_time_ms;
+	ev->status_code = (int16) status_code;
+	ev->flags = flags;
 }
 
 /* Queue one usage event (see usage_queue.h); false when it was dropped. */
@@ -272,7 +489,8 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 				 const char *endpoint, int endpoint_len,
 				 int32 response_time_ms, int32 status_code)
 {
-	HkUsageEvent ev;
+	HkRingSlot *slot;
+	uint64		pos;
 
 	if (usage == NULL)
 		return false;
@@ -282,32 +500,62 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 		return false;
 	}
 
-	ev.key_id = *key_id;
-	ev.at = at;
-	ev.dbid = MyDatabaseId;
-	ev.response_time_ms = response_time_ms;
-	ev.status_code = (int16) status_code;
-	ev.flags = HK_EV_USAGE;
-	ev.endpoint_len = 0;
-	if (endpoint != NULL)
-	{
-		Assert(endpoint_len >= 0 && endpoint_len < HK_USAGE_ENDPOINT_LEN);
-		ev.flags |= HK_EV_HAS_ENDPOINT;
-		ev.endpoint_len = (uint8) endpoint_len;
-		memcpy(ev.endpoint, endpoint, endpoint_len);
-	}
-	ev.endpoint[ev.endpoint_len] = '\0';
-
-	if (!ring_put(&ev))
+	slot = ring_reserve(&pos);
+	if (slot == NULL)
 	{
 		hk_usage_stat_add(HK_USTAT_DROPPED, 1);
 		return false;
 	}
-	hk_usage_stat_add(HK_USTAT_ENQUEUED, 1);
+	/* Reserved: nothing that can fail until it is published. */
+	if (endpoint != NULL)
+	{
+		Assert(endpoint_len >= 0 && endpoint_len < HK_USAGE_ENDPOINT_LEN);
+		event_head(&slot->ev, key_id, at, HK_EV_USAGE | HK_EV_HAS_ENDPOINT,
+				   response_time_ms, status_code);
+		memcpy(slot->ev.endpoint, endpoint, endpoint_len);
+	}
+	else
+	{
+		event_head(&slot->ev, key_id, at, HK_EV_USAGE, response_time_ms, status_code);
+		endpoint_len = 0;
+	}
+	slot->ev.endpoint_len = (uint8) endpoint_len;
+	slot->ev.endpoint[endpoint_len] = '\0';
+	ring_publish(slot, pos);
+
+	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
 	return true;
 }
 
-/* Where a key's touch starts probing the touch table. */
+/*
+ * Queue a validation's event, its endpoint cleaned straight into the slot;
+ * false when the ring is full.
+ */
+static bool
+enqueue_validation(const pg_uuid_t *key_id, const text *endpoint, TimestampTz now)
+{
+	HkRingSlot *slot;
+	uint64		pos;
+
+	slot = ring_reserve(&pos);
+	if (slot == NULL)
+	{
+		hk_usage_stat_add(HK_USTAT_DROPPED, 1);
+		return false;
+	}
+	/* Reserved: hk_usage_clean_endpoint() cannot fail. */
+	event_head(&slot->ev, key_id, now, HK_EV_USAGE | HK_EV_HAS_ENDPOINT,
+			   HK_EV_NONE, HK_EV_NONE);
+	slot->ev.endpoint_len = (uint8)
+		hk_usage_clean_endpoint(VARDATA_ANY(endpoint), VARSIZE_ANY_EXHDR(endpoint),
+								slot->ev.endpoint);
+	ring_publish(slot, pos);
+
+	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
+	return true;
+}
+
+/* Where a key's touch goes: the partition in the low bits, then the slot. */
 static inline uint32
 touch_hash(const pg_uuid_t *key_id, Oid dbid)
 {
@@ -319,13 +567,17 @@ static void
 touch_note(const pg_uuid_t *key_id, TimestampTz at)
 {
 	uint32		h = touch_hash(key_id, MyDatabaseId);
+	uint32		part = h % HK_TOUCH_PARTITIONS;
+	uint32		per_part = usage->touch_slots / HK_TOUCH_PARTITIONS;
+	HkTouchSlot *base = &touches[part * per_part];
+	uint32		start = h / HK_TOUCH_PARTITIONS;
 	bool		done = false;
 	int			i;
 
-	LWLockAcquire(touch_lock, LW_EXCLUSIVE);
+	LWLockAcquire(touch_locks[part], LW_EXCLUSIVE);
 	for (i = 0; i < HK_TOUCH_PROBE; i++)
 	{
-		HkTouchSlot *s = &usage->touches[(h + i) % HK_TOUCH_SLOTS];
+		HkTouchSlot *s = &base[(start + i) & (per_part - 1)];
 
 		if (s->dbid == MyDatabaseId && memcmp(&s->key_id, key_id, sizeof(pg_uuid_t)) == 0)
 		{
@@ -339,25 +591,29 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 			s->dbid = MyDatabaseId;
 			s->key_id = *key_id;
 			s->at = at;
+			usage->touch_parts[part].used++;
 			done = true;
 			break;
 		}
 	}
-	LWLockRelease(touch_lock);
+	LWLockRelease(touch_locks[part]);
 
 	if (!done)
 	{
 		/* The probe window is full: send it through the ring. */
-		HkUsageEvent ev;
+		HkRingSlot *slot;
+		uint64		pos;
 
-		memset(&ev, 0, offsetof(HkUsageEvent, endpoint) + 1);
-		ev.key_id = *key_id;
-		ev.at = at;
-		ev.dbid = MyDatabaseId;
-		ev.response_time_ms = HK_EV_NONE;
-		ev.status_code = HK_EV_NONE;
-		if (!ring_put(&ev))
+		slot = ring_reserve(&pos);
+		if (slot == NULL)
+		{
 			hk_usage_stat_add(HK_USTAT_TOUCHES_DROPPED, 1);
+			return;
+		}
+		event_head(&slot->ev, key_id, at, 0, HK_EV_NONE, HK_EV_NONE);
+		slot->ev.endpoint_len = 0;
+		slot->ev.endpoint[0] = '\0';
+		ring_publish(slot, pos);
 	}
 }
 
@@ -371,19 +627,14 @@ hk_usage_note_valid(const pg_uuid_t *key_id, const text *endpoint,
 {
 	if (usage == NULL)
 		return;
-	if (endpoint != NULL)
+	if (!wanted_here())
 	{
-		char		buf[HK_USAGE_ENDPOINT_LEN];
-		int			len;
-
-		len = hk_usage_clean_endpoint(VARDATA_ANY(endpoint),
-									  VARSIZE_ANY_EXHDR(endpoint), buf);
-		/* A dropped event still marks the key as used. */
-		if (!hk_usage_enqueue(key_id, now, buf, len, HK_EV_NONE, HK_EV_NONE) &&
-			wanted_here())
-			touch_note(key_id, now);
+		if (endpoint != NULL)
+			hk_usage_stat_add(HK_USTAT_OTHER_DB, 1);
+		return;
 	}
-	else if (wanted_here())
+	/* A dropped event still marks the key as used. */
+	if (endpoint == NULL || !enqueue_validation(key_id, endpoint, now))
 		touch_note(key_id, now);
 }
 
@@ -398,6 +649,7 @@ hk_usage_worker_attach(void)
 	usage->worker_latch = MyLatch;
 	usage->worker_pid = MyProcPid;
 	LWLockRelease(ring_lock);
+	pg_atomic_write_u32(&usage->wake_flag, 0);
 	pg_atomic_write_u32(&usage->worker_dbid, MyDatabaseId);
 	before_shmem_exit(worker_detach, (Datum) 0);
 }
@@ -428,58 +680,131 @@ hk_usage_missing_db_clear(void)
 	pg_atomic_write_u32(&usage->missing_db_reported, 0);
 }
 
-/* Copy up to max events from the tail, without consuming them. */
+/*
+ * Copy up to max published events from the tail, in order, without
+ * consuming them: it stops at the first slot not yet published.
+ */
 int
 hk_usage_peek(HkUsageEvent *buf, int max)
 {
-	uint64		tail;
-	uint64		n;
-	uint64		i;
+	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	int			n;
 
-	LWLockAcquire(ring_lock, LW_SHARED);
-	tail = usage->tail;
-	n = usage->head - tail;
-	LWLockRelease(ring_lock);
+	for (n = 0; n < max; n++)
+	{
+		HkRingSlot *slot = &ring[(tail + n) % usage->capacity];
+		const HkUsageEvent *ev = &slot->ev;
 
-	if (n > (uint64) max)
-		n = max;
-	/* Slots in [tail, head) are written by nobody until tail moves. */
-	for (i = 0; i < n; i++)
-		memcpy(&buf[i], &usage->ring[(tail + i) % usage->capacity], sizeof(HkUsageEvent));
-	return (int) n;
+		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
+			break;
+		pg_read_barrier();
+		/* The bytes that are set: the endpoint's up to its NUL. */
+		memcpy(&buf[n], ev, offsetof(HkUsageEvent, endpoint) + ev->endpoint_len + 1);
+	}
+	return n;
 }
 
-/* Consume n events that hk_usage_peek() returned. */
+/*
+ * Like hk_usage_peek(), but pointers to the events in their slots instead
+ * of copies: a slot is not written again until hk_usage_advance() hands it
+ * back, so they stay valid until then (for the worker, the only consumer).
+ */
+int
+hk_usage_peek_refs(HkUsageEvent **refs, int max)
+{
+	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	uint32		idx = (uint32) (tail % usage->capacity);
+	int			n;
+
+	for (n = 0; n < max; n++)
+	{
+		HkRingSlot *slot = &ring[idx];
+
+		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
+			break;
+		refs[n] = &slot->ev;
+		if (++idx == usage->capacity)
+			idx = 0;
+	}
+	/* The events are read after their seq. */
+	pg_read_barrier();
+	return n;
+}
+
+/*
+ * Consume n events from the tail (after hk_usage_peek() returned them, or
+ * on promotion, events another server took).  A slot reserved but not yet
+ * published is waited for: its producer is a few stores away from
+ * publishing it, and it must not be handed back meanwhile.
+ */
 void
 hk_usage_advance(int n)
 {
-	LWLockAcquire(ring_lock, LW_EXCLUSIVE);
-	Assert(usage->tail + n <= usage->head);
-	usage->tail += n;
-	LWLockRelease(ring_lock);
+	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
+	uint32		first = (uint32) (tail % usage->capacity);
+	uint32		idx;
+	int			i;
+
+	Assert(tail + n <= pg_atomic_read_u64(&usage->head_pos));
+	for (i = 0, idx = first; i < n; i++)
+	{
+		while (pg_atomic_read_u64(&ring[idx].seq) != tail + i + 1)
+			pg_spin_delay();
+		if (++idx == usage->capacity)
+			idx = 0;
+	}
+	/* The slots are read; tail moves before they are handed back. */
+	pg_memory_barrier();
+	pg_atomic_write_u64(&usage->tail_pos, tail + n);
+	pg_write_barrier();
+	for (i = 0, idx = first; i < n; i++)
+	{
+		pg_atomic_write_u64(&ring[idx].seq, tail + i + usage->capacity);
+		if (++idx == usage->capacity)
+			idx = 0;
+	}
+	pg_atomic_write_u32(&usage->wake_flag, 0);
 }
 
-/* Copy and clear the touch table; returns how many were copied. */
+/* Slots of the touch table: what hk_usage_take_touches() may return. */
+int
+hk_usage_touch_slots(void)
+{
+	return (int) usage->touch_slots;
+}
+
+/*
+ * Copy and clear the touch table, a partition at a time; returns how many
+ * were copied (at most max; buf sized by hk_usage_touch_slots() takes all).
+ */
 int
 hk_usage_take_touches(HkUsageTouch *buf, int max)
 {
+	uint32		per_part = usage->touch_slots / HK_TOUCH_PARTITIONS;
 	int			n = 0;
-	int			i;
+	int			part;
 
-	LWLockAcquire(touch_lock, LW_EXCLUSIVE);
-	for (i = 0; i < HK_TOUCH_SLOTS && n < max; i++)
+	for (part = 0; part < HK_TOUCH_PARTITIONS && n < max; part++)
 	{
-		HkTouchSlot *s = &usage->touches[i];
+		HkTouchSlot *base = &touches[part * per_part];
+		uint32		i;
 
-		if (!OidIsValid(s->dbid))
-			continue;
-		buf[n].dbid = s->dbid;
-		buf[n].key_id = s->key_id;
-		buf[n].at = s->at;
-		n++;
-		s->dbid = InvalidOid;
+		LWLockAcquire(touch_locks[part], LW_EXCLUSIVE);
+		for (i = 0; i < per_part && usage->touch_parts[part].used > 0 && n < max; i++)
+		{
+			HkTouchSlot *s = &base[i];
+
+			if (!OidIsValid(s->dbid))
+				continue;
+			buf[n].dbid = s->dbid;
+			buf[n].key_id = s->key_id;
+			buf[n].at = s->at;
+			n++;
+			s->dbid = InvalidOid;
+			usage->touch_parts[part].used--;
+		}
+		LWLockRelease(touch_locks[part]);
 	}
-	LWLockRelease(touch_lock);
 	return n;
 }
 
@@ -487,12 +812,7 @@ hk_usage_take_touches(HkUsageTouch *buf, int max)
 uint64
 hk_usage_tail_position(void)
 {
-	uint64		tail;
-
-	LWLockAcquire(ring_lock, LW_SHARED);
-	tail = usage->tail;
-	LWLockRelease(ring_lock);
-	return tail;
+	return pg_atomic_read_u64(&usage->tail_pos);
 }
 
 /* Note that a key was used at "at" (usage received from a standby). */

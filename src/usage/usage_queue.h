@@ -105,14 +105,14 @@ extern bool hk_usage_missing_db_first_report(void);
 extern bool hk_usage_missing_db_reported(void);
 extern void hk_usage_missing_db_clear(void);
 extern int	hk_usage_peek(HkUsageEvent *buf, int max);
+extern int	hk_usage_peek_refs(HkUsageEvent **refs, int max);
 extern void hk_usage_advance(int n);
+extern int	hk_usage_touch_slots(void);
 extern int	hk_usage_take_touches(HkUsageTouch *buf, int max);
 
 /* For usage shipped from standbys (replica/ship.c, replica/receive.c). */
 extern uint64 hk_usage_tail_position(void);
 extern void hk_usage_touch_at(const pg_uuid_t *key_id, TimestampTz at);
 extern Oid	hk_usage_worker_database(void);
-
-#define HK_TOUCH_SLOTS	4096
 
 #endif							/* HK_USAGE_QUEUE_H */

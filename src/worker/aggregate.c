@@ -10,7 +10,10 @@
  * Every event counts here, whatever hokusai_auth.usage_raw_sample keeps as
  * raw rows, and straight from the queue: no raw row in between.  Summing in
  * C costs a hash lookup per run of events of one group (a busy key's
- * events mostly come in runs: a comparison instead of hashing 160 bytes);
+ * events mostly come in runs: a comparison of the event's fields with the
+ * run's group instead of hashing 160 bytes, and the run's response times
+ * counted in a dense array of buckets, added to the group's histogram when
+ * the run ends);
  * the tables then see one row per group and batch, through
  * hokusai_auth._usage_add(table, groups), which upserts
  * each partition's groups in one statement (ON CONFLICT on the partition's
@@ -31,6 +34,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -105,39 +109,96 @@ group_for(HTAB *groups, const UsageGroupKey *k)
 	return g;
 }
 
-/* The minute groups of the events. */
+/* Is event e of the group k (whose minute is minute)? */
+static inline bool
+in_group(const HkUsageEvent *e, TimestampTz minute, const UsageGroupKey *k)
+{
+	int			len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
+
+	return e->at >= minute && e->at < minute + USECS_PER_MINUTE &&
+		memcmp(&e->key_id, &k->key_id, sizeof(pg_uuid_t)) == 0 &&
+		e->status_code == k->status_code &&
+		len == k->endpoint_len &&
+		(len <= 0 || memcmp(e->endpoint, k->endpoint, len) == 0);
+}
+
+/*
+ * The response times of the run of events being summed, counted per bucket
+ * in a dense array (an increment an event) and added to the run's group's
+ * sparse histogram, bucket by bucket in order, when the run ends.
+ */
+typedef struct RunHist
+{
+	int64		counts[HK_HIST_BUCKETS];
+	uint64		used[(HK_HIST_BUCKETS + 63) / 64];	/* buckets counted */
+} RunHist;
+
+/* Move the run's counts into h and empty the run. */
+static void
+run_hist_flush(RunHist *r, HkHist *h)
+{
+	int			w;
+
+	for (w = 0; w < (int) lengthof(r->used); w++)
+	{
+		while (r->used[w] != 0)
+		{
+			int			b = w * 64 + pg_rightmost_one_pos64(r->used[w]);
+
+			hk_hist_add(h, b, r->counts[b]);
+			r->counts[b] = 0;
+			r->used[w] &= r->used[w] - 1;
+		}
+	}
+}
+
+/*
+ * The minute groups of the events.  A run of events of one group costs one
+ * hash lookup: each event is compared with the group of the one before,
+ * field by field (the endpoint's bytes only), and the key is built and
+ * looked up only when the run ends.
+ */
 static HTAB *
 minute_groups(HkUsageEvent **ev, int n)
 {
 	HTAB	   *groups = group_table("hokusai_auth minute groups");
-	UsageGroupKey	keys[2];
+	RunHist    *run = palloc0(sizeof(RunHist));
+	UsageGroupKey k;
 	UsageGroup *g = NULL;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
 		HkUsageEvent *e = ev[i];
-		UsageGroupKey *k = &keys[i % 2];
 
-		memset(k, 0, sizeof(UsageGroupKey));
-		k->t = floor_to(e->at, USECS_PER_MINUTE);
-		k->key_id = e->key_id;
-		k->status_code = e->status_code;
-		k->endpoint_len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
-		if (k->endpoint_len > 0)
-			memcpy(k->endpoint, e->endpoint, k->endpoint_len);
-		/* a run of events of one group: one hash lookup for the run */
-		if (g == NULL || memcmp(k, &keys[(i + 1) % 2], sizeof(UsageGroupKey)) != 0)
-			g = group_for(groups, k);
+		if (g == NULL || !in_group(e, k.t, &k))
+		{
+			if (g != NULL)
+				run_hist_flush(run, &g->hist);
+			memset(&k, 0, sizeof(UsageGroupKey));
+			k.t = floor_to(e->at, USECS_PER_MINUTE);
+			k.key_id = e->key_id;
+			k.status_code = e->status_code;
+			k.endpoint_len = (e->flags & HK_EV_HAS_ENDPOINT) ? e->endpoint_len : -1;
+			if (k.endpoint_len > 0)
+				memcpy(k.endpoint, e->endpoint, k.endpoint_len);
+			g = group_for(groups, &k);
+		}
 		g->requests++;
 		if (e->response_time_ms != HK_EV_NONE)
 		{
+			int			b = hk_hist_bucket(e->response_time_ms);
+
 			g->timed++;
 			g->ms_sum += e->response_time_ms;
 			g->max_ms = Max(g->max_ms, e->response_time_ms);
-			hk_hist_add(&g->hist, hk_hist_bucket(e->response_time_ms), 1);
+			run->counts[b]++;
+			run->used[b / 64] |= UINT64CONST(1) << (b % 64);
 		}
 	}
+	if (g != NULL)
+		run_hist_flush(run, &g->hist);
+	pfree(run);
 	return groups;
 }
 

@@ -70,19 +70,22 @@ typedef struct BatchCounts
 	int64		late;			/* their minute has no partition */
 } BatchCounts;
 
-/* The batch being written, copied from the queue (HK_BATCH events). */
-static HkUsageEvent *events = NULL;
+/*
+ * The batch being written: pointers to its events in the queue's slots
+ * (HK_BATCH of them), which stay put until the batch is consumed.
+ */
+static HkUsageEvent **events = NULL;
 static SPIPlanPtr raw_plan = NULL;
 static SPIPlanPtr legacy_plan = NULL;
 static SPIPlanPtr keys_plan = NULL;
 /* Failures in a row of the batch at the queue's tail (one try a cycle). */
 static int	batch_failures = 0;
 
-/* Once, at start: the buffer the batches are copied into. */
+/* Once, at start: the array of a batch's events. */
 void
 hk_worker_flush_init(void)
 {
-	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_BATCH);
+	events = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent *) * HK_BATCH);
 }
 
 static inline bool
@@ -366,7 +369,7 @@ count_written(const BatchCounts *c, TimestampTz oldest)
  * returns BATCH_DONE.
  */
 static BatchResult
-write_batch(HkUsageEvent *ev, int n)
+write_batch(HkUsageEvent **ev, int n)
 {
 	HkUsageEvent **mine = palloc(sizeof(HkUsageEvent *) * n);
 	int			nusage = 0;
@@ -381,7 +384,7 @@ write_batch(HkUsageEvent *ev, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		HkUsageEvent *e = &ev[i];
+		HkUsageEvent *e = ev[i];
 
 		if (e->dbid != MyDatabaseId)
 		{
@@ -464,7 +467,7 @@ hk_worker_flush_events(MemoryContext cxt)
 	while (done < limit)
 	{
 		MemoryContext old;
-		int			n = hk_usage_peek(events, (int) Min(limit - done, HK_BATCH));
+		int			n = hk_usage_peek_refs(events, (int) Min(limit - done, HK_BATCH));
 		BatchResult result;
 
 		if (n == 0)

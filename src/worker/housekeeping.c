@@ -50,7 +50,7 @@ typedef struct TouchEntry
 								 * transaction in progress */
 } TouchEntry;
 
-/* The queue's touch table is copied here (HK_TOUCH_SLOTS entries). */
+/* The queue's touch table is copied here (hk_usage_touch_slots() entries). */
 static HkUsageTouch *touch_buf = NULL;
 static SPIPlanPtr touch_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
@@ -100,7 +100,7 @@ forget_touches(void)
 void
 hk_worker_housekeeping_init(void)
 {
-	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * HK_TOUCH_SLOTS);
+	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * hk_usage_touch_slots());
 	forget_touches();
 }
 
@@ -291,7 +291,7 @@ hk_worker_touch_and_expire(bool can_seal)
 	int			n;
 	int			i;
 
-	n = hk_usage_take_touches(touch_buf, HK_TOUCH_SLOTS);
+	n = hk_usage_take_touches(touch_buf, hk_usage_touch_slots());
 	for (i = 0; i < n; i++)
 		if (touch_buf[i].dbid == MyDatabaseId)
 			hk_worker_note_touch(&touch_buf[i].key_id, touch_buf[i].at);
