@@ -78,8 +78,10 @@
  * sees fit at a load of at most a half; it is split into
  * HK_TOUCH_PARTITIONS partitions, each with its own lock and count of used
  * slots, and a key probes at most HK_TOUCH_PROBE slots within its
- * partition.  When that window is full the touch goes into the ring as an
- * event without endpoint.  The worker derives touches from usage events
+ * partition.  Each partition also lists the indexes of its used slots, so
+ * that the worker visits only those, not the whole table.  When that
+ * window is full the touch goes into the ring as an event without
+ * endpoint.  The worker derives touches from usage events
  * too, and applies all of them as one UPDATE per key per flush.
  *
  * Locking rules:
@@ -88,9 +90,10 @@
  *	- ring_lock guards only the worker's latch and pid: exclusive to attach
  *	  and detach, shared to read them (the producer that wakes the worker,
  *	  hk_usage_queue_state()).
- *	- touch_locks[p] (exclusive) guards partition p of the touch table and
- *	  its count; producers hold it to probe at most HK_TOUCH_PROBE slots,
- *	  the worker to copy and clear that partition.  A backend holds at
+ *	- touch_locks[p] (exclusive) guards partition p of the touch table, its
+ *	  count and its used-slot list; producers hold it to probe at most
+ *	  HK_TOUCH_PROBE slots, the worker to copy and clear at most
+ *	  HK_TOUCH_TAKE_CHUNK used slots of that partition at a time.  A backend holds at
  *	  most one of these locks at a time.
  *	- No lock is held together with another or across anything that can
  *	  raise an ERROR.
@@ -126,6 +129,7 @@
 #include "validate/stats.h"
 
 #define HK_USAGE_TRANCHE	"hokusai_auth_usage"
+#define HK_TOUCH_TAKE_CHUNK	256
 #define HK_TOUCH_PROBE		16
 #define HK_TOUCH_PARTITIONS	16
 #define HK_TOUCH_MIN_SLOTS	4096
@@ -156,7 +160,11 @@ typedef struct HkTouchSlot
 	TimestampTz at;
 } HkTouchSlot;
 
-/* A partition of the touch table: its used slots (under its lock). */
+/*
+ * A partition of the touch table: how many of its slots are used (under
+ * its lock); their indexes are the first "used" entries of the
+ * partition's part of the used-slot list.
+ */
 typedef union HkTouchPart
 {
 	uint32		used;
@@ -202,6 +210,7 @@ typedef struct HkUsageShared
 static HkUsageShared *usage = NULL;
 static HkRingSlot *ring = NULL;
 static HkTouchSlot *touches = NULL;
+static uint32 *touch_used = NULL;	/* per partition, its used slots' indexes */
 static LWLock *ring_lock = NULL;
 static LWLock *touch_locks[HK_TOUCH_PARTITIONS];
 
@@ -229,12 +238,23 @@ touch_offset(void)
 							 mul_size(hk_usage_queue_size, sizeof(HkRingSlot))));
 }
 
-/* Bytes of main shared memory the queue takes: struct, ring, touch table. */
+/* Where the used-slot list starts, after the touch table. */
+static Size
+touch_used_offset(void)
+{
+	return MAXALIGN(add_size(touch_offset(),
+							 mul_size(touch_slot_count(), sizeof(HkTouchSlot))));
+}
+
+/*
+ * Bytes of main shared memory the queue takes: struct, ring, touch table
+ * and its used-slot list.
+ */
 Size
 hk_usage_shmem_size(void)
 {
-	return add_size(touch_offset(),
-					mul_size(touch_slot_count(), sizeof(HkTouchSlot)));
+	return add_size(touch_used_offset(),
+					mul_size(touch_slot_count(), sizeof(uint32)));
 }
 
 /* From shmem_request_hook: the queue and its locks. */
@@ -273,6 +293,7 @@ hk_usage_shmem_startup(void)
 		touch_locks[i] = &locks[1 + i].lock;
 	ring = (HkRingSlot *) ((char *) usage + ring_offset());
 	touches = (HkTouchSlot *) ((char *) usage + touch_offset());
+	touch_used = (uint32 *) ((char *) usage + touch_used_offset());
 	if (found)
 		return;
 
@@ -591,7 +612,8 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 			s->dbid = MyDatabaseId;
 			s->key_id = *key_id;
 			s->at = at;
-			usage->touch_parts[part].used++;
+			touch_used[part * per_part + usage->touch_parts[part].used++] =
+				(start + i) & (per_part - 1);
 			done = true;
 			break;
 		}
@@ -776,6 +798,10 @@ hk_usage_touch_slots(void)
 /*
  * Copy and clear the touch table, a partition at a time; returns how many
  * were copied (at most max; buf sized by hk_usage_touch_slots() takes all).
+ * Only the used slots are visited (the partition's used-slot list, from its
+ * end), and a partition's lock is held for at most HK_TOUCH_TAKE_CHUNK
+ * slots at a time, so that a partition of many used slots does not keep
+ * the request path waiting while it is copied.
  */
 int
 hk_usage_take_touches(HkUsageTouch *buf, int max)
@@ -787,23 +813,30 @@ hk_usage_take_touches(HkUsageTouch *buf, int max)
 	for (part = 0; part < HK_TOUCH_PARTITIONS && n < max; part++)
 	{
 		HkTouchSlot *base = &touches[part * per_part];
-		uint32		i;
+		uint32	   *list = &touch_used[part * per_part];
+		bool		more = true;
 
-		LWLockAcquire(touch_locks[part], LW_EXCLUSIVE);
-		for (i = 0; i < per_part && usage->touch_parts[part].used > 0 && n < max; i++)
+		while (more && n < max)
 		{
-			HkTouchSlot *s = &base[i];
+			int			chunk = 0;
 
-			if (!OidIsValid(s->dbid))
-				continue;
-			buf[n].dbid = s->dbid;
-			buf[n].key_id = s->key_id;
-			buf[n].at = s->at;
-			n++;
-			s->dbid = InvalidOid;
-			usage->touch_parts[part].used--;
+			LWLockAcquire(touch_locks[part], LW_EXCLUSIVE);
+			while (usage->touch_parts[part].used > 0 && n < max &&
+				   chunk < HK_TOUCH_TAKE_CHUNK)
+			{
+				HkTouchSlot *s = &base[list[--usage->touch_parts[part].used]];
+
+				Assert(OidIsValid(s->dbid));
+				buf[n].dbid = s->dbid;
+				buf[n].key_id = s->key_id;
+				buf[n].at = s->at;
+				n++;
+				chunk++;
+				s->dbid = InvalidOid;
+			}
+			more = usage->touch_parts[part].used > 0;
+			LWLockRelease(touch_locks[part]);
 		}
-		LWLockRelease(touch_locks[part]);
 	}
 	return n;
 }
