@@ -491,17 +491,35 @@ ring_publish(HkRingSlot *slot, uint64 pos)
 		wake_worker();
 }
 
-/* The fields of an event before its endpoint. */
-static inline void
-event_head(HkUsageEvent *ev, const pg_uuid_t *key_id, TimestampTz at,
+/*
+ * Reserve a slot and write the fields of its event before the endpoint;
+ * NULL when the ring is full.  The caller writes the endpoint and calls
+ * ring_finish(), with nothing that can fail in between.
+ */
+static inline HkRingSlot *
+ring_begin(uint64 *posp, const pg_uuid_t *key_id, TimestampTz at,
 		   uint8 flags, int32 response_time_ms, int32 status_code)
 {
-	ev->key_id = *key_id;
-	ev->at = at;
-	ev->dbid = MyDatabaseId;
-	ev->response_time_ms = response_time_ms;
-	ev->status_code = (int16) status_code;
-	ev->flags = flags;
+	HkRingSlot *slot = ring_reserve(posp);
+
+	if (slot == NULL)
+		return NULL;
+	slot->ev.key_id = *key_id;
+	slot->ev.at = at;
+	slot->ev.dbid = MyDatabaseId;
+	slot->ev.response_time_ms = response_time_ms;
+	slot->ev.status_code = (int16) status_code;
+	slot->ev.flags = flags;
+	return slot;
+}
+
+/* The endpoint (endpoint_len bytes) is in the slot: end it and publish. */
+static inline void
+ring_finish(HkRingSlot *slot, uint64 pos, int endpoint_len)
+{
+	slot->ev.endpoint_len = (uint8) endpoint_len;
+	slot->ev.endpoint[endpoint_len] = '\0';
+	ring_publish(slot, pos);
 }
 
 /* Queue one usage event (see usage_queue.h); false when it was dropped. */
@@ -521,28 +539,22 @@ hk_usage_enqueue(const pg_uuid_t *key_id, TimestampTz at,
 		return false;
 	}
 
-	slot = ring_reserve(&pos);
+	slot = ring_begin(&pos, key_id, at,
+					  endpoint != NULL ? HK_EV_USAGE | HK_EV_HAS_ENDPOINT : HK_EV_USAGE,
+					  response_time_ms, status_code);
 	if (slot == NULL)
 	{
 		hk_usage_stat_add(HK_USTAT_DROPPED, 1);
 		return false;
 	}
-	/* Reserved: nothing that can fail until it is published. */
-	if (endpoint != NULL)
-	{
-		Assert(endpoint_len >= 0 && endpoint_len < HK_USAGE_ENDPOINT_LEN);
-		event_head(&slot->ev, key_id, at, HK_EV_USAGE | HK_EV_HAS_ENDPOINT,
-				   response_time_ms, status_code);
-		memcpy(slot->ev.endpoint, endpoint, endpoint_len);
-	}
+	if (endpoint == NULL)
+		endpoint_len = 0;
 	else
 	{
-		event_head(&slot->ev, key_id, at, HK_EV_USAGE, response_time_ms, status_code);
-		endpoint_len = 0;
+		Assert(endpoint_len >= 0 && endpoint_len < HK_USAGE_ENDPOINT_LEN);
+		memcpy(slot->ev.endpoint, endpoint, endpoint_len);
 	}
-	slot->ev.endpoint_len = (uint8) endpoint_len;
-	slot->ev.endpoint[endpoint_len] = '\0';
-	ring_publish(slot, pos);
+	ring_finish(slot, pos, endpoint_len);
 
 	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
 	return true;
@@ -558,19 +570,17 @@ enqueue_validation(const pg_uuid_t *key_id, const text *endpoint, TimestampTz no
 	HkRingSlot *slot;
 	uint64		pos;
 
-	slot = ring_reserve(&pos);
+	slot = ring_begin(&pos, key_id, now, HK_EV_USAGE | HK_EV_HAS_ENDPOINT,
+					  HK_EV_NONE, HK_EV_NONE);
 	if (slot == NULL)
 	{
 		hk_usage_stat_add(HK_USTAT_DROPPED, 1);
 		return false;
 	}
 	/* Reserved: hk_usage_clean_endpoint() cannot fail. */
-	event_head(&slot->ev, key_id, now, HK_EV_USAGE | HK_EV_HAS_ENDPOINT,
-			   HK_EV_NONE, HK_EV_NONE);
-	slot->ev.endpoint_len = (uint8)
-		hk_usage_clean_endpoint(VARDATA_ANY(endpoint), VARSIZE_ANY_EXHDR(endpoint),
-								slot->ev.endpoint);
-	ring_publish(slot, pos);
+	ring_finish(slot, pos,
+				hk_usage_clean_endpoint(VARDATA_ANY(endpoint), VARSIZE_ANY_EXHDR(endpoint),
+										slot->ev.endpoint));
 
 	hk_stat_add(HK_STAT_USAGE_ENQUEUED);	/* HK_USTAT_ENQUEUED, straight */
 	return true;
@@ -626,16 +636,11 @@ touch_note(const pg_uuid_t *key_id, TimestampTz at)
 		HkRingSlot *slot;
 		uint64		pos;
 
-		slot = ring_reserve(&pos);
+		slot = ring_begin(&pos, key_id, at, 0, HK_EV_NONE, HK_EV_NONE);
 		if (slot == NULL)
-		{
 			hk_usage_stat_add(HK_USTAT_TOUCHES_DROPPED, 1);
-			return;
-		}
-		event_head(&slot->ev, key_id, at, 0, HK_EV_NONE, HK_EV_NONE);
-		slot->ev.endpoint_len = 0;
-		slot->ev.endpoint[0] = '\0';
-		ring_publish(slot, pos);
+		else
+			ring_finish(slot, pos, 0);
 	}
 }
 
