@@ -63,7 +63,7 @@
 static PGconn *conn = NULL;
 static TimestampTz retry_after = 0;
 static bool failing = false;
-static HkUsageEvent *batch = NULL;
+static HkUsageEvent **batch = NULL;	/* the batch, in the queue's slots */
 static HkUsageTouch *touch_buf = NULL;
 static HTAB *touches = NULL;	/* key id -> latest time, kept until sent */
 static const volatile sig_atomic_t *stop_flag = NULL;
@@ -351,7 +351,7 @@ send_batch(int n, uint64 first, int64 *nsent, int *ntouch)
 	*nsent = 0;
 	for (i = 0; i < n; i++)
 	{
-		HkUsageEvent *e = &batch[i];
+		HkUsageEvent *e = batch[i];
 
 		if (e->dbid != MyDatabaseId)
 		{
@@ -423,7 +423,7 @@ count_usage(int n)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (batch[i].dbid == MyDatabaseId && (batch[i].flags & HK_EV_USAGE))
+		if (batch[i]->dbid == MyDatabaseId && (batch[i]->flags & HK_EV_USAGE))
 			k++;
 	return k;
 }
@@ -459,7 +459,7 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	hk_ship_note_standby();
 	if (batch == NULL)
 	{
-		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent) * HK_SHIP_BATCH);
+		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent *) * HK_SHIP_BATCH);
 		touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * hk_usage_touch_slots());
 		touches = new_touch_table();
 	}
@@ -488,7 +488,7 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	do
 	{
 		uint64		first = hk_usage_tail_position();
-		int			n = hk_usage_peek(batch, (int) Min(limit - done, HK_SHIP_BATCH));
+		int			n = hk_usage_peek_refs(batch, (int) Min(limit - done, HK_SHIP_BATCH));
 		int64		nsent;
 		int			ntouch;
 		int64		upto;

@@ -40,13 +40,13 @@
  *
  * The worker is the only consumer (flush, and on a standby the shipping and
  * the promotion step, all in the worker process); it alone writes tail.
- * hk_usage_peek() copies the slots from tail on while their seq says
- * published (pos + 1), with a read barrier between reading seq and reading
- * the event, and stops at the first that is not: an event reserved later
- * but published earlier waits for the one before it, so positions stay
- * in order and without gaps.  hk_usage_peek_refs() (the flush) returns
- * pointers to those events in their slots instead of copies: no producer
- * writes a slot before the consumer has handed it back.
+ * hk_usage_peek_refs() (the flush and the shipping) returns pointers to the
+ * events in their slots, from tail on while their seq says published
+ * (pos + 1), with a read barrier between reading seq and reading the
+ * events, and stops at the first that is not: an event reserved later but
+ * published earlier waits for the one before it, so positions stay in
+ * order and without gaps.  The pointers stay valid: no producer writes a
+ * slot before the consumer has handed it back.
  * hk_usage_advance(), called after the transaction that wrote those events
  * has committed, issues a full barrier (the worker's reads of the slots are
  * done), moves tail, issues a write barrier and only then sets each
@@ -708,33 +708,10 @@ hk_usage_missing_db_clear(void)
 }
 
 /*
- * Copy up to max published events from the tail, in order, without
- * consuming them: it stops at the first slot not yet published.
- */
-int
-hk_usage_peek(HkUsageEvent *buf, int max)
-{
-	uint64		tail = pg_atomic_read_u64(&usage->tail_pos);
-	int			n;
-
-	for (n = 0; n < max; n++)
-	{
-		HkRingSlot *slot = &ring[(tail + n) % usage->capacity];
-		const HkUsageEvent *ev = &slot->ev;
-
-		if (pg_atomic_read_u64(&slot->seq) != tail + n + 1)
-			break;
-		pg_read_barrier();
-		/* The bytes that are set: the endpoint's up to its NUL. */
-		memcpy(&buf[n], ev, offsetof(HkUsageEvent, endpoint) + ev->endpoint_len + 1);
-	}
-	return n;
-}
-
-/*
- * Like hk_usage_peek(), but pointers to the events in their slots instead
- * of copies: a slot is not written again until hk_usage_advance() hands it
- * back, so they stay valid until then (for the worker, the only consumer).
+ * Pointers to up to max published events from the tail, in order, without
+ * consuming them (it stops at the first slot not yet published).  A slot
+ * is not written again until hk_usage_advance() hands it back, so they stay
+ * valid until then (for the worker, the only consumer).
  */
 int
 hk_usage_peek_refs(HkUsageEvent **refs, int max)
@@ -759,7 +736,7 @@ hk_usage_peek_refs(HkUsageEvent **refs, int max)
 }
 
 /*
- * Consume n events from the tail (after hk_usage_peek() returned them, or
+ * Consume n events from the tail (after hk_usage_peek_refs() returned them, or
  * on promotion, events another server took).  A slot reserved but not yet
  * published is waited for: its producer is a few stores away from
  * publishing it, and it must not be handed back meanwhile.

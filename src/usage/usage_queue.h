@@ -104,7 +104,6 @@ extern void hk_usage_worker_attach(void);
 extern bool hk_usage_missing_db_first_report(void);
 extern bool hk_usage_missing_db_reported(void);
 extern void hk_usage_missing_db_clear(void);
-extern int	hk_usage_peek(HkUsageEvent *buf, int max);
 extern int	hk_usage_peek_refs(HkUsageEvent **refs, int max);
 extern void hk_usage_advance(int n);
 extern int	hk_usage_touch_slots(void);
