@@ -10,6 +10,7 @@ OBJS = \
 	src/common/cidr.o \
 	src/common/crc32.o \
 	src/common/forwarded.o \
+	src/common/id_hash.o \
 	src/common/key_format.o \
 	src/common/text.o \
 	src/events/event_queue.o \

@@ -82,6 +82,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "common/id_hash.h"
 #include "events/event_queue.h"
 #include "metering/credits.h"
 #include "metering/credits_internal.h"
@@ -102,8 +103,8 @@ static bool nsp_callback = false;
 static const dshash_parameters credits_params = {
 	.key_size = sizeof(HkCreditKey),
 	.entry_size = sizeof(HkCreditEntry),
-	.compare_function = dshash_memcmp,
-	.hash_function = dshash_memhash,
+	.compare_function = hk_id_compare,
+	.hash_function = hk_id_hash,
 #if PG_VERSION_NUM >= 170000
 	.copy_function = dshash_memcpy,
 #endif
@@ -329,8 +330,14 @@ hk_credits_lock(const pg_uuid_t *root)
 {
 	HkCreditKey key;
 
-	hk_credits_attach();
-	hk_credits_key_of(root, &key);
+	/* Every metered call comes here: the key is filled in place. */
+	StaticAssertStmt(sizeof(HkCreditKey) == 2 * sizeof(Oid) + sizeof(pg_uuid_t),
+					 "HkCreditKey has no padding");
+	if (unlikely(hk_credits_tab == NULL))
+		hk_credits_attach();
+	key.dbid = MyDatabaseId;
+	key.nspid = OidIsValid(my_nspid) ? my_nspid : hk_credits_nspid();
+	key.key_id = *root;
 	return dshash_find(hk_credits_tab, &key, true);
 }
 

@@ -212,18 +212,13 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 	}
 
 	/*
-	 * Under the locks only the decision; the figures are worked out from
-	 * copies once the locks are released, so the locks are held as briefly
-	 * as they can be.
+	 * Under the locks the decision, and the figures of an admitted call,
+	 * which take a few reads.  Those of a refused call (the waits) walk the
+	 * windows' rings: they are worked out from copies once the locks are
+	 * released, so that a flood of refused calls holds them as briefly as
+	 * it can.
 	 */
 	admit_commit(a, &s, now, r);
-	key_copy = *s.key;
-	copies.key = &key_copy;
-	if (s.user != NULL)
-	{
-		user_copy = *s.user;
-		copies.user = &user_copy;
-	}
 	if (ce != NULL)
 	{
 		if (r->refilled || (r->admitted && a->cost > 0))
@@ -234,14 +229,31 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 			ce->spent += (uint64) a->cost;
 		}
 		credit_key = ce->key;
-		balance_copy = ce->b;
-		copies.credits = &balance_copy;
-		hk_credits_unlock(ce);
 	}
+	if (r->admitted)
+		admit_report(a, &s, now, r);
+	else
+	{
+		key_copy = *s.key;
+		copies.key = &key_copy;
+		if (s.user != NULL)
+		{
+			user_copy = *s.user;
+			copies.user = &user_copy;
+		}
+		if (s.credits != NULL)
+		{
+			balance_copy = *s.credits;
+			copies.credits = &balance_copy;
+		}
+	}
+	if (ce != NULL)
+		hk_credits_unlock(ce);
 	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
 	if (s.user != NULL)
 		hk_limiter_unlock(HK_LIMITER_USER, s.user);
-	admit_report(a, &copies, now, r);
+	if (!r->admitted)
+		admit_report(a, &copies, now, r);
 
 	/* No lock held: count, and note the spend for the transaction. */
 	hk_limiter_note(r->refused_by);

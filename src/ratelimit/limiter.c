@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
+#include "common/id_hash.h"
 #include "ratelimit/limiter.h"
 #include "validate/stats.h"
 
@@ -84,8 +85,8 @@ static dshash_table *limiter_tables[HK_LIMITER_KINDS];
 static const dshash_parameters limiter_params = {
 	.key_size = sizeof(HkLimiterKey),
 	.entry_size = sizeof(HkLimiterEntry),
-	.compare_function = dshash_memcmp,
-	.hash_function = dshash_memhash,
+	.compare_function = hk_id_compare,
+	.hash_function = hk_id_hash,
 #if PG_VERSION_NUM >= 170000
 	.copy_function = dshash_memcpy,
 #endif
