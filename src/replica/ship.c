@@ -64,7 +64,6 @@ static PGconn *conn = NULL;
 static TimestampTz retry_after = 0;
 static bool failing = false;
 static HkUsageEvent **batch = NULL;	/* the batch, in the queue's slots */
-static HkUsageTouch *touch_buf = NULL;
 static HTAB *touches = NULL;	/* key id -> latest time, kept until sent */
 static const volatile sig_atomic_t *stop_flag = NULL;
 static bool final_cycle = false;
@@ -439,6 +438,25 @@ hk_ship_disconnect(void)
 	}
 }
 
+/* Note a chunk of the queue's touches (hk_usage_drain_touches()). */
+static void
+note_touches(const HkUsageTouch *t, int n, void *arg)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		bool		found;
+		ShipTouch  *st;
+
+		if (t[i].dbid != MyDatabaseId)
+			continue;
+		st = hash_search(touches, &t[i].key_id, HASH_ENTER, &found);
+		if (!found || st->at < t[i].at)
+			st->at = t[i].at;
+	}
+}
+
 /*
  * One cycle on a standby (see the banner); stop is the worker's flag that
  * it must exit, final says this is its last cycle.
@@ -451,8 +469,6 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	int			worker_pid;
 	int64		limit;
 	int64		done = 0;
-	int			ntaken;
-	int			i;
 
 	stop_flag = stop;
 	final_cycle = final;
@@ -460,21 +476,9 @@ hk_ship_cycle(const volatile sig_atomic_t *stop, bool final)
 	if (batch == NULL)
 	{
 		batch = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageEvent *) * HK_SHIP_BATCH);
-		touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * hk_usage_touch_slots());
 		touches = new_touch_table();
 	}
-	ntaken = hk_usage_take_touches(touch_buf, hk_usage_touch_slots());
-	for (i = 0; i < ntaken; i++)
-	{
-		bool		found;
-		ShipTouch  *st;
-
-		if (touch_buf[i].dbid != MyDatabaseId)
-			continue;
-		st = hash_search(touches, &touch_buf[i].key_id, HASH_ENTER, &found);
-		if (!found || st->at < touch_buf[i].at)
-			st->at = touch_buf[i].at;
-	}
+	hk_usage_drain_touches(note_touches, NULL);
 
 	hk_usage_queue_state(&capacity, &queued, &worker_pid);
 	if (queued == 0 && hash_get_num_entries(touches) == 0 && !hk_ship_events_pending())

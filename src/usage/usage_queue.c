@@ -121,6 +121,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
@@ -770,23 +771,16 @@ hk_usage_advance(int n)
 	pg_atomic_write_u32(&usage->wake_flag, 0);
 }
 
-/* Slots of the touch table: what hk_usage_take_touches() may return. */
-int
-hk_usage_touch_slots(void)
-{
-	return (int) usage->touch_slots;
-}
-
 /*
  * Copy and clear the touch table, a partition at a time; returns how many
- * were copied (at most max; buf sized by hk_usage_touch_slots() takes all).
+ * were copied (at most max).
  * Only the used slots are visited (the partition's used-slot list, from its
  * end), and a partition's lock is held for at most HK_TOUCH_TAKE_CHUNK
  * slots at a time, so that a partition of many used slots does not keep
  * the request path waiting while it is copied.
  */
-int
-hk_usage_take_touches(HkUsageTouch *buf, int max)
+static int
+take_touches(HkUsageTouch *buf, int max)
 {
 	uint32		per_part = usage->touch_slots / HK_TOUCH_PARTITIONS;
 	int			n = 0;
@@ -821,6 +815,36 @@ hk_usage_take_touches(HkUsageTouch *buf, int max)
 		}
 	}
 	return n;
+}
+
+/*
+ * Take the whole touch table, HK_USAGE_TOUCH_CHUNK entries at a time, and
+ * hand each chunk to fn with no lock held (fn may raise an ERROR: the
+ * chunk's touches are then lost, as a crash would lose them).  The buffer
+ * is one chunk, whatever the table's size (2 x cache_size slots).  Touches
+ * made meanwhile are taken too, up to the table's size in all: the rest
+ * wait for the next call.
+ */
+void
+hk_usage_drain_touches(void (*fn) (const HkUsageTouch *touches, int n, void *arg),
+					   void *arg)
+{
+	static HkUsageTouch *buf = NULL;
+	int64		left = usage->touch_slots;
+
+	if (buf == NULL)
+		buf = MemoryContextAlloc(TopMemoryContext,
+								 sizeof(HkUsageTouch) * HK_USAGE_TOUCH_CHUNK);
+	while (left > 0)
+	{
+		int			n = take_touches(buf, HK_USAGE_TOUCH_CHUNK);
+
+		if (n > 0)
+			fn(buf, n, arg);
+		if (n < HK_USAGE_TOUCH_CHUNK)
+			break;
+		left -= n;
+	}
 }
 
 /* For shipping from a standby: the queue position of the event at the tail. */

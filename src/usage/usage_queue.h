@@ -106,8 +106,12 @@ extern bool hk_usage_missing_db_reported(void);
 extern void hk_usage_missing_db_clear(void);
 extern int	hk_usage_peek_refs(HkUsageEvent **refs, int max);
 extern void hk_usage_advance(int n);
-extern int	hk_usage_touch_slots(void);
-extern int	hk_usage_take_touches(HkUsageTouch *buf, int max);
+
+/* hk_usage_drain_touches() hands the touches on this many at a time. */
+#define HK_USAGE_TOUCH_CHUNK	4096
+extern void hk_usage_drain_touches(void (*fn) (const HkUsageTouch *touches,
+											   int n, void *arg),
+								   void *arg);
 
 /* For usage shipped from standbys (replica/ship.c, replica/receive.c). */
 extern uint64 hk_usage_tail_position(void);

@@ -50,8 +50,6 @@ typedef struct TouchEntry
 								 * transaction in progress */
 } TouchEntry;
 
-/* The queue's touch table is copied here (hk_usage_touch_slots() entries). */
-static HkUsageTouch *touch_buf = NULL;
 static SPIPlanPtr touch_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
@@ -96,11 +94,10 @@ forget_touches(void)
 	touches = hk_worker_key_table("hokusai_auth touches", sizeof(TouchEntry), TopMemoryContext);
 }
 
-/* Once, at start: the buffer for the queue's touches and an empty table. */
+/* Once, at start: an empty table of touches. */
 void
 hk_worker_housekeeping_init(void)
 {
-	touch_buf = MemoryContextAlloc(TopMemoryContext, sizeof(HkUsageTouch) * hk_usage_touch_slots());
 	forget_touches();
 }
 
@@ -280,6 +277,17 @@ seal_audit_log(void)
 	(void) hk_worker_one_value(ret, "seal_audit_log failed", &isnull);
 }
 
+/* Note a chunk of the queue's touches (hk_usage_drain_touches()). */
+static void
+note_touches(const HkUsageTouch *t, int n, void *arg)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (t[i].dbid == MyDatabaseId)
+			hk_worker_note_touch(&t[i].key_id, t[i].at);
+}
+
 /*
  * last_used_at for every key used since this last succeeded, and expiry
  * when it is due.  When the transaction yields, both wait for the next
@@ -288,13 +296,7 @@ seal_audit_log(void)
 void
 hk_worker_touch_and_expire(bool can_seal)
 {
-	int			n;
-	int			i;
-
-	n = hk_usage_take_touches(touch_buf, hk_usage_touch_slots());
-	for (i = 0; i < n; i++)
-		if (touch_buf[i].dbid == MyDatabaseId)
-			hk_worker_note_touch(&touch_buf[i].key_id, touch_buf[i].at);
+	hk_usage_drain_touches(note_touches, NULL);
 
 	if (hash_get_num_entries(touches) == 0 && !expire_due)
 		return;
