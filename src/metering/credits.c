@@ -51,10 +51,11 @@
  *	  table or read their handles; never together with a dshash lock.
  *	- An entry is read and changed only while dshash holds its partition
  *	  lock: exclusively for every change, shared to look.
- *	- Lock order: the rate limiter's user entry, then its key entry, then a
- *	  credit entry (ratelimit/admit.c).  Everything else here takes one
- *	  credit partition lock at a time and nothing else meanwhile; no code
- *	  takes a limiter lock while holding a credit lock.  So no cycle.
+ *	- Lock order: the rate limiter's key entry, then a credit entry, then
+ *	  the rate limiter's user entry (ratelimit/admit.c).  Everything else
+ *	  here takes one credit partition lock at a time and nothing else
+ *	  meanwhile, and no code takes a key entry's lock while holding a credit
+ *	  lock or a credit lock while holding a user entry's.  So no cycle.
  *	- Nothing that can raise an ERROR is done while a partition lock is held,
  *	  except dshash_find_or_insert() running out of shared memory in a load
  *	  (no other lock held then, and the entry is not yet initialised:

@@ -8,15 +8,18 @@
  *	  nothing on any limit (DESIGN.md section 12).
  *
  * Locks.  The states a call needs are locked together, in a fixed order:
- * the owner's limiter entry (when the owner has limits), the key's limiter
- * entry, the key's credit balance (when it is metered); see the banners of
- * limiter.c and metering/credits.c.  So concurrent calls that share any of
- * them are serialised: two clients on one key never spend more than its
- * balance and are never refused while credits remain, and the keys of one
- * user never pass the user's limits together.  A balance is loaded from its
- * row (SQL) only with no lock held; on the hot path it is in memory and a
- * call costs one more partition lock for a metered key, one more for a
- * user with limits, and nothing more for others.
+ * the key's limiter entry, the key's credit balance (when it is metered),
+ * then the owner's limiter entry (when the owner has limits); see the
+ * banners of limiter.c and metering/credits.c.  The owner's entry, which
+ * all the owner's keys share, is taken last and released first: it is held
+ * only while the call is decided and the owner's figures are read.  So
+ * concurrent calls that share any of the states are serialised: two
+ * clients on one key never spend more than its balance and are never
+ * refused while credits remain, and the keys of one user never pass the
+ * user's limits together.  A balance is loaded from its row (SQL) only with
+ * no lock held; on the hot path it is in memory and a call costs one more
+ * partition lock for a metered key, one more for a user with limits, and
+ * nothing more for others.
  *
  * Credits spent are noted for the transaction (metering/credits_xact.c),
  * which gives them back if it aborts; rate-limit units are not given back:
@@ -92,12 +95,30 @@ admit_commit(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 }
 
 /*
- * The figures of a decision admit_commit() made, from the states as it
- * left them (or copies of them: nothing here changes them).
+ * The figures of the owner's windows after a decision admit_commit() made,
+ * from the state as it left it (or a copy of it): r->user.
  */
 static void
-admit_report(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
-			 HkAdmitResult *r)
+report_user(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+			HkAdmitResult *r)
+{
+	if (s->user == NULL)
+		return;
+	r->has_user = true;
+	/* The HTTP headers show the user's windows only when they refused. */
+	hk_limiter_report(s->user, now, a->user.per_hour, a->user.burst, a->cost,
+					  r->admitted, r->refused_by == HK_REFUSED_USER_HOURLY ||
+					  r->refused_by == HK_REFUSED_USER_BURST, &r->user);
+}
+
+/*
+ * The rest of the figures of the decision, from the key's state and the
+ * balance as admit_commit() left them (or copies), and r->user when
+ * report_user() filled it in.
+ */
+static void
+report_rest(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
+			HkAdmitResult *r)
 {
 	HkRefusal	refused = r->refused_by;
 
@@ -105,13 +126,8 @@ admit_report(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 					  r->admitted, true, &r->key);
 	r->remaining = r->key.remaining;
 	r->reset_seconds = r->key.reset_seconds;
-	if (s->user != NULL)
+	if (r->has_user)
 	{
-		r->has_user = true;
-		/* The HTTP headers show the user's windows only when they refused. */
-		hk_limiter_report(s->user, now, a->user.per_hour, a->user.burst, a->cost,
-						  r->admitted, refused == HK_REFUSED_USER_HOURLY ||
-						  refused == HK_REFUSED_USER_BURST, &r->user);
 		if (a->user.per_hour > 0)
 			r->remaining = Min(r->remaining, r->user.remaining);
 		r->reset_seconds = Max(r->reset_seconds, r->user.reset_seconds);
@@ -145,13 +161,39 @@ hk_admit_decide(const HkAdmission *a, HkAdmitStates *s, TimestampTz now,
 				HkAdmitResult *r)
 {
 	admit_commit(a, s, now, r);
-	admit_report(a, s, now, r);
+	report_user(a, s, now, r);
+	report_rest(a, s, now, r);
 }
 
 /* This backend's latest admission (hk_admit_last()). */
 static bool last_valid = false;
 static pg_uuid_t last_key_id;
 static HkAdmitResult last_result;
+
+/*
+ * Decide a metered call whose balance cannot be found (its row gone) with
+ * an empty one: credits fail closed.  Its limits are locked in the usual
+ * order; the call is refused unless its cost is 0, so nothing is counted.
+ */
+static void
+fail_closed(const HkAdmission *a, bool has_user, TimestampTz now,
+			HkAdmitResult *r)
+{
+	HkAdmission closed = *a;
+	HkBalance	empty;
+	HkAdmitStates s;
+
+	hk_balance_init(&empty, 0, 0, 0, HK_REFILL_NONE);
+	closed.refill.interval = HK_REFILL_NONE;
+	s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
+	s.credits = &empty;
+	s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+	hk_admit_decide(&closed, &s, now, r);
+	if (s.user != NULL)
+		hk_limiter_unlock(HK_LIMITER_USER, s.user);
+	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+	hk_limiter_note(r->refused_by);
+}
 
 /*
  * Decide a call at time now (the caller's one clock reading for the call),
@@ -175,50 +217,46 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 	hk_limiter_prepare(now);
 	for (;;)
 	{
-		s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
 		s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
 		s.credits = NULL;
-		if (!a->metered)
-			break;
-		ce = hk_credits_lock(&a->credits_key);
-		if (ce != NULL)
+		if (a->metered)
 		{
+			ce = hk_credits_lock(&a->credits_key);
+			if (ce == NULL)
+			{
+				/* Not in memory: load it with no lock held, then start again. */
+				hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+				if (++tries >= HK_ADMIT_TRIES || !hk_credits_ensure(&a->credits_key))
+				{
+					fail_closed(a, has_user, now, r);
+					goto done;
+				}
+				continue;
+			}
 			s.credits = &ce->b;
-			break;
 		}
-		/* Not in memory: load it with no lock held, then start again. */
-		hk_limiter_unlock(HK_LIMITER_KEY, s.key);
-		if (s.user != NULL)
-			hk_limiter_unlock(HK_LIMITER_USER, s.user);
-		if (++tries >= HK_ADMIT_TRIES || !hk_credits_ensure(&a->credits_key))
-		{
-			HkAdmission closed = *a;
-
-			/* Fail closed: decide with an empty balance. */
-			HkBalance	empty;
-
-			hk_balance_init(&empty, 0, 0, 0, HK_REFILL_NONE);
-			closed.refill.interval = HK_REFILL_NONE;
-			s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
-			s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
-			s.credits = &empty;
-			hk_admit_decide(&closed, &s, now, r);
-			hk_limiter_unlock(HK_LIMITER_KEY, s.key);
-			if (s.user != NULL)
-				hk_limiter_unlock(HK_LIMITER_USER, s.user);
-			hk_limiter_note(r->refused_by);
-			goto done;
-		}
+		s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+		break;
 	}
 
 	/*
 	 * Under the locks the decision, and the figures of an admitted call,
-	 * which take a few reads.  Those of a refused call (the waits) walk the
-	 * windows' rings: they are worked out from copies once the locks are
-	 * released, so that a flood of refused calls holds them as briefly as
-	 * it can.
+	 * which take a few reads; the user's lock, the one most shared (by
+	 * all the user's keys), is released first.  The figures of a refused
+	 * call (the waits) walk the windows' rings: they are worked out from
+	 * copies once the locks are released, so that a flood of refused calls
+	 * holds them as briefly as it can.
 	 */
 	admit_commit(a, &s, now, r);
+	if (r->admitted)
+		report_user(a, &s, now, r);
+	else if (s.user != NULL)
+	{
+		user_copy = *s.user;
+		copies.user = &user_copy;
+	}
+	if (s.user != NULL)
+		hk_limiter_unlock(HK_LIMITER_USER, s.user);
 	if (ce != NULL)
 	{
 		if (r->refilled || (r->admitted && a->cost > 0))
@@ -231,16 +269,11 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 		credit_key = ce->key;
 	}
 	if (r->admitted)
-		admit_report(a, &s, now, r);
+		report_rest(a, &s, now, r);
 	else
 	{
 		key_copy = *s.key;
 		copies.key = &key_copy;
-		if (s.user != NULL)
-		{
-			user_copy = *s.user;
-			copies.user = &user_copy;
-		}
 		if (s.credits != NULL)
 		{
 			balance_copy = *s.credits;
@@ -250,10 +283,11 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 	if (ce != NULL)
 		hk_credits_unlock(ce);
 	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
-	if (s.user != NULL)
-		hk_limiter_unlock(HK_LIMITER_USER, s.user);
 	if (!r->admitted)
-		admit_report(a, &copies, now, r);
+	{
+		report_user(a, &copies, now, r);
+		report_rest(a, &copies, now, r);
+	}
 
 	/* No lock held: count, and note the spend for the transaction. */
 	hk_limiter_note(r->refused_by);

@@ -23,8 +23,8 @@
  *	  inspection.  Concurrent requests on one key (or user) are therefore
  *	  serialised and cannot over-admit.
  *	- An admission holds at most one lock of each table, taken in this
- *	  order: the user table's, the key table's, then a credit balance's
- *	  (metering/credits.c).  Everything else takes one partition lock at a
+ *	  order: the key table's, a credit balance's (metering/credits.c),
+ *	  then the user table's (ratelimit/admit.c).  Everything else takes one partition lock at a
  *	  time and nothing more, so there is no deadlock.  Two locks of the
  *	  same table are never held at once (dshash forbids it: a resize takes
  *	  them all).
