@@ -17,9 +17,12 @@
 #               LATERAL (SELECT keys[1 + i % 1] AS k) x WHERE x.k IS NOT NULL
 #   noop      ... LATERAL hk_bench.noop_validate(keys[1 + i % 1]) v WHERE v.valid
 #   validate  ... LATERAL hokusai_auth.validate_key(keys[1 + i % 1]) v WHERE v.valid
+#   metered   the validate statement with a key with credits (and a refill)
+#             whose user has shared limits (set_user_limits())
 # and prints instructions per row, and per call above the do-nothing
 # function (validate - noop: what hokusai_auth itself executes for a cache
-# hit, limiter included) and above the empty twin.
+# hit, limiter included) and above the empty twin, for the key without
+# and the key with metering (issue 16: at most 5% more).
 #
 # Then the statements of cache_bench.sh as pgbench -M prepared runs them,
 # one execution of a prepared statement per line (EXECUTE p(key)), ROWS and
@@ -60,16 +63,17 @@ echo "hokusai_auth.database = 'template1'" >> "$DIR/data/postgresql.conf"
 # total VARIANT N: callgrind's instruction total for one session.
 total()
 {
-	local body out=$DIR/cg.$1.$2
+	local body out=$DIR/cg.$1.$2 keys=cg_keys
 	case $1 in
 	empty) body="SELECT count(*) INTO c FROM generate_series(1, $2) i, LATERAL (SELECT keys[1 + i % 1] AS k) x WHERE x.k IS NOT NULL" ;;
 	noop) body="SELECT count(*) INTO c FROM generate_series(1, $2) i, LATERAL hk_bench.noop_validate(keys[1 + i % 1]) v WHERE v.valid" ;;
-	validate) body="SELECT count(*) INTO c FROM generate_series(1, $2) i, LATERAL hokusai_auth.validate_key(keys[1 + i % 1]) v WHERE v.valid" ;;
+	validate | metered) body="SELECT count(*) INTO c FROM generate_series(1, $2) i, LATERAL hokusai_auth.validate_key(keys[1 + i % 1]) v WHERE v.valid" ;;
 	esac
+	if [ "$1" = metered ]; then keys=cg_metered_keys; fi
 	# The first validate_key fills the cache (a bcrypt), in every session.
 	# One line: in single-user mode a newline ends the statement.
-	printf 'DO $$ DECLARE keys text[] := ARRAY(SELECT key FROM cg_keys); c bigint; BEGIN PERFORM * FROM hokusai_auth.validate_key(keys[1]); %s; IF c <> %d THEN RAISE EXCEPTION %s, c; END IF; END $$;\n' \
-		"$body" "$2" "'BENCHMARK INVALID: % rows'" > "$DIR/s.sql"
+	printf 'DO $$ DECLARE keys text[] := ARRAY(SELECT key FROM %s); c bigint; BEGIN PERFORM * FROM hokusai_auth.validate_key(keys[1]); %s; IF c <> %d THEN RAISE EXCEPTION %s, c; END IF; END $$;\n' \
+		"$keys" "$body" "$2" "'BENCHMARK INVALID: % rows'" > "$DIR/s.sql"
 	chmod 644 "$DIR/s.sql"
 	hk_as_user valgrind --tool=callgrind --callgrind-out-file="$out" \
 		"$HK_PGBIN/postgres" --single -D "$DIR/data" postgres < "$DIR/s.sql" > "$DIR/out" 2>&1
@@ -79,7 +83,7 @@ total()
 
 declare -A per
 echo "valgrind --tool=callgrind, postgres --single, $ROWS and $((2 * ROWS)) rows; instructions per row:"
-for v in empty noop validate; do
+for v in empty noop validate metered; do
 	a=$(total $v "$ROWS"); b=$(total $v $((2 * ROWS)))
 	[ -n "$a" ] && [ -n "$b" ] || exit 1
 	per[$v]=$(( (b - a) / ROWS ))
@@ -91,6 +95,8 @@ printf 'validate_key call above the empty twin (the in-process figure of cache_b
 	$((per[validate] - per[empty]))
 printf 'do-nothing function above the empty twin (FunctionScan and the row): %d instructions per call\n' \
 	$((per[noop] - per[empty]))
+printf 'metered key (credits and a user limit) above the empty twin: %d instructions per call, %.3f of the unmetered key'"'"'s (docs/metering.md)\n' \
+	$((per[metered] - per[empty])) "$(echo "(${per[metered]} - ${per[empty]}) / (${per[validate]} - ${per[empty]})" | bc -l)"
 
 # stmt VARIANT N: instruction total of a session executing a prepared
 # statement N times.
