@@ -347,6 +347,10 @@ hk_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* A shorter flush_interval applies now, not once the old one ends. */
+			next_cycle = Min(next_cycle,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 hk_flush_interval));
 		}
 		if (got_sigterm)
 			break;
