@@ -4009,6 +4009,34 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- usage.sql: last_used_at written only when it moves on by a minute.
+------------------------------------------------------------------------------
+
+-- last_used_at: one UPDATE per key per flush, never moving it backwards,
+-- and only when it moves on by a minute or more: last_used_at is accurate
+-- to about a minute (docs/usage.md), and a key used with an endpoint (an
+-- event each time) is written once a minute, not at every flush.
+-- The cache invalidation triggers ignore last_used_at.
+CREATE OR REPLACE FUNCTION hokusai_auth._usage_touch(key_ids uuid[], ats timestamptz[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	n	integer;
+BEGIN
+	UPDATE hokusai_auth.api_keys a
+	   SET last_used_at = t.at
+	  FROM (SELECT u.k, max(u.t) AS at FROM unnest(key_ids, ats) u(k, t) GROUP BY u.k) t
+	 WHERE a.id = t.k
+	   AND (a.last_used_at IS NULL
+			OR a.last_used_at < t.at - interval '1 minute');
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- END: nothing new is usable by PUBLIC.
 ------------------------------------------------------------------------------
 

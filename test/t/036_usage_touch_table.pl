@@ -4,6 +4,16 @@
 # the table, none goes through the usage queue as an event, none is
 # dropped, and the worker writes every key's last_used_at.
 #
+# Then a busy key: every validation with an endpoint queues an event that
+# marks its key, but the worker writes last_used_at only when that moves it
+# on by a minute or more (docs/usage.md), so the key's row is not written
+# again at every flush; once its last_used_at is more than a minute old, the
+# next use writes it.
+#
+# The worker's flush_interval is raised to an hour while the keys are used,
+# then lowered again by a reload: the shorter interval applies at once, not
+# once the hour has run out (the busy key's events are written).
+#
 # The worker is stopped (SIGSTOP) while the keys are used, so nothing is
 # taken from the table or the queue meanwhile; a 1024-event queue makes a
 # touch that overflowed into it visible (queued) and one that did not fit
@@ -56,6 +66,34 @@ ok($node->poll_query_until('postgres',
 	  . ' keys without last_used_at');
 is(q1('SELECT keys_touched FROM hokusai_auth.usage_queue_stats'),
 	$NKEYS, 'one last_used_at update per key');
+
+# A busy key: five uses with an endpoint, a flush apart.
+my ($busy_id, $busy_key) = split /\|/, q1('SELECT id, key FROM touch_keys ORDER BY id LIMIT 1');
+my $row = "SELECT xmin || ' ' || last_used_at FROM hokusai_auth.api_keys WHERE id = '$busy_id'";
+my $before = q1($row);
+my $aggregated = q1('SELECT aggregated FROM hokusai_auth.usage_queue_stats');
+for my $i (1 .. 5)
+{
+	is(q1("SELECT status FROM hokusai_auth.validate_key('$busy_key', endpoint => '/busy')"),
+		'ok', "busy key, use $i");
+	usleep(300_000);
+}
+ok($node->poll_query_until('postgres',
+		'SELECT aggregated = ' . ($aggregated + 5) . ' FROM hokusai_auth.usage_queue_stats'),
+	'the five events are written: the lowered flush_interval applies at once');
+is(q1($row), $before,
+	'the busy key\'s row is not written again within the minute (same xmin, same last_used_at)');
+
+# Its last_used_at more than a minute old: the next use writes it.
+q1("UPDATE hokusai_auth.api_keys SET last_used_at = last_used_at - interval '2 minutes'
+	WHERE id = '$busy_id'");
+my $old = q1("SELECT last_used_at FROM hokusai_auth.api_keys WHERE id = '$busy_id'");
+is(q1("SELECT status FROM hokusai_auth.validate_key('$busy_key', endpoint => '/busy')"),
+	'ok', 'busy key, a use after a minute');
+ok($node->poll_query_until('postgres',
+		"SELECT last_used_at > '$old'::timestamptz + interval '1 minute'
+		   FROM hokusai_auth.api_keys WHERE id = '$busy_id'"),
+	'a use more than a minute after last_used_at writes it');
 
 $node->stop;
 done_testing();
