@@ -312,11 +312,15 @@ $h = IPC::Run::start(
 	'<', \$in, '>', \$out, '2>', \$err);
 $in .= "BEGIN; LOCK TABLE hokusai_auth.api_key_usage_minutely IN SHARE MODE; SELECT 'held';\n";
 $h->pump until $out =~ /held/;
-q1("SELECT hokusai_auth.record_usage('$kid', '/late', i, 200) FROM generate_series(1, 5) i");
+# The partitions of the events' time, not of now() when they are dropped
+# (a day may have begun meanwhile).
+my $late_at = q1("SELECT now() FROM (SELECT count(hokusai_auth.record_usage('$kid', '/late', i, 200))
+	FROM generate_series(1, 5) i) x");
 $in .= "SELECT pg_catalog.format('DROP TABLE %s', partition) FROM hokusai_auth.usage_partitions
 		 WHERE table_name::text IN ('hokusai_auth.api_key_usage', 'hokusai_auth.api_key_usage_minutely')
-		   AND from_time <= now() AND until_time > now() \\gexec\n"
-  . "SELECT 'dropped ' || count(*) FROM hokusai_auth.usage_partitions WHERE from_time <= now() AND until_time > now();\n"
+		   AND from_time <= '$late_at' AND until_time > '$late_at' \\gexec\n"
+  . "SELECT 'dropped ' || count(*) FROM hokusai_auth.usage_partitions\n"
+  . "  WHERE from_time <= '$late_at' AND until_time > '$late_at';\n"
   . "COMMIT;\n\\q\n";
 $h->finish;
 like($out, qr/dropped 2/, "today's raw and minute partitions dropped with events queued (the month's and the year's are left)");

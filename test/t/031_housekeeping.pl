@@ -37,7 +37,12 @@ q1("SELECT hokusai_auth._usage_flush(array_agg('$kid'::uuid), array_agg('/e' || 
 		array_agg(now() - i * interval '20 minutes'), array_agg(i % 50),
 		array_agg(CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END))
 	  FROM generate_series(1, 4 * 72) i");
-my $range = "date_trunc('hour', now()) - interval '90 hours', date_trunc('hour', now())";
+# The range is fixed here, not now() at each query: the test takes a minute
+# or two, and a range that moved across an hour boundary between the two
+# summaries compared them over different hours.
+my ($lo, $hi) = split /\|/,
+  q1("SELECT date_trunc('hour', now()) - interval '90 hours', date_trunc('hour', now())");
+my $range = "'$lo'::timestamptz, '$hi'::timestamptz";
 my $before = q1("SELECT row(s.*)::text FROM hokusai_auth.usage_summary('$kid', $range) s");
 # A job of an earlier version, which schedule_housekeeping() replaces.
 q1("SELECT cron.schedule('hokusai_auth.rollup', '*/5 * * * *', 'SELECT hokusai_auth.rollup_usage()')");
