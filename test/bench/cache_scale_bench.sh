@@ -28,7 +28,8 @@
 #                        key's cache set does not cost a TLB miss; run as
 #                        root, the script reserves the pages it needs
 #                        (vm.nr_hugepages, from the server's
-#                        shared_memory_size_in_huge_pages).  The rate
+#                        shared_memory_size_in_huge_pages) and gives them
+#                        back at the end.  The rate
 #                        limiter's entries (dynamic shared memory) stay in
 #                        4 kB pages.
 #
@@ -78,7 +79,10 @@ if [ "${HK_BENCH_HUGE_PAGES:-off}" = on ]; then
 	if [ "$free" -lt "$need" ]; then
 		[ "$(id -u)" -eq 0 ] ||
 			{ echo "HK_BENCH_HUGE_PAGES=on needs $need free huge pages ($free): run as root, or raise vm.nr_hugepages" >&2; exit 2; }
-		echo $(( $(cat /proc/sys/vm/nr_hugepages) + need - free )) > /proc/sys/vm/nr_hugepages
+		pages_before=$(cat /proc/sys/vm/nr_hugepages)
+		echo $((pages_before + need - free)) > /proc/sys/vm/nr_hugepages
+		# Given back once the cluster has stopped.
+		trap 'hk_cluster_stop "$DIR"; echo "$pages_before" > /proc/sys/vm/nr_hugepages' EXIT
 	fi
 fi
 hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
