@@ -208,13 +208,15 @@ nsp_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 Oid
 hk_credits_nspid(void)
 {
+	/* Known: its callback is registered. */
+	if (OidIsValid(my_nspid))
+		return my_nspid;
 	if (!nsp_callback)
 	{
 		CacheRegisterSyscacheCallback(NAMESPACEOID, nsp_inval_callback, (Datum) 0);
 		nsp_callback = true;
 	}
-	if (!OidIsValid(my_nspid))
-		my_nspid = get_namespace_oid(HK_SCHEMA, false);
+	my_nspid = get_namespace_oid(HK_SCHEMA, false);
 	return my_nspid;
 }
 
@@ -222,7 +224,9 @@ hk_credits_nspid(void)
 void
 hk_credit_key(Oid dbid, Oid nspid, const pg_uuid_t *root, HkCreditKey *key)
 {
-	memset(key, 0, sizeof(*key));
+	/* No padding to clear: the table hashes and compares the key's bytes. */
+	StaticAssertStmt(sizeof(HkCreditKey) == 2 * sizeof(Oid) + sizeof(pg_uuid_t),
+					 "HkCreditKey has no padding");
 	key->dbid = dbid;
 	key->nspid = nspid;
 	key->key_id = *root;
@@ -331,15 +335,8 @@ hk_credits_lock(const pg_uuid_t *root)
 {
 	HkCreditKey key;
 
-	/* Every metered call comes here: the key is filled in place. */
-	StaticAssertStmt(sizeof(HkCreditKey) == 2 * sizeof(Oid) + sizeof(pg_uuid_t),
-					 "HkCreditKey has no padding");
-	if (unlikely(hk_credits_tab == NULL))
-		hk_credits_attach();
-	key.dbid = MyDatabaseId;
-	key.nspid = OidIsValid(my_nspid) ? my_nspid : hk_credits_nspid();
-	key.key_id = *root;
-	return dshash_find(hk_credits_tab, &key, true);
+	hk_credits_key_of(root, &key);
+	return lock_key(&key);
 }
 
 void
