@@ -67,7 +67,8 @@ extern void hk_event_note(HkEventKind kind, const pg_uuid_t *key_id,
 extern const char *hk_event_kind_name(HkEventKind kind);
 
 /*
- * For the worker (the only consumer): see hk_usage_peek_refs() and hk_usage_advance() for the protocol.
+ * For the worker (the only consumer): see hk_usage_peek_refs() and
+ * hk_usage_advance() for the protocol.
  * Positions only grow while the server runs; a standby's worker ships the
  * notes with them (replica/ship_events.c).
  */

@@ -447,11 +447,8 @@ note_touches(const HkUsageTouch *t, int n, void *arg)
 	for (i = 0; i < n; i++)
 	{
 		bool		found;
-		ShipTouch  *st;
+		ShipTouch  *st = hash_search(touches, &t[i].key_id, HASH_ENTER, &found);
 
-		if (t[i].dbid != MyDatabaseId)
-			continue;
-		st = hash_search(touches, &t[i].key_id, HASH_ENTER, &found);
 		if (!found || st->at < t[i].at)
 			st->at = t[i].at;
 	}

@@ -819,11 +819,12 @@ take_touches(HkUsageTouch *buf, int max)
 
 /*
  * Take the whole touch table, HK_USAGE_TOUCH_CHUNK entries at a time, and
- * hand each chunk to fn with no lock held (fn may raise an ERROR: the
- * chunk's touches are then lost, as a crash would lose them).  The buffer
- * is one chunk, whatever the table's size (2 x cache_size slots).  Touches
- * made meanwhile are taken too, up to the table's size in all: the rest
- * wait for the next call.
+ * hand each chunk's touches of this backend's database (the worker's: those
+ * of another database were made before it connected, and are dropped) to fn
+ * with no lock held (fn may raise an ERROR: the chunk's touches are then
+ * lost, as a crash would lose them).  The buffer is one chunk, whatever the
+ * table's size (2 x cache_size slots).  Touches made meanwhile are taken
+ * too, up to the table's size in all: the rest wait for the next call.
  */
 void
 hk_usage_drain_touches(void (*fn) (const HkUsageTouch *touches, int n, void *arg),
@@ -838,9 +839,14 @@ hk_usage_drain_touches(void (*fn) (const HkUsageTouch *touches, int n, void *arg
 	while (left > 0)
 	{
 		int			n = take_touches(buf, HK_USAGE_TOUCH_CHUNK);
+		int			mine = 0;
+		int			i;
 
-		if (n > 0)
-			fn(buf, n, arg);
+		for (i = 0; i < n; i++)
+			if (buf[i].dbid == MyDatabaseId)
+				buf[mine++] = buf[i];
+		if (mine > 0)
+			fn(buf, mine, arg);
 		if (n < HK_USAGE_TOUCH_CHUNK)
 			break;
 		left -= n;

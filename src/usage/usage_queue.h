@@ -107,7 +107,10 @@ extern void hk_usage_missing_db_clear(void);
 extern int	hk_usage_peek_refs(HkUsageEvent **refs, int max);
 extern void hk_usage_advance(int n);
 
-/* hk_usage_drain_touches() hands the touches on this many at a time. */
+/*
+ * hk_usage_drain_touches() hands on its database's touches, at most this
+ * many at a time.
+ */
 #define HK_USAGE_TOUCH_CHUNK	4096
 extern void hk_usage_drain_touches(void (*fn) (const HkUsageTouch *touches,
 											   int n, void *arg),

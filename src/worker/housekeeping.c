@@ -284,8 +284,7 @@ note_touches(const HkUsageTouch *t, int n, void *arg)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (t[i].dbid == MyDatabaseId)
-			hk_worker_note_touch(&t[i].key_id, t[i].at);
+		hk_worker_note_touch(&t[i].key_id, t[i].at);
 }
 
 /*
