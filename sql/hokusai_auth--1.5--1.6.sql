@@ -53,6 +53,11 @@ COMMENT ON COLUMN hokusai_auth.api_keys.disabled_at IS 'Set while the key is swi
 COMMENT ON COLUMN hokusai_auth.api_keys.credits_remaining IS 'Balance as last written back from shared memory; NULL: unlimited';
 COMMENT ON COLUMN hokusai_auth.api_keys.refill_amount IS 'Balance set at the start of each refill_interval';
 COMMENT ON COLUMN hokusai_auth.api_keys.refill_interval IS 'day, week (from Monday) or month, in UTC; NULL: no refill';
+-- Room on each page for new versions of its rows, so that the worker's writes
+-- (last_used_at, credit balances) are HOT updates (docs/usage.md).  Pages
+-- written before the update keep no such room until the table is rewritten
+-- (VACUUM FULL, CLUSTER).
+ALTER TABLE hokusai_auth.api_keys SET (fillfactor = 70);
 
 DROP TRIGGER api_keys_invalidate_update ON hokusai_auth.api_keys;
 CREATE TRIGGER api_keys_invalidate_update AFTER UPDATE ON hokusai_auth.api_keys

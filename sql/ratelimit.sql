@@ -270,7 +270,8 @@ SELECT details->'changes' FROM hokusai_auth.audit_log
 SELECT * FROM hokusai_auth.create_key(:'lim', 'bursty', rate_limit_per_hour => 1000) \gset b_
 SELECT count(*) FILTER (WHERE v.valid) AS admitted, count(*) FILTER (WHERE v.status = 'rate_limited') AS limited,
        min(v.remaining) FILTER (WHERE v.status = 'rate_limited') > 0 AS hourly_quota_left,
-       max(v.retry_after) FILTER (WHERE v.status = 'rate_limited') AS retry_after
+       -- At most 2 (docs/ratelimit.md); 1 when the second has nearly passed.
+       max(v.retry_after) FILTER (WHERE v.status = 'rate_limited') BETWEEN 1 AND 2 AS retry_within_2s
   FROM generate_series(1, 30) i, LATERAL hokusai_auth.validate_key(left(:'b_key' || i, 54)) v;
 SELECT * FROM hokusai_auth.create_key(:'lim', 'burst two', rate_limit_per_hour => 1000, burst_limit => 2) \gset b2_
 SELECT count(*) FILTER (WHERE v.valid) AS admitted

@@ -93,7 +93,11 @@ CREATE TABLE hokusai_auth.api_keys (
 	CONSTRAINT api_keys_refill_check
 		CHECK ((refill_interval IS NULL AND refill_amount IS NULL)
 			   OR (refill_interval IN ('day', 'week', 'month') AND refill_amount > 0))
-);
+)
+-- 1.6: room on each page for new versions of its rows, so that the worker's
+-- writes (last_used_at, credit balances) are HOT updates: in place, without
+-- new index entries (docs/usage.md).
+WITH (fillfactor = 70);
 CREATE UNIQUE INDEX api_keys_key_hash_idx ON hokusai_auth.api_keys (key_hash);
 CREATE INDEX api_keys_user_id_idx ON hokusai_auth.api_keys (user_id);
 CREATE INDEX api_keys_expires_at_idx ON hokusai_auth.api_keys (expires_at)

@@ -8,13 +8,25 @@
  * Touches come from two places: the queue's touch table (validations
  * without an endpoint) and the events of the batches flush.c writes.  They
  * are merged here, in a table that lives across cycles, to the latest time
- * per key, and applied by one hokusai_auth._usage_touch() call for all of
- * them.  It waits for no key row: the rows of the touched keys are locked
- * first, without waiting (FOR NO KEY UPDATE SKIP LOCKED), and only those
- * are touched; the touches of rows another transaction holds (an
- * update_key() or a SELECT ... FOR UPDATE left idle) stay in the table for
- * the next cycle, and expire_keys() skips such rows too, so that an idle
- * transaction delays what concerns its key and nothing else
+ * per key, and applied by hokusai_auth._usage_touch(), which writes a row
+ * only when its last_used_at moves on by a minute or more.  It waits for no
+ * key row for long:
+ *
+ *	1. the touches of keys whose rows were not found held before go to one
+ *	   _usage_touch() call, in a subtransaction whose lock waits are bounded
+ *	   to a few milliseconds (worker/trust.c).  It locks only the rows it
+ *	   writes, and writes each once: this is the common case, and its cost
+ *	   is one row version (and its WAL) per key written;
+ *	2. if that call waited too long for a row, it is rolled back, and the
+ *	   touches are applied as before it: the rows of the touched keys are
+ *	   locked first, without waiting (FOR NO KEY UPDATE SKIP LOCKED), and
+ *	   only those are touched.  The touches of rows another transaction
+ *	   holds (an update_key() or a SELECT ... FOR UPDATE left idle) stay in
+ *	   the table for the next cycle, marked held, and from then on take
+ *	   this way, not the first (which would wait for them again).
+ *
+ * So an idle transaction costs the worker one brief wait, and delays what
+ * concerns its key and nothing else; expire_keys() skips such rows too
  * (test/t/035_worker_row_lock.pl).  Expiry (hokusai_auth.expire_keys(),
  * an audit row per key) is asked for by each full cycle, not by the early
  * and final flushes;
@@ -29,11 +41,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
@@ -41,6 +55,7 @@
 #include "usage/usage_queue.h"
 #include "worker/housekeeping.h"
 #include "worker/locks.h"
+#include "worker/trust.h"
 
 typedef struct TouchEntry
 {
@@ -48,6 +63,8 @@ typedef struct TouchEntry
 	TimestampTz at;
 	bool		done;			/* applied (or the key is gone) by the
 								 * transaction in progress */
+	bool		held;			/* its row was found held by another
+								 * transaction: take the locking way */
 } TouchEntry;
 
 static SPIPlanPtr touch_plan = NULL;
@@ -67,7 +84,7 @@ hk_worker_note_touch(const pg_uuid_t *key_id, TimestampTz at)
 	TouchEntry *e = hash_search(touches, key_id, HASH_ENTER, &found);
 
 	if (!found)
-		e->done = false;
+		e->done = e->held = false;
 	if (!found || e->at < at)
 		e->at = at;
 }
@@ -108,42 +125,141 @@ hk_worker_expiry_due(void)
 	expire_due = true;
 }
 
-/* The touch table's keys, as a uuid[] (an array of keys[n], in cxt). */
-static Datum
-touch_keys(Datum **keys, long *nkeys)
+/*
+ * The touches not yet done, those of held rows (held) or the others, as a
+ * list of TouchEntry pointers.
+ */
+static List *
+pending_touches(bool held)
 {
 	HASH_SEQ_STATUS seq;
 	TouchEntry *e;
-	long		i = 0;
+	List	   *list = NIL;
 
-	*nkeys = hash_get_num_entries(touches);
-	*keys = palloc(sizeof(Datum) * Max(*nkeys, 1));
 	hash_seq_init(&seq, touches);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		(*keys)[i++] = UUIDPGetDatum(&e->key_id);
-	return PointerGetDatum(construct_array(*keys, *nkeys, UUIDOID,
+		if (!e->done && e->held == held)
+			list = lappend(list, e);
+	return list;
+}
+
+/* Keys of a list of touches, as a uuid[]. */
+static Datum
+touch_keys(List *list)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * Max(list_length(list), 1));
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, list)
+		keys[i++] = UUIDPGetDatum(&((TouchEntry *) lfirst(lc))->key_id);
+	return PointerGetDatum(construct_array(keys, i, UUIDOID,
 										   UUID_LEN, false, TYPALIGN_CHAR));
 }
 
 /*
- * Lock, without waiting, the rows of the touch table's keys that no other
- * transaction holds.  Returns a table of the ids locked; *gone gets the
- * ids that have no row (deleted keys: nothing to touch).
+ * One _usage_touch() call for a list of touches; returns how many rows it
+ * wrote.  Waits for a held row as long as lock_timeout says.
+ */
+static int32
+call_usage_touch(List *list)
+{
+	Datum	   *ats = palloc(sizeof(Datum) * Max(list_length(list), 1));
+	Datum		args[2];
+	ListCell   *lc;
+	int			ret;
+	bool		isnull;
+	int			i = 0;
+
+	foreach(lc, list)
+		ats[i++] = TimestampTzGetDatum(((TouchEntry *) lfirst(lc))->at);
+	args[0] = touch_keys(list);
+	args[1] = PointerGetDatum(construct_array(ats, i, TIMESTAMPTZOID,
+											  sizeof(TimestampTz), FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	if (touch_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
+										 2, argtypes);
+	}
+	ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
+	return DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed", &isnull));
+}
+
+/*
+ * Step 1 of the banner: the touches of rows not found held before, in one
+ * _usage_touch() call, in a subtransaction whose lock waits are brief.
+ * Returns false, with nothing applied, when it waited too long for a row
+ * (lock_not_available); any other error is raised.
+ */
+static bool
+touch_unheld(void)
+{
+	List	   *list = pending_touches(false);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool applied = true;
+	volatile int32 written = 0;
+	ListCell   *lc;
+
+	if (list == NIL)
+		return true;
+	hk_worker_brief_lock_waits(true);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		written = call_usage_touch(list);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		hk_worker_brief_lock_waits(false);
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		applied = false;
+	}
+	PG_END_TRY();
+	hk_worker_brief_lock_waits(false);
+	if (!applied)
+		return false;
+	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED, written);
+	/* Done once the transaction commits: written, not due, or key gone. */
+	foreach(lc, list)
+		((TouchEntry *) lfirst(lc))->done = true;
+	return true;
+}
+
+/*
+ * Lock, without waiting, the rows of a list of touches that no other
+ * transaction holds.  Returns a table of the ids locked, and one of the ids
+ * that have a row in *exist (the others are deleted keys: nothing to touch).
  */
 static HTAB *
-lock_touched_rows(List **gone)
+lock_touched_rows(List *list, HTAB **exist)
 {
-	Datum	   *keys;
-	long		nkeys;
-	Datum		arg = touch_keys(&keys, &nkeys);
+	Datum		arg = touch_keys(list);
 	HTAB	   *locked = hk_worker_key_table("hokusai_auth touched rows",
 											 sizeof(pg_uuid_t), CurrentMemoryContext);
-	HTAB	   *exist = hk_worker_key_table("hokusai_auth touched keys",
-											sizeof(pg_uuid_t), CurrentMemoryContext);
 	int			ret;
 	uint64		i;
 	bool		isnull;
 
+	*exist = hk_worker_key_table("hokusai_auth touched keys",
+								 sizeof(pg_uuid_t), CurrentMemoryContext);
 	if (exists_plan == NULL)
 	{
 		Oid			argtypes[1] = {UUIDARRAYOID};
@@ -160,8 +276,8 @@ lock_touched_rows(List **gone)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read touched keys: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
-		hash_search(exist, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 1, &isnull)),
+		hash_search(*exist, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull)),
 					HASH_ENTER, NULL);
 	ret = SPI_execute_plan(lock_plan, &arg, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -170,71 +286,56 @@ lock_touched_rows(List **gone)
 		hash_search(locked, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
 														SPI_tuptable->tupdesc, 1, &isnull)),
 					HASH_ENTER, NULL);
-	*gone = NIL;
-	for (i = 0; i < (uint64) nkeys; i++)
-		if (!hash_search(exist, DatumGetUUIDP(keys[i]), HASH_FIND, NULL))
-			*gone = lappend(*gone, DatumGetUUIDP(keys[i]));
 	return locked;
 }
 
 /*
+ * Step 2 of the banner: the touches not done yet, for the rows no one else
+ * holds, by one _usage_touch() call once those rows are locked.  The
+ * touches of keys that no longer exist are done too; those of rows another
+ * transaction holds (an open update_key(), SELECT ... FOR UPDATE) are
+ * marked held and stay for the next cycle: this step never waits.
+ */
+static void
+touch_locked(void)
+{
+	List	   *list = list_concat(pending_touches(false), pending_touches(true));
+	List	   *lockable = NIL;
+	HTAB	   *exist;
+	HTAB	   *locked;
+	ListCell   *lc;
+
+	if (list == NIL)
+		return;
+	locked = lock_touched_rows(list, &exist);
+	foreach(lc, list)
+	{
+		TouchEntry *e = lfirst(lc);
+
+		if (hash_search(locked, &e->key_id, HASH_FIND, NULL))
+			lockable = lappend(lockable, e);
+		else if (hash_search(exist, &e->key_id, HASH_FIND, NULL))
+			e->held = true;
+		else
+			e->done = true;		/* the key is gone */
+	}
+	if (lockable != NIL)
+		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED, call_usage_touch(lockable));
+	/* Done once the transaction commits; the touches of held rows stay. */
+	foreach(lc, lockable)
+		((TouchEntry *) lfirst(lc))->done = true;
+}
+
+/*
  * last_used_at for the keys of the touch table whose rows no one else
- * holds: one _usage_touch() call.  The touches applied, and those of keys
- * that no longer exist, leave the table; those of rows another transaction
- * holds (an open update_key(), SELECT ... FOR UPDATE) stay for the next
- * cycle: the worker never waits for a key row.
+ * holds (see the banner): the touches applied, and those of keys that no
+ * longer exist, leave the table once the transaction commits.
  */
 static void
 apply_touches(void)
 {
-	List	   *gone;
-	HTAB	   *locked = lock_touched_rows(&gone);
-	long		nkeys = hash_get_num_entries(locked);
-	Datum	   *keys = palloc(sizeof(Datum) * Max(nkeys, 1));
-	Datum	   *ats = palloc(sizeof(Datum) * Max(nkeys, 1));
-	HASH_SEQ_STATUS seq;
-	pg_uuid_t  *id;
-	ListCell   *lc;
-	Datum		args[2];
-	int			ret;
-	bool		isnull;
-	int			i;
-
-	i = 0;
-	hash_seq_init(&seq, locked);
-	while ((id = hash_seq_search(&seq)) != NULL)
-	{
-		TouchEntry *e = hash_search(touches, id, HASH_FIND, NULL);
-
-		keys[i] = UUIDPGetDatum(&e->key_id);
-		ats[i] = TimestampTzGetDatum(e->at);
-		i++;
-	}
-	if (nkeys > 0)
-	{
-		args[0] = PointerGetDatum(construct_array(keys, nkeys, UUIDOID,
-												  UUID_LEN, false, TYPALIGN_CHAR));
-		args[1] = PointerGetDatum(construct_array(ats, nkeys, TIMESTAMPTZOID,
-												  sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
-		if (touch_plan == NULL)
-		{
-			Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-
-			touch_plan = hk_worker_keep_plan("SELECT " HK_SCHEMA "._usage_touch($1, $2)",
-											 2, argtypes);
-		}
-		ret = SPI_execute_plan(touch_plan, args, NULL, false, 1);
-		hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED,
-						  DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed",
-															&isnull)));
-	}
-	/* Done once the transaction commits; the touches of held rows stay. */
-	hash_seq_init(&seq, locked);
-	while ((id = hash_seq_search(&seq)) != NULL)
-		((TouchEntry *) hash_search(touches, id, HASH_FIND, NULL))->done = true;
-	foreach(lc, gone)
-		((TouchEntry *) hash_search(touches, lfirst(lc), HASH_FIND, NULL))->done = true;
+	if (!touch_unheld() || pending_touches(true) != NIL)
+		touch_locked();
 }
 
 /* The transaction that applied them has committed: forget those done. */

@@ -31,11 +31,13 @@
  * then takes the snapshot its statements use.  Row locks are the other
  * waits, and the worker takes none of them waiting: the usage_rollup_state
  * row is read FOR SHARE SKIP LOCKED (while rollup_usage() holds it the
- * batch yields), and the key rows that last_used_at, expiry and the credit
- * write-back change are locked FOR NO KEY UPDATE SKIP LOCKED first (a row
- * another transaction holds, say an update_key() left idle, is left for a
- * later cycle: housekeeping.c, credits_writer.c).  lock_timeout stays as a
- * bound for anything else.  A statement added to the worker (or
+ * batch yields), and the key rows that expiry and the credit write-back
+ * change are locked FOR NO KEY UPDATE SKIP LOCKED first (a row another
+ * transaction holds, say an update_key() left idle, is left for a later
+ * cycle: housekeeping.c, credits_writer.c).  last_used_at is written
+ * without locking first, in a subtransaction whose lock waits are bounded
+ * to a few milliseconds, and only after such a wait in that locking way
+ * (housekeeping.c).  lock_timeout stays as a bound for anything else.  A statement added to the worker (or
  * to a function it calls) that needs a stronger mode on a relation must add
  * that mode to lock_modes[].
  *

@@ -24,6 +24,11 @@
 
 #include "worker/trust.h"
 
+/* The worker's bound on any lock wait. */
+#define HK_LOCK_TIMEOUT			"10s"
+/* The bound of a statement that has a way around a held row. */
+#define HK_BRIEF_LOCK_TIMEOUT	"20ms"
+
 /*
  * Settings pinned right after connecting, at PGC_S_OVERRIDE (see the
  * banner): a database owner gives every session of the database its values
@@ -44,7 +49,7 @@ static const struct
 	/* A batch would fail and be dropped: waits are bounded by lock_timeout. */
 	{"statement_timeout", "0"},
 	/* Never wait long for a row lock: the queue keeps the events. */
-	{"lock_timeout", "10s"},
+	{"lock_timeout", HK_LOCK_TIMEOUT},
 };
 
 /* Pin every setting of pinned_settings[] above what the database gives. */
@@ -56,4 +61,19 @@ hk_worker_pin_settings(void)
 	for (i = 0; i < (int) lengthof(pinned_settings); i++)
 		SetConfigOption(pinned_settings[i].name, pinned_settings[i].value,
 						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Bound the worker's lock waits to HK_BRIEF_LOCK_TIMEOUT (brief), or back
+ * to the pinned HK_LOCK_TIMEOUT: for a statement that need not wait for a
+ * row another transaction holds, because its caller has a way around it
+ * (housekeeping.c).  The setting is pinned like the others, so it is not
+ * undone by the end of a (sub)transaction: the caller sets it back, error
+ * or not.
+ */
+void
+hk_worker_brief_lock_waits(bool brief)
+{
+	SetConfigOption("lock_timeout", brief ? HK_BRIEF_LOCK_TIMEOUT : HK_LOCK_TIMEOUT,
+					PGC_SUSET, PGC_S_OVERRIDE);
 }

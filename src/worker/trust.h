@@ -10,5 +10,6 @@
 
 /* Pin the settings, right after connecting and before any statement. */
 extern void hk_worker_pin_settings(void);
+extern void hk_worker_brief_lock_waits(bool brief);
 
 #endif							/* HK_WORKER_TRUST_H */

@@ -14,6 +14,9 @@
 # then lowered again by a reload: the shorter interval applies at once, not
 # once the hour has run out (the busy key's events are written).
 #
+# The worker writes each row once when no other transaction holds it: no row
+# lock before the update (pg_walinspect counts the records).
+#
 # The worker is stopped (SIGSTOP) while the keys are used, so nothing is
 # taken from the table or the queue meanwhile; a 1024-event queue makes a
 # touch that overflowed into it visible (queued) and one that did not fit
@@ -57,6 +60,8 @@ is(q1('SELECT queued || \' \' || enqueued || \' \' || touches_dropped || \' \' |
 		FROM hokusai_auth.usage_queue_stats'),
 	'0 0 0 0', "the $NKEYS touches fit in the touch table: no event queued, none dropped");
 
+q1('CREATE EXTENSION pg_walinspect');
+my $lsn0 = q1('SELECT pg_current_wal_insert_lsn()');
 ok(kill('CONT', $pid), 'the worker goes on');
 q1("ALTER SYSTEM SET hokusai_auth.flush_interval = '200ms'; SELECT pg_reload_conf()");
 ok($node->poll_query_until('postgres',
@@ -66,6 +71,26 @@ ok($node->poll_query_until('postgres',
 	  . ' keys without last_used_at');
 is(q1('SELECT keys_touched FROM hokusai_auth.usage_queue_stats'),
 	$NKEYS, 'one last_used_at update per key');
+
+# With no row held by anyone, the worker writes each key's row once: one
+# update record in the WAL per key, and no row lock taken before it
+# (SELECT ... FOR NO KEY UPDATE: a lock record per row).  The only lock
+# records are those of updates that move a row to another page, which mark
+# the old version locked meanwhile; the table's fillfactor leaves room for
+# many of them in place (HOT), which is diag()ed (docs/usage.md).
+my $lsn1 = q1('SELECT pg_current_wal_flush_lsn()');
+my $walrecs = "FROM pg_get_wal_records_info('$lsn0', '$lsn1') w
+	WHERE w.resource_manager = 'Heap'
+	  AND w.block_ref ~ ('/' || pg_relation_filenode('hokusai_auth.api_keys') || ' ')";
+is(q1("SELECT count(*) FILTER (WHERE w.record_type LIKE '%UPDATE%') || ' updates, '
+			|| count(*) FILTER (WHERE w.record_type LIKE 'LOCK%')
+			   - count(*) FILTER (WHERE w.record_type LIKE 'UPDATE%') || ' row locks'
+		 $walrecs"),
+	"$NKEYS updates, 0 row locks",
+	"the worker's WAL for api_keys: one update per key, no row lock taken first");
+diag("api_keys heap records of the worker's touches: "
+	  . q1("SELECT string_agg(n || ' ' || t, ', ' ORDER BY t)
+			  FROM (SELECT w.record_type AS t, count(*) AS n $walrecs GROUP BY 1) x"));
 
 # A busy key: five uses with an endpoint, a flush apart.
 my ($busy_id, $busy_key) = split /\|/, q1('SELECT id, key FROM touch_keys ORDER BY id LIMIT 1');
