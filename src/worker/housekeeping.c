@@ -230,6 +230,9 @@ touch_unheld(void)
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 			ReThrowError(edata);
 		FreeErrorData(edata);
+		ereport(DEBUG1,
+				(errmsg("hokusai_auth worker: a touched key's row is held by another transaction"),
+				 errdetail("The rows of the touched keys are locked first, without waiting.")));
 		applied = false;
 	}
 	PG_END_TRY();

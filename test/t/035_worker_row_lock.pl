@@ -16,9 +16,13 @@ use HokusaiTest;
 
 # lock_timeout is the worker's own (10 s, worker/trust.c): a step that waits
 # for the row fails after it, every cycle, for as long as the lock is held.
+# The last_used_at step waits 20 ms for a row, once, then locks the rows
+# first without waiting (worker/housekeeping.c): its DEBUG1 message says
+# when it met a held row, which must be once, not at every cycle.
 my $node = HokusaiTest::new_node('worker_row_lock',
 	extra_conf => "hokusai_auth.flush_interval = 200ms\n"
-	  . "hokusai_auth.database = 'postgres'\n");
+	  . "hokusai_auth.database = 'postgres'\n"
+	  . "log_min_messages = debug1\n");
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
 # Keys whose rows idle transactions will hold: one used (a touch is due),
@@ -32,7 +36,10 @@ my (undef, $exp_id) = HokusaiTest::new_key($node, 'expiring',
 	args => "expires_at => now() + interval '3 seconds'");
 
 # Both held keys are used before the locks: their touches and write-backs
-# are due when the locks are taken.
+# are due when the locks are taken.  The worker is stopped (SIGSTOP) from
+# before these uses until the locks are taken, so that it has applied none.
+my $wpid = q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'");
+ok($wpid =~ /^\d+$/ && kill('STOP', $wpid), 'the worker is stopped');
 is(q1("SELECT string_agg(v.status || ':' || v.credits_remaining, ',' ORDER BY k.n)
 		 FROM (VALUES (1, '$held_key'), (2, '$held2_key')) k(n, key),
 			  LATERAL hokusai_auth.validate_key(k.key, endpoint => '/held', cost => 5) v"),
@@ -58,6 +65,7 @@ idle_session("SELECT id FROM hokusai_auth.api_keys WHERE id = '$held_id' FOR UPD
 idle_session("SELECT name FROM hokusai_auth.update_key('$held2_id', name => 'left open')");
 is(q1("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"),
 	'2', 'two transactions idle, each holding a key row');
+ok(kill('CONT', $wpid), 'the worker goes on');
 
 # While they idle, the held keys are used again (touches and spends due
 # for locked rows) and so is the free key (usage, a spend, a touch).
@@ -106,6 +114,11 @@ is(q1("SELECT is_active FROM hokusai_auth.api_keys WHERE id = '$held2_id'"),
 	't', 'the held expired key is not yet expired: its row is locked');
 is(q1("SELECT count(*) FROM hokusai_auth.api_key_usage WHERE api_key_id IN ('$held_id', '$held2_id')"),
 	'4', 'usage of the held keys is flushed too (usage rows do not lock key rows)');
+is(q1("SELECT last_used_at IS NULL FROM hokusai_auth.api_keys WHERE id = '$held_id'"),
+	't', 'the held key\'s last_used_at waits for its lock');
+my $met = () = slurp_file($node->logfile) =~ /a touched key's row is held by another transaction/g;
+ok($met >= 1 && $met <= 2, 'the last_used_at step waited briefly for a held row once (or once per row), not at every cycle')
+  or diag("met a held row $met times");
 
 # The locks go: what waited for them is done at the next cycles.
 for my $s (@idle)
