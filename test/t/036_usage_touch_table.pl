@@ -15,7 +15,8 @@
 # once the hour has run out (the busy key's events are written).
 #
 # The worker writes each row once when no other transaction holds it: no row
-# lock before the update (pg_walinspect counts the records).
+# lock before the update (pg_walinspect counts the records); and it does not
+# JIT-compile its statements (pg_stat_statements counts the functions).
 #
 # The worker is stopped (SIGSTOP) while the keys are used, so nothing is
 # taken from the table or the queue meanwhile; a 1024-event queue makes a
@@ -30,11 +31,17 @@ use Time::HiRes qw(usleep);
 use HokusaiTest;
 
 my $NKEYS = 6000;
+# JIT for every statement of the worker (jit_above_cost = 0 below), not for
+# the test's own sessions (their cache misses would each compile).
+$ENV{PGOPTIONS} = '-c jit=off';
 my $node = HokusaiTest::new_node('touch',
 	extra_conf => "hokusai_auth.flush_interval = 200ms\n"
 	  . "hokusai_auth.database = 'postgres'\n"
 	  . "hokusai_auth.usage_queue_size = 1024\n"
-	  . "hokusai_auth.cache_size = 16384\n");
+	  . "hokusai_auth.cache_size = 16384\n"
+	  . "shared_preload_libraries = 'hokusai_auth, pg_stat_statements'\n"
+	  . "pg_stat_statements.track = all\n"
+	  . "jit_above_cost = 0\n");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -60,7 +67,7 @@ is(q1('SELECT queued || \' \' || enqueued || \' \' || touches_dropped || \' \' |
 		FROM hokusai_auth.usage_queue_stats'),
 	'0 0 0 0', "the $NKEYS touches fit in the touch table: no event queued, none dropped");
 
-q1('CREATE EXTENSION pg_walinspect');
+q1('CREATE EXTENSION pg_walinspect; CREATE EXTENSION pg_stat_statements');
 my $lsn0 = q1('SELECT pg_current_wal_insert_lsn()');
 ok(kill('CONT', $pid), 'the worker goes on');
 q1("ALTER SYSTEM SET hokusai_auth.flush_interval = '200ms'; SELECT pg_reload_conf()");
@@ -88,6 +95,16 @@ is(q1("SELECT count(*) FILTER (WHERE w.record_type LIKE '%UPDATE%') || ' updates
 		 $walrecs"),
 	"$NKEYS updates, 0 row locks",
 	"the worker's WAL for api_keys: one update per key, no row lock taken first");
+# JIT compiles every statement here (jit_above_cost = 0), but the worker
+# pins jit = off (worker/trust.c): its statements would be compiled again
+# at every cycle.
+q1("SET jit = on; SELECT count(*) AS jit_probe FROM generate_series(1, 10)");
+is(q1("SELECT sum(jit_functions) > 0 FROM pg_stat_statements
+		WHERE query LIKE '%jit_probe%'"),
+	't', 'a statement with jit on is JIT-compiled');
+is(q1("SELECT count(*) > 0 AND sum(jit_functions) = 0 FROM pg_stat_statements
+		WHERE query ~ '_usage_touch|last_used_at = t\\.at'"),
+	't', 'the worker\'s last_used_at statements are not');
 diag("api_keys heap records of the worker's touches: "
 	  . q1("SELECT string_agg(n || ' ' || t, ', ' ORDER BY t)
 			  FROM (SELECT w.record_type AS t, count(*) AS n $walrecs GROUP BY 1) x"));
