@@ -135,3 +135,32 @@ SELECT count(*) AS dora_keys, bool_and(rotated_from IS NULL) AS none_rotated,
 UPDATE hokusai_auth.users SET is_active = true WHERE id = :'dora';
 SELECT status FROM hokusai_auth.validate_key(:'d_key');
 SELECT count(*) AS rotated_now FROM hokusai_auth.rotate_key(:'d_id');
+-- The shape checks of a stored prefix and hash (api_keys_key_prefix_check,
+-- api_keys_key_hash_check): one good row, then each way of being wrong.
+CREATE FUNCTION pg_temp.try_key(prefix text, env text, hash text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO hokusai_auth.api_keys (key_hash, key_prefix, environment, user_id, name, rate_limit_per_hour)
+	VALUES (hash, prefix, env, (SELECT id FROM hokusai_auth.users WHERE username = 'dora'), 'shape', 10);
+	RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'stored';
+EXCEPTION
+	WHEN check_violation THEN
+		RETURN 'refused: ' || (regexp_match(SQLERRM, '"(api_keys_[a-z_]+)"'))[1];
+	WHEN raise_exception THEN
+		RETURN 'accepted';
+END
+$$;
+SELECT p.prefix, p.env, length(p.hash) AS hash_length, pg_temp.try_key(p.prefix, p.env, p.hash)
+  FROM (VALUES ('hk_live_Ab3dEf9h', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_test_Ab3dEf9h', 'test', '$2a$12$' || repeat('./', 26) || 'Z'),
+               ('hk_live_Ab3dEf9', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_live_Ab3dEf9hi', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_live_Ab3d-f9h', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_test_Ab3dEf9h', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_prod_Ab3dEf9h', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_live_Ab3dEf9é', 'live', '$2a$04$' || repeat('x', 53)),
+               ('hk_live_Ab3dEf9h', 'live', '$2a$04$' || repeat('x', 52)),
+               ('hk_live_Ab3dEf9h', 'live', '$2a$04$' || repeat('x', 54)),
+               ('hk_live_Ab3dEf9h', 'live', '$2b$04$' || repeat('x', 53)),
+               ('hk_live_Ab3dEf9h', 'live', '$2a$4$' || repeat('x', 54)),
+               ('hk_live_Ab3dEf9h', 'live', '$2a$04$' || repeat('é', 53))) p(prefix, env, hash);

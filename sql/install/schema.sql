@@ -81,10 +81,15 @@ CREATE TABLE hokusai_auth.api_keys (
 	credits_initial		bigint,
 	credits_refilled_at timestamptz,
 	CONSTRAINT api_keys_environment_check CHECK (environment IN ('live', 'test')),
+	-- 1.6: without bounded repetitions ({8}, {53}), which the regular
+	-- expression engine expands into many states: every UPDATE of a row
+	-- checks these, the worker's writes too (docs/usage.md).
 	CONSTRAINT api_keys_key_prefix_check
-		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]{8}$'
+		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]+$'
+			   AND char_length(key_prefix) = 16
 			   AND substr(key_prefix, 4, 4) = environment),
-	CONSTRAINT api_keys_key_hash_check CHECK (key_hash ~ '^\$2a\$[0-9]{2}\$.{53}$'),
+	CONSTRAINT api_keys_key_hash_check
+		CHECK (key_hash ~ '^\$2a\$[0-9][0-9]\$' AND char_length(key_hash) = 60),
 	CONSTRAINT api_keys_name_check CHECK (length(name) BETWEEN 1 AND 200),
 	CONSTRAINT api_keys_rate_limit_check CHECK (rate_limit_per_hour > 0),
 	CONSTRAINT api_keys_burst_limit_check CHECK (burst_limit >= 0),
