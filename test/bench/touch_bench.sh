@@ -21,9 +21,13 @@
 # previous touch, so that every row is written each time.  Each transaction
 # prints its time (the statements, not the commit), its WAL bytes and how
 # many of its updates were HOT (in place, no new index entries).  All of it
-# twice: with api_keys as installed (fillfactor 70, since the fifth round)
-# and with fillfactor 100 (as before), the table rewritten (VACUUM FULL)
-# for each.
+# three times, the table rewritten (VACUUM FULL) for each: api_keys as
+# installed ("fillfactor 70", since the fifth round), with fillfactor 100,
+# and as it was before the fifth round ("before": fillfactor 100 and the
+# key_prefix and key_hash checks with bounded repetitions, {8} and {53},
+# which every UPDATE of a row evaluates).  The worker's step before the
+# fifth round is "lock+jit" on "before"; now it is "update" on
+# "fillfactor 70".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEYS=${1:-20000}
@@ -83,14 +87,28 @@ SQL
 
 echo "touch_bench: $KEYS keys, every one written by each transaction, $HK_BENCH_ROUNDS rounds (order alternating)"
 minutes=0
-for ff in 70 100; do
+for layout in 70 100 before; do
+	ff=${layout/before/100}
 	q -c "ALTER TABLE hokusai_auth.api_keys SET (fillfactor = $ff)" -c "VACUUM FULL hokusai_auth.api_keys" >/dev/null
+	if [ "$layout" = before ]; then
+		q >/dev/null <<'SQL'
+ALTER TABLE hokusai_auth.api_keys
+	DROP CONSTRAINT api_keys_key_prefix_check,
+	ADD CONSTRAINT api_keys_key_prefix_check
+		CHECK (key_prefix ~ '^hk_(live|test)_[0-9A-Za-z]{8}$' AND substr(key_prefix, 4, 4) = environment),
+	DROP CONSTRAINT api_keys_key_hash_check,
+	ADD CONSTRAINT api_keys_key_hash_check CHECK (key_hash ~ '^\$2a\$[0-9]{2}\$.{53}$');
+SQL
+		layout="before (fillfactor 100, old checks)"
+	else
+		layout="fillfactor $ff"
+	fi
 	# A first pass of each way, not counted: both start from a table that
 	# has been written once since its rewrite.
 	for w in update lock lock+jit; do minutes=$((minutes + 2)); touch_all $w $minutes >/dev/null; done
 	declare -A ms=() wal=() hot=()
 	for ((r = 1; r <= HK_BENCH_ROUNDS; r++)); do
-		line="round $r (fillfactor $ff):"
+		line="round $r ($layout):"
 		for w in $(bench_order "$r" update lock lock+jit); do
 			minutes=$((minutes + 2))
 			read -r t b h < <(touch_all $w $minutes)
@@ -103,7 +121,7 @@ for ff in 70 100; do
 		echo "$line"
 	done
 	for w in update lock lock+jit; do
-		printf '  fillfactor %-3s %-8s  us per key %s   WAL bytes per key %s   HOT share %s\n' "$ff" "$w" \
+		printf '  %-36s %-8s  us per key %s   WAL bytes per key %s   HOT share %s\n' "$layout" "$w" \
 			"$(bench_fmt %.2f $(for t in ${ms[$w]}; do echo "1000 * $t / $KEYS" | bc -l; done))" \
 			"$(bench_fmt %.0f ${wal[$w]})" "$(bench_fmt %.2f ${hot[$w]})"
 	done
