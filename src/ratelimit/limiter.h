@@ -54,7 +54,8 @@ extern void hk_limiter_shmem_startup(void);
 
 /*
  * Admission (ratelimit/admit.c): attach and sweep, then lock the entries a
- * call needs, the user's before the key's, creating them on first use.
+ * call needs (the key's, then the user's: ratelimit/admit.c), creating
+ * them on first use.
  */
 extern void hk_limiter_prepare(TimestampTz now);
 extern HkLimiterState *hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id);
