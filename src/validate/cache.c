@@ -4,7 +4,7 @@
  *	  A fixed-size shared-memory cache of validated keys.
  *
  * Layout.  One HkCacheShared struct followed by nsets * HK_CACHE_WAYS
- * entries, then a 64-byte line per set (its tags and change count).  An entry is found by a keyed BLAKE2b-256 digest of the whole key
+ * entries.  An entry is found by a keyed BLAKE2b-256 digest of the whole key
  * (hk_key_digest; the 32-byte digest key is drawn at server start and lives
  * only in shared memory, so digests mean nothing outside this server run).  The digest picks
  * a set of HK_CACHE_WAYS entries; a set belongs to one of HK_CACHE_PARTITIONS
@@ -30,33 +30,25 @@
  * Reading without writing.  A lookup writes nothing shared on a hit: no
  * lock word, no counter (validate/stats.c counts per backend), and
  * last_used only when its one-second tick has moved.  It reads a set
- * optimistically, as a seqlock reader: each set has a line of its own
- * (after the entries) with a change count, odd while a writer is changing
- * any of the set's entries, and a 16-bit tag of each way's digest; a
- * reader notes the count, reads the tags and only the entries whose tag
- * matches (one line, then about one entry, instead of the first line of
- * all 16 entries: with many keys each was a cache miss), and checks that
- * the count has not moved.  A torn read falls back to the locked lookup,
- * and so does a hit whose last_used_at touch is due (once per
- * HK_TOUCH_INTERVAL per key), so that the touch is swapped on the entry it
- * was decided on.  Tags are hints: an entry is taken only when its own
- * digest matches, and a cleared entry keeps its tag.
+ * optimistically, as a seqlock reader: each entry has a change count,
+ * odd while a writer is changing the entry; a reader notes it, reads what
+ * it needs, and checks that the count has not moved.  A torn read falls
+ * back to the locked lookup, and so does a hit whose last_used_at touch
+ * is due (once per HK_TOUCH_INTERVAL per key), so that the touch is
+ * swapped on the entry it was decided on.
  *
  * The layout is in cache_entry.h, the read path in cache_lookup.c.
  *
  * Locking rules:
  *
- *	- An entry, and its set's tag of it, are written only while holding
- *	  its partition's LWLock exclusively (insert, evict, clear), between
- *	  entry_begin_write() and entry_end_write(), which make its set's
- *	  change count odd, then even again.  All the sets of a partition share
- *	  its lock, so a set's count has one writer at a time.
+ *	- An entry is written only while holding its partition's LWLock
+ *	  exclusively (insert, evict, clear), between entry_begin_write() and
+ *	  entry_end_write(), which make its change count odd, then even again.
  *	- An entry is read either under its partition's LWLock (shared or
- *	  exclusive), where the tags are not needed, or without it as above:
- *	  the set's change count read, read barrier, the tags and fields, read
- *	  barrier, the count read again and compared.  What is read that way is
- *	  used only once the count has been found unchanged (a count odd, or
- *	  moved, means: take the lock).
+ *	  exclusive), or without it as above: change count read, read barrier,
+ *	  the fields, read barrier, change count read again and compared.
+ *	  Fields read that way are used only once the count has been found
+ *	  unchanged (a count still odd, or moved, means: take the lock).
  *	- last_used is an atomic that readers set with or without the lock; it
  *	  only steers eviction, so a lost update is harmless.  last_touch is an
  *	  atomic swapped under the shared lock by the one backend that wins it.
@@ -108,10 +100,9 @@ cache_nsets(void)
 Size
 hk_cache_shmem_size(void)
 {
-	return add_size(add_size(offsetof(HkCacheShared, entries),
-							 mul_size(mul_size(cache_nsets(), HK_CACHE_WAYS),
-									  sizeof(HkCacheEntry))),
-					mul_size(cache_nsets(), sizeof(HkCacheSetLine)));
+	return add_size(offsetof(HkCacheShared, entries),
+					mul_size(mul_size(cache_nsets(), HK_CACHE_WAYS),
+							 sizeof(HkCacheEntry)));
 }
 
 /* From shmem_request_hook: the cache and its partition locks. */
@@ -141,11 +132,10 @@ hk_cache_shmem_startup(void)
 	pg_atomic_init_u64(&hk_cache_shm->generation, 1);
 	for (i = 0; i < (int) (hk_cache_shm->nsets * HK_CACHE_WAYS); i++)
 	{
+		pg_atomic_init_u32(&hk_cache_shm->entries[i].changes, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_used, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_touch, 0);
 	}
-	for (i = 0; i < (int) hk_cache_shm->nsets; i++)
-		pg_atomic_init_u32(&set_line(i)->s.changes, 0);
 }
 
 /* The schema may have been dropped and created again: look it up anew. */
@@ -281,7 +271,6 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	e = choose_slot(set, digest, now);
 	entry_begin_write(e);
 	memcpy(e->digest, digest, HK_DIGEST_LEN);
-	entry_set_tag(e, digest);
 	e->dbid = MyDatabaseId;
 	e->nspid = nspid;
 	e->filled_at = now;

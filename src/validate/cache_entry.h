@@ -44,6 +44,7 @@ typedef struct HkCacheEntry
 	 * caches, and a probe that touched two or three lines per entry paid a
 	 * cache miss for each.
 	 */
+	pg_atomic_uint32 changes;	/* odd while a writer changes the entry */
 	uint8		flags;
 	uint8		n_allowed;
 	uint8		n_scopes;		/* how many the key has */
@@ -77,26 +78,6 @@ StaticAssertDecl(sizeof(HkCacheEntry) == 256, "cache entry must be 256 bytes");
 StaticAssertDecl(offsetof(HkCacheEntry, last_touch) + sizeof(pg_atomic_uint32) <= 64,
 				 "what a probe reads must fit in the entry's first cache line");
 
-/*
- * A set's line: 16 bits of the digest of each way's entry (a hint: the
- * entry itself decides), so that a probe reads this line and then only the
- * entries whose tag matches its digest's, instead of the first line of all
- * 16 entries (with many keys, a cache miss each); and the set's change
- * count, odd while a writer changes any of the set's entries.  The lines
- * follow the entries, one per set.
- */
-typedef union HkCacheSetLine
-{
-	struct
-	{
-		pg_atomic_uint32 changes;
-		uint16		tag[HK_CACHE_WAYS];
-	}			s;
-	char		pad[64];
-} HkCacheSetLine;
-
-StaticAssertDecl(sizeof(HkCacheSetLine) == 64, "a set's line must be 64 bytes");
-
 typedef struct HkCacheShared
 {
 	uint8		digest_key[crypto_generichash_KEYBYTES];
@@ -129,27 +110,6 @@ digest_set(const uint8 *digest)
 	return (uint32) (h % hk_cache_shm->nsets);
 }
 
-/* The line of a set: its tags and change count. */
-static inline HkCacheSetLine *
-set_line(uint32 set)
-{
-	return (HkCacheSetLine *) &hk_cache_shm->entries[hk_cache_shm->nsets * HK_CACHE_WAYS] + set;
-}
-
-/* A digest's tag in its set's line (other bits than digest_set()'s). */
-static inline uint16
-digest_tag(const uint8 *digest)
-{
-	return (uint16) (digest[8] | (digest[9] << 8));
-}
-
-/* The set of an entry, and its way in it. */
-static inline uint32
-entry_set(const HkCacheEntry *e)
-{
-	return (uint32) ((e - hk_cache_shm->entries) / HK_CACHE_WAYS);
-}
-
 /* The partition lock of a set. */
 static inline LWLock *
 set_lock(uint32 set)
@@ -166,35 +126,20 @@ entry_fresh(const HkCacheEntry *e, TimestampTz now)
 	return now - e->filled_at < ttl;
 }
 
-/*
- * A writer (partition lock held exclusively) starts changing e: its set's
- * change count goes odd.
- */
+/* A writer (partition lock held exclusively) starts changing e. */
 static inline void
 entry_begin_write(HkCacheEntry *e)
 {
-	HkCacheSetLine *l = set_line(entry_set(e));
-
-	pg_atomic_write_u32(&l->s.changes, pg_atomic_read_u32(&l->s.changes) + 1);
+	pg_atomic_write_u32(&e->changes, pg_atomic_read_u32(&e->changes) + 1);
 	pg_write_barrier();
 }
 
-/* A writer that put a digest in e sets its tag, before entry_end_write(). */
-static inline void
-entry_set_tag(HkCacheEntry *e, const uint8 *digest)
-{
-	set_line(entry_set(e))->s.tag[(e - hk_cache_shm->entries) % HK_CACHE_WAYS] =
-		digest_tag(digest);
-}
-
-/* ... and is done: readers that saw the set meanwhile read again. */
+/* ... and is done: readers that saw the entry meanwhile read again. */
 static inline void
 entry_end_write(HkCacheEntry *e)
 {
-	HkCacheSetLine *l = set_line(entry_set(e));
-
 	pg_write_barrier();
-	pg_atomic_write_u32(&l->s.changes, pg_atomic_read_u32(&l->s.changes) + 1);
+	pg_atomic_write_u32(&e->changes, pg_atomic_read_u32(&e->changes) + 1);
 }
 
 /* Does entry e hold digest for this database's schema nspid? */

@@ -12,32 +12,32 @@
 #include "validate/stats.h"
 
 /*
- * Look digest up in its set without the lock (see the banner): the set's
- * line first, then only the entries whose tag matches.  Returns false
- * ("take the lock") when the set was being written or changed meanwhile,
- * or a touch is due, else true with the outcome in *result.
+ * Look digest up in its set without the lock (see the banner).  Returns
+ * false ("take the lock") when a read was torn or a touch is due, else
+ * true with the outcome in *result.
  */
 static bool
 lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 				HkKeyState *st, bool *ips_overflow, HkCacheResult *result)
 {
-	HkCacheSetLine *l = set_line(set);
-	HkCacheEntry *base = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
-	uint32		before = pg_atomic_read_u32(&l->s.changes);
-	uint16		tag = digest_tag(digest);
+	HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
+	bool		torn = false;
 	int			i;
 
-	pg_read_barrier();
-	/* Being written: it may be ours, and a miss costs a bcrypt. */
-	if (before & 1)
-		return false;
-	for (i = 0; i < HK_CACHE_WAYS; i++)
+	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
 	{
-		HkCacheEntry *e = &base[i];
+		uint32		before = pg_atomic_read_u32(&e->changes);
 		bool		fresh;
 		uint32		tick;
 
-		if (l->s.tag[i] != tag || !entry_matches(e, digest, nspid))
+		pg_read_barrier();
+		if (before & 1)
+		{
+			/* Being written: it may be ours, and a miss costs a bcrypt. */
+			torn = true;
+			continue;
+		}
+		if (!entry_matches(e, digest, nspid))
 			continue;
 		fresh = entry_fresh(e, now);
 		if (e->flags & HKE_NEGATIVE)
@@ -48,7 +48,7 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 			*result = HK_CACHE_HIT;
 		}
 		pg_read_barrier();
-		if (pg_atomic_read_u32(&l->s.changes) != before)
+		if (pg_atomic_read_u32(&e->changes) != before)
 			return false;
 		if (!fresh)
 		{
@@ -64,9 +64,8 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 			pg_atomic_write_u32(&e->last_used, tick);
 		return true;
 	}
-	pg_read_barrier();
 	*result = HK_CACHE_MISS;
-	return pg_atomic_read_u32(&l->s.changes) == before;
+	return !torn;
 }
 
 /*
