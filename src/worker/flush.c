@@ -27,7 +27,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -35,7 +34,6 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -307,6 +305,23 @@ write_events(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 	c->raw = write_raw(raw, raw_route, nraw);
 }
 
+/* write_events()'s arguments, for hk_worker_subxact(). */
+typedef struct WriteArgs
+{
+	HkUsageEvent **ev;
+	const HkRoute *route;
+	int			n;
+	BatchCounts *c;
+} WriteArgs;
+
+static void
+write_events_fn(void *arg)
+{
+	WriteArgs  *w = (WriteArgs *) arg;
+
+	write_events(w->ev, w->route, w->n, w->c);
+}
+
 /*
  * Write the events in a subtransaction, so that a failing batch does not
  * take the worker down.  False, with a WARNING logged, when it failed.
@@ -314,37 +329,16 @@ write_events(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 static bool
 write_in_subxact(HkUsageEvent **ev, const HkRoute *route, int n, BatchCounts *c)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
+	WriteArgs	w = {ev, route, n, c};
+	ErrorData  *edata = hk_worker_subxact(write_events_fn, &w);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		write_events(ev, route, n, c);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("hokusai_auth worker could not write %d usage events: %s",
-						n, edata->message)));
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (edata == NULL)
+		return true;
+	ereport(WARNING,
+			(errmsg("hokusai_auth worker could not write %d usage events: %s",
+					n, edata->message)));
+	FreeErrorData(edata);
+	return false;
 }
 
 /* Count a committed batch: what went where, and the oldest event's lag. */

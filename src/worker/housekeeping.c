@@ -41,13 +41,11 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "hokusai_auth.h"
@@ -126,11 +124,11 @@ hk_worker_expiry_due(void)
 }
 
 /*
- * The touches not yet done, those of held rows (held) or the others, as a
- * list of TouchEntry pointers.
+ * The touches not yet done, as a list of TouchEntry pointers: all of them,
+ * or (unheld_only) those whose rows were not found held.
  */
 static List *
-pending_touches(bool held)
+pending_touches(bool unheld_only)
 {
 	HASH_SEQ_STATUS seq;
 	TouchEntry *e;
@@ -138,7 +136,7 @@ pending_touches(bool held)
 
 	hash_seq_init(&seq, touches);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		if (!e->done && e->held == held)
+		if (!e->done && !(unheld_only && e->held))
 			list = lappend(list, e);
 	return list;
 }
@@ -188,62 +186,53 @@ call_usage_touch(List *list)
 	return DatumGetInt32(hk_worker_one_value(ret, "_usage_touch failed", &isnull));
 }
 
+/* call_usage_touch()'s list and result, for hk_worker_subxact(). */
+typedef struct TouchCall
+{
+	List	   *list;
+	int32		written;
+} TouchCall;
+
+static void
+touch_call_fn(void *arg)
+{
+	TouchCall  *call = (TouchCall *) arg;
+
+	call->written = call_usage_touch(call->list);
+}
+
 /*
  * Step 1 of the banner: the touches of rows not found held before, in one
  * _usage_touch() call, in a subtransaction whose lock waits are brief.
- * Returns false, with nothing applied, when it waited too long for a row
- * (lock_not_available); any other error is raised.
+ * When it waits too long for a row (lock_not_available) nothing is applied,
+ * and step 2 takes them all; any other error is raised.
  */
-static bool
+static void
 touch_unheld(void)
 {
-	List	   *list = pending_touches(false);
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool applied = true;
-	volatile int32 written = 0;
+	TouchCall	call = {pending_touches(true), 0};
+	ErrorData  *edata;
 	ListCell   *lc;
 
-	if (list == NIL)
-		return true;
+	if (call.list == NIL)
+		return;
 	hk_worker_brief_lock_waits(true);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	edata = hk_worker_subxact(touch_call_fn, &call);
+	hk_worker_brief_lock_waits(false);
+	if (edata != NULL)
 	{
-		written = call_usage_touch(list);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		hk_worker_brief_lock_waits(false);
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 			ReThrowError(edata);
 		FreeErrorData(edata);
 		ereport(DEBUG1,
 				(errmsg("hokusai_auth worker: a touched key's row is held by another transaction"),
 				 errdetail("The rows of the touched keys are locked first, without waiting.")));
-		applied = false;
+		return;
 	}
-	PG_END_TRY();
-	hk_worker_brief_lock_waits(false);
-	if (!applied)
-		return false;
-	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED, written);
+	hk_usage_stat_add(HK_USTAT_KEYS_TOUCHED, call.written);
 	/* Done once the transaction commits: written, not due, or key gone. */
-	foreach(lc, list)
+	foreach(lc, call.list)
 		((TouchEntry *) lfirst(lc))->done = true;
-	return true;
 }
 
 /*
@@ -302,7 +291,7 @@ lock_touched_rows(List *list, HTAB **exist)
 static void
 touch_locked(void)
 {
-	List	   *list = list_concat(pending_touches(false), pending_touches(true));
+	List	   *list = pending_touches(false);
 	List	   *lockable = NIL;
 	HTAB	   *exist;
 	HTAB	   *locked;
@@ -331,14 +320,16 @@ touch_locked(void)
 
 /*
  * last_used_at for the keys of the touch table whose rows no one else
- * holds (see the banner): the touches applied, and those of keys that no
- * longer exist, leave the table once the transaction commits.
+ * holds (see the banner): step 1, then step 2 for what is left (the
+ * touches of held rows, or all of them when step 1 met one).  The touches
+ * applied, and those of keys that no longer exist, leave the table once
+ * the transaction commits.
  */
 static void
 apply_touches(void)
 {
-	if (!touch_unheld() || pending_touches(true) != NIL)
-		touch_locked();
+	touch_unheld();
+	touch_locked();
 }
 
 /* The transaction that applied them has committed: forget those done. */

@@ -45,6 +45,14 @@ extern void hk_worker_yield_for_lock(void);
 extern void hk_worker_yields_start_cycle(void);
 extern void hk_worker_yields_end_cycle(void);
 
+/*
+ * Run fn(arg) in a subtransaction of the transaction in progress: NULL when
+ * it succeeded (its work is then its parent's), else the error it raised,
+ * copied into the caller's memory context, with the subtransaction rolled
+ * back.
+ */
+extern ErrorData *hk_worker_subxact(void (*fn) (void *arg), void *arg);
+
 /* Prepare a statement once; its plan is kept for the worker's life. */
 extern SPIPlanPtr hk_worker_keep_plan(const char *query, int nargs, Oid *argtypes);
 
