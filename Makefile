@@ -22,6 +22,7 @@ OBJS = \
 	src/keys/keys_sql.o \
 	src/validate/cache.o \
 	src/validate/cache_lookup.o \
+	src/validate/call_scan.o \
 	src/validate/cidr_datum.o \
 	src/validate/invalidate.o \
 	src/validate/key_store.o \
@@ -90,7 +91,7 @@ SHLIB_LINK = -lsodium -lpq
 
 # Regression suites: sql/<name>.sql against expected/<name>.out, on a
 # throwaway instance with the library preloaded.
-REGRESS = install keys validate bad_input audit cache ratelimit metering client_ip usage privileges migration pre_request events authorization trust
+REGRESS = install keys validate call_scan bad_input audit cache ratelimit metering client_ip usage privileges migration pre_request events authorization trust
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

@@ -34,6 +34,7 @@ int			hk_usage_queue_size = 65536;
 int			hk_events_retention = 30 * 86400;
 double		hk_usage_raw_sample = 1.0;
 bool		hk_require_https = true;
+bool		hk_enable_call_scan = true;
 char	   *hk_trusted_proxies = NULL;
 char	   *hk_database = NULL;
 char	   *hk_primary_conninfo = NULL;
@@ -115,6 +116,14 @@ hk_define_gucs(void)
 							 &hk_require_https,
 							 true,
 							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("hokusai_auth.enable_call_scan",
+							 "Plans validate_key() called in FROM as a Validation Call scan.",
+							 "Off: as a Function Scan, which puts its one row through a tuplestore (src/validate/call_scan.c).",
+							 &hk_enable_call_scan,
+							 true,
+							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("hokusai_auth.trusted_proxies",

@@ -15,6 +15,7 @@
 #include "events/outbox.h"
 #include "replica/walinval.h"
 #include "validate/cache.h"
+#include "validate/call_scan.h"
 #include "validate/invalidate.h"
 #include "worker/worker.h"
 
@@ -29,6 +30,7 @@ _PG_init(void)
 	hk_crypto_init();
 	hk_define_gucs();
 	hk_cache_init();
+	hk_call_scan_init();
 	hk_outbox_init();
 	hk_invalidate_init();
 	hk_walinval_init();

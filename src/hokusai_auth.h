@@ -24,6 +24,7 @@ extern int	hk_usage_queue_size;
 extern int	hk_events_retention;
 extern double hk_usage_raw_sample;
 extern bool hk_require_https;
+extern bool hk_enable_call_scan;
 extern char *hk_trusted_proxies;
 extern char *hk_database;
 extern char *hk_primary_conninfo;

@@ -1,0 +1,493 @@
+/*-------------------------------------------------------------------------
+ *
+ * call_scan.c
+ *	  "Validation Call": a scan node for validate_key() called in FROM.
+ *
+ * SELECT valid FROM hokusai_auth.validate_key($1) is planned by PostgreSQL
+ * as a Function Scan, which is built for set-returning functions.  At every
+ * execution it copies the result type's descriptor, opens a tuplestore (a
+ * 16 kB array of pointers, allocated and freed), copies the row into it,
+ * compares the row's descriptor with the query's, and copies the row out
+ * again.  For a function that returns one row, that costs more than
+ * validating a key from the cache: callgrind_bench.sh counts about 5,100
+ * instructions a call for the benchmarks' do-nothing function under a
+ * Function Scan, against about 3,000 for validate_key's own work.
+ *
+ * Through set_rel_pathlist_hook, this file replaces that Function Scan with
+ * a custom scan when
+ *	- the FROM item is a single function call, without WITH ORDINALITY, and
+ *	  its arguments hold no subquery;
+ *	- the function returns one row (not SETOF) of hokusai_auth.validation,
+ *	  the extension's own composite type (validate_key(), and the
+ *	  benchmarks' do-nothing function, which has its signature);
+ *	- the query reads the row's columns, not the whole row (a whole-row
+ *	  reference is also how UPDATE ... FROM and FOR UPDATE carry the row
+ *	  for a recheck, so this scan never runs under EvalPlanQual);
+ *	- hokusai_auth.enable_call_scan is on (the default).
+ * The scan evaluates the call as an ordinary expression and hands on the
+ * columns the query reads, straight from the returned row.
+ *
+ * What the query sees is what a Function Scan gives:
+ *	- the function is called once per scan.  A rescan (the inner side of a
+ *	  nested loop) calls it again only if a parameter of its arguments
+ *	  changed (a LATERAL reference); otherwise it hands on the same row, as
+ *	  a Function Scan reads its tuplestore again;
+ *	- a NULL result is a row of NULLs;
+ *	- a row of another type than the plan's raises the same error.
+ * The path's estimates are the Function Scan's, copied.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "hokusai_auth.h"
+#include "validate/call_scan.h"
+
+#define CALL_SCAN_NAME	"Validation Call"
+
+/* Pulls the columns (and, to refuse them, anything else) out of a tree. */
+#define CALL_SCAN_PVC	(PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS | \
+						 PVC_INCLUDE_PLACEHOLDERS)
+
+typedef struct CallScanState
+{
+	CustomScanState css;
+	ExprState  *call;			/* the function call */
+	Bitmapset  *call_params;	/* PARAM_EXEC ids its arguments read */
+	Oid			rowtype;
+	TupleDesc	rowdesc;		/* rowtype's, pinned in the type cache */
+	int			ncols;			/* scan tuple's columns */
+	AttrNumber *attnos;			/* scan column i is row attribute attnos[i] */
+	bool		have_row;		/* row, row_isnull: this scan's call */
+	bool		emitted;		/* handed on since the last (re)scan */
+	Datum		row;
+	bool		row_isnull;
+	uint64		calls;
+	MemoryContext rowcxt;		/* rows of the second and later calls */
+} CallScanState;
+
+static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
+
+static void call_scan_paths(PlannerInfo *root, RelOptInfo *rel, Index rti,
+							RangeTblEntry *rte);
+static Plan *call_plan(PlannerInfo *root, RelOptInfo *rel,
+					   CustomPath *best_path, List *tlist, List *clauses,
+					   List *custom_plans);
+static Node *call_create_state(CustomScan *cscan);
+static void call_begin(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *call_exec(CustomScanState *node);
+static void call_end(CustomScanState *node);
+static void call_rescan(CustomScanState *node);
+static void call_explain(CustomScanState *node, List *ancestors,
+						 ExplainState *es);
+
+static const CustomPathMethods call_path_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.PlanCustomPath = call_plan,
+};
+
+static const CustomScanMethods call_scan_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.CreateCustomScanState = call_create_state,
+};
+
+static const CustomExecMethods call_exec_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.BeginCustomScan = call_begin,
+	.ExecCustomScan = call_exec,
+	.EndCustomScan = call_end,
+	.ReScanCustomScan = call_rescan,
+	.ExplainCustomScan = call_explain,
+};
+
+/* Module load (_PG_init): the plan node's name and the planner hook. */
+void
+hk_call_scan_init(void)
+{
+	RegisterCustomScanMethods(&call_scan_methods);
+	prev_set_rel_pathlist = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = call_scan_paths;
+}
+
+/* ---------------------------------------------------------------- planner */
+
+/* Is typid hokusai_auth.validation, the composite type of this extension? */
+static bool
+is_validation_type(Oid typid)
+{
+	HeapTuple	tup;
+	bool		named;
+	Oid			extoid;
+
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	named = ((Form_pg_type) GETSTRUCT(tup))->typtype == TYPTYPE_COMPOSITE &&
+		strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname),
+			   "validation") == 0;
+	ReleaseSysCache(tup);
+	if (!named)
+		return false;
+	extoid = get_extension_oid("hokusai_auth", true);
+	return OidIsValid(extoid) &&
+		getExtensionOfObject(TypeRelationId, typid) == extoid;
+}
+
+/*
+ * Does node refer to rel's row only by its columns?  Other relations'
+ * columns (in a parameterized path's join clauses) are the planner's to
+ * turn into parameters; a whole-row or system column, or a placeholder,
+ * keeps the Function Scan.
+ */
+static bool
+columns_only(RelOptInfo *rel, Node *node)
+{
+	List	   *vars = pull_var_clause(node, CALL_SCAN_PVC);
+	ListCell   *lc;
+	bool		ok = true;
+
+	foreach(lc, vars)
+	{
+		Var		   *var = (Var *) lfirst(lc);
+
+		if (!IsA(var, Var) ||
+			((Index) var->varno == rel->relid && var->varattno <= 0))
+		{
+			ok = false;
+			break;
+		}
+	}
+	list_free(vars);
+	return ok;
+}
+
+/*
+ * set_rel_pathlist_hook: a call of a function returning one
+ * hokusai_auth.validation row, alone in its FROM item, is scanned by a
+ * Validation Call instead of a Function Scan.
+ */
+static void
+call_scan_paths(PlannerInfo *root, RelOptInfo *rel, Index rti,
+				RangeTblEntry *rte)
+{
+	RangeTblFunction *rtfunc;
+	FuncExpr   *fexpr;
+	Path	   *fscan;
+	CustomPath *cpath;
+	ListCell   *lc;
+
+	if (prev_set_rel_pathlist)
+		prev_set_rel_pathlist(root, rel, rti, rte);
+
+	if (!hk_enable_call_scan || rte->rtekind != RTE_FUNCTION ||
+		rel->reloptkind != RELOPT_BASEREL || rte->funcordinality ||
+		list_length(rte->functions) != 1 || list_length(rel->pathlist) != 1)
+		return;
+	fscan = (Path *) linitial(rel->pathlist);
+	if (fscan->pathtype != T_FunctionScan || rel->partial_pathlist != NIL)
+		return;
+	rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	if (!IsA(rtfunc->funcexpr, FuncExpr))
+		return;
+	fexpr = (FuncExpr *) rtfunc->funcexpr;
+	if (fexpr->funcretset || contain_subplans((Node *) fexpr) ||
+		!is_validation_type(fexpr->funcresulttype))
+		return;
+
+	/* The columns read above the scan and by its own clauses. */
+	if (!columns_only(rel, (Node *) rel->reltarget->exprs))
+		return;
+	foreach(lc, rel->baserestrictinfo)
+		if (!columns_only(rel, (Node *) lfirst_node(RestrictInfo, lc)->clause))
+			return;
+	if (fscan->param_info)
+		foreach(lc, fscan->param_info->ppi_clauses)
+			if (!columns_only(rel, (Node *) lfirst_node(RestrictInfo, lc)->clause))
+				return;
+
+	cpath = makeNode(CustomPath);
+	cpath->path.pathtype = T_CustomScan;
+	cpath->path.parent = rel;
+	cpath->path.pathtarget = fscan->pathtarget;
+	cpath->path.param_info = fscan->param_info;
+	cpath->path.parallel_aware = false;
+	cpath->path.parallel_safe = fscan->parallel_safe;
+	cpath->path.parallel_workers = 0;
+	cpath->path.rows = fscan->rows;
+	cpath->path.startup_cost = fscan->startup_cost;
+	cpath->path.total_cost = fscan->total_cost;
+	cpath->path.pathkeys = fscan->pathkeys;
+	cpath->flags = CUSTOMPATH_SUPPORT_PROJECTION;
+	cpath->custom_paths = NIL;
+	cpath->custom_private = NIL;
+	cpath->methods = &call_path_methods;
+
+	/* The only way to scan it: the Function Scan goes. */
+	rel->pathlist = list_make1(cpath);
+}
+
+/*
+ * The scan tuple: each of rel's columns that is read above the scan or by
+ * its clauses, once, those read above first.  (tlist is not enough: the
+ * planner may plan the scan without one and project later.)
+ */
+static List *
+call_scan_tlist(RelOptInfo *rel, List *quals)
+{
+	List	   *vars;
+	List	   *tlist = NIL;
+	Bitmapset  *seen = NULL;
+	ListCell   *lc;
+
+	vars = list_concat(pull_var_clause((Node *) rel->reltarget->exprs,
+									   CALL_SCAN_PVC),
+					   pull_var_clause((Node *) quals, CALL_SCAN_PVC));
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst_node(Var, lc);
+
+		if ((Index) var->varno != rel->relid || bms_is_member(var->varattno, seen))
+			continue;
+		seen = bms_add_member(seen, var->varattno);
+		tlist = lappend(tlist, makeTargetEntry((Expr *) copyObject(var),
+											   list_length(tlist) + 1,
+											   NULL, false));
+	}
+	return tlist;
+}
+
+/* PlanCustomPath: the CustomScan; no relation is scanned (scanrelid 0). */
+static Plan *
+call_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+		  List *tlist, List *clauses, List *custom_plans)
+{
+	RangeTblEntry *rte = planner_rt_fetch(rel->relid, root);
+	RangeTblFunction *rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	CustomScan *cscan = makeNode(CustomScan);
+	List	   *quals = extract_actual_clauses(clauses, false);
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = quals;
+	cscan->scan.scanrelid = 0;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = list_make1(copyObject(rtfunc->funcexpr));
+	cscan->custom_private = NIL;
+	cscan->custom_scan_tlist = call_scan_tlist(rel, quals);
+	cscan->methods = &call_scan_methods;
+	return &cscan->scan.plan;
+}
+
+/* --------------------------------------------------------------- executor */
+
+static Node *
+call_create_state(CustomScan *cscan)
+{
+	CallScanState *cs = palloc0(sizeof(CallScanState));
+
+	NodeSetTag(cs, T_CustomScanState);
+	cs->css.methods = &call_exec_methods;
+	return (Node *) cs;
+}
+
+/* Collects the PARAM_EXEC parameters an expression reads. */
+static bool
+collect_params(Node *node, Bitmapset **params)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXEC)
+		*params = bms_add_member(*params, ((Param *) node)->paramid);
+	return expression_tree_walker(node, collect_params, (void *) params);
+}
+
+static void
+call_begin(CustomScanState *node, EState *estate, int eflags)
+{
+	CallScanState *cs = (CallScanState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	Expr	   *call = (Expr *) linitial(cscan->custom_exprs);
+	ListCell   *lc;
+	int			i = 0;
+
+	cs->call = ExecInitExpr(call, &node->ss.ps);
+	(void) collect_params((Node *) call, &cs->call_params);
+	cs->rowtype = exprType((Node *) call);
+	cs->rowdesc = lookup_rowtype_tupdesc(cs->rowtype, -1);
+
+	/* Scan column -> row attribute, checked against the type as it is now. */
+	cs->ncols = list_length(cscan->custom_scan_tlist);
+	cs->attnos = palloc(sizeof(AttrNumber) * Max(cs->ncols, 1));
+	foreach(lc, cscan->custom_scan_tlist)
+	{
+		Var		   *var = castNode(Var, lfirst_node(TargetEntry, lc)->expr);
+		Form_pg_attribute att;
+
+		if (var->varattno < 1 || var->varattno > cs->rowdesc->natts ||
+			(att = TupleDescAttr(cs->rowdesc, var->varattno - 1))->attisdropped ||
+			att->atttypid != var->vartype)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("Type %s has changed since the query was planned.",
+							   format_type_be(cs->rowtype))));
+		cs->attnos[i++] = var->varattno;
+	}
+}
+
+/*
+ * Call the function; its row lives until the next call.  The first call of
+ * an execution allocates in the query's context, as a Function Scan's
+ * tuplestore does; later calls (a LATERAL argument that changed) reuse a
+ * context of their own.
+ */
+static void
+call_function(CallScanState *cs)
+{
+	ExprContext *econtext = cs->css.ss.ps.ps_ExprContext;
+	MemoryContext cxt;
+	MemoryContext old;
+	Datum		result;
+	bool		isnull;
+
+	if (cs->calls == 0)
+		cxt = cs->css.ss.ps.state->es_query_cxt;
+	else
+	{
+		if (cs->rowcxt == NULL)
+			cs->rowcxt = AllocSetContextCreate(cs->css.ss.ps.state->es_query_cxt,
+											   "hokusai_auth validation call",
+											   ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(cs->rowcxt);
+		cxt = cs->rowcxt;
+	}
+	cs->have_row = false;
+
+	old = MemoryContextSwitchTo(cxt);
+	result = ExecEvalExpr(cs->call, econtext, &isnull);
+	if (!isnull)
+	{
+		HeapTupleHeader td = DatumGetHeapTupleHeader(result);
+
+		if (HeapTupleHeaderGetTypeId(td) != cs->rowtype)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("Returned type %s, expected %s.",
+							   format_type_be(HeapTupleHeaderGetTypeId(td)),
+							   format_type_be(cs->rowtype))));
+		result = PointerGetDatum(td);
+	}
+	MemoryContextSwitchTo(old);
+
+	cs->row = result;
+	cs->row_isnull = isnull;
+	cs->have_row = true;
+	cs->calls++;
+}
+
+/* ExecScan's access method: the row once per (re)scan, then nothing. */
+static TupleTableSlot *
+call_next(ScanState *ss)
+{
+	CallScanState *cs = (CallScanState *) ss;
+	TupleTableSlot *slot = ss->ss_ScanTupleSlot;
+	int			i;
+
+	ExecClearTuple(slot);
+	if (cs->emitted)
+		return slot;
+	if (!cs->have_row)
+		call_function(cs);
+	cs->emitted = true;
+
+	if (cs->row_isnull)
+		memset(slot->tts_isnull, true, sizeof(bool) * cs->ncols);
+	else
+	{
+		HeapTupleData tuple;
+
+		tuple.t_data = (HeapTupleHeader) DatumGetPointer(cs->row);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(tuple.t_data);
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = InvalidOid;
+		for (i = 0; i < cs->ncols; i++)
+			slot->tts_values[i] = heap_getattr(&tuple, cs->attnos[i],
+											   cs->rowdesc,
+											   &slot->tts_isnull[i]);
+	}
+	return ExecStoreVirtualTuple(slot);
+}
+
+/* No relation, never under EvalPlanQual (see the file's header). */
+static bool
+call_recheck(ScanState *ss, TupleTableSlot *slot)
+{
+	return true;
+}
+
+static TupleTableSlot *
+call_exec(CustomScanState *node)
+{
+	return ExecScan(&node->ss, call_next, call_recheck);
+}
+
+static void
+call_rescan(CustomScanState *node)
+{
+	CallScanState *cs = (CallScanState *) node;
+
+	if (bms_overlap(node->ss.ps.chgParam, cs->call_params))
+		cs->have_row = false;
+	cs->emitted = false;
+	ExecScanReScan(&node->ss);
+}
+
+static void
+call_end(CustomScanState *node)
+{
+	CallScanState *cs = (CallScanState *) node;
+
+	if (cs->rowdesc != NULL)
+		ReleaseTupleDesc(cs->rowdesc);
+	cs->rowdesc = NULL;
+	if (cs->rowcxt != NULL)
+		MemoryContextDelete(cs->rowcxt);
+	cs->rowcxt = NULL;
+}
+
+/* EXPLAIN: the call, as a Function Scan shows it under VERBOSE. */
+static void
+call_explain(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	List	   *context;
+
+	context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan,
+									   ancestors);
+	ExplainPropertyText("Function Call",
+						deparse_expression(linitial(cscan->custom_exprs),
+										   context, es->verbose, false),
+						es);
+}
