@@ -28,7 +28,9 @@
 # one execution of a prepared statement per line (EXECUTE p(key)), ROWS and
 # 2 x ROWS of them: what one statement costs inside the backend (executor
 # start-up, the function, the row; not the wire protocol or the kernel),
-# for SELECT 1, the do-nothing function, a cache hit, a cache hit of a key
+# for SELECT 1, the do-nothing function, a cache hit, the same cache hit
+# planned as a Function Scan (hokusai_auth.enable_call_scan off, as before
+# the Validation Call scan of docs/cache.md), a cache hit of a key
 # with scopes that requires one (required_scopes), a cache hit of a key
 # with credits whose user has shared limits (metered: every call spends a
 # credit and a unit of the user's limits) and a malformed key.
@@ -93,7 +95,7 @@ printf 'validate_key cache hit, limiter included, above the do-nothing function:
 	$((per[validate] - per[noop]))
 printf 'validate_key call above the empty twin (the in-process figure of cache_bench.sh): %d instructions per call\n' \
 	$((per[validate] - per[empty]))
-printf 'do-nothing function above the empty twin (FunctionScan and the row): %d instructions per call\n' \
+printf 'do-nothing function above the empty twin (its scan and the row): %d instructions per call\n' \
 	$((per[noop] - per[empty]))
 printf 'metered key (credits and a user limit) above the empty twin: %d instructions per call, %.3f of the unmetered key'"'"'s (docs/metering.md)\n' \
 	$((per[metered] - per[empty])) "$(echo "(${per[metered]} - ${per[empty]}) / (${per[validate]} - ${per[empty]})" | bc -l)"
@@ -108,6 +110,9 @@ stmt()
 	select1) prep="PREPARE p(text) AS SELECT 1"; arg="'$key'" ;;
 	noop) prep="PREPARE p(text) AS SELECT valid FROM hk_bench.noop_validate(\$1)"; arg="'$key'" ;;
 	hit) prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"; arg="'$key'" ;;
+	hitfs)	# the cache hit planned as a Function Scan (docs/cache.md)
+		prep="SET hokusai_auth.enable_call_scan = off; PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1)"
+		arg="'$key'" ;;
 	scoped)	# a key with scopes, one required on every call (docs/authorization.md)
 		key=$(cat "$DIR/scoped_key")
 		prep="PREPARE p(text) AS SELECT valid FROM hokusai_auth.validate_key(\$1, required_scopes => '{models:predict}')"
@@ -138,7 +143,7 @@ hk_as_user "$HK_PGBIN/pg_ctl" -D "$DIR/data" -w stop >/dev/null
 declare -A st
 echo
 echo "one execution of a prepared statement (postgres --single, EXECUTE p(key) per line), instructions:"
-for v in select1 noop hit scoped metered malformed; do
+for v in select1 noop hit hitfs scoped metered malformed; do
 	a=$(stmt $v "$ROWS"); b=$(stmt $v $((2 * ROWS)))
 	[ -n "$a" ] && [ -n "$b" ] || exit 1
 	st[$v]=$(( (b - a) / ROWS ))
@@ -147,6 +152,8 @@ done
 printf 'ratios of instructions (baseline / measured): cache hit vs SELECT 1 %.3f, vs do-nothing function %.3f; malformed vs SELECT 1 %.3f\n' \
 	"$(echo "${st[select1]} / ${st[hit]}" | bc -l)" "$(echo "${st[noop]} / ${st[hit]}" | bc -l)" \
 	"$(echo "${st[select1]} / ${st[malformed]}" | bc -l)"
+printf 'cache hit vs the same planned as a Function Scan (hokusai_auth.enable_call_scan off): %.3f of the instructions\n' \
+	"$(echo "${st[hit]} / ${st[hitfs]}" | bc -l)"
 printf 'cache hit with required_scopes vs without (docs/authorization.md): %.3f of the instructions\n' \
 	"$(echo "${st[scoped]} / ${st[hit]}" | bc -l)"
 printf 'cache hit of a metered key (credits and a user limit) vs an unmetered one (docs/metering.md): %.3f of the instructions\n' \
