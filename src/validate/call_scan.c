@@ -74,10 +74,13 @@ typedef struct CallScanState
 	CustomScanState css;
 	ExprState  *call;			/* the function call */
 	Bitmapset  *call_params;	/* PARAM_EXEC ids its arguments read */
+	bool		params_known;	/* call_params collected (at the first rescan) */
 	Oid			rowtype;
-	TupleDesc	rowdesc;		/* rowtype's, pinned in the type cache */
+	TypeCacheEntry *tce;		/* rowtype's type cache entry (never freed) */
+	uint64		tupdesc_id;		/* tce->tupDesc_identifier as checked */
 	int			ncols;			/* scan tuple's columns */
 	AttrNumber *attnos;			/* scan column i is row attribute attnos[i] */
+	Oid		   *atttypes;		/* and has this type */
 	bool		have_row;		/* row, row_isnull: this scan's call */
 	bool		emitted;		/* handed on since the last (re)scan */
 	Datum		row;
@@ -321,6 +324,54 @@ collect_params(Node *node, Bitmapset **params)
 	return expression_tree_walker(node, collect_params, (void *) params);
 }
 
+/*
+ * Load the row type's descriptor into the type cache and check the scan's
+ * columns against it: each must still be there with the type the plan
+ * gave it.
+ */
+static void
+load_row_desc(CallScanState *cs)
+{
+	TupleDesc	desc;
+	int			i;
+
+	cs->tce = lookup_type_cache(cs->rowtype, TYPECACHE_TUPDESC);
+	desc = cs->tce->tupDesc;
+	if (desc == NULL)
+		elog(ERROR, "type %s is not composite", format_type_be(cs->rowtype));
+	for (i = 0; i < cs->ncols; i++)
+	{
+		AttrNumber	attno = cs->attnos[i];
+		Form_pg_attribute att;
+
+		if (attno > desc->natts ||
+			(att = TupleDescAttr(desc, attno - 1))->attisdropped ||
+			att->atttypid != cs->atttypes[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("Type %s has changed since the query was planned.",
+							   format_type_be(cs->rowtype))));
+	}
+	cs->tupdesc_id = cs->tce->tupDesc_identifier;
+}
+
+/*
+ * The row type's descriptor, as the type cache has it, without a pin: the
+ * type cache clears tupDesc_identifier when it lets a descriptor go (the
+ * type was altered, or every cache was reset), so an unchanged identifier
+ * means the same live descriptor that load_row_desc() checked.  (Its
+ * entries themselves are never freed.)
+ */
+static inline TupleDesc
+row_desc(CallScanState *cs)
+{
+	if (unlikely(cs->tce->tupDesc_identifier != cs->tupdesc_id ||
+				 cs->tce->tupDesc == NULL))
+		load_row_desc(cs);
+	return cs->tce->tupDesc;
+}
+
 static void
 call_begin(CustomScanState *node, EState *estate, int eflags)
 {
@@ -331,28 +382,22 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 	int			i = 0;
 
 	cs->call = ExecInitExpr(call, &node->ss.ps);
-	(void) collect_params((Node *) call, &cs->call_params);
 	cs->rowtype = exprType((Node *) call);
-	cs->rowdesc = lookup_rowtype_tupdesc(cs->rowtype, -1);
 
-	/* Scan column -> row attribute, checked against the type as it is now. */
+	/* Scan column -> row attribute and type, checked by row_desc(). */
 	cs->ncols = list_length(cscan->custom_scan_tlist);
 	cs->attnos = palloc(sizeof(AttrNumber) * Max(cs->ncols, 1));
+	cs->atttypes = palloc(sizeof(Oid) * Max(cs->ncols, 1));
 	foreach(lc, cscan->custom_scan_tlist)
 	{
 		Var		   *var = castNode(Var, lfirst_node(TargetEntry, lc)->expr);
-		Form_pg_attribute att;
 
-		if (var->varattno < 1 || var->varattno > cs->rowdesc->natts ||
-			(att = TupleDescAttr(cs->rowdesc, var->varattno - 1))->attisdropped ||
-			att->atttypid != var->vartype)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("function return row and query-specified return row do not match"),
-					 errdetail("Type %s has changed since the query was planned.",
-							   format_type_be(cs->rowtype))));
-		cs->attnos[i++] = var->varattno;
+		Assert(var->varattno > 0);
+		cs->attnos[i] = var->varattno;
+		cs->atttypes[i] = var->vartype;
+		i++;
 	}
+	load_row_desc(cs);
 }
 
 /*
@@ -426,6 +471,7 @@ call_next(ScanState *ss)
 		memset(slot->tts_isnull, true, sizeof(bool) * cs->ncols);
 	else
 	{
+		TupleDesc	desc = row_desc(cs);
 		HeapTupleData tuple;
 
 		tuple.t_data = (HeapTupleHeader) DatumGetPointer(cs->row);
@@ -433,8 +479,7 @@ call_next(ScanState *ss)
 		ItemPointerSetInvalid(&tuple.t_self);
 		tuple.t_tableOid = InvalidOid;
 		for (i = 0; i < cs->ncols; i++)
-			slot->tts_values[i] = heap_getattr(&tuple, cs->attnos[i],
-											   cs->rowdesc,
+			slot->tts_values[i] = heap_getattr(&tuple, cs->attnos[i], desc,
 											   &slot->tts_isnull[i]);
 	}
 	return ExecStoreVirtualTuple(slot);
@@ -458,6 +503,14 @@ call_rescan(CustomScanState *node)
 {
 	CallScanState *cs = (CallScanState *) node;
 
+	/* The arguments' parameters, once: most scans are never rescanned. */
+	if (!cs->params_known)
+	{
+		CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+
+		(void) collect_params(linitial(cscan->custom_exprs), &cs->call_params);
+		cs->params_known = true;
+	}
 	if (bms_overlap(node->ss.ps.chgParam, cs->call_params))
 		cs->have_row = false;
 	cs->emitted = false;
@@ -469,9 +522,6 @@ call_end(CustomScanState *node)
 {
 	CallScanState *cs = (CallScanState *) node;
 
-	if (cs->rowdesc != NULL)
-		ReleaseTupleDesc(cs->rowdesc);
-	cs->rowdesc = NULL;
 	if (cs->rowcxt != NULL)
 		MemoryContextDelete(cs->rowcxt);
 	cs->rowcxt = NULL;
