@@ -98,3 +98,25 @@ BEGIN
 	RAISE NOTICE 'status %', st;
 END
 $$;
+
+-- The scan checks EXECUTE on the function as a Function Scan does: a role
+-- that may use the schema but not the function is refused when the
+-- executor starts (so EXPLAIN too), with the scan and without it.
+CREATE ROLE regress_hk_call_scan;
+GRANT USAGE ON SCHEMA hokusai_auth TO regress_hk_call_scan;
+SET ROLE regress_hk_call_scan;
+EXPLAIN (COSTS OFF) SELECT valid FROM hokusai_auth.validate_key('hk_live_x');
+SELECT valid FROM hokusai_auth.validate_key('hk_live_x');
+SET hokusai_auth.enable_call_scan = off;
+SELECT valid FROM hokusai_auth.validate_key('hk_live_x');
+RESET hokusai_auth.enable_call_scan;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION hokusai_auth.validate_key(text, inet, text, integer, text[])
+	TO regress_hk_call_scan;
+SET ROLE regress_hk_call_scan;
+SELECT valid, status FROM hokusai_auth.validate_key('hk_live_x');
+RESET ROLE;
+REVOKE ALL ON FUNCTION hokusai_auth.validate_key(text, inet, text, integer, text[])
+	FROM regress_hk_call_scan;
+REVOKE ALL ON SCHEMA hokusai_auth FROM regress_hk_call_scan;
+DROP ROLE regress_hk_call_scan;
