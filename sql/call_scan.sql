@@ -89,6 +89,16 @@ SELECT valid IS NULL AS valid_null, status IS NULL AS status_null,
 SELECT g, n.status IS NULL AS status_null FROM generate_series(1, 2) g,
 	LATERAL pg_temp.no_row() n;
 
+-- A function of the extension's type that returns a row (read from the row,
+-- not handed over as validate_key() hands its values over).
+CREATE FUNCTION pg_temp.a_row() RETURNS hokusai_auth.validation
+	LANGUAGE plpgsql AS $$BEGIN
+	RETURN ROW(true, 'ok', NULL, '00000000-0000-0000-0000-00000000abcd', 5, 4, 3, 2, 1)::hokusai_auth.validation;
+END$$;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.a_row();
+SELECT * FROM pg_temp.a_row();
+SELECT credits_remaining, user_id, status FROM pg_temp.a_row() WHERE valid;
+
 -- From PL/pgSQL.
 DO $$
 DECLARE

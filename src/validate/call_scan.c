@@ -24,8 +24,13 @@
  *	  reference is also how UPDATE ... FROM and FOR UPDATE carry the row
  *	  for a recheck, so this scan never runs under EvalPlanQual);
  *	- hokusai_auth.enable_call_scan is on (the default).
- * The scan evaluates the call as an ordinary expression and hands on the
- * columns the query reads, straight from the returned row.
+ * The scan sets the call up as a Function Scan does (EXECUTE checked, the
+ * function looked up, its arguments' expressions), calls it itself, and
+ * hands on the columns the query reads.  Its fcinfo->resultinfo is an
+ * HkRowSink (validate/row.h): validate_key() (and the do-nothing function)
+ * put their values there instead of forming a row, so no row is formed,
+ * copied or taken apart; any other function's returned row is read with
+ * heap_getattr().
  *
  * What the query sees is what a Function Scan gives:
  *	- the function is called once per scan.  A rescan (the inner side of a
@@ -42,6 +47,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/dependency.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "commands/extension.h"
@@ -54,7 +60,10 @@
 #include "optimizer/paths.h"
 #include "optimizer/restrictinfo.h"
 #include "parser/parsetree.h"
+#include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
@@ -62,6 +71,7 @@
 
 #include "hokusai_auth.h"
 #include "validate/call_scan.h"
+#include "validate/row.h"
 
 #define CALL_SCAN_NAME	"Validation Call"
 
@@ -72,7 +82,13 @@
 typedef struct CallScanState
 {
 	CustomScanState css;
-	ExprState  *call;			/* the function call */
+	FuncExpr   *fexpr;			/* the call, as planned */
+	List	   *args;			/* ExprStates of its arguments but constants */
+	int		   *argnos;			/* and their positions */
+	bool		const_null;		/* a constant argument is NULL */
+	FmgrInfo	flinfo;
+	FunctionCallInfo fcinfo;	/* resultinfo is &sink */
+	HkRowSink	sink;			/* the row, when the function hands it over */
 	Bitmapset  *call_params;	/* PARAM_EXEC ids its arguments read */
 	bool		params_known;	/* call_params collected (at the first rescan) */
 	Oid			rowtype;
@@ -81,10 +97,11 @@ typedef struct CallScanState
 	int			ncols;			/* scan tuple's columns */
 	AttrNumber *attnos;			/* scan column i is row attribute attnos[i] */
 	Oid		   *atttypes;		/* and has this type */
-	bool		have_row;		/* row, row_isnull: this scan's call */
-	bool		emitted;		/* handed on since the last (re)scan */
-	Datum		row;
+	bool		have_row;		/* this scan's call was made: */
+	bool		row_in_sink;	/* its values are in sink, */
+	Datum		row;			/* else this is its row */
 	bool		row_isnull;
+	bool		emitted;		/* handed on since the last (re)scan */
 	uint64		calls;
 	MemoryContext rowcxt;		/* rows of the second and later calls */
 } CallScanState;
@@ -310,6 +327,9 @@ call_create_state(CustomScan *cscan)
 
 	NodeSetTag(cs, T_CustomScanState);
 	cs->css.methods = &call_exec_methods;
+	NodeSetTag(&cs->sink, T_ExtensibleNode);
+	cs->sink.node.extnodename = "hokusai_auth row sink";
+	cs->sink.magic = HK_ROW_SINK_MAGIC;
 	return (Node *) cs;
 }
 
@@ -377,12 +397,50 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 {
 	CallScanState *cs = (CallScanState *) node;
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
-	Expr	   *call = (Expr *) linitial(cscan->custom_exprs);
+	FuncExpr   *fexpr = linitial_node(FuncExpr, cscan->custom_exprs);
+	int			nargs = list_length(fexpr->args);
+	AclResult	aclresult;
 	ListCell   *lc;
 	int			i = 0;
 
-	cs->call = ExecInitExpr(call, &node->ss.ps);
-	cs->rowtype = exprType((Node *) call);
+	/*
+	 * The call, set up as a Function Scan sets up its own (execSRF.c): the
+	 * EXECUTE privilege, the function, its arguments.  The scan calls it
+	 * itself so that its resultinfo can be the sink.
+	 */
+	aclresult = pg_proc_aclcheck(fexpr->funcid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fexpr->funcid));
+	InvokeFunctionExecuteHook(fexpr->funcid);
+	if (nargs > FUNC_MAX_ARGS)
+		elog(ERROR, "too many arguments");
+	fmgr_info(fexpr->funcid, &cs->flinfo);
+	fmgr_info_set_expr((Node *) fexpr, &cs->flinfo);
+	cs->fcinfo = palloc0(SizeForFunctionCallInfo(nargs));
+	InitFunctionCallInfoData(*cs->fcinfo, &cs->flinfo, nargs,
+							 fexpr->inputcollid, NULL, (Node *) &cs->sink);
+	/* Constants (validate_key's defaults) are set once, here. */
+	cs->argnos = palloc(sizeof(int) * Max(nargs, 1));
+	foreach(lc, fexpr->args)
+	{
+		Expr	   *arg = (Expr *) lfirst(lc);
+
+		if (IsA(arg, Const))
+		{
+			cs->fcinfo->args[i].value = ((Const *) arg)->constvalue;
+			cs->fcinfo->args[i].isnull = ((Const *) arg)->constisnull;
+			cs->const_null |= ((Const *) arg)->constisnull;
+		}
+		else
+		{
+			cs->argnos[list_length(cs->args)] = i;
+			cs->args = lappend(cs->args, ExecInitExpr(arg, &node->ss.ps));
+		}
+		i++;
+	}
+	i = 0;
+	cs->fexpr = fexpr;
+	cs->rowtype = fexpr->funcresulttype;
 
 	/* Scan column -> row attribute and type, checked by row_desc(). */
 	cs->ncols = list_length(cscan->custom_scan_tlist);
@@ -401,19 +459,54 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 }
 
 /*
- * Call the function; its row lives until the next call.  The first call of
- * an execution allocates in the query's context, as a Function Scan's
- * tuplestore does; later calls (a LATERAL argument that changed) reuse a
- * context of their own.
+ * Were the values in the sink laid out by the descriptor the scan checked?
+ * The function's descriptor (row.c) and the scan's come from the type
+ * cache; when their identifiers differ (the cache was reset in between),
+ * the scan's columns are compared with the function's descriptor.
+ */
+static void
+check_sink(CallScanState *cs)
+{
+	HkRowSink  *sink = &cs->sink;
+	int			i;
+
+	(void) row_desc(cs);
+	if (sink->identifier == cs->tupdesc_id)
+		return;
+	for (i = 0; i < cs->ncols; i++)
+	{
+		AttrNumber	attno = cs->attnos[i];
+		Form_pg_attribute att;
+
+		if (attno > sink->natts ||
+			(att = TupleDescAttr(sink->tupdesc, attno - 1))->attisdropped ||
+			att->atttypid != cs->atttypes[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("Type %s has changed since the query was planned.",
+							   format_type_be(cs->rowtype))));
+	}
+}
+
+/*
+ * Call the function.  Its row (or the values it handed over in the sink)
+ * lives until the next call.  The first call of an execution allocates in
+ * the query's context, as a Function Scan's tuplestore does; later calls
+ * (a LATERAL argument that changed) reuse a context of their own.
  */
 static void
 call_function(CallScanState *cs)
 {
 	ExprContext *econtext = cs->css.ss.ps.ps_ExprContext;
+	FunctionCallInfo fcinfo = cs->fcinfo;
 	MemoryContext cxt;
 	MemoryContext old;
-	Datum		result;
-	bool		isnull;
+	Datum		result = (Datum) 0;
+	bool		isnull = true;
+	bool		any_null = cs->const_null;
+	ListCell   *lc;
+	int			i = 0;
 
 	if (cs->calls == 0)
 		cxt = cs->css.ss.ps.state->es_query_cxt;
@@ -428,10 +521,35 @@ call_function(CallScanState *cs)
 		cxt = cs->rowcxt;
 	}
 	cs->have_row = false;
+	cs->sink.filled = false;
 
 	old = MemoryContextSwitchTo(cxt);
-	result = ExecEvalExpr(cs->call, econtext, &isnull);
-	if (!isnull)
+	foreach(lc, cs->args)
+	{
+		NullableDatum *arg = &fcinfo->args[cs->argnos[i++]];
+
+		arg->value = ExecEvalExpr((ExprState *) lfirst(lc), econtext, &arg->isnull);
+		any_null |= arg->isnull;
+	}
+	/* A strict function is not called with a NULL argument: a NULL row. */
+	if (!(cs->flinfo.fn_strict && any_null))
+	{
+		fcinfo->isnull = false;
+		if (pgstat_track_functions <= cs->flinfo.fn_stats)
+			result = FunctionCallInvoke(fcinfo);
+		else
+		{
+			PgStat_FunctionCallUsage fcusage;
+
+			pgstat_init_function_usage(fcinfo, &fcusage);
+			result = FunctionCallInvoke(fcinfo);
+			pgstat_end_function_usage(&fcusage, true);
+		}
+		isnull = fcinfo->isnull;
+	}
+	if (cs->sink.filled)
+		check_sink(cs);
+	else if (!isnull)
 	{
 		HeapTupleHeader td = DatumGetHeapTupleHeader(result);
 
@@ -446,6 +564,7 @@ call_function(CallScanState *cs)
 	}
 	MemoryContextSwitchTo(old);
 
+	cs->row_in_sink = cs->sink.filled;
 	cs->row = result;
 	cs->row_isnull = isnull;
 	cs->have_row = true;
@@ -467,7 +586,15 @@ call_next(ScanState *ss)
 		call_function(cs);
 	cs->emitted = true;
 
-	if (cs->row_isnull)
+	if (cs->row_in_sink)
+	{
+		for (i = 0; i < cs->ncols; i++)
+		{
+			slot->tts_values[i] = cs->sink.values[cs->attnos[i] - 1];
+			slot->tts_isnull[i] = cs->sink.nulls[cs->attnos[i] - 1];
+		}
+	}
+	else if (cs->row_isnull)
 		memset(slot->tts_isnull, true, sizeof(bool) * cs->ncols);
 	else
 	{

@@ -243,3 +243,42 @@ hk_row_form(TupleDesc tupdesc, HkRowTemplate *tmpl, MemoryContext tmpl_cxt,
 	/* No external values (checked when the template was made). */
 	return PointerGetDatum(td);
 }
+
+/*
+ * Return the row of values/nulls from fcinfo's function: into the caller's
+ * HkRowSink when it passed one (validate/call_scan.c) and the row fits it,
+ * else formed from *tmpl as hk_row_form() does.  rt is the function's
+ * hk_row_type().
+ */
+Datum
+hk_row_return(FunctionCallInfo fcinfo, HkRowType *rt, HkRowTemplate *tmpl,
+			  const Datum *values, const bool *nulls)
+{
+	HkRowSink  *sink = (HkRowSink *) fcinfo->resultinfo;
+	TupleDesc	tupdesc = rt->tupdesc;
+	int			i;
+
+	if (sink == NULL || !IsA(sink, ExtensibleNode) ||
+		sink->magic != HK_ROW_SINK_MAGIC || !OidIsValid(rt->typid) ||
+		tupdesc->natts > HK_ROW_MAX_ATTS)
+		return hk_row_form(tupdesc, tmpl, rt->cxt, values, nulls);
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		sink->nulls[i] = nulls[i];
+		sink->values[i] = values[i];
+		if (nulls[i] || att->attbyval || att->attlen == -1)
+			continue;
+		if (att->attlen < 0 || att->attlen > HK_ROW_SINK_FIXED)
+			return hk_row_form(tupdesc, tmpl, rt->cxt, values, nulls);
+		memcpy(sink->fixed[i], DatumGetPointer(values[i]), att->attlen);
+		sink->values[i] = PointerGetDatum(sink->fixed[i]);
+	}
+	sink->natts = tupdesc->natts;
+	sink->identifier = rt->identifier;
+	sink->tupdesc = tupdesc;
+	sink->filled = true;
+	return (Datum) 0;
+}

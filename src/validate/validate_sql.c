@@ -149,6 +149,6 @@ hk_sql_validate_key(PG_FUNCTION_ARGS)
 		nulls[8] = false;
 	}
 
-	PG_RETURN_DATUM(hk_row_form(rt->tupdesc, &rt->rows[res.status], rt->cxt,
-								values, nulls));
+	PG_RETURN_DATUM(hk_row_return(fcinfo, rt, &rt->rows[res.status],
+								  values, nulls));
 }

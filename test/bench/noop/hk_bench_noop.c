@@ -9,9 +9,10 @@
  *		required_scopes text[] DEFAULT NULL) RETURNS hokusai_auth.validation
  *
  * It reads its arguments as validate_key does and returns the row of a
- * cache hit (valid, 'ok', two ids, the limit figures), built the way
- * validate_key builds its own: the descriptor and the status text kept per
- * backend, the row copied from a template (src/validate/row.c, compiled
+ * cache hit (valid, 'ok', two ids, the limit figures), returned the way
+ * validate_key returns its own: the descriptor and the status text kept per
+ * backend, the values handed to the Validation Call scan, or else the row
+ * copied from a template (hk_row_return(), src/validate/row.c, compiled
  * into this module).
  * Built and installed by test/bench/lib.sh only; not part of the extension.
  *
@@ -104,7 +105,7 @@ hk_bench_noop_validate(PG_FUNCTION_ARGS)
 				break;
 		}
 	}
-	PG_RETURN_DATUM(hk_row_form(rt->tupdesc, &rt->rows[0], rt->cxt, values, nulls));
+	PG_RETURN_DATUM(hk_row_return(fcinfo, rt, &rt->rows[0], values, nulls));
 }
 
 /*
