@@ -345,20 +345,14 @@ collect_params(Node *node, Bitmapset **params)
 }
 
 /*
- * Load the row type's descriptor into the type cache and check the scan's
- * columns against it: each must still be there with the type the plan
- * gave it.
+ * Are the scan's columns in desc, with the types the plan gave them?
+ * Raises if not: the type changed since the query was planned.
  */
 static void
-load_row_desc(CallScanState *cs)
+check_columns(CallScanState *cs, TupleDesc desc)
 {
-	TupleDesc	desc;
 	int			i;
 
-	cs->tce = lookup_type_cache(cs->rowtype, TYPECACHE_TUPDESC);
-	desc = cs->tce->tupDesc;
-	if (desc == NULL)
-		elog(ERROR, "type %s is not composite", format_type_be(cs->rowtype));
 	for (i = 0; i < cs->ncols; i++)
 	{
 		AttrNumber	attno = cs->attnos[i];
@@ -373,6 +367,19 @@ load_row_desc(CallScanState *cs)
 					 errdetail("Type %s has changed since the query was planned.",
 							   format_type_be(cs->rowtype))));
 	}
+}
+
+/*
+ * Load the row type's descriptor into the type cache and check the scan's
+ * columns against it.
+ */
+static void
+load_row_desc(CallScanState *cs)
+{
+	cs->tce = lookup_type_cache(cs->rowtype, TYPECACHE_TUPDESC);
+	if (cs->tce->tupDesc == NULL)
+		elog(ERROR, "type %s is not composite", format_type_be(cs->rowtype));
+	check_columns(cs, cs->tce->tupDesc);
 	cs->tupdesc_id = cs->tce->tupDesc_identifier;
 }
 
@@ -467,26 +474,9 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 static void
 check_sink(CallScanState *cs)
 {
-	HkRowSink  *sink = &cs->sink;
-	int			i;
-
 	(void) row_desc(cs);
-	if (sink->identifier == cs->tupdesc_id)
-		return;
-	for (i = 0; i < cs->ncols; i++)
-	{
-		AttrNumber	attno = cs->attnos[i];
-		Form_pg_attribute att;
-
-		if (attno > sink->natts ||
-			(att = TupleDescAttr(sink->tupdesc, attno - 1))->attisdropped ||
-			att->atttypid != cs->atttypes[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("function return row and query-specified return row do not match"),
-					 errdetail("Type %s has changed since the query was planned.",
-							   format_type_be(cs->rowtype))));
-	}
+	if (cs->sink.identifier != cs->tupdesc_id)
+		check_columns(cs, cs->sink.tupdesc);
 }
 
 /*
