@@ -99,6 +99,17 @@ EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.a_row();
 SELECT * FROM pg_temp.a_row();
 SELECT credits_remaining, user_id, status FROM pg_temp.a_row() WHERE valid;
 
+-- track_functions counts the scan's calls as a Function Scan's.
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT status FROM hokusai_auth.validate_key('hk_live_x');
+SELECT g, v.status FROM generate_series(1, 2) g,
+	LATERAL hokusai_auth.validate_key('hk_live_x' || left(g::text, 0)) v;
+SET LOCAL hokusai_auth.enable_call_scan = off;
+SELECT status FROM hokusai_auth.validate_key('hk_live_x');
+SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'validate_key';
+COMMIT;
+
 -- From PL/pgSQL.
 DO $$
 DECLARE
