@@ -82,7 +82,6 @@
 typedef struct CallScanState
 {
 	CustomScanState css;
-	FuncExpr   *fexpr;			/* the call, as planned */
 	List	   *args;			/* ExprStates of its arguments but constants */
 	int		   *argnos;			/* and their positions */
 	bool		const_null;		/* a constant argument is NULL */
@@ -102,7 +101,7 @@ typedef struct CallScanState
 	Datum		row;			/* else this is its row */
 	bool		row_isnull;
 	bool		emitted;		/* handed on since the last (re)scan */
-	uint64		calls;
+	bool		called;			/* a call was made in this execution */
 	MemoryContext rowcxt;		/* rows of the second and later calls */
 } CallScanState;
 
@@ -201,6 +200,18 @@ columns_only(RelOptInfo *rel, Node *node)
 	return ok;
 }
 
+/* columns_only() for each clause of a list of RestrictInfos. */
+static bool
+clauses_columns_only(RelOptInfo *rel, List *rinfos)
+{
+	ListCell   *lc;
+
+	foreach(lc, rinfos)
+		if (!columns_only(rel, (Node *) lfirst_node(RestrictInfo, lc)->clause))
+			return false;
+	return true;
+}
+
 /*
  * set_rel_pathlist_hook: a call of a function returning one
  * hokusai_auth.validation row, alone in its FROM item, is scanned by a
@@ -214,7 +225,6 @@ call_scan_paths(PlannerInfo *root, RelOptInfo *rel, Index rti,
 	FuncExpr   *fexpr;
 	Path	   *fscan;
 	CustomPath *cpath;
-	ListCell   *lc;
 
 	if (prev_set_rel_pathlist)
 		prev_set_rel_pathlist(root, rel, rti, rte);
@@ -235,15 +245,11 @@ call_scan_paths(PlannerInfo *root, RelOptInfo *rel, Index rti,
 		return;
 
 	/* The columns read above the scan and by its own clauses. */
-	if (!columns_only(rel, (Node *) rel->reltarget->exprs))
+	if (!columns_only(rel, (Node *) rel->reltarget->exprs) ||
+		!clauses_columns_only(rel, rel->baserestrictinfo) ||
+		(fscan->param_info &&
+		 !clauses_columns_only(rel, fscan->param_info->ppi_clauses)))
 		return;
-	foreach(lc, rel->baserestrictinfo)
-		if (!columns_only(rel, (Node *) lfirst_node(RestrictInfo, lc)->clause))
-			return;
-	if (fscan->param_info)
-		foreach(lc, fscan->param_info->ppi_clauses)
-			if (!columns_only(rel, (Node *) lfirst_node(RestrictInfo, lc)->clause))
-				return;
 
 	cpath = makeNode(CustomPath);
 	cpath->path.pathtype = T_CustomScan;
@@ -408,7 +414,6 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 	int			nargs = list_length(fexpr->args);
 	AclResult	aclresult;
 	ListCell   *lc;
-	int			i = 0;
 
 	/*
 	 * The call, set up as a Function Scan sets up its own (execSRF.c): the
@@ -431,22 +436,20 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 	foreach(lc, fexpr->args)
 	{
 		Expr	   *arg = (Expr *) lfirst(lc);
+		int			argno = foreach_current_index(lc);
 
 		if (IsA(arg, Const))
 		{
-			cs->fcinfo->args[i].value = ((Const *) arg)->constvalue;
-			cs->fcinfo->args[i].isnull = ((Const *) arg)->constisnull;
+			cs->fcinfo->args[argno].value = ((Const *) arg)->constvalue;
+			cs->fcinfo->args[argno].isnull = ((Const *) arg)->constisnull;
 			cs->const_null |= ((Const *) arg)->constisnull;
 		}
 		else
 		{
-			cs->argnos[list_length(cs->args)] = i;
+			cs->argnos[list_length(cs->args)] = argno;
 			cs->args = lappend(cs->args, ExecInitExpr(arg, &node->ss.ps));
 		}
-		i++;
 	}
-	i = 0;
-	cs->fexpr = fexpr;
 	cs->rowtype = fexpr->funcresulttype;
 
 	/* Scan column -> row attribute and type, checked by row_desc(). */
@@ -458,9 +461,8 @@ call_begin(CustomScanState *node, EState *estate, int eflags)
 		Var		   *var = castNode(Var, lfirst_node(TargetEntry, lc)->expr);
 
 		Assert(var->varattno > 0);
-		cs->attnos[i] = var->varattno;
-		cs->atttypes[i] = var->vartype;
-		i++;
+		cs->attnos[foreach_current_index(lc)] = var->varattno;
+		cs->atttypes[foreach_current_index(lc)] = var->vartype;
 	}
 	load_row_desc(cs);
 }
@@ -498,7 +500,7 @@ call_function(CallScanState *cs)
 	ListCell   *lc;
 	int			i = 0;
 
-	if (cs->calls == 0)
+	if (!cs->called)
 		cxt = cs->css.ss.ps.state->es_query_cxt;
 	else
 	{
@@ -558,7 +560,7 @@ call_function(CallScanState *cs)
 	cs->row = result;
 	cs->row_isnull = isnull;
 	cs->have_row = true;
-	cs->calls++;
+	cs->called = true;
 }
 
 /* ExecScan's access method: the row once per (re)scan, then nothing. */
@@ -644,7 +646,10 @@ call_end(CustomScanState *node)
 	cs->rowcxt = NULL;
 }
 
-/* EXPLAIN: the call, as a Function Scan shows it under VERBOSE. */
+/*
+ * EXPLAIN: the call.  A Function Scan shows it under VERBOSE only; its
+ * header names the function, this node's does not, so it is always shown.
+ */
 static void
 call_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 {
