@@ -449,8 +449,16 @@ for (const d of document.querySelectorAll('dialog')) {
 }
 
 // The key shown once.  It is only in this closure and in #secret-value while
-// the dialog is open; closing it removes both.
+// the dialog is open; closing it removes both, before the dialog is hidden
+// (Done, Escape): the dialog's close event comes a task later.
 let secret = null;
+
+function forgetSecret() {
+	secret = null;
+	$('#secret-value').textContent = '';
+	$('#secret-copied').textContent = '';
+	try { getSelection().removeAllRanges(); } catch (e) { /* nothing selected */ }
+}
 
 function showSecret(key, about) {
 	secret = key;
@@ -462,14 +470,15 @@ function showSecret(key, about) {
 	$('#secret-copy').focus();
 }
 
+$('#secret-dialog').addEventListener('cancel', forgetSecret);
 $('#secret-dialog').addEventListener('close', () => {
-	secret = null;
-	$('#secret-value').textContent = '';
-	$('#secret-copied').textContent = '';
-	try { getSelection().removeAllRanges(); } catch (e) { /* nothing selected */ }
+	forgetSecret();
 	restoreFocus();
 });
-$('#secret-done').addEventListener('click', () => $('#secret-dialog').close());
+$('#secret-done').addEventListener('click', () => {
+	forgetSecret();
+	$('#secret-dialog').close();
+});
 $('#secret-copy').addEventListener('click', async () => {
 	const out = $('#secret-copied');
 	if (!secret) return;
