@@ -124,7 +124,15 @@ slot_get(const HkWindow *w, int s)
 	return w->ring[s];
 }
 
-/* Move the ring forward to sub-bucket b, dropping what fell out. */
+/*
+ * Move the ring forward to sub-bucket b, dropping what fell out.
+ *
+ * Only the sub-buckets from the oldest non-empty one to the newest can hold
+ * counts (the rest of the ring is zero), so only those of them that leave
+ * are read and cleared: a key called once a second clears one slot of its
+ * burst ring, not all 61 (with many keys, each slot line written was a
+ * cache miss).
+ */
 static void
 window_advance(HkWindow *w, int64 b)
 {
@@ -132,18 +140,22 @@ window_advance(HkWindow *w, int64 b)
 
 	if (b <= *w->newest)
 		return;
-	if (b - *w->newest >= HK_RL_RING)
+	if (*w->total > 0)
 	{
-		for (i = 0; i < HK_RL_RING; i++)
-			count_set(w, i, 0);
-		*w->total = 0;
-	}
-	else
-		for (i = *w->newest + 1; i <= b; i++)
+		int			age = (ring_slot(*w->newest) - *w->oldest + HK_RL_RING) % HK_RL_RING;
+
+		/*
+		 * Moving to sub-bucket i reuses the slot of i - 61, which holds a
+		 * count only if i - 61 is not older than the oldest non-empty one
+		 * (newest - age) and not newer than the newest.
+		 */
+		for (i = *w->newest - age + HK_RL_RING;
+			 i <= b && i <= *w->newest + HK_RL_RING; i++)
 		{
 			*w->total -= count_get(w, i);
 			count_set(w, i, 0);
 		}
+	}
 	*w->newest = b;
 
 	/* The oldest non-empty sub-bucket fell out: find the next one. */

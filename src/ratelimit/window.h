@@ -28,14 +28,16 @@
  */
 typedef struct HkLimiterState
 {
+	/* What every call reads, together at the start (one cache line). */
 	int64		hour_bucket;	/* index of the newest hour sub-bucket */
 	int64		burst_bucket;	/* index of the newest burst sub-bucket */
 	uint32		hour_total;		/* sum of hour[] */
 	uint32		burst_total;	/* sum of burst[] */
-	uint32		hour[HK_RL_RING];
-	uint32		burst[HK_RL_RING];
 	uint8		hour_oldest;	/* ring slot of the oldest non-empty one */
 	uint8		burst_oldest;
+	/* Of the rings, a call touches a slot or two of each. */
+	uint32		hour[HK_RL_RING];
+	uint32		burst[HK_RL_RING];
 } HkLimiterState;
 
 /* Which limit refused a request. */

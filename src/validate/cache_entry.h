@@ -55,28 +55,32 @@ typedef struct HkCacheEntry
 	TimestampTz filled_at;
 	pg_atomic_uint32 last_used; /* seconds since cache start */
 	pg_atomic_uint32 last_touch;	/* last usage touch, same clock */
-	/* The rest: read on a hit. */
+	/* What every hit reads, in the second line. */
 	pg_uuid_t	key_id;
 	pg_uuid_t	user_id;
 	TimestampTz expires_at;
 	int32		rate_limit_per_hour;
 	int32		burst_limit;
+	int32		user_rate_limit_per_hour;	/* metering: the owner's limits */
+	int32		user_burst_limit;
+	bool		has_credits;
+	uint8		refill_interval;
+	/* Read only when the key has them. */
+	pg_uuid_t	credits_key;	/* metering: whose balance, and its refill */
+	int64		refill_amount;
 	HkCidr		allowed[HK_CACHE_MAX_CIDRS];
 	/* authorization: the key's scopes, packed, when they fit */
 	char		scopes[HK_CACHE_SCOPE_BYTES];
-	/* metering: the key's credits and refill, its owner's limits */
-	bool		has_credits;
-	uint8		refill_interval;
-	int32		user_rate_limit_per_hour;
-	int32		user_burst_limit;
-	pg_uuid_t	credits_key;
-	int64		refill_amount;
 } HkCacheEntry;
 
 StaticAssertDecl(sizeof(HkCacheEntry) == 256, "cache entry must be 256 bytes");
+StaticAssertDecl(HK_CACHE_WAYS * sizeof(pg_atomic_uint32) == 64,
+				 "a set's tags must fill one cache line");
 /* 64: the line of today's CPUs (PG_CACHE_LINE_SIZE, 128, is the alignment). */
 StaticAssertDecl(offsetof(HkCacheEntry, last_touch) + sizeof(pg_atomic_uint32) <= 64,
 				 "what a probe reads must fit in the entry's first cache line");
+StaticAssertDecl(offsetof(HkCacheEntry, refill_interval) < 128,
+				 "what every hit reads must fit in the entry's second cache line");
 
 typedef struct HkCacheShared
 {
@@ -84,12 +88,65 @@ typedef struct HkCacheShared
 	TimestampTz started_at;
 	uint32		nsets;
 	pg_atomic_uint64 generation;
-	/* Cache-line aligned (ShmemInitStruct() returns aligned memory). */
+
+	/*
+	 * Cache-line aligned (ShmemInitStruct() returns aligned memory).  After
+	 * the nsets * HK_CACHE_WAYS entries come as many tags (see set_tags()).
+	 */
 	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER] pg_attribute_aligned(PG_CACHE_LINE_SIZE);
 } HkCacheShared;
 
 extern HkCacheShared *hk_cache_shm;
 extern LWLockPadded *hk_cache_locks;
+
+/*
+ * The tag of a digest: 32 bits of it that do not pick its set (digest_set()
+ * reads the first 8 bytes), never 0, which marks a way that holds nothing.
+ */
+static inline uint32
+digest_tag(const uint8 *digest)
+{
+	uint32		tag;
+
+	memcpy(&tag, digest + 8, sizeof(tag));
+	return tag != 0 ? tag : 1;
+}
+
+/*
+ * The way a digest is put in when it is free (cache.c's choose_slot()), so
+ * that a probe can ask for that entry at once, while it reads the set's
+ * tags: in a set that is not full, most keys are in their home way.
+ */
+static inline int
+digest_home_way(const uint8 *digest)
+{
+	return digest[12] % HK_CACHE_WAYS;
+}
+
+/*
+ * The tags of a set's ways, one cache line: tag i is the tag of way i's
+ * digest, or 0.  A probe reads this line and then only the ways whose tag
+ * matches; without it, a probe read the first line of every entry it
+ * passed, and with many keys each was a cache miss.  A tag is a hint: the
+ * entry is still checked in full (see cache.c's banner).
+ */
+static inline pg_atomic_uint32 *
+set_tags(uint32 set)
+{
+	pg_atomic_uint32 *tags = (pg_atomic_uint32 *)
+		&hk_cache_shm->entries[hk_cache_shm->nsets * HK_CACHE_WAYS];
+
+	return &tags[set * HK_CACHE_WAYS];
+}
+
+/* The tag of entry e (its way's slot in its set's tag line). */
+static inline pg_atomic_uint32 *
+entry_tag(const HkCacheEntry *e)
+{
+	uint32		index = (uint32) (e - hk_cache_shm->entries);
+
+	return &set_tags(index / HK_CACHE_WAYS)[index % HK_CACHE_WAYS];
+}
 
 extern Oid	hk_cache_nspid(void);
 
@@ -184,12 +241,20 @@ entry_to_state(const HkCacheEntry *e, HkKeyState *st, bool *ips_overflow)
 	st->scopes = st->scopes_buf;
 	if (st->scopes_len > 0)
 		memcpy(st->scopes_buf, e->scopes, st->scopes_len);
-	st->has_credits = e->has_credits;
-	st->credits_key = e->credits_key;
-	st->refill_amount = e->refill_amount;
-	st->refill_interval = e->refill_interval;
 	st->user_rate_limit_per_hour = e->user_rate_limit_per_hour;
 	st->user_burst_limit = e->user_burst_limit;
+	st->has_credits = e->has_credits;
+	st->refill_interval = e->refill_interval;
+	if (st->has_credits)
+	{
+		st->credits_key = e->credits_key;
+		st->refill_amount = e->refill_amount;
+	}
+	else
+	{
+		memset(&st->credits_key, 0, sizeof(st->credits_key));
+		st->refill_amount = 0;
+	}
 }
 
 #endif							/* HK_CACHE_ENTRY_H */

@@ -12,7 +12,8 @@
 #include "validate/stats.h"
 
 /*
- * Look digest up in its set without the lock (see the banner).  Returns
+ * Look digest up in its set without the lock (see the banner): only the
+ * ways whose tag is the digest's.  Returns
  * false ("take the lock") when a read was torn or a touch is due, else
  * true with the outcome in *result.
  */
@@ -21,15 +22,24 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 				HkKeyState *st, bool *ips_overflow, HkCacheResult *result)
 {
 	HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
+	pg_atomic_uint32 *tags = set_tags(set);
+	uint32		tag = digest_tag(digest);
 	bool		torn = false;
 	int			i;
 
+	/* The digest's home way, where it most likely is, with its tags. */
+	hk_prefetch(&e[digest_home_way(digest)]);
+	hk_prefetch((char *) &e[digest_home_way(digest)] + 64);
 	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
 	{
-		uint32		before = pg_atomic_read_u32(&e->changes);
+		uint32		before;
 		bool		fresh;
 		uint32		tick;
 
+		if (pg_atomic_read_u32(&tags[i]) != tag)
+			continue;
+		pg_read_barrier();
+		before = pg_atomic_read_u32(&e->changes);
 		pg_read_barrier();
 		if (before & 1)
 		{
