@@ -21,17 +21,23 @@ static bool
 lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 				HkKeyState *st, bool *ips_overflow, HkCacheResult *result)
 {
-	HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
+	HkCacheEntry *base = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
 	pg_atomic_uint32 *tags = set_tags(set);
 	uint32		tag = digest_tag(digest);
+	uint32		home = (uint32) digest_home_way(digest);
 	bool		torn = false;
-	int			i;
+	uint32		n;
 
-	/* The digest's home way, where it most likely is, with its tags. */
-	hk_prefetch(&e[digest_home_way(digest)]);
-	hk_prefetch((char *) &e[digest_home_way(digest)] + 64);
-	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
+	/*
+	 * The digest's home way, where it most likely is: its entry is asked
+	 * for while the tags are read, and the probe starts there.
+	 */
+	hk_prefetch(&base[home]);
+	hk_prefetch((char *) &base[home] + 64);
+	for (n = 0; n < HK_CACHE_WAYS; n++)
 	{
+		uint32		i = (home + n) % HK_CACHE_WAYS;
+		HkCacheEntry *e = &base[i];
 		uint32		before;
 		bool		fresh;
 		uint32		tick;
