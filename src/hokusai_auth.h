@@ -39,17 +39,6 @@ extern void hk_shmem_init(void);
 extern bool hk_shmem_ready(void);
 extern void hk_require_preload(void);
 
-/*
- * Ask the CPU to fetch the cache line of p: a hint, for shared structures
- * that a call reaches at random addresses (with many keys, each line is a
- * cache miss; asked for together, the misses overlap).
- */
-#if defined(__GNUC__) || defined(__clang__)
-#define hk_prefetch(p)			__builtin_prefetch((p), 0)
-#else
-#define hk_prefetch(p)			((void) 0)
-#endif
-
 /* Schema names used in queries the C code runs. */
 #define HK_SCHEMA "hokusai_auth"
 

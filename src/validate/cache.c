@@ -4,7 +4,7 @@
  *	  A fixed-size shared-memory cache of validated keys.
  *
  * Layout.  One HkCacheShared struct followed by nsets * HK_CACHE_WAYS
- * entries, then one line of tags per set (cache_entry.h).  An entry is found by a keyed BLAKE2b-256 digest of the whole key
+ * entries.  An entry is found by a keyed BLAKE2b-256 digest of the whole key
  * (hk_key_digest; the 32-byte digest key is drawn at server start and lives
  * only in shared memory, so digests mean nothing outside this server run).  The digest picks
  * a set of HK_CACHE_WAYS entries; a set belongs to one of HK_CACHE_PARTITIONS
@@ -49,15 +49,6 @@
  *	  the fields, read barrier, change count read again and compared.
  *	  Fields read that way are used only once the count has been found
  *	  unchanged (a count still odd, or moved, means: take the lock).
- *	- A way's tag (cache_entry.h) is written with its entry, after
- *	  entry_begin_write(): the digest's tag by an insert, 0 by a clear.  The
- *	  read without the lock reads the set's tags, a read barrier, and then
- *	  only the entries whose tag is the digest's, as above.  A reader that
- *	  sees a tag being written therefore finds the entry's change count odd
- *	  and takes the lock; one that saw the tag before it was written finds
- *	  no entry, which is what it would have found a moment earlier (a key
- *	  being inserted is a miss until its insert is done).  The locked read
- *	  does not use the tags.
  *	- last_used is an atomic that readers set with or without the lock; it
  *	  only steers eviction, so a lost update is harmless.  last_touch is an
  *	  atomic swapped under the shared lock by the one backend that wins it.
@@ -111,7 +102,7 @@ hk_cache_shmem_size(void)
 {
 	return add_size(offsetof(HkCacheShared, entries),
 					mul_size(mul_size(cache_nsets(), HK_CACHE_WAYS),
-							 sizeof(HkCacheEntry) + sizeof(pg_atomic_uint32)));
+							 sizeof(HkCacheEntry)));
 }
 
 /* From shmem_request_hook: the cache and its partition locks. */
@@ -144,7 +135,6 @@ hk_cache_shmem_startup(void)
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].changes, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_used, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_touch, 0);
-		pg_atomic_init_u32(entry_tag(&hk_cache_shm->entries[i]), 0);
 	}
 }
 
@@ -225,49 +215,28 @@ hk_cache_advance_generation(void)
 	pg_atomic_fetch_add_u64(&hk_cache_shm->generation, 1);
 }
 
-/* Does e hold digest, for this database? */
-static inline bool
-slot_holds(const HkCacheEntry *e, const uint8 *digest)
-{
-	return (e->flags & HKE_USED) &&
-		memcmp(e->digest, digest, HK_DIGEST_LEN) == 0 &&
-		e->dbid == MyDatabaseId;
-}
-
-/* Is e empty, or stale? */
-static inline bool
-slot_free(const HkCacheEntry *e, TimestampTz now)
-{
-	return !(e->flags & HKE_USED) || !entry_fresh(e, now);
-}
-
 /*
- * Pick the slot for digest in its set: the entry with the same digest, the
- * digest's home way if it is empty or stale, another empty or stale one,
- * or else the least recently used.  Caller holds the set's partition lock
- * exclusively.
+ * Pick the slot for digest in its set: the entry with the same digest, an
+ * empty or stale one, or else the least recently used.  Caller holds the
+ * set's partition lock exclusively.
  */
 static HkCacheEntry *
 choose_slot(uint32 set, const uint8 *digest, TimestampTz now)
 {
 	HkCacheEntry *base = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
-	HkCacheEntry *home = &base[digest_home_way(digest)];
 	HkCacheEntry *victim = NULL;
 	uint32		oldest = PG_UINT32_MAX;
 	int			i;
 
-	/* Never two entries of one digest in a set. */
-	for (i = 0; i < HK_CACHE_WAYS; i++)
-		if (slot_holds(&base[i], digest))
-			return &base[i];
-	if (slot_free(home, now))
-		return home;
 	for (i = 0; i < HK_CACHE_WAYS; i++)
 	{
 		HkCacheEntry *e = &base[i];
 		uint32		used;
 
-		if (slot_free(e, now))
+		if (!(e->flags & HKE_USED) ||
+			(memcmp(e->digest, digest, HK_DIGEST_LEN) == 0 &&
+			 e->dbid == MyDatabaseId) ||
+			!entry_fresh(e, now))
 			return e;
 		used = pg_atomic_read_u32(&e->last_used);
 		if (used < oldest)
@@ -301,7 +270,6 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	}
 	e = choose_slot(set, digest, now);
 	entry_begin_write(e);
-	pg_atomic_write_u32(entry_tag(e), digest_tag(digest));
 	memcpy(e->digest, digest, HK_DIGEST_LEN);
 	e->dbid = MyDatabaseId;
 	e->nspid = nspid;
@@ -432,7 +400,6 @@ clear_visitor(HkCacheEntry *e, void *arg)
 		return false;
 	entry_begin_write(e);
 	e->flags = 0;
-	pg_atomic_write_u32(entry_tag(e), 0);
 	entry_end_write(e);
 	return true;
 }

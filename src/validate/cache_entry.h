@@ -74,8 +74,6 @@ typedef struct HkCacheEntry
 } HkCacheEntry;
 
 StaticAssertDecl(sizeof(HkCacheEntry) == 256, "cache entry must be 256 bytes");
-StaticAssertDecl(HK_CACHE_WAYS * sizeof(pg_atomic_uint32) == 64,
-				 "a set's tags must fill one cache line");
 /* 64: the line of today's CPUs (PG_CACHE_LINE_SIZE, 128, is the alignment). */
 StaticAssertDecl(offsetof(HkCacheEntry, last_touch) + sizeof(pg_atomic_uint32) <= 64,
 				 "what a probe reads must fit in the entry's first cache line");
@@ -88,65 +86,12 @@ typedef struct HkCacheShared
 	TimestampTz started_at;
 	uint32		nsets;
 	pg_atomic_uint64 generation;
-
-	/*
-	 * Cache-line aligned (ShmemInitStruct() returns aligned memory).  After
-	 * the nsets * HK_CACHE_WAYS entries come as many tags (see set_tags()).
-	 */
+	/* Cache-line aligned (ShmemInitStruct() returns aligned memory). */
 	HkCacheEntry entries[FLEXIBLE_ARRAY_MEMBER] pg_attribute_aligned(PG_CACHE_LINE_SIZE);
 } HkCacheShared;
 
 extern HkCacheShared *hk_cache_shm;
 extern LWLockPadded *hk_cache_locks;
-
-/*
- * The tag of a digest: 32 bits of it that do not pick its set (digest_set()
- * reads the first 8 bytes), never 0, which marks a way that holds nothing.
- */
-static inline uint32
-digest_tag(const uint8 *digest)
-{
-	uint32		tag;
-
-	memcpy(&tag, digest + 8, sizeof(tag));
-	return tag != 0 ? tag : 1;
-}
-
-/*
- * The way a digest is put in when it is free (cache.c's choose_slot()), so
- * that a probe can ask for that entry at once, while it reads the set's
- * tags: in a set that is not full, most keys are in their home way.
- */
-static inline int
-digest_home_way(const uint8 *digest)
-{
-	return digest[12] % HK_CACHE_WAYS;
-}
-
-/*
- * The tags of a set's ways, one cache line: tag i is the tag of way i's
- * digest, or 0.  A probe reads this line and then only the ways whose tag
- * matches; without it, a probe read the first line of every entry it
- * passed, and with many keys each was a cache miss.  A tag is a hint: the
- * entry is still checked in full (see cache.c's banner).
- */
-static inline pg_atomic_uint32 *
-set_tags(uint32 set)
-{
-	pg_atomic_uint32 *tags = (pg_atomic_uint32 *)
-		&hk_cache_shm->entries[hk_cache_shm->nsets * HK_CACHE_WAYS];
-
-	return &tags[set * HK_CACHE_WAYS];
-}
-
-/* The tag of entry e (its way's slot in its set's tag line). */
-static inline pg_atomic_uint32 *
-entry_tag(const HkCacheEntry *e)
-{
-	uint32		index = (uint32) (e - hk_cache_shm->entries);
-
-	return &set_tags(index / HK_CACHE_WAYS)[index % HK_CACHE_WAYS];
-}
 
 extern Oid	hk_cache_nspid(void);
 

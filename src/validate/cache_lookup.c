@@ -12,8 +12,7 @@
 #include "validate/stats.h"
 
 /*
- * Look digest up in its set without the lock (see the banner): only the
- * ways whose tag is the digest's.  Returns
+ * Look digest up in its set without the lock (see the banner).  Returns
  * false ("take the lock") when a read was torn or a touch is due, else
  * true with the outcome in *result.
  */
@@ -21,31 +20,16 @@ static bool
 lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 				HkKeyState *st, bool *ips_overflow, HkCacheResult *result)
 {
-	HkCacheEntry *base = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
-	pg_atomic_uint32 *tags = set_tags(set);
-	uint32		tag = digest_tag(digest);
-	uint32		home = (uint32) digest_home_way(digest);
+	HkCacheEntry *e = &hk_cache_shm->entries[set * HK_CACHE_WAYS];
 	bool		torn = false;
-	uint32		n;
+	int			i;
 
-	/*
-	 * The digest's home way, where it most likely is: its entry is asked
-	 * for while the tags are read, and the probe starts there.
-	 */
-	hk_prefetch(&base[home]);
-	hk_prefetch((char *) &base[home] + 64);
-	for (n = 0; n < HK_CACHE_WAYS; n++)
+	for (i = 0; i < HK_CACHE_WAYS; i++, e++)
 	{
-		uint32		i = (home + n) % HK_CACHE_WAYS;
-		HkCacheEntry *e = &base[i];
-		uint32		before;
+		uint32		before = pg_atomic_read_u32(&e->changes);
 		bool		fresh;
 		uint32		tick;
 
-		if (pg_atomic_read_u32(&tags[i]) != tag)
-			continue;
-		pg_read_barrier();
-		before = pg_atomic_read_u32(&e->changes);
 		pg_read_barrier();
 		if (before & 1)
 		{
