@@ -55,8 +55,9 @@
 #      on its own.)  Both validate runs have the same cache contents; each
 #      run checks that every call was a cache hit admitted by the limiter
 #      (lib.sh's bench_check).  The lookups alone are printed to show that
-#      they cost the same.  Rounds alternate (lib.sh); then the same
-#      comparison in one backend.
+#      they cost the same, and so is the usage worker's CPU time during each
+#      validate run (its last_used_at writes, one per key a minute).  Rounds
+#      alternate (lib.sh); then the same comparison in one backend.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 hk_bench_setup
@@ -173,11 +174,24 @@ chmod 644 "$DIR"/*.sql
 
 echo
 echo "pgbench -n -M prepared -c 2 -j 2 -T $SECS per run; $HK_BENCH_ROUNDS alternating rounds; load average before: $(bench_load)"
-declare -A tps cpu
+# The usage worker's CPU time, in ms, so far (0 when it is not running):
+# with 100,000 keys it writes last_used_at for each key once a minute.
+WORKER_PID=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hokusai_auth usage worker'")
+worker_ms()
+{
+	if [ -n "$WORKER_PID" ] && [ -r "/proc/$WORKER_PID/stat" ]; then
+		awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$WORKER_PID/stat"
+	else
+		echo 0
+	fi
+}
+
+declare -A tps cpu wcpu
 r_scale=() r_sel=() c_scale=() r_lk=() c_net=()
 for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
 	declare -A this=() thisc=()
 	for w in $(bench_order "$round" select1 lookup_small lookup small large); do
+		w0=$(worker_ms)
 		case $w in
 		select1) read -r t _ _ c < <(bench_pgbench none -f "$DIR/select1.sql") ;;
 		lookup_small) read -r t _ _ c < <(bench_pgbench none -f "$DIR/lookup.bench_small.sql") ;;
@@ -187,6 +201,7 @@ for ((round = 1; round <= HK_BENCH_ROUNDS; round++)); do
 		esac
 		[ -n "$t" ] || exit 1
 		tps[$w]+=" $t"; cpu[$w]+=" $c"; this[$w]=$t; thisc[$w]=$c
+		wcpu[$w]+=" $(( $(worker_ms) - w0 ))"
 	done
 	c_scale+=("$(echo "${thisc[small]} / ${thisc[large]}" | bc -l)")
 	r_scale+=("$(echo "${this[large]} / ${this[small]}" | bc -l)")
@@ -215,6 +230,9 @@ printf 'the key lookup alone, bench_keys vs bench_small (%d rows each; the same 
 printf 'validate_key alone, %d keys vs %d keys, CPU per transaction less its lookup'"'"'s (small / large): %s\n' \
 	"$NKEYS" "$NSMALL" "$(bench_fmt %.3f "${c_net[@]}")"
 printf '%d keys vs SELECT 1: %s\n' "$NSMALL" "$(bench_fmt %.3f "${r_sel[@]}")"
+# shellcheck disable=SC2086
+printf 'usage worker CPU per run, ms (last_used_at writes): %d keys %s, %d keys %s\n' \
+	"$NSMALL" "$(bench_fmt %.0f ${wcpu[small]})" "$NKEYS" "$(bench_fmt %.0f ${wcpu[large]})"
 echo "load average after: $(bench_load)"
 
 # The same comparison in one backend, without pgbench and the round trips:
