@@ -28,7 +28,7 @@
  */
 typedef struct HkLimiterState
 {
-	/* What every call reads, together at the start (one cache line). */
+	/* What every call reads, together at the start, beside the entry's key. */
 	int64		hour_bucket;	/* index of the newest hour sub-bucket */
 	int64		burst_bucket;	/* index of the newest burst sub-bucket */
 	uint32		hour_total;		/* sum of hour[] */

@@ -1,8 +1,9 @@
 # The key cache when its sets fill up (docs/cache.md, "Entries and
 # sizing"): with more keys than the cache holds, every key still validates,
 # entries are evicted and counted, and the entries of the keys in use are
-# then found again, wherever in the set eviction put them.  Once every entry has aged out, each key is verified
-# again once and then found: a hit every time.
+# then found again, wherever in the set eviction put them.  Once every
+# entry has aged out, each key is verified again once and then found: a hit
+# every time.
 use strict;
 use warnings;
 
