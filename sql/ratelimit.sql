@@ -266,6 +266,22 @@ SELECT hokusai_auth.rate_limit_reset(:'k_id') AS had_state;
 SELECT status, remaining FROM hokusai_auth.validate_key(:'k_key');
 SELECT details->'changes' FROM hokusai_auth.audit_log
  WHERE api_key_id = :'k_id' ORDER BY id DESC LIMIT 1;
+-- A reset frees the key's slot of the limiter, and the next key to be
+-- tracked takes it (the free list is last in, first out), while the reset
+-- key's cache entry still names that slot: the reset key's next call finds
+-- that the slot is no longer its own and starts afresh, and neither key
+-- counts on the other's state (src/ratelimit/limiter.c, "Hints").
+SELECT * FROM hokusai_auth.create_key(:'lim', 'first of a slot', rate_limit_per_hour => 5) \gset h1_
+SELECT * FROM hokusai_auth.create_key(:'lim', 'second of a slot', rate_limit_per_hour => 7) \gset h2_
+SELECT i, status, remaining FROM generate_series(1, 2) i,
+	LATERAL hokusai_auth.validate_key(left(:'h1_key' || i, 54)) v;
+SELECT hokusai_auth.rate_limit_reset(:'h1_id') AS had_state;
+SELECT 'second' AS key, status, remaining FROM hokusai_auth.validate_key(:'h2_key');
+SELECT 'first' AS key, status, remaining FROM hokusai_auth.validate_key(:'h1_key');
+SELECT 'second' AS key, status, remaining FROM hokusai_auth.validate_key(:'h2_key');
+SELECT k.name, s.requests_last_hour, s.remaining
+  FROM hokusai_auth.api_keys k, LATERAL hokusai_auth.rate_limit_status(k.id) s
+ WHERE k.id IN (:'h1_id', :'h2_id') ORDER BY k.name;
 -- Burst: NULL burst_limit follows hokusai_auth.default_burst_limit (10).
 SELECT * FROM hokusai_auth.create_key(:'lim', 'bursty', rate_limit_per_hour => 1000) \gset b_
 SELECT count(*) FILTER (WHERE v.valid) AS admitted, count(*) FILTER (WHERE v.status = 'rate_limited') AS limited,

@@ -42,4 +42,11 @@ extern void hk_require_preload(void);
 /* Schema names used in queries the C code runs. */
 #define HK_SCHEMA "hokusai_auth"
 
+/* Ask the CPU to start loading the line at p; reads nothing, never faults. */
+#if defined(__GNUC__) || defined(__clang__)
+#define hk_prefetch(p) __builtin_prefetch(p)
+#else
+#define hk_prefetch(p) ((void) (p))
+#endif
+
 #endif							/* HOKUSAI_AUTH_H */

@@ -183,15 +183,18 @@ fail_closed(const HkAdmission *a, bool has_user, TimestampTz now,
 	HkBalance	empty;
 	HkAdmitStates s;
 
+	uint32		key_hint = a->key_hint;
+
 	hk_balance_init(&empty, 0, 0, 0, HK_REFILL_NONE);
 	closed.refill.interval = HK_REFILL_NONE;
-	s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
+	s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id, &key_hint);
 	s.credits = &empty;
-	s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+	s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id,
+										hk_limiter_user_hint(s.key)) : NULL;
 	hk_admit_decide(&closed, &s, now, r);
 	if (s.user != NULL)
-		hk_limiter_unlock(HK_LIMITER_USER, s.user);
-	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+		hk_limiter_unlock(s.user);
+	hk_limiter_unlock(s.key);
 	hk_limiter_note(r->refused_by);
 }
 
@@ -213,11 +216,12 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 	HkLimiterState user_copy;
 	HkBalance	balance_copy;
 	int			tries = 0;
+	uint32		key_hint = a->key_hint;
 
 	hk_limiter_prepare(now);
 	for (;;)
 	{
-		s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id);
+		s.key = hk_limiter_lock(HK_LIMITER_KEY, &a->key_id, &key_hint);
 		s.credits = NULL;
 		if (a->metered)
 		{
@@ -225,7 +229,7 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 			if (ce == NULL)
 			{
 				/* Not in memory: load it with no lock held, then start again. */
-				hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+				hk_limiter_unlock(s.key);
 				if (++tries >= HK_ADMIT_TRIES || !hk_credits_ensure(&a->credits_key))
 				{
 					fail_closed(a, has_user, now, r);
@@ -235,7 +239,8 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 			}
 			s.credits = &ce->b;
 		}
-		s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id) : NULL;
+		s.user = has_user ? hk_limiter_lock(HK_LIMITER_USER, &a->user_id,
+											hk_limiter_user_hint(s.key)) : NULL;
 		break;
 	}
 
@@ -256,7 +261,7 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 		copies.user = &user_copy;
 	}
 	if (s.user != NULL)
-		hk_limiter_unlock(HK_LIMITER_USER, s.user);
+		hk_limiter_unlock(s.user);
 	if (ce != NULL)
 	{
 		if (r->refilled || (r->admitted && a->cost > 0))
@@ -282,7 +287,9 @@ hk_admit(const HkAdmission *a, TimestampTz now, HkAdmitResult *r)
 	}
 	if (ce != NULL)
 		hk_credits_unlock(ce);
-	hk_limiter_unlock(HK_LIMITER_KEY, s.key);
+	hk_limiter_unlock(s.key);
+	if (key_hint != a->key_hint && a->key_hint_at != NULL)
+		pg_atomic_write_u32(a->key_hint_at, key_hint);
 	if (!r->admitted)
 	{
 		report_user(a, &copies, now, r);

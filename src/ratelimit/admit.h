@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "port/atomics.h"
 #include "utils/uuid.h"
 
 #include "metering/balance.h"
@@ -35,6 +36,10 @@ typedef struct HkAdmission
 	pg_uuid_t	credits_key;	/* whose balance */
 	HkRefill	refill;
 	int32		cost;			/* credits and units of each limit, >= 0 */
+	/* Where the key's limiter state is believed to be (limiter.c), and
+	 * where to remember it when it turns out elsewhere (NULL: nowhere). */
+	uint32		key_hint;
+	pg_atomic_uint32 *key_hint_at;
 } HkAdmission;
 
 /* The states one decision works on; NULL for what does not apply. */

@@ -53,13 +53,18 @@ extern void hk_limiter_shmem_request(void);
 extern void hk_limiter_shmem_startup(void);
 
 /*
- * Admission (ratelimit/admit.c): attach and sweep, then lock the entries a
+ * Admission (ratelimit/admit.c): attach and sweep, then lock the states a
  * call needs (the key's, then the user's: ratelimit/admit.c), creating
- * them on first use.
+ * them on first use.  A hint is where the caller believes the state is
+ * (limiter.c's banner): the key cache keeps the key's, a key's slot its
+ * owner's; 0 when unknown.
  */
 extern void hk_limiter_prepare(TimestampTz now);
-extern HkLimiterState *hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id);
-extern void hk_limiter_unlock(HkLimiterKind kind, HkLimiterState *st);
+extern HkLimiterState *hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id,
+									   uint32 *hint);
+extern void hk_limiter_unlock(HkLimiterState *st);
+extern uint32 *hk_limiter_user_hint(HkLimiterState *key_state);
+extern void hk_limiter_prefetch(uint32 hint, TimestampTz now);
 extern void hk_limiter_note(HkRefusal refusal);
 
 extern bool hk_limiter_lookup(HkLimiterKind kind, const pg_uuid_t *id,

@@ -34,6 +34,7 @@
  */
 #include "postgres.h"
 
+#include "hokusai_auth.h"
 #include "ratelimit/window.h"
 
 /*
@@ -364,4 +365,19 @@ hk_limiter_state_idle(const HkLimiterState *st, TimestampTz now)
 
 	return st->hour_bucket + HK_RL_RING <= window_bucket(&hour, now) &&
 		st->burst_bucket + HK_RL_RING <= window_bucket(&second, now);
+}
+
+/*
+ * Start loading the ring slots a call at time now counts in (the newest
+ * sub-bucket of each window), before the state is locked: see
+ * hk_limiter_prefetch().  Reads nothing.
+ */
+void
+hk_limiter_state_prefetch(const HkLimiterState *st, TimestampTz now)
+{
+	HkWindow	hour = hour_window((HkLimiterState *) st);
+	HkWindow	burst = burst_window((HkLimiterState *) st);
+
+	hk_prefetch(&st->hour[ring_slot(window_bucket(&hour, now))]);
+	hk_prefetch(&st->burst[ring_slot(window_bucket(&burst, now))]);
 }

@@ -95,5 +95,6 @@ extern void hk_limiter_peek(HkLimiterState *st, TimestampTz now,
 							int32 per_hour, int32 burst,
 							HkLimiterDecision *d);
 extern bool hk_limiter_state_idle(const HkLimiterState *st, TimestampTz now);
+extern void hk_limiter_state_prefetch(const HkLimiterState *st, TimestampTz now);
 
 #endif							/* HK_WINDOW_H */

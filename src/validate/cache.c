@@ -135,6 +135,7 @@ hk_cache_shmem_startup(void)
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].changes, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_used, 0);
 		pg_atomic_init_u32(&hk_cache_shm->entries[i].last_touch, 0);
+		pg_atomic_init_u32(&hk_cache_shm->entries[i].limiter_hint, 0);
 	}
 }
 
@@ -277,6 +278,7 @@ insert_entry(const uint8 *digest, const HkKeyState *st, uint64 generation)
 	pg_atomic_write_u32(&e->last_used, now_tick(now));
 	/* The fill itself is noted as a use by the caller. */
 	pg_atomic_write_u32(&e->last_touch, now_tick(now));
+	pg_atomic_write_u32(&e->limiter_hint, 0);
 	if (st == NULL)
 	{
 		e->flags = HKE_USED | HKE_NEGATIVE;

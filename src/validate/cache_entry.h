@@ -65,6 +65,8 @@ typedef struct HkCacheEntry
 	int32		user_burst_limit;
 	bool		has_credits;
 	uint8		refill_interval;
+	/* The rate limiter's slot of the key, + 1; 0: unknown (a hint). */
+	pg_atomic_uint32 limiter_hint;
 	/* Read only when the key has them. */
 	pg_uuid_t	credits_key;	/* metering: whose balance, and its refill */
 	int64		refill_amount;
@@ -77,7 +79,7 @@ StaticAssertDecl(sizeof(HkCacheEntry) == 256, "cache entry must be 256 bytes");
 /* 64: the line of today's CPUs (PG_CACHE_LINE_SIZE, 128, is the alignment). */
 StaticAssertDecl(offsetof(HkCacheEntry, last_touch) + sizeof(pg_atomic_uint32) <= 64,
 				 "what a probe reads must fit in the entry's first cache line");
-StaticAssertDecl(offsetof(HkCacheEntry, refill_interval) < 128,
+StaticAssertDecl(offsetof(HkCacheEntry, limiter_hint) + sizeof(pg_atomic_uint32) <= 128,
 				 "what every hit reads must fit in the entry's second cache line");
 
 typedef struct HkCacheShared
@@ -190,6 +192,9 @@ entry_to_state(const HkCacheEntry *e, HkKeyState *st, bool *ips_overflow)
 	st->user_burst_limit = e->user_burst_limit;
 	st->has_credits = e->has_credits;
 	st->refill_interval = e->refill_interval;
+	/* Written without the entry's protocol: read alone, as a hint. */
+	st->limiter_hint_at = (pg_atomic_uint32 *) &e->limiter_hint;
+	st->limiter_hint = pg_atomic_read_u32(&st->limiter_hint_at[0]);
 	if (st->has_credits)
 	{
 		st->credits_key = e->credits_key;

@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "ratelimit/limiter.h"
 #include "validate/cache_entry.h"
 #include "validate/stats.h"
 
@@ -45,6 +46,8 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 		else
 		{
 			entry_to_state(e, st, ips_overflow);
+			/* With many keys, its limiter state's lines are misses. */
+			hk_limiter_prefetch(st->limiter_hint, now);
 			*result = HK_CACHE_HIT;
 		}
 		pg_read_barrier();
@@ -110,6 +113,7 @@ hk_cache_lookup(const uint8 *digest, TimestampTz now, HkKeyState *st,
 				pg_atomic_compare_exchange_u32(&e->last_touch, &last, tick);
 		}
 		entry_to_state(e, st, ips_overflow);
+		hk_limiter_prefetch(st->limiter_hint, now);
 		result = HK_CACHE_HIT;
 		break;
 	}

@@ -252,6 +252,8 @@ read_key_row(HeapTuple tup, TupleDesc desc, void *arg)
 	st->refill_interval = HK_REFILL_NONE;
 	st->user_rate_limit_per_hour = 0;
 	st->user_burst_limit = 0;
+	st->limiter_hint = 0;
+	st->limiter_hint_at = NULL;
 	if (desc->natts < 19)
 		return;
 	/* authorization */

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "utils/uuid.h"
 
 #include "common/cidr.h"
@@ -48,6 +49,9 @@ typedef struct HkKeyState
 	int			scopes_len;		/* bytes at scopes (packed, see scopes.h) */
 	char	   *scopes;
 	char		scopes_buf[HK_CACHE_SCOPE_BYTES];	/* storage for cache hits */
+	/* rate limiter: where its state is believed to be (cache hits only) */
+	uint32		limiter_hint;	/* 0: unknown */
+	pg_atomic_uint32 *limiter_hint_at;	/* the cache entry's; NULL: none */
 } HkKeyState;
 
 /* A credit balance as its row has it (metering/credits.c loads it). */

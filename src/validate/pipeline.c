@@ -254,6 +254,8 @@ hk_validate(const HkRequest *req, HkValidation *res)
 				a.refill.amount = st.refill_amount;
 				a.refill.interval = (HkRefillInterval) st.refill_interval;
 				a.cost = req->cost;
+				a.key_hint = st.limiter_hint;
+				a.key_hint_at = st.limiter_hint_at;
 				hk_admit(&a, now, &limit);
 				if (!limit.admitted)
 					status = limit.refused_by == HK_REFUSED_CREDITS ?
