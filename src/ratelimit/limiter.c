@@ -27,7 +27,9 @@
  * other and with the rest of the call.  A hint is only a hint: the slot
  * is locked and its owner compared; a slot freed, or freed and taken by
  * another key, no longer names the key, and the table is asked instead.
- * A key has at most one slot at a time: a slot is given its owner, and an
+ * A slot's first cache line holds its lock, its owner (in the state's tag)
+ * and the windows' totals, all a call reads before the ring slots it counts
+ * in.  A key has at most one slot at a time: a slot is given its owner, and an
  * owner its slot, under the table's partition lock of that owner, and the
  * sweep clears a slot's owner under the same lock before freeing it.  So a
  * slot whose owner is the key is the key's state.
@@ -102,17 +104,31 @@ typedef struct HkLimiterEntry
 	uint32		slot;
 } HkLimiterEntry;
 
+/*
+ * Who owns a slot, as kept in its state's tag (HkLimiterState.tag): the
+ * kind, the database and the id, packed, in the state's first line with
+ * the lock.  All zero: free.
+ */
+typedef struct HkSlotOwner
+{
+	uint8		bytes[1 + sizeof(Oid) + sizeof(pg_uuid_t)];
+} HkSlotOwner;
+
+StaticAssertDecl(sizeof(HkSlotOwner) <= HK_RL_TAG_BYTES,
+				 "a slot's owner must fit in its state's tag");
+
 /* The state of one key (or user) and what guards it. */
 typedef struct HkLimiterSlot
 {
 	LWLock		lock;
-	HkLimiterKey owner;			/* dbid InvalidOid: free */
-	uint8		kind;			/* HkLimiterKind of the owner */
-	uint8		pad[3];
+	HkLimiterState state;		/* its tag names the owner */
 	uint32		next_free;		/* free list link (slot number + 1) */
 	uint32		user_hint;		/* a key's: its owner's slot, + 1; 0: none */
-	HkLimiterState state;
 } HkLimiterSlot;
+
+StaticAssertDecl(offsetof(HkLimiterSlot, state) +
+				 offsetof(HkLimiterState, tag) + sizeof(HkSlotOwner) <= 64,
+				 "a slot's lock, owner and window totals must share one line");
 
 /* Slots are a whole number of cache lines, and chunks start on one. */
 #define HK_SLOT_SIZE	TYPEALIGN(HK_SLOT_LINE, sizeof(HkLimiterSlot))
@@ -229,7 +245,11 @@ slot_at(uint32 n)
 
 	if (unlikely(chunk_base[c] == NULL))
 	{
-		char	   *p = dsa_get_address(limiter_area, limiter->chunks[c]);
+		char	   *p;
+
+		/* Pairs with slot_take()'s barrier: nslots was read first. */
+		pg_read_barrier();
+		p = dsa_get_address(limiter_area, limiter->chunks[c]);
 
 		chunk_base[c] = (char *) TYPEALIGN(HK_SLOT_LINE, p);
 	}
@@ -316,12 +336,20 @@ limiter_key(const pg_uuid_t *id, HkLimiterKey *key)
 	key->id = *id;
 }
 
-/* Does slot s hold the state of key (of kind)?  Its lock or the partition's held. */
-static inline bool
-slot_owned_by(const HkLimiterSlot *s, HkLimiterKind kind, const HkLimiterKey *key)
+/* The owner tag of key, of kind. */
+static inline void
+slot_owner(HkLimiterKind kind, const HkLimiterKey *key, HkSlotOwner *o)
 {
-	return s->owner.dbid == key->dbid && s->kind == (uint8) kind &&
-		memcmp(&s->owner.id, &key->id, sizeof(pg_uuid_t)) == 0;
+	o->bytes[0] = (uint8) kind + 1;
+	memcpy(&o->bytes[1], &key->dbid, sizeof(Oid));
+	memcpy(&o->bytes[1 + sizeof(Oid)], &key->id, sizeof(pg_uuid_t));
+}
+
+/* Does slot s hold the state of owner o?  Its lock or the partition's held. */
+static inline bool
+slot_owned_by(const HkLimiterSlot *s, const HkSlotOwner *o)
+{
+	return memcmp(s->state.tag, o->bytes, sizeof(HkSlotOwner)) == 0;
 }
 
 /*
@@ -338,7 +366,7 @@ slot_release_if_idle(HkLimiterEntry *e, TimestampTz now, bool force)
 	LWLockAcquire(&s->lock, LW_EXCLUSIVE);
 	if (force || hk_limiter_state_idle(&s->state, now))
 	{
-		memset(&s->owner, 0, sizeof(s->owner));
+		memset(s->state.tag, 0, sizeof(HkSlotOwner));
 		s->user_hint = 0;
 		freed = true;
 	}
@@ -396,7 +424,8 @@ hk_limiter_prepare(TimestampTz now)
  * locks it (the caller then asks again).
  */
 static uint32
-slot_find_or_take(HkLimiterKind kind, const HkLimiterKey *key)
+slot_find_or_take(HkLimiterKind kind, const HkLimiterKey *key,
+				  const HkSlotOwner *owner)
 {
 	dshash_table *table = limiter_tables[kind];
 	HkLimiterEntry *e;
@@ -419,10 +448,9 @@ slot_find_or_take(HkLimiterKind kind, const HkLimiterKey *key)
 		HkLimiterSlot *s = slot_at(taken);
 
 		LWLockAcquire(&s->lock, LW_EXCLUSIVE);
-		s->owner = *key;
-		s->kind = (uint8) kind;
-		s->user_hint = 0;
 		hk_limiter_state_init(&s->state);
+		memcpy(s->state.tag, owner->bytes, sizeof(HkSlotOwner));
+		s->user_hint = 0;
 		LWLockRelease(&s->lock);
 		e->slot = taken;
 		hk_stat_add(HK_STAT_RL_CREATED);
@@ -444,24 +472,26 @@ HkLimiterState *
 hk_limiter_lock(HkLimiterKind kind, const pg_uuid_t *id, uint32 *hint)
 {
 	HkLimiterKey key;
+	HkSlotOwner owner;
 	HkLimiterSlot *s;
 
 	limiter_key(id, &key);
+	slot_owner(kind, &key, &owner);
 	s = slot_of_hint(*hint);
 	if (s != NULL)
 	{
 		LWLockAcquire(&s->lock, LW_EXCLUSIVE);
-		if (likely(slot_owned_by(s, kind, &key)))
+		if (likely(slot_owned_by(s, &owner)))
 			return &s->state;
 		LWLockRelease(&s->lock);
 	}
 	for (;;)
 	{
-		uint32		n = slot_find_or_take(kind, &key);
+		uint32		n = slot_find_or_take(kind, &key, &owner);
 
 		s = slot_at(n);
 		LWLockAcquire(&s->lock, LW_EXCLUSIVE);
-		if (slot_owned_by(s, kind, &key))
+		if (slot_owned_by(s, &owner))
 		{
 			*hint = n + 1;
 			return &s->state;
@@ -509,8 +539,7 @@ hk_limiter_prefetch(uint32 hint, TimestampTz now)
 
 	if (s == NULL)
 		return;
-	hk_prefetch(s);
-	hk_prefetch((char *) s + HK_SLOT_LINE);
+	hk_prefetch(s);				/* the lock, the owner, the totals */
 	hk_limiter_state_prefetch(&s->state, now);
 }
 
@@ -532,12 +561,14 @@ bool
 hk_limiter_lookup(HkLimiterKind kind, const pg_uuid_t *id, HkLimiterState *st)
 {
 	HkLimiterKey key;
+	HkSlotOwner owner;
 	HkLimiterEntry *e;
 	HkLimiterSlot *s;
 	bool		tracked;
 
 	limiter_attach();
 	limiter_key(id, &key);
+	slot_owner(kind, &key, &owner);
 	hk_limiter_state_init(st);
 	e = dshash_find(limiter_tables[kind], &key, false);
 	if (e == NULL)
@@ -545,7 +576,7 @@ hk_limiter_lookup(HkLimiterKind kind, const pg_uuid_t *id, HkLimiterState *st)
 	/* The partition lock keeps the slot ours; the slot's guards its state. */
 	s = slot_at(e->slot);
 	LWLockAcquire(&s->lock, LW_SHARED);
-	tracked = slot_owned_by(s, kind, &key);
+	tracked = slot_owned_by(s, &owner);
 	if (tracked)
 		*st = s->state;
 	LWLockRelease(&s->lock);

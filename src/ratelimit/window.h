@@ -16,6 +16,7 @@
 /* Each window is split into this many sub-buckets; one more is kept. */
 #define HK_RL_SUBBUCKETS	60
 #define HK_RL_RING			(HK_RL_SUBBUCKETS + 1)
+#define HK_RL_TAG_BYTES		22
 
 /*
  * The counting state of one key (or one user): a ring of sub-bucket counts
@@ -35,6 +36,14 @@ typedef struct HkLimiterState
 	uint32		burst_total;	/* sum of burst[] */
 	uint8		hour_oldest;	/* ring slot of the oldest non-empty one */
 	uint8		burst_oldest;
+
+	/*
+	 * Room for whoever keeps the state to put what it reads together with
+	 * the fields above; the algorithm never reads it.  The rate limiter
+	 * keeps the state's owner here (limiter.c), so that a slot's lock, its
+	 * owner and these fields share one cache line.
+	 */
+	uint8		tag[HK_RL_TAG_BYTES];
 	/* Of the rings, a call touches a slot or two of each. */
 	uint32		hour[HK_RL_RING];
 	uint32		burst[HK_RL_RING];

@@ -61,7 +61,38 @@ my @keys = split /\n/, $node->safe_psql('postgres',
 	"SELECT key FROM generate_series(1, 40) i, "
 	  . "LATERAL hokusai_auth.create_key('$uid', 'k' || i, rate_limit_per_hour => 25) ORDER BY i");
 is(scalar(@keys), 40, 'created 40 keys');
+
+# Meanwhile a fifth session churns the limiter's slots: it resets 20 other
+# keys (their slots go on the free list, the last freed first), then
+# validates them in the same order, so that each takes the slot another
+# one had while the key cache still names the old one (the hint of
+# src/ratelimit/limiter.c).  Each round ends with every churned key counted
+# once, on its own state: a call that trusted a stale hint would count on
+# another key's.
+my $cuid = $node->safe_psql('postgres', "SELECT hokusai_auth.create_user('churn')");
+$node->safe_psql('postgres',
+	"CREATE TABLE churn_keys AS SELECT i, id, key FROM generate_series(1, 20) i, "
+	  . "LATERAL hokusai_auth.create_key('$cuid', 'c' || i, rate_limit_per_hour => 1000000) ORDER BY i");
+my $churner = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', q{
+DO $$
+DECLARE s text; k record;
+BEGIN
+	FOR r IN 1..40 LOOP
+		PERFORM hokusai_auth.rate_limit_reset(id) FROM churn_keys;
+		FOR k IN SELECT key FROM churn_keys ORDER BY i LOOP
+			SELECT status INTO s FROM hokusai_auth.validate_key(k.key);
+			IF s <> 'ok' THEN RAISE EXCEPTION 'churned key: %', s; END IF;
+		END LOOP;
+	END LOOP;
+END $$;} ],
+	'>', \my $churn_out, '2>', \my $churn_err);
 hammer(10, @keys);
+ok($churner->finish, 'the slot churner finished cleanly') or diag($churn_err);
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM churn_keys c, LATERAL hokusai_auth.rate_limit_status(c.id) s "
+		  . "WHERE s.tracked AND s.requests_last_hour = 1"),
+	'20', 'every churned key holds exactly its own last call');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM (SELECT key_no FROM rl_log WHERE status = 'ok' GROUP BY key_no HAVING count(*) <> 25) x"),
 	'0', 'every one of 40 keys got exactly its 25 requests');
