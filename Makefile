@@ -115,6 +115,16 @@ include $(PGXS)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SQL)
 	cat $^ > $@
 
+# PGXS tracks no header dependencies (PostgreSQL built without
+# --enable-depend, as Debian's is): every object, and its JIT bitcode,
+# depends on every header of ours, so that a changed struct never meets an
+# object compiled against its old layout.
+HK_HEADERS = $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
+$(OBJS): $(HK_HEADERS)
+ifeq ($(with_llvm), yes)
+$(OBJS:.o=.bc): $(HK_HEADERS)
+endif
+
 # Set after PGXS, which resets it.
 PROVE_FLAGS = -I $(srcdir)/test/perl
 
