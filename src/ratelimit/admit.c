@@ -182,7 +182,6 @@ fail_closed(const HkAdmission *a, bool has_user, TimestampTz now,
 	HkAdmission closed = *a;
 	HkBalance	empty;
 	HkAdmitStates s;
-
 	uint32		key_hint = a->key_hint;
 
 	hk_balance_init(&empty, 0, 0, 0, HK_REFILL_NONE);

@@ -52,6 +52,11 @@
  *	- last_used is an atomic that readers set with or without the lock; it
  *	  only steers eviction, so a lost update is harmless.  last_touch is an
  *	  atomic swapped under the shared lock by the one backend that wins it.
+ *	- limiter_hint is an atomic that an admission writes without the lock
+ *	  (ratelimit/admit.c) and a fill resets; it is read alone, not as part
+ *	  of the entry, and only as a hint that the rate limiter checks against
+ *	  its slot's owner, so a write that lands on an entry filled again
+ *	  meanwhile is harmless.
  *	- No code holds more than one partition lock at a time, and no partition
  *	  lock is held while doing anything but copying or clearing entries (no
  *	  catalog or table access, no bcrypt, no elog above DEBUG), so there is

@@ -194,7 +194,7 @@ entry_to_state(const HkCacheEntry *e, HkKeyState *st, bool *ips_overflow)
 	st->refill_interval = e->refill_interval;
 	/* Written without the entry's protocol: read alone, as a hint. */
 	st->limiter_hint_at = (pg_atomic_uint32 *) &e->limiter_hint;
-	st->limiter_hint = pg_atomic_read_u32(&st->limiter_hint_at[0]);
+	st->limiter_hint = pg_atomic_read_u32(st->limiter_hint_at);
 	if (st->has_credits)
 	{
 		st->credits_key = e->credits_key;

@@ -46,8 +46,6 @@ lookup_unlocked(uint32 set, const uint8 *digest, Oid nspid, TimestampTz now,
 		else
 		{
 			entry_to_state(e, st, ips_overflow);
-			/* With many keys, its limiter state's lines are misses. */
-			hk_limiter_prefetch(st->limiter_hint, now);
 			*result = HK_CACHE_HIT;
 		}
 		pg_read_barrier();
@@ -113,13 +111,15 @@ hk_cache_lookup(const uint8 *digest, TimestampTz now, HkKeyState *st,
 				pg_atomic_compare_exchange_u32(&e->last_touch, &last, tick);
 		}
 		entry_to_state(e, st, ips_overflow);
-		hk_limiter_prefetch(st->limiter_hint, now);
 		result = HK_CACHE_HIT;
 		break;
 	}
 	LWLockRelease(set_lock(set));
 
 done:
+	/* With many keys, the hit's limiter state's lines are misses. */
+	if (result == HK_CACHE_HIT)
+		hk_limiter_prefetch(st->limiter_hint, now);
 	hk_stat_add(result == HK_CACHE_HIT ? HK_STAT_HITS :
 				result == HK_CACHE_NEGATIVE ? HK_STAT_NEGATIVE_HITS :
 				HK_STAT_MISSES);
